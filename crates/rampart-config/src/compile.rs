@@ -1,0 +1,982 @@
+//! The one compile step: config text → [`Config`], reporting every error at once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Scheme, Uri};
+use http::{Method, StatusCode};
+use ipnet::IpNet;
+use rampart_resilience::{Backoff, BreakerSettings, OutlierSettings, RetryBudgetSettings};
+use serde::de::DeserializeOwned;
+use toml_edit::ImDocument;
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::input::*;
+use crate::locate::{line_column, locate, render, Segment};
+use crate::types::*;
+
+/// Largest config file accepted, in bytes.
+pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+
+/// Reads and compiles a config file. Relative paths in it are relative to its directory.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let fail = |message: String| ConfigErrors {
+        file: Some(path.to_path_buf()),
+        errors: vec![ConfigError {
+            path: String::new(),
+            position: None,
+            message,
+        }],
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
+    if metadata.len() > MAX_CONFIG_BYTES as u64 {
+        return Err(fail(format!("the file is larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let source =
+        std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    compile_str(&source, base).map_err(|mut e| {
+        e.file = Some(path.to_path_buf());
+        e
+    })
+}
+
+/// Compiles config text; relative paths resolve against `base_dir`.
+pub fn compile_str(source: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let doc = match ImDocument::parse(source) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return Err(ConfigErrors {
+                file: None,
+                errors: vec![ConfigError {
+                    path: String::new(),
+                    position: e.span().map(|s| line_column(source, s.start)),
+                    message: e.message().trim().to_string(),
+                }],
+            })
+        }
+    };
+    let mut cx = Compiler {
+        errors: Vec::new(),
+        path: Vec::new(),
+        base_dir: base_dir.to_path_buf(),
+    };
+    let config = match toml::from_str::<toml::Table>(source) {
+        Ok(mut table) => {
+            expand_references(&mut table, &mut cx);
+            let input = cx.read_input(table);
+            cx.compile(input)
+        }
+        Err(e) => {
+            cx.error(e.message().to_string());
+            None
+        }
+    };
+    match config {
+        Some(config) if cx.errors.is_empty() => Ok(config),
+        _ => {
+            let mut errors: Vec<ConfigError> = cx
+                .errors
+                .into_iter()
+                .map(|(path, message)| ConfigError {
+                    position: locate(&doc, source, &path),
+                    path: render(&path),
+                    message,
+                })
+                .collect();
+            errors.sort_by_key(|e| e.position);
+            Err(ConfigErrors { file: None, errors })
+        }
+    }
+}
+
+/// Environment variables that `${env:NAME}` may read must start with this.
+pub const ENV_PREFIX: &str = "RAMPART_";
+
+/// Replaces `${env:RAMPART_NAME}` and `${file:PATH}` in every string value.
+fn expand_references(table: &mut toml::Table, cx: &mut Compiler) {
+    fn walk(value: &mut toml::Value, cx: &mut Compiler) {
+        match value {
+            toml::Value::String(s) if s.contains("${") => match expand(s, &cx.base_dir) {
+                Ok(expanded) => *s = expanded,
+                Err(message) => cx.error(message),
+            },
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    cx.path.push(Segment::Index(i));
+                    walk(item, cx);
+                    cx.path.pop();
+                }
+            }
+            toml::Value::Table(t) => {
+                for (k, v) in t.iter_mut() {
+                    cx.path.push(Segment::Key(k.clone()));
+                    walk(v, cx);
+                    cx.path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    for (k, v) in table.iter_mut() {
+        cx.path.push(Segment::Key(k.clone()));
+        walk(v, cx);
+        cx.path.pop();
+    }
+}
+
+fn expand(text: &str, base_dir: &Path) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated `${` reference".to_string())?;
+        let reference = &after[..end];
+        if let Some(name) = reference.strip_prefix("env:") {
+            if !name.starts_with(ENV_PREFIX) {
+                return Err(format!(
+                    "`${{env:{name}}}`: only variables starting with {ENV_PREFIX} may be read"
+                ));
+            }
+            let value = std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set"))?;
+            out.push_str(&value);
+        } else if let Some(file) = reference.strip_prefix("file:") {
+            let path = base_dir.join(file);
+            let value = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            out.push_str(value.trim_end_matches(['\n', '\r']));
+        } else {
+            return Err(format!(
+                "unknown reference `${{{reference}}}`: use ${{env:{ENV_PREFIX}NAME}} or ${{file:PATH}}"
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+struct Compiler {
+    errors: Vec<(Vec<Segment>, String)>,
+    path: Vec<Segment>,
+    base_dir: PathBuf,
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "data_dir",
+    "admin",
+    "log",
+    "server",
+    "listeners",
+    "upstreams",
+    "routes",
+];
+
+impl Compiler {
+    fn error(&mut self, message: impl Into<String>) {
+        self.errors.push((self.path.clone(), message.into()));
+    }
+
+    fn error_at(&mut self, key: &str, message: impl Into<String>) {
+        let mut path = self.path.clone();
+        path.push(Segment::Key(key.to_string()));
+        self.errors.push((path, message.into()));
+    }
+
+    fn within<T>(&mut self, segment: Segment, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.path.push(segment);
+        let out = f(self);
+        self.path.pop();
+        out
+    }
+
+    fn key<T>(&mut self, key: &str, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.within(Segment::Key(key.to_string()), f)
+    }
+
+    /// Deserializes one value, recording the error (with its inner path) on failure.
+    fn deserialize<T: DeserializeOwned>(&mut self, value: toml::Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let mut path = self.path.clone();
+                for segment in e.path().iter() {
+                    match segment {
+                        serde_path_to_error::Segment::Seq { index } => {
+                            path.push(Segment::Index(*index))
+                        }
+                        serde_path_to_error::Segment::Map { key } => {
+                            path.push(Segment::Key(key.clone()))
+                        }
+                        _ => {}
+                    }
+                }
+                self.errors.push((path, e.into_inner().to_string().trim().to_string()));
+                None
+            }
+        }
+    }
+
+    /// Reads the input section by section, so that one bad route does not hide another.
+    fn read_input(&mut self, table: toml::Table) -> ConfigInput {
+        let mut input = ConfigInput::default();
+        for (key, value) in table {
+            self.path.push(Segment::Key(key.clone()));
+            match key.as_str() {
+                "data_dir" => input.data_dir = self.deserialize(value),
+                "admin" => input.admin = self.deserialize(value),
+                "log" => input.log = self.deserialize(value),
+                "server" => input.server = self.deserialize(value),
+                "listeners" => input.listeners = self.each_in_array(value),
+                "routes" => input.routes = self.each_in_array(value),
+                "upstreams" => match value {
+                    toml::Value::Table(t) => {
+                        for (name, v) in t {
+                            let parsed = self.within(Segment::Key(name.clone()), |cx| cx.deserialize(v));
+                            if let Some(parsed) = parsed {
+                                input.upstreams.insert(name, parsed);
+                            }
+                        }
+                    }
+                    _ => self.error("expected a table of upstream pools"),
+                },
+                other => self.error(format!(
+                    "unknown key `{other}`, expected one of {}",
+                    TOP_LEVEL_KEYS.join(", ")
+                )),
+            }
+            self.path.pop();
+        }
+        input
+    }
+
+    fn each_in_array<T: DeserializeOwned>(&mut self, value: toml::Value) -> Vec<T> {
+        match value {
+            toml::Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, v)| self.within(Segment::Index(i), |cx| cx.deserialize(v)))
+                .collect(),
+            _ => {
+                self.error("expected an array of tables");
+                Vec::new()
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, text: Option<&str>, default: Duration) -> Duration {
+        let Some(text) = text else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) => d,
+            Err(e) => {
+                self.error_at(key, format!("invalid duration {text:?} ({e}); write e.g. \"250ms\", \"5s\", \"2m\""));
+                default
+            }
+        }
+    }
+
+    fn file(&self, path: &str) -> PathBuf {
+        self.base_dir.join(path)
+    }
+
+    fn compile(&mut self, input: ConfigInput) -> Option<Config> {
+        let data_dir = self.file(input.data_dir.as_deref().unwrap_or("data"));
+        let admin_listen = self.key("admin", |cx| {
+            let text = input
+                .admin
+                .as_ref()
+                .and_then(|a| a.listen.as_deref())
+                .unwrap_or("127.0.0.1:9090");
+            cx.socket_addr("listen", text)
+        });
+        let access_log = match input.log.as_ref().and_then(|l| l.access_log.as_deref()) {
+            None | Some("stdout") => AccessLogTarget::Stdout,
+            Some("off") => AccessLogTarget::Off,
+            Some(path) => AccessLogTarget::File(self.file(path)),
+        };
+        let server = self.key("server", |cx| cx.server(input.server.as_ref()));
+        let listeners = self.key("listeners", |cx| cx.listeners(&input.listeners));
+        let upstreams = self.key("upstreams", |cx| {
+            input
+                .upstreams
+                .iter()
+                .filter_map(|(name, u)| {
+                    cx.key(name, |cx| cx.upstream(name, u))
+                        .map(|u| (name.clone(), Arc::new(u)))
+                })
+                .collect::<BTreeMap<_, _>>()
+        });
+        let listener_names: HashSet<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+        let mut routes = self.key("routes", |cx| {
+            let mut seen = HashSet::new();
+            input
+                .routes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    cx.within(Segment::Index(i), |cx| {
+                        let route = cx.route(i, r, &upstreams, &listener_names)?;
+                        if !seen.insert(route.name.clone()) {
+                            cx.error_at("name", format!("duplicate route name {:?}", route.name));
+                        }
+                        Some(route)
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        if input.routes.is_empty() {
+            self.error("no routes: add at least one [[routes]] entry");
+        }
+        // Most specific first; the sort is stable, so config order breaks ties.
+        routes.sort_by_key(|r| std::cmp::Reverse(specificity(&r.matcher)));
+        Some(Config {
+            data_dir,
+            admin_listen: admin_listen?,
+            access_log,
+            server,
+            listeners,
+            upstreams,
+            routes,
+        })
+    }
+
+    fn socket_addr(&mut self, key: &str, text: &str) -> Option<SocketAddr> {
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error_at(key, format!("{text:?} is not an address like 127.0.0.1:8080 or [::1]:8080"));
+                None
+            }
+        }
+    }
+
+    fn server(&mut self, input: Option<&ServerInput>) -> ServerSettings {
+        let max_header_bytes = input.and_then(|s| s.max_header_bytes).unwrap_or(65536);
+        if !(8192..=1 << 20).contains(&max_header_bytes) {
+            self.error_at("max_header_bytes", "must be between 8192 and 1048576");
+        }
+        let idle_timeout = self.duration(
+            "idle_timeout",
+            input.and_then(|s| s.idle_timeout.as_deref()),
+            Duration::from_secs(60),
+        );
+        let shutdown_grace = self.duration(
+            "shutdown_grace",
+            input.and_then(|s| s.shutdown_grace.as_deref()),
+            Duration::from_secs(30),
+        );
+        let trusted_proxies = self.key("trusted_proxies", |cx| {
+            input
+                .map(|s| s.trusted_proxies.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, text)| {
+                    let parsed = text
+                        .parse::<IpNet>()
+                        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+                    match parsed {
+                        Ok(net) => Some(net),
+                        Err(_) => {
+                            cx.within(Segment::Index(i), |cx| {
+                                cx.error(format!("{text:?} is not an IP address or CIDR"))
+                            });
+                            None
+                        }
+                    }
+                })
+                .collect()
+        });
+        ServerSettings {
+            max_header_bytes: max_header_bytes.clamp(8192, 1 << 20),
+            idle_timeout,
+            shutdown_grace,
+            trusted_proxies,
+        }
+    }
+
+    fn listeners(&mut self, inputs: &[ListenerInput]) -> Vec<Listener> {
+        if inputs.is_empty() {
+            self.error("no listeners: add at least one [[listeners]] entry");
+        }
+        let mut names = HashSet::new();
+        let mut addresses = HashSet::new();
+        inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                self.within(Segment::Index(i), |cx| {
+                    let name = l.name.clone().unwrap_or_else(|| format!("listener-{i}"));
+                    if !names.insert(name.clone()) {
+                        cx.error_at("name", format!("duplicate listener name {name:?}"));
+                    }
+                    let address = cx.socket_addr("address", &l.address)?;
+                    if !addresses.insert(address) {
+                        cx.error_at("address", format!("{address} is used by another listener"));
+                    }
+                    let tls = l.tls.as_ref().map(|t| cx.key("tls", |cx| cx.tls(t)));
+                    Some(Listener { name, address, tls })
+                })
+            })
+            .collect()
+    }
+
+    fn tls(&mut self, input: &TlsInput) -> Tls {
+        if input.certificates.is_empty() {
+            self.error_at("certificates", "at least one certificate is required");
+        }
+        let certificates = input
+            .certificates
+            .iter()
+            .map(|c| Certificate {
+                cert: self.file(&c.cert),
+                key: self.file(&c.key),
+                server_names: c.server_names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            })
+            .collect();
+        Tls { certificates }
+    }
+
+    fn upstream(&mut self, name: &str, u: &UpstreamInput) -> Option<Upstream> {
+        if u.targets.is_empty() {
+            self.error_at("targets", "at least one target is required");
+        }
+        let targets: Vec<Target> = self.key("targets", |cx| {
+            u.targets
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| cx.within(Segment::Index(i), |cx| cx.target(t)))
+                .collect()
+        });
+        let protocol = match u.protocol {
+            None | Some(ProtocolInput::Http1) => Protocol::Http1,
+            Some(ProtocolInput::Http2) => Protocol::Http2,
+            Some(ProtocolInput::H2c) => Protocol::H2c,
+        };
+        let balance = match u.balance {
+            None | Some(BalanceInput::RoundRobin) => Balance::RoundRobin,
+            Some(BalanceInput::LeastConnections) => Balance::LeastConnections,
+            Some(BalanceInput::ConsistentHash) => {
+                Balance::ConsistentHash(self.hash_key(u.hash_on.as_deref().unwrap_or("client_ip")))
+            }
+        };
+        if u.hash_on.is_some() && u.balance != Some(BalanceInput::ConsistentHash) {
+            self.error_at("hash_on", "only used with balance = \"consistent_hash\"");
+        }
+        let host_header = match u.host_header.as_deref() {
+            None | Some("preserve") => HostHeader::Preserve,
+            Some("target") => HostHeader::Target,
+            Some(literal) => match HeaderValue::from_str(literal) {
+                Ok(v) if literal.parse::<http::uri::Authority>().is_ok() => HostHeader::Literal(v),
+                _ => {
+                    self.error_at("host_header", format!("{literal:?} is not a host name"));
+                    HostHeader::Preserve
+                }
+            },
+        };
+        let pool = u.pool.as_ref();
+        let pool_idle_timeout = self.key("pool", |cx| {
+            cx.duration(
+                "idle_timeout",
+                pool.and_then(|p| p.idle_timeout.as_deref()),
+                Duration::from_secs(90),
+            )
+        });
+        let connect_timeout =
+            self.duration("connect_timeout", u.connect_timeout.as_deref(), Duration::from_secs(2));
+        let health_check = u
+            .health_check
+            .as_ref()
+            .map(|h| self.key("health_check", |cx| cx.health_check(h)));
+        let outlier = self.key("outlier_detection", |cx| cx.outlier(u.outlier_detection.as_ref()));
+        let breaker = self.key("circuit_breaker", |cx| cx.breaker(u.circuit_breaker.as_ref()));
+        let retry_budget = self.key("retry_budget", |cx| {
+            let ratio = u.retry_budget.as_ref().and_then(|r| r.ratio).unwrap_or(0.2);
+            if !(0.0..=1.0).contains(&ratio) {
+                cx.error_at("ratio", "must be between 0 and 1");
+            }
+            RetryBudgetSettings {
+                ratio,
+                min_concurrent: u.retry_budget.as_ref().and_then(|r| r.min_concurrent).unwrap_or(3),
+            }
+        });
+        let max_concurrent_requests = u.max_concurrent_requests.unwrap_or(1024);
+        if max_concurrent_requests == 0 {
+            self.error_at("max_concurrent_requests", "must be at least 1");
+        }
+        if targets.iter().any(|t| t.endpoint == Endpoint::Echo) && protocol != Protocol::Http1 {
+            self.error_at("protocol", "builtin:echo targets only take protocol = \"http1\"");
+        }
+        Some(Upstream {
+            name: name.to_string(),
+            targets,
+            balance,
+            protocol,
+            host_header,
+            pool_max_idle_per_target: pool.and_then(|p| p.max_idle_per_target).unwrap_or(128),
+            pool_idle_timeout,
+            connect_timeout,
+            health_check,
+            outlier,
+            breaker,
+            max_concurrent_requests,
+            retry_budget,
+        })
+    }
+
+    fn target(&mut self, t: &TargetInput) -> Option<Target> {
+        let (url, weight) = match t {
+            TargetInput::Url(url) => (url.as_str(), 1),
+            TargetInput::Weighted(w) => (w.url.as_str(), w.weight.unwrap_or(1)),
+        };
+        if !(1..=1000).contains(&weight) {
+            self.error_at("weight", "must be between 1 and 1000");
+        }
+        if url == "builtin:echo" {
+            return Some(Target {
+                endpoint: Endpoint::Echo,
+                weight,
+            });
+        }
+        let uri: Uri = match url.parse() {
+            Ok(u) => u,
+            Err(e) => {
+                self.error(format!("{url:?} is not a URL ({e})"));
+                return None;
+            }
+        };
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            Some("https") => Scheme::HTTPS,
+            _ => {
+                self.error(format!("{url:?}: the scheme must be http or https (or use builtin:echo)"));
+                return None;
+            }
+        };
+        let Some(authority) = uri.authority().cloned() else {
+            self.error(format!("{url:?} has no host"));
+            return None;
+        };
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            self.error(format!("{url:?}: a target is a scheme, host and port only; use a route's rewrite for paths"));
+        }
+        Some(Target {
+            endpoint: Endpoint::Http { scheme, authority },
+            weight,
+        })
+    }
+
+    fn hash_key(&mut self, text: &str) -> HashKey {
+        if text == "client_ip" {
+            return HashKey::ClientIp;
+        }
+        if let Some(name) = text.strip_prefix("header:") {
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                return HashKey::Header(name);
+            }
+        }
+        if let Some(name) = text.strip_prefix("cookie:") {
+            if !name.is_empty() {
+                return HashKey::Cookie(name.to_string());
+            }
+        }
+        self.error_at("hash_on", format!("{text:?}: expected client_ip, header:<name> or cookie:<name>"));
+        HashKey::ClientIp
+    }
+
+    fn health_check(&mut self, h: &HealthCheckInput) -> HealthCheck {
+        if !h.path.starts_with('/') || h.path.parse::<http::uri::PathAndQuery>().is_err() {
+            self.error_at("path", format!("{:?} is not an absolute path", h.path));
+        }
+        let interval = self.duration("interval", h.interval.as_deref(), Duration::from_secs(5));
+        let timeout = self.duration("timeout", h.timeout.as_deref(), Duration::from_secs(1));
+        if interval < Duration::from_millis(10) {
+            self.error_at("interval", "must be at least 10ms");
+        }
+        HealthCheck {
+            path: h.path.clone(),
+            interval: interval.max(Duration::from_millis(10)),
+            timeout,
+            healthy_threshold: h.healthy_threshold.unwrap_or(2).max(1),
+            unhealthy_threshold: h.unhealthy_threshold.unwrap_or(3).max(1),
+        }
+    }
+
+    fn outlier(&mut self, o: Option<&OutlierInput>) -> OutlierSettings {
+        let d = OutlierSettings::default();
+        let Some(o) = o else { return d };
+        let percent = o.max_ejection_percent.unwrap_or(d.max_ejection_percent);
+        if percent > 100 {
+            self.error_at("max_ejection_percent", "must be between 0 and 100");
+        }
+        OutlierSettings {
+            consecutive_5xx: o.consecutive_5xx.unwrap_or(d.consecutive_5xx),
+            consecutive_connect_failures: o
+                .consecutive_connect_failures
+                .unwrap_or(d.consecutive_connect_failures),
+            base_ejection: self.duration("base_ejection", o.base_ejection.as_deref(), d.base_ejection),
+            max_ejection: self.duration("max_ejection", o.max_ejection.as_deref(), d.max_ejection),
+            max_ejection_percent: percent.min(100),
+        }
+    }
+
+    fn breaker(&mut self, b: Option<&BreakerInput>) -> Option<BreakerSettings> {
+        let d = BreakerSettings::default();
+        let Some(b) = b else { return Some(d) };
+        if b.disabled == Some(true) {
+            return None;
+        }
+        let failure_ratio = b.failure_ratio.unwrap_or(d.failure_ratio);
+        if !(0.0..=1.0).contains(&failure_ratio) {
+            self.error_at("failure_ratio", "must be between 0 and 1");
+        }
+        Some(BreakerSettings {
+            consecutive_failures: b.consecutive_failures.unwrap_or(d.consecutive_failures),
+            failure_ratio,
+            window: self.duration("window", b.window.as_deref(), d.window),
+            min_requests: b.min_requests.unwrap_or(d.min_requests),
+            open_for: self.duration("open_for", b.open_for.as_deref(), d.open_for),
+            half_open_probes: b.half_open_probes.unwrap_or(d.half_open_probes).max(1),
+        })
+    }
+
+    fn route(
+        &mut self,
+        index: usize,
+        r: &RouteInput,
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+        listener_names: &HashSet<&str>,
+    ) -> Option<Route> {
+        let name: Arc<str> = r.name.clone().unwrap_or_else(|| format!("route-{index}")).into();
+        if !upstreams.contains_key(&r.upstream) {
+            self.error_at("upstream", format!("unknown upstream {:?}", r.upstream));
+        }
+        if let Some(listeners) = &r.listeners {
+            self.key("listeners", |cx| {
+                for (i, l) in listeners.iter().enumerate() {
+                    if !listener_names.contains(l.as_str()) {
+                        cx.within(Segment::Index(i), |cx| cx.error(format!("unknown listener {l:?}")));
+                    }
+                }
+            });
+        }
+        let matcher = self.key("match", |cx| cx.matcher(r.matcher.as_ref()));
+        let strip_prefix = r.rewrite.as_ref().is_some_and(|w| w.strip_prefix);
+        if strip_prefix && !matches!(matcher.path, PathMatch::Prefix(_)) {
+            self.key("rewrite", |cx| cx.error_at("strip_prefix", "needs match.path_prefix"));
+        }
+        let add_prefix = r.rewrite.as_ref().and_then(|w| w.add_prefix.clone());
+        if let Some(prefix) = &add_prefix {
+            if !prefix.starts_with('/') || prefix.parse::<http::uri::PathAndQuery>().is_err() || prefix.contains('?') {
+                self.key("rewrite", |cx| cx.error_at("add_prefix", format!("{prefix:?} is not a path")));
+            }
+        }
+        let request_headers = self.key("request_headers", |cx| cx.header_ops(r.request_headers.as_ref()));
+        let response_headers = self.key("response_headers", |cx| cx.header_ops(r.response_headers.as_ref()));
+        let (per_try_timeout, total_timeout) = self.key("timeouts", |cx| {
+            let t = r.timeouts.as_ref();
+            let per_try = cx.duration("per_try", t.and_then(|t| t.per_try.as_deref()), Duration::from_secs(15));
+            let total = cx.duration("total", t.and_then(|t| t.total.as_deref()), Duration::from_secs(30));
+            if per_try > total {
+                cx.error_at("per_try", "is longer than `total`");
+            }
+            (per_try, total)
+        });
+        let retry = self.key("retry", |cx| cx.retry(r.retry.as_ref()));
+        let fallback = r
+            .fallback
+            .as_ref()
+            .and_then(|f| self.key("fallback", |cx| cx.fallback(f, &r.upstream, upstreams)));
+        if r.max_concurrent_requests == Some(0) {
+            self.error_at("max_concurrent_requests", "must be at least 1");
+        }
+        let fault = r.fault.as_ref().and_then(|f| self.key("fault", |cx| cx.fault(f)));
+        Some(Route {
+            name,
+            listeners: r.listeners.clone(),
+            matcher,
+            upstream: r.upstream.clone(),
+            strip_prefix,
+            add_prefix,
+            request_headers,
+            response_headers,
+            per_try_timeout,
+            total_timeout,
+            retry,
+            fallback,
+            max_concurrent_requests: r.max_concurrent_requests,
+            fault,
+            retry_body_limit: r.retry_body_limit.unwrap_or(65536).min(16 << 20),
+        })
+    }
+
+    fn matcher(&mut self, m: Option<&MatchInput>) -> RouteMatch {
+        let Some(m) = m else { return RouteMatch::default() };
+        let hosts = self.key("hosts", |cx| {
+            m.hosts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| {
+                    let h = h.to_ascii_lowercase();
+                    let pattern = match h.strip_prefix("*.") {
+                        Some(rest) => HostPattern::Wildcard(format!(".{rest}")),
+                        None => HostPattern::Exact(h.clone()),
+                    };
+                    let bare = h.trim_start_matches("*.");
+                    if bare.is_empty() || bare.contains(['*', '/', ':', ' ']) {
+                        cx.within(Segment::Index(i), |cx| {
+                            cx.error(format!("{h:?}: write a host like api.example.com or *.example.com"))
+                        });
+                        return None;
+                    }
+                    Some(pattern)
+                })
+                .collect()
+        });
+        let given = [m.path.is_some(), m.path_prefix.is_some(), m.path_regex.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if given > 1 {
+            self.error("give at most one of path, path_prefix and path_regex");
+        }
+        let path = if let Some(p) = &m.path {
+            self.check_path("path", p);
+            PathMatch::Exact(p.clone())
+        } else if let Some(p) = &m.path_prefix {
+            self.check_path("path_prefix", p);
+            let trimmed = p.trim_end_matches('/');
+            PathMatch::Prefix(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
+        } else if let Some(r) = &m.path_regex {
+            match regex::Regex::new(&format!("^(?:{r})$")) {
+                Ok(re) => PathMatch::Regex(re),
+                Err(e) => {
+                    self.error_at("path_regex", format!("invalid regex: {e}"));
+                    PathMatch::Any
+                }
+            }
+        } else {
+            PathMatch::Any
+        };
+        let methods = self.key("methods", |cx| {
+            m.methods
+                .iter()
+                .enumerate()
+                .filter_map(|(i, name)| match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                    Ok(method) => Some(method),
+                    Err(_) => {
+                        cx.within(Segment::Index(i), |cx| cx.error(format!("{name:?} is not a method")));
+                        None
+                    }
+                })
+                .collect()
+        });
+        let headers = self.key("headers", |cx| cx.header_pairs(&m.headers));
+        RouteMatch {
+            hosts,
+            path,
+            methods,
+            headers,
+        }
+    }
+
+    fn check_path(&mut self, key: &str, p: &str) {
+        if !p.starts_with('/') || p.contains('?') || p.parse::<http::uri::PathAndQuery>().is_err() {
+            self.error_at(key, format!("{p:?} is not an absolute path without a query"));
+        }
+    }
+
+    fn header_pairs(&mut self, map: &BTreeMap<String, String>) -> Vec<(HeaderName, HeaderValue)> {
+        map.iter()
+            .filter_map(|(name, value)| {
+                let parsed_name = HeaderName::from_bytes(name.as_bytes());
+                let parsed_value = HeaderValue::from_str(value);
+                match (parsed_name, parsed_value) {
+                    (Ok(n), Ok(v)) => Some((n, v)),
+                    (Err(_), _) => {
+                        self.error_at(name, format!("{name:?} is not a header name"));
+                        None
+                    }
+                    (_, Err(_)) => {
+                        self.error_at(name, "the value has characters a header cannot carry");
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn header_ops(&mut self, ops: Option<&HeaderOpsInput>) -> HeaderOps {
+        let Some(ops) = ops else { return HeaderOps::default() };
+        let remove = self.key("remove", |cx| {
+            ops.remove
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| match HeaderName::from_bytes(n.as_bytes()) {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        cx.within(Segment::Index(i), |cx| cx.error(format!("{n:?} is not a header name")));
+                        None
+                    }
+                })
+                .collect()
+        });
+        HeaderOps {
+            remove,
+            set: self.key("set", |cx| cx.header_pairs(&ops.set)),
+            add: self.key("add", |cx| cx.header_pairs(&ops.add)),
+        }
+    }
+
+    fn retry(&mut self, r: Option<&RetryInput>) -> RetryPolicy {
+        let on_status = r.and_then(|r| r.on_status.clone()).unwrap_or_else(|| vec![502, 503, 504]);
+        for (i, status) in on_status.iter().enumerate() {
+            if !(100..=599).contains(status) {
+                self.key("on_status", |cx| {
+                    cx.within(Segment::Index(i), |cx| cx.error(format!("{status} is not an HTTP status")))
+                });
+            }
+        }
+        let backoff = Backoff {
+            base: self.duration(
+                "backoff_base",
+                r.and_then(|r| r.backoff_base.as_deref()),
+                Duration::from_millis(25),
+            ),
+            max: self.duration(
+                "backoff_max",
+                r.and_then(|r| r.backoff_max.as_deref()),
+                Duration::from_millis(250),
+            ),
+        };
+        let attempts = r.and_then(|r| r.attempts).unwrap_or(2);
+        if attempts > 10 {
+            self.error_at("attempts", "at most 10 retries");
+        }
+        RetryPolicy {
+            attempts: attempts.min(10),
+            on_status,
+            on_connect_failure: r.and_then(|r| r.on_connect_failure).unwrap_or(true),
+            on_timeout: r.and_then(|r| r.on_timeout).unwrap_or(false),
+            non_idempotent: r.and_then(|r| r.non_idempotent).unwrap_or(false),
+            backoff,
+        }
+    }
+
+    fn status(&mut self, key: &str, code: u16) -> Option<StatusCode> {
+        match StatusCode::from_u16(code) {
+            Ok(s) if (200..=599).contains(&code) => Some(s),
+            _ => {
+                self.error_at(key, format!("{code} is not a status between 200 and 599"));
+                None
+            }
+        }
+    }
+
+    fn fallback(
+        &mut self,
+        f: &FallbackInput,
+        own_upstream: &str,
+        upstreams: &BTreeMap<String, Arc<Upstream>>,
+    ) -> Option<Fallback> {
+        match (&f.upstream, f.status) {
+            (Some(upstream), None) => {
+                if f.body.is_some() || f.content_type.is_some() {
+                    self.error("`body` and `content_type` go with `status`, not `upstream`");
+                }
+                if !upstreams.contains_key(upstream) {
+                    self.error_at("upstream", format!("unknown upstream {upstream:?}"));
+                } else if upstream == own_upstream {
+                    self.error_at("upstream", "the fallback must be another upstream than the route's");
+                }
+                Some(Fallback::Upstream(upstream.clone()))
+            }
+            (None, Some(status)) => {
+                let status = self.status("status", status)?;
+                let content_type = f.content_type.as_deref().unwrap_or("text/plain; charset=utf-8");
+                let content_type = match HeaderValue::from_str(content_type) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        self.error_at("content_type", "not a valid header value");
+                        return None;
+                    }
+                };
+                Some(Fallback::Static {
+                    status,
+                    body: f.body.clone().unwrap_or_default().into(),
+                    content_type,
+                })
+            }
+            _ => {
+                self.error("give either `status` (with `body`) or `upstream`");
+                None
+            }
+        }
+    }
+
+    fn fault(&mut self, f: &FaultInput) -> Option<Fault> {
+        let share = |cx: &mut Self, key: &str, percent: Option<f64>| -> f64 {
+            let p = percent.unwrap_or(100.0);
+            if !(0.0..=100.0).contains(&p) {
+                cx.error_at(key, "must be between 0 and 100");
+            }
+            p.clamp(0.0, 100.0) / 100.0
+        };
+        let delay = match &f.delay {
+            Some(d) => {
+                let d = self.duration("delay", Some(d), Duration::ZERO);
+                Some((d, share(self, "delay_percent", f.delay_percent)))
+            }
+            None => None,
+        };
+        let abort = match f.abort_percent {
+            Some(p) => {
+                let status = self.status("abort_status", f.abort_status.unwrap_or(503))?;
+                Some((status, share(self, "abort_percent", Some(p))))
+            }
+            None => None,
+        };
+        Some(Fault { delay, abort })
+    }
+}
+
+/// How specific a route is; larger wins. See docs/config.md, "Route precedence".
+fn specificity(m: &RouteMatch) -> (u8, usize, u8, usize, usize) {
+    let host = if m.hosts.iter().any(|h| matches!(h, HostPattern::Exact(_))) {
+        2
+    } else if m.hosts.is_empty() {
+        0
+    } else {
+        1
+    };
+    let wildcard_len = m
+        .hosts
+        .iter()
+        .map(|h| match h {
+            HostPattern::Exact(_) => usize::MAX,
+            HostPattern::Wildcard(s) => s.len(),
+        })
+        .min()
+        .unwrap_or(0);
+    let (path_rank, path_len) = match &m.path {
+        PathMatch::Exact(p) => (3, p.len()),
+        PathMatch::Regex(_) => (2, 0),
+        PathMatch::Prefix(p) => (1, p.len()),
+        PathMatch::Any => (0, 0),
+    };
+    (
+        host,
+        wildcard_len,
+        path_rank,
+        path_len,
+        usize::from(!m.methods.is_empty()) + m.headers.len(),
+    )
+}

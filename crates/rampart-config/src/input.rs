@@ -1,0 +1,387 @@
+//! The config file as written: serde input types. Every field is documented;
+//! unknown keys are errors. [`crate::compile`] turns these into [`crate::Config`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// A duration written as a string: `"250ms"`, `"5s"`, `"2m"`, `"1h 30m"`.
+pub type DurationText = String;
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigInput {
+    /// Directory for Rampart's own data (SQLite store, tokens, keys). Default `./data`;
+    /// `--data-dir` and `RAMPART_DATA_DIR` override it.
+    pub data_dir: Option<String>,
+    /// The admin listener (health, readiness, metrics, admin API).
+    pub admin: Option<AdminInput>,
+    /// Logging: the JSON access log. The log level comes from `RUST_LOG`.
+    pub log: Option<LogInput>,
+    /// Client-facing connection settings shared by every listener.
+    pub server: Option<ServerInput>,
+    /// Public listeners. At least one is required.
+    #[serde(default)]
+    pub listeners: Vec<ListenerInput>,
+    /// Upstream pools by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamInput>,
+    /// Routes. The most specific matching route wins (see the config reference).
+    #[serde(default)]
+    pub routes: Vec<RouteInput>,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminInput {
+    /// Address to listen on, such as `127.0.0.1:9090`. Default `127.0.0.1:9090`.
+    pub listen: Option<String>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogInput {
+    /// Where the JSON access log goes: `"stdout"` (default), `"off"`, or a file path.
+    pub access_log: Option<String>,
+}
+
+/// Client-facing connection settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerInput {
+    /// Largest request head (request line and headers) in bytes; larger gets 431. Default 65536.
+    pub max_header_bytes: Option<usize>,
+    /// Close a client connection that has sent nothing for this long. Default `"60s"`.
+    pub idle_timeout: Option<DurationText>,
+    /// On shutdown, how long in-flight requests may take to finish. Default `"30s"`.
+    pub shutdown_grace: Option<DurationText>,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-*` and `Forwarded` headers are trusted and
+    /// extended; from anyone else those headers are replaced. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// One public listener.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerInput {
+    /// Name used by routes' `listeners` and in logs. Default `listener-<index>`.
+    pub name: Option<String>,
+    /// Address to listen on, such as `0.0.0.0:8443`.
+    pub address: String,
+    /// TLS settings; without them the listener speaks plain HTTP (HTTP/1.1 and h2c prior knowledge).
+    pub tls: Option<TlsInput>,
+}
+
+/// TLS for a listener (TLS 1.2 and 1.3 only; HTTP/2 and HTTP/1.1 offered by ALPN).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsInput {
+    /// Certificates; the one whose `server_names` match the client's SNI is used, else the first.
+    pub certificates: Vec<CertificateInput>,
+}
+
+/// One certificate and its key, reloaded when either file changes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateInput {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// SNI names this certificate answers for (exact or `*.example.com`). Default: the
+    /// names in the certificate are not read, so list them here to select by SNI.
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+/// One upstream pool.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamInput {
+    /// Targets: URLs such as `http://10.0.0.5:3000`, `https://api.internal`, or `builtin:echo`.
+    pub targets: Vec<TargetInput>,
+    /// How a target is chosen: `round_robin` (default, weighted), `least_connections`, or
+    /// `consistent_hash` (see `hash_on`).
+    pub balance: Option<BalanceInput>,
+    /// With `consistent_hash`: `"client_ip"`, `"header:<name>"` or `"cookie:<name>"`. Default `client_ip`.
+    pub hash_on: Option<String>,
+    /// Protocol to the targets: `http1` (default), `http2` (over TLS, negotiated) or `h2c`
+    /// (HTTP/2 without TLS, for gRPC).
+    pub protocol: Option<ProtocolInput>,
+    /// Host header sent upstream: `"preserve"` (default, the client's), `"target"` (the
+    /// target's host and port), or a literal host name.
+    pub host_header: Option<String>,
+    /// Keep-alive connection pooling.
+    pub pool: Option<PoolInput>,
+    /// Connect timeout for new connections. Default `"2s"`.
+    pub connect_timeout: Option<DurationText>,
+    /// Active HTTP health checks. Default: none (targets are presumed healthy).
+    pub health_check: Option<HealthCheckInput>,
+    /// Passive outlier ejection from live traffic.
+    pub outlier_detection: Option<OutlierInput>,
+    /// The circuit breaker protecting this pool.
+    pub circuit_breaker: Option<BreakerInput>,
+    /// Bulkhead: most concurrent requests to this pool; the excess gets 503 at once. Default 1024.
+    pub max_concurrent_requests: Option<usize>,
+    /// Retry budget for retries sent to this pool.
+    pub retry_budget: Option<RetryBudgetInput>,
+}
+
+/// A target in a pool: a URL string, or a table with a weight.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TargetInput {
+    /// Just the URL, weight 1.
+    Url(String),
+    /// URL with a weight.
+    Weighted(WeightedTargetInput),
+}
+
+/// A weighted target.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedTargetInput {
+    /// The target's URL.
+    pub url: String,
+    /// Relative share of traffic, 1 to 1000. Default 1.
+    pub weight: Option<u32>,
+}
+
+/// Load-balancing algorithm.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceInput {
+    /// Smooth weighted round robin.
+    RoundRobin,
+    /// Fewest in-flight requests relative to weight.
+    LeastConnections,
+    /// A hash ring on `hash_on`, so the same key keeps reaching the same target.
+    ConsistentHash,
+}
+
+/// Upstream protocol.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolInput {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 over TLS (falls back to HTTP/1.1 when the target does not offer h2).
+    Http2,
+    /// HTTP/2 over cleartext with prior knowledge.
+    H2c,
+}
+
+/// Keep-alive pooling to the targets.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolInput {
+    /// Most idle connections kept per target. Default 128.
+    pub max_idle_per_target: Option<usize>,
+    /// Close pooled connections idle for this long. Default `"90s"`.
+    pub idle_timeout: Option<DurationText>,
+}
+
+/// Active health checks.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckInput {
+    /// Path requested with GET, such as `/healthz`.
+    pub path: String,
+    /// Time between checks. Default `"5s"`.
+    pub interval: Option<DurationText>,
+    /// Time allowed for one check. Default `"1s"`.
+    pub timeout: Option<DurationText>,
+    /// Consecutive passes that mark an unhealthy target healthy. Default 2.
+    pub healthy_threshold: Option<u32>,
+    /// Consecutive failures that mark a healthy target unhealthy. Default 3.
+    pub unhealthy_threshold: Option<u32>,
+}
+
+/// Passive outlier ejection.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierInput {
+    /// Eject after this many consecutive 5xx responses; 0 disables. Default 5.
+    pub consecutive_5xx: Option<u32>,
+    /// Eject after this many consecutive connect failures; 0 disables. Default 3.
+    pub consecutive_connect_failures: Option<u32>,
+    /// First ejection time; the n-th ejection lasts n times this. Default `"30s"`.
+    pub base_ejection: Option<DurationText>,
+    /// Longest ejection. Default `"5m"`.
+    pub max_ejection: Option<DurationText>,
+    /// Never eject more than this percentage of targets. Default 50.
+    pub max_ejection_percent: Option<u8>,
+}
+
+/// Circuit breaker settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerInput {
+    /// Open after this many consecutive failures (connect errors, timeouts, 5xx); 0 disables. Default 5.
+    pub consecutive_failures: Option<u32>,
+    /// Open when the failure ratio over `window` reaches this (0 to 1); 0 disables. Default 0.5.
+    pub failure_ratio: Option<f64>,
+    /// Rolling window for `failure_ratio`. Default `"10s"`.
+    pub window: Option<DurationText>,
+    /// Minimum requests in the window before the ratio counts. Default 20.
+    pub min_requests: Option<u32>,
+    /// Time spent open before probing. Default `"5s"`.
+    pub open_for: Option<DurationText>,
+    /// Probes admitted while half-open; all must succeed to close. Default 1.
+    pub half_open_probes: Option<u32>,
+    /// Turn the breaker off. Default false.
+    pub disabled: Option<bool>,
+}
+
+/// Retry budget.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetInput {
+    /// Retries in flight may be at most this share of requests in flight. Default 0.2.
+    pub ratio: Option<f64>,
+    /// Concurrent retries always allowed, whatever the ratio. Default 3.
+    pub min_concurrent: Option<u64>,
+}
+
+/// One route.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteInput {
+    /// Name used in metrics and logs. Default `route-<index>`.
+    pub name: Option<String>,
+    /// Listeners this route serves, by name. Default: all.
+    pub listeners: Option<Vec<String>>,
+    /// What the route matches. Default: everything.
+    #[serde(rename = "match")]
+    pub matcher: Option<MatchInput>,
+    /// The upstream pool that serves this route.
+    pub upstream: String,
+    /// Path rewriting before forwarding.
+    pub rewrite: Option<RewriteInput>,
+    /// Header changes on the request sent upstream.
+    pub request_headers: Option<HeaderOpsInput>,
+    /// Header changes on the response sent to the client.
+    pub response_headers: Option<HeaderOpsInput>,
+    /// Timeouts.
+    pub timeouts: Option<TimeoutsInput>,
+    /// Retries.
+    pub retry: Option<RetryInput>,
+    /// What to answer while the upstream's circuit breaker is open.
+    pub fallback: Option<FallbackInput>,
+    /// Bulkhead for this route: most concurrent requests; the excess gets 503. Default: no limit.
+    pub max_concurrent_requests: Option<usize>,
+    /// Fault injection for chaos tests.
+    pub fault: Option<FaultInput>,
+    /// Largest request body buffered so that a request with a body can be retried. Default 65536.
+    pub retry_body_limit: Option<usize>,
+}
+
+/// Route match conditions; all given conditions must hold.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchInput {
+    /// Host names: exact (`api.example.com`) or wildcard (`*.example.com`). Any of them matches.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Exact path.
+    pub path: Option<String>,
+    /// Path prefix, on segment boundaries: `/api` matches `/api` and `/api/x`, not `/apix`.
+    pub path_prefix: Option<String>,
+    /// Regular expression that must match the whole path.
+    pub path_regex: Option<String>,
+    /// Allowed methods. Default: any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Headers that must be present with exactly these values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Path rewriting.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteInput {
+    /// Remove the route's `path_prefix` from the path before forwarding.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Put this in front of the (possibly stripped) path.
+    pub add_prefix: Option<String>,
+}
+
+/// Header operations, applied in the order remove, set, add.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOpsInput {
+    /// Headers to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Headers to set, replacing any existing values.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Headers to add beside existing values.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+}
+
+/// Per-route timeouts.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsInput {
+    /// Time for one attempt to get response headers. Default `"15s"`.
+    pub per_try: Option<DurationText>,
+    /// Time for the whole request across attempts and backoff. Default `"30s"`.
+    pub total: Option<DurationText>,
+}
+
+/// Retry policy.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryInput {
+    /// Retries after the first attempt; 0 disables. Default 2.
+    pub attempts: Option<u32>,
+    /// Response statuses that are retried. Default `[502, 503, 504]`.
+    pub on_status: Option<Vec<u16>>,
+    /// Retry connect failures. Default true.
+    pub on_connect_failure: Option<bool>,
+    /// Retry a per-try timeout. Default false (the upstream may still be working).
+    pub on_timeout: Option<bool>,
+    /// Retry non-idempotent methods (POST, PATCH) too. Default false.
+    pub non_idempotent: Option<bool>,
+    /// Backoff ceiling for the first retry (full jitter, doubling). Default `"25ms"`.
+    pub backoff_base: Option<DurationText>,
+    /// Largest backoff ceiling. Default `"250ms"`.
+    pub backoff_max: Option<DurationText>,
+}
+
+/// Fallback while the breaker is open.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackInput {
+    /// Answer with this status (with `body`).
+    pub status: Option<u16>,
+    /// Body of the static answer.
+    pub body: Option<String>,
+    /// Content-Type of the static answer. Default `text/plain; charset=utf-8`.
+    pub content_type: Option<String>,
+    /// Or send the request to this other upstream pool instead.
+    pub upstream: Option<String>,
+}
+
+/// Fault injection.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultInput {
+    /// Delay added to affected requests.
+    pub delay: Option<DurationText>,
+    /// Percentage (0-100) of requests delayed.
+    pub delay_percent: Option<f64>,
+    /// Status answered to aborted requests. Default 503.
+    pub abort_status: Option<u16>,
+    /// Percentage (0-100) of requests aborted without reaching the upstream.
+    pub abort_percent: Option<f64>,
+}

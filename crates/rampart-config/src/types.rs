@@ -1,0 +1,378 @@
+//! The compiled, validated config the gateway runs on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::Method;
+use ipnet::IpNet;
+use rampart_resilience::{Backoff, BreakerSettings, OutlierSettings, RetryBudgetSettings};
+use regex::Regex;
+
+/// A complete, valid config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory for Rampart's own data.
+    pub data_dir: PathBuf,
+    /// Admin listener address.
+    pub admin_listen: SocketAddr,
+    /// Where access-log lines go.
+    pub access_log: AccessLogTarget,
+    /// Client-facing connection settings.
+    pub server: ServerSettings,
+    /// Public listeners.
+    pub listeners: Vec<Listener>,
+    /// Upstream pools by name.
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// Routes, most specific first.
+    pub routes: Vec<Route>,
+}
+
+/// Access log destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// No access log.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// Client-facing connection settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+    /// Idle client connections are closed after this long.
+    pub idle_timeout: Duration,
+    /// Drain deadline on shutdown.
+    pub shutdown_grace: Duration,
+    /// Peers whose forwarding headers are trusted.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// A public listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Its name.
+    pub name: String,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// TLS, if any.
+    pub tls: Option<Tls>,
+}
+
+/// TLS certificates of a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Certificates; the first is the default.
+    pub certificates: Vec<Certificate>,
+}
+
+/// A certificate and key file pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// SNI names (lower case; `*.x` wildcards allowed).
+    pub server_names: Vec<String>,
+}
+
+/// An upstream pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// Its name.
+    pub name: String,
+    /// Its targets.
+    pub targets: Vec<Target>,
+    /// Balancing algorithm.
+    pub balance: Balance,
+    /// Protocol to targets.
+    pub protocol: Protocol,
+    /// Host header policy.
+    pub host_header: HostHeader,
+    /// Most idle pooled connections per target.
+    pub pool_max_idle_per_target: usize,
+    /// Pooled connection idle timeout.
+    pub pool_idle_timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Active health checks.
+    pub health_check: Option<HealthCheck>,
+    /// Passive outlier ejection.
+    pub outlier: OutlierSettings,
+    /// Circuit breaker, if enabled.
+    pub breaker: Option<BreakerSettings>,
+    /// Bulkhead size.
+    pub max_concurrent_requests: usize,
+    /// Retry budget.
+    pub retry_budget: RetryBudgetSettings,
+}
+
+/// One target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Where it is.
+    pub endpoint: Endpoint,
+    /// Relative weight.
+    pub weight: u32,
+}
+
+/// A target's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A network HTTP(S) server.
+    Http {
+        /// `http` or `https`.
+        scheme: Scheme,
+        /// Host and port.
+        authority: Authority,
+    },
+    /// The built-in echo server.
+    Echo,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Http { scheme, authority } => write!(f, "{scheme}://{authority}"),
+            Endpoint::Echo => f.write_str("builtin:echo"),
+        }
+    }
+}
+
+/// Balancing algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin.
+    RoundRobin,
+    /// Fewest in-flight requests per weight.
+    LeastConnections,
+    /// Hash ring on a key.
+    ConsistentHash(HashKey),
+}
+
+/// What consistent hashing hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's IP.
+    ClientIp,
+    /// A request header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+}
+
+/// Protocol to a pool's targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 over TLS by ALPN.
+    Http2,
+    /// Cleartext HTTP/2.
+    H2c,
+}
+
+/// Host header policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostHeader {
+    /// Pass the client's.
+    Preserve,
+    /// The target's authority.
+    Target,
+    /// A fixed value.
+    Literal(HeaderValue),
+}
+
+/// Active health check settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Path requested.
+    pub path: String,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time allowed per check.
+    pub timeout: Duration,
+    /// Passes to become healthy.
+    pub healthy_threshold: u32,
+    /// Failures to become unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+/// A route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Listeners it serves (`None`: all).
+    pub listeners: Option<Vec<String>>,
+    /// Match conditions.
+    pub matcher: RouteMatch,
+    /// Upstream pool name (validated to exist).
+    pub upstream: String,
+    /// Remove the matched prefix.
+    pub strip_prefix: bool,
+    /// Prefix to add.
+    pub add_prefix: Option<String>,
+    /// Request header operations.
+    pub request_headers: HeaderOps,
+    /// Response header operations.
+    pub response_headers: HeaderOps,
+    /// Per-attempt timeout.
+    pub per_try_timeout: Duration,
+    /// Whole-request timeout.
+    pub total_timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// What to answer while the breaker is open.
+    pub fallback: Option<Fallback>,
+    /// Route bulkhead.
+    pub max_concurrent_requests: Option<usize>,
+    /// Fault injection.
+    pub fault: Option<Fault>,
+    /// Largest body buffered for retries.
+    pub retry_body_limit: usize,
+}
+
+/// Route match conditions.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMatch {
+    /// Host patterns (any matches; empty = any host).
+    pub hosts: Vec<HostPattern>,
+    /// Path condition.
+    pub path: PathMatch,
+    /// Allowed methods (empty = any).
+    pub methods: Vec<Method>,
+    /// Required header values.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A host condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Exact, lower case.
+    Exact(String),
+    /// `*.suffix`: stores `.suffix`, lower case.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Whether `host` (lower case, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        }
+    }
+}
+
+/// A path condition.
+#[derive(Debug, Clone, Default)]
+pub enum PathMatch {
+    /// Any path.
+    #[default]
+    Any,
+    /// Exactly this path.
+    Exact(String),
+    /// This prefix on a segment boundary (stored without a trailing slash, except `/`).
+    Prefix(String),
+    /// A regex anchored on both ends.
+    Regex(Regex),
+}
+
+impl PathMatch {
+    /// Whether `path` matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Prefix(p) => {
+                p == "/"
+                    || (path.starts_with(p.as_str())
+                        && matches!(path.as_bytes().get(p.len()), None | Some(b'/')))
+            }
+            PathMatch::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+/// Header operations.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderOps {
+    /// Removed first.
+    pub remove: Vec<HeaderName>,
+    /// Then set (replacing).
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Then added.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderOps {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+
+    /// Applies the operations to `headers`.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Retry policy.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    /// Statuses retried.
+    pub on_status: Vec<u16>,
+    /// Retry connect failures.
+    pub on_connect_failure: bool,
+    /// Retry per-try timeouts.
+    pub on_timeout: bool,
+    /// Retry non-idempotent methods.
+    pub non_idempotent: bool,
+    /// Backoff between attempts.
+    pub backoff: Backoff,
+}
+
+/// Fallback while the breaker is open.
+#[derive(Debug, Clone)]
+pub enum Fallback {
+    /// A fixed response.
+    Static {
+        /// Status code.
+        status: http::StatusCode,
+        /// Body.
+        body: Arc<str>,
+        /// Content type.
+        content_type: HeaderValue,
+    },
+    /// Another pool.
+    Upstream(String),
+}
+
+/// Fault injection.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Delay, with the share of requests (0..=1) it applies to.
+    pub delay: Option<(Duration, f64)>,
+    /// Abort status, with the share of requests (0..=1) aborted.
+    pub abort: Option<(http::StatusCode, f64)>,
+}

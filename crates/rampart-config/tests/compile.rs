@@ -1,0 +1,170 @@
+//! The compile step end to end: valid configs, every error at once, references, precedence.
+
+use std::path::Path;
+
+use rampart_config::{compile_str, Endpoint, PathMatch};
+
+const VALID: &str = r#"
+[[listeners]]
+name = "public"
+address = "127.0.0.1:8080"
+
+[upstreams.app]
+targets = ["http://127.0.0.1:3000", { url = "http://127.0.0.1:3001", weight = 3 }]
+balance = "least_connections"
+health_check = { path = "/healthz", interval = "1s" }
+
+[upstreams.echo]
+targets = ["builtin:echo"]
+
+[[routes]]
+name = "catch-all"
+upstream = "echo"
+
+[[routes]]
+name = "api"
+match = { path_prefix = "/api/" }
+upstream = "app"
+rewrite = { strip_prefix = true, add_prefix = "/v2" }
+timeouts = { per_try = "2s", total = "5s" }
+retry = { attempts = 3, on_status = [503] }
+fallback = { status = 503, body = "down" }
+
+[[routes]]
+name = "exact"
+match = { path = "/api/status", methods = ["get"] }
+upstream = "app"
+"#;
+
+#[test]
+fn a_valid_config_compiles_with_defaults_and_precedence() {
+    let config = compile_str(VALID, Path::new("/etc/rampart")).expect("valid");
+    assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(config.data_dir, Path::new("/etc/rampart/data"));
+    let names: Vec<&str> = config.routes.iter().map(|r| &*r.name).collect();
+    assert_eq!(names, ["exact", "api", "catch-all"]);
+    let api = &config.routes[1];
+    assert!(matches!(&api.matcher.path, PathMatch::Prefix(p) if p == "/api"));
+    assert_eq!(api.retry.attempts, 3);
+    assert_eq!(api.per_try_timeout.as_secs(), 2);
+    let app = &config.upstreams["app"];
+    assert_eq!(app.targets[1].weight, 3);
+    assert_eq!(config.upstreams["echo"].targets[0].endpoint, Endpoint::Echo);
+    assert_eq!(app.health_check.as_ref().map(|h| h.healthy_threshold), Some(2));
+}
+
+#[test]
+fn every_error_is_reported_with_its_line_and_path() {
+    let source = r#"
+[[listeners]]
+address = "nowhere"
+
+[upstreams.app]
+targets = ["ftp://x"]
+connect_timeout = "soon"
+
+[[routes]]
+upstream = "missing"
+
+[[routes]]
+upstream = "app"
+match = { path_regex = "(" }
+typo = 1
+"#;
+    let errors = compile_str(source, Path::new(".")).expect_err("invalid").errors;
+    let rendered: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    let expect = [
+        "3:1: listeners[0].address: \"nowhere\" is not an address",
+        "6:12: upstreams.app.targets[0]: \"ftp://x\": the scheme must be http or https",
+        "7:1: upstreams.app.connect_timeout: invalid duration \"soon\"",
+        "10:1: routes[0].upstream: unknown upstream \"missing\"",
+        "15:1: routes[1].typo: unknown field `typo`",
+    ];
+    for e in expect {
+        assert!(rendered.iter().any(|r| r.starts_with(e)), "missing {e:?} in {rendered:#?}");
+    }
+    assert_eq!(rendered.len(), expect.len(), "{rendered:#?}");
+}
+
+#[test]
+fn semantic_errors_in_a_parsed_route_are_all_reported() {
+    let source = r#"
+[[listeners]]
+address = "127.0.0.1:1"
+[upstreams.a]
+targets = ["builtin:echo"]
+[[routes]]
+upstream = "a"
+match = { path_regex = "(", methods = ["BAD METHOD"] }
+retry = { on_status = [42] }
+fault = { abort_percent = 120 }
+"#;
+    let errors = compile_str(source, Path::new(".")).expect_err("invalid").errors;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "routes[0].match.path_regex",
+            "routes[0].match.methods[0]",
+            "routes[0].retry.on_status[0]",
+            "routes[0].fault.abort_percent"
+        ]
+    );
+}
+
+#[test]
+fn a_syntax_error_has_a_position() {
+    let errors = compile_str("[[listeners]\naddress = 1", Path::new(".")).expect_err("bad").errors;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].position.map(|p| p.0), Some(1));
+}
+
+#[test]
+fn references_read_rampart_env_and_files_only() {
+    let dir = std::env::temp_dir().join(format!("rampart-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    std::fs::write(dir.join("host.txt"), "from-file.example\n").expect("write");
+    std::env::set_var("RAMPART_TEST_ADMIN", "127.0.0.1:9555");
+    let source = r#"
+admin = { listen = "${env:RAMPART_TEST_ADMIN}" }
+[[listeners]]
+address = "127.0.0.1:1"
+[upstreams.a]
+targets = ["builtin:echo"]
+[[routes]]
+upstream = "a"
+match = { hosts = ["${file:host.txt}"] }
+"#;
+    let config = compile_str(source, &dir).expect("valid");
+    assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9555");
+    assert!(config.routes[0].matcher.hosts[0].matches("from-file.example"));
+
+    let bad = source.replace("RAMPART_TEST_ADMIN", "HOME");
+    let errors = compile_str(&bad, &dir).expect_err("HOME is not readable").errors;
+    assert_eq!(errors[0].path, "admin.listen");
+    assert!(errors[0].message.contains("only variables starting with RAMPART_"));
+}
+
+#[test]
+fn the_checked_in_reference_matches_the_schema() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
+    let on_disk = std::fs::read_to_string(&path).expect("docs/config.md exists");
+    assert!(
+        on_disk == rampart_config::reference::markdown(),
+        "docs/config.md is stale: run `cargo run -- config reference > docs/config.md`"
+    );
+}
+
+#[test]
+fn the_examples_compile() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            rampart_config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1);
+}
