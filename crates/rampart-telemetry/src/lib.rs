@@ -1,1 +1,19 @@
-//! rampart-telemetry
+//! Rampart's telemetry: the Prometheus metrics registry, the JSON access log and
+//! the tracing subscriber setup.
+
+mod access_log;
+mod metrics;
+
+pub use access_log::{AccessLog, AccessLogError, AccessRecord, PhaseTimes};
+pub use metrics::{status_class, BreakerLabels, Method, Metrics, RouteLabels, TargetLabels, UpstreamLabels};
+
+/// Installs the global `tracing` subscriber: human-readable logs on stderr, level from
+/// `RUST_LOG` (default `info`). Calling it twice is harmless.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,246 @@
+//! The metrics every Rampart instance exports, in one registry.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-route request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route name (`none` when no route matched).
+    pub route: String,
+    /// Request method (standard methods, else `OTHER`).
+    pub method: Method,
+    /// `1xx` … `5xx`.
+    pub status: &'static str,
+}
+
+/// Request method as a bounded label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(clippy::upper_case_acronyms, missing_docs)]
+pub enum Method {
+    GET,
+    HEAD,
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
+    OPTIONS,
+    CONNECT,
+    TRACE,
+    OTHER,
+}
+
+impl From<&http::Method> for Method {
+    fn from(m: &http::Method) -> Self {
+        match m.as_str() {
+            "GET" => Method::GET,
+            "HEAD" => Method::HEAD,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            "OPTIONS" => Method::OPTIONS,
+            "CONNECT" => Method::CONNECT,
+            "TRACE" => Method::TRACE,
+            _ => Method::OTHER,
+        }
+    }
+}
+
+/// Labels of per-upstream metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// Upstream pool name.
+    pub upstream: String,
+}
+
+/// Labels of per-target metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// Upstream pool name.
+    pub upstream: String,
+    /// Target URL.
+    pub target: String,
+}
+
+/// Labels of breaker and bulkhead metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// `route` or `upstream`.
+    pub scope: &'static str,
+    /// Route or upstream name.
+    pub name: String,
+}
+
+/// `1xx` … `5xx` for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Every metric Rampart exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by route, method and status class.
+    pub requests: Family<RouteLabels, Counter>,
+    /// Request duration until response headers, by route, method and status class.
+    pub request_duration: Family<RouteLabels, Histogram>,
+    /// Requests in flight.
+    pub in_flight: Gauge,
+    /// Upstream attempts by upstream (first tries and retries).
+    pub upstream_attempts: Family<UpstreamLabels, Counter>,
+    /// Retries sent, by upstream.
+    pub retries: Family<UpstreamLabels, Counter>,
+    /// Retries refused by the retry budget, by upstream.
+    pub retry_budget_exhausted: Family<UpstreamLabels, Counter>,
+    /// Target health (1 healthy, 0 unhealthy or ejected).
+    pub target_healthy: Family<TargetLabels, Gauge>,
+    /// Outlier ejections, by target.
+    pub ejections: Family<TargetLabels, Counter>,
+    /// Breaker state by upstream (0 closed, 1 half-open, 2 open).
+    pub breaker_state: Family<UpstreamLabels, Gauge>,
+    /// Requests refused by an open breaker, by upstream.
+    pub breaker_rejections: Family<UpstreamLabels, Counter>,
+    /// Requests refused by a full bulkhead, by scope.
+    pub bulkhead_rejections: Family<BreakerLabels, Counter>,
+    /// Config reloads that were applied.
+    pub reloads_ok: Counter,
+    /// Config reloads that were refused.
+    pub reloads_failed: Counter,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(
+        [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]
+        .into_iter(),
+    )
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rampart");
+        let requests = Family::<RouteLabels, Counter>::default();
+        registry.register("requests", "Requests answered", requests.clone());
+        let request_duration =
+            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "request_duration",
+            "Time from request received to response headers sent",
+            prometheus_client::registry::Unit::Seconds,
+            request_duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("requests_in_flight", "Requests being served", in_flight.clone());
+        let upstream_attempts = Family::<UpstreamLabels, Counter>::default();
+        registry.register("upstream_attempts", "Attempts sent to upstream targets", upstream_attempts.clone());
+        let retries = Family::<UpstreamLabels, Counter>::default();
+        registry.register("retries", "Retries sent to upstream targets", retries.clone());
+        let retry_budget_exhausted = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "retry_budget_exhausted",
+            "Retries not sent because the retry budget was spent",
+            retry_budget_exhausted.clone(),
+        );
+        let target_healthy = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "upstream_target_healthy",
+            "1 if the target receives traffic, 0 if unhealthy or ejected",
+            target_healthy.clone(),
+        );
+        let ejections = Family::<TargetLabels, Counter>::default();
+        registry.register("upstream_ejections", "Outlier ejections of targets", ejections.clone());
+        let breaker_state = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
+        let breaker_rejections = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "circuit_breaker_rejections",
+            "Requests refused because the circuit breaker was open",
+            breaker_rejections.clone(),
+        );
+        let bulkhead_rejections = Family::<BreakerLabels, Counter>::default();
+        registry.register(
+            "bulkhead_rejections",
+            "Requests refused because a concurrency limit was reached",
+            bulkhead_rejections.clone(),
+        );
+        let reloads_ok = Counter::default();
+        registry.register("config_reloads", "Config reloads applied", reloads_ok.clone());
+        let reloads_failed = Counter::default();
+        registry.register("config_reload_failures", "Config reloads refused", reloads_failed.clone());
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the writer fell behind",
+            access_log_dropped.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            in_flight,
+            upstream_attempts,
+            retries,
+            retry_budget_exhausted,
+            target_healthy,
+            ejections,
+            breaker_state,
+            breaker_rejections,
+            bulkhead_rejections,
+            reloads_ok,
+            reloads_failed,
+            access_log_dropped,
+        }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_counters_with_labels() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RouteLabels {
+                route: "api".into(),
+                method: Method::GET,
+                status: status_class(204),
+            })
+            .inc();
+        let text = m.encode();
+        assert!(text.contains(r#"rampart_requests_total{route="api",method="GET",status="2xx"} 1"#), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
