@@ -1,1 +1,23 @@
-//! rampart-proxy
+//! Rampart's data plane: listeners, TLS, routing, upstream pools, the phase
+//! pipeline and forwarding with resilience.
+//!
+//! The request path is a sequence of named phases (see [`phase`]):
+//! accept → route → guards → upstream select → forward → response filters → log.
+
+mod body;
+mod echo;
+mod error;
+mod forward;
+mod gateway;
+pub mod headers;
+mod listener;
+pub mod phase;
+mod pool;
+mod runtime;
+mod service;
+mod tls;
+
+pub use body::{empty, full, BoxError, ProxyBody};
+pub use error::{problem_response, ErrorKind, ProxyError, Side};
+pub use gateway::{Gateway, Readiness, ReloadError, StartError};
+pub use tls::TlsError;

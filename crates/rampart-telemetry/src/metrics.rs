@@ -216,13 +216,55 @@ impl Metrics {
         }
     }
 
-    /// The registry in Prometheus text format.
-    pub fn encode(&self) -> String {
+    /// The registry in OpenMetrics text format.
+    pub fn encode_openmetrics(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The registry in the Prometheus text format (0.0.4), which plain Prometheus
+    /// scrapers and `promtool check metrics` read.
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode_openmetrics())
+    }
+}
+
+/// Converts OpenMetrics text to Prometheus 0.0.4 text: counter families take their
+/// `_total` sample name, `# UNIT` and `# EOF` lines go.
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending_help: Option<(&str, &str)> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some((name, help)) = rest.split_once(' ') {
+                pending_help = Some((name, help));
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let family = if kind == "counter" && !name.ends_with("_total") {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            if let Some((help_name, help)) = pending_help.take() {
+                if help_name == name {
+                    out.push_str(&format!("# HELP {family} {help}\n"));
+                }
+            }
+            out.push_str(&format!("# TYPE {family} {kind}\n"));
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -239,8 +281,18 @@ mod tests {
                 status: status_class(204),
             })
             .inc();
-        let text = m.encode();
+        let text = m.encode_openmetrics();
         assert!(text.contains(r#"rampart_requests_total{route="api",method="GET",status="2xx"} 1"#), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn prometheus_text_names_counter_families_with_total() {
+        let m = Metrics::new();
+        m.reloads_ok.inc();
+        let text = m.encode_prometheus();
+        assert!(text.contains("# HELP rampart_config_reloads_total Config reloads applied.\n# TYPE rampart_config_reloads_total counter\nrampart_config_reloads_total 1\n"), "{text}");
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("# UNIT"));
     }
 }

@@ -1,1 +1,262 @@
-fn main() {}
+//! The `rampart` command: serve a config, run the zero-config proxy, check a config,
+//! print the config schema and reference.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rampart_config::Config;
+use rampart_proxy::Gateway;
+use rampart_telemetry::Metrics;
+
+#[derive(Parser)]
+#[command(name = "rampart", version, about = "A self-hosted security and resilience layer for web backends")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway from a config file.
+    Serve {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Directory for Rampart's data (overrides `data_dir`).
+        #[arg(long, env = "RAMPART_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Worker threads (default: number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Zero-config mode: one listener in front of one upstream.
+    Proxy {
+        /// Address to listen on, such as 127.0.0.1:8080.
+        #[arg(long)]
+        from: String,
+        /// Upstream URL, such as http://127.0.0.1:3000 (or builtin:echo).
+        #[arg(long)]
+        to: String,
+        /// Admin listener address.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: String,
+        /// Worker threads (default: number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Access log: stdout, off, or a file path.
+        #[arg(long, default_value = "stdout")]
+        access_log: String,
+    },
+    /// Validate a config file; print every error with its location.
+    Check {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Config file tooling.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the JSON Schema of the config file.
+    Schema,
+    /// Print the config reference (Markdown), as in docs/config.md.
+    Reference,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match rampart_config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} listeners, {} upstreams, {} routes)",
+                    config.display(),
+                    c.listeners.len(),
+                    c.upstreams.len(),
+                    c.routes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Config(ConfigCommand::Schema) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rampart_config::json_schema()).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCommand::Reference) => {
+            print!("{}", rampart_config::reference::markdown());
+            ExitCode::SUCCESS
+        }
+        Command::Serve {
+            config,
+            data_dir,
+            workers,
+        } => run(workers, Source::File { path: config, data_dir }),
+        Command::Proxy {
+            from,
+            to,
+            admin,
+            workers,
+            access_log,
+        } => run(workers, Source::Inline(proxy_config(&from, &to, &admin, &access_log))),
+    }
+}
+
+/// Where the config comes from.
+enum Source {
+    File {
+        path: PathBuf,
+        data_dir: Option<PathBuf>,
+    },
+    Inline(String),
+}
+
+/// The config `rampart proxy` runs, written in the config language so it goes
+/// through the same compile step as a file.
+fn proxy_config(from: &str, to: &str, admin: &str, access_log: &str) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    format!(
+        "admin = {{ listen = {admin} }}\nlog = {{ access_log = {log} }}\n\
+         [[listeners]]\nname = \"proxy\"\naddress = {from}\n\
+         [upstreams.upstream]\ntargets = [{to}]\n\
+         [[routes]]\nname = \"proxy\"\nupstream = \"upstream\"\n",
+        admin = quote(admin),
+        log = quote(access_log),
+        from = quote(from),
+        to = quote(to),
+    )
+}
+
+fn run(workers: Option<usize>, source: Source) -> ExitCode {
+    rampart_telemetry::init_logging();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("rampart-worker");
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(source)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(source: &Source) -> Result<Config, rampart_config::ConfigErrors> {
+    match source {
+        Source::File { path, data_dir } => {
+            let mut config = rampart_config::load(path)?;
+            if let Some(dir) = data_dir {
+                config.data_dir = dir.clone();
+            }
+            Ok(config)
+        }
+        Source::Inline(text) => rampart_config::compile_str(text, Path::new(".")),
+    }
+}
+
+async fn serve(source: Source) -> anyhow::Result<()> {
+    let config = load(&source).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let admin_address = config.admin_listen;
+    let metrics = Arc::new(Metrics::new());
+    let gateway = Arc::new(Gateway::start(config, metrics).await?);
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_, admin_task) = rampart_admin::bind(admin_address, Arc::clone(&gateway), async {
+        let _ = admin_stopped.await;
+    })
+    .await?;
+    if let Source::File { path, .. } = &source {
+        tokio::spawn(watch_config(path.clone(), source_data_dir(&source), Arc::clone(&gateway)));
+    }
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
+    gateway.shutdown().await;
+    let _ = stop_admin.send(());
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn source_data_dir(source: &Source) -> Option<PathBuf> {
+    match source {
+        Source::File { data_dir, .. } => data_dir.clone(),
+        Source::Inline(_) => None,
+    }
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Reloads on SIGHUP and when the file changes (checked every second). A config
+/// that does not compile is refused with its errors logged; the old one keeps serving.
+async fn watch_config(path: PathBuf, data_dir: Option<PathBuf>, gateway: Arc<Gateway>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut stamp = file_stamp(&path);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let reason = tokio::select! {
+            _ = async { match hangup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => "SIGHUP",
+            _ = ticker.tick() => {
+                let now = file_stamp(&path);
+                if now == stamp { continue; }
+                stamp = now;
+                "file changed"
+            }
+        };
+        let source = Source::File {
+            path: path.clone(),
+            data_dir: data_dir.clone(),
+        };
+        match load(&source) {
+            Ok(config) => match gateway.reload(config) {
+                Ok(()) => tracing::info!(reason, "config reloaded"),
+                Err(e) => {
+                    gateway.reload_refused();
+                    tracing::error!(reason, "config reload refused, the old config keeps serving: {e}");
+                }
+            },
+            Err(e) => {
+                gateway.reload_refused();
+                tracing::error!(reason, "config reload refused, the old config keeps serving: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! Forwarding with resilience: target selection, per-try and total timeouts,
+//! retries with backoff and a budget, the circuit breaker and its fallback,
+//! bulkheads, outlier detection, and WebSocket pass-through.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, HOST};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use rampart_config::{Endpoint, Fallback, HashKey, HostHeader, Protocol, RetryPolicy};
+use rampart_resilience::{Admission, AttemptOutcome};
+use rampart_telemetry::{BreakerLabels, Metrics, UpstreamLabels};
+
+use crate::body::{collect_limited, full, BoxError, ProxyBody};
+use crate::echo;
+use crate::error::{ErrorKind, ProxyError};
+use crate::headers::{self, TRACEPARENT, X_REQUEST_ID};
+use crate::phase::RequestContext;
+use crate::pool::{hash_bytes, Pool};
+use crate::runtime::RouteRuntime;
+
+/// The request as it will be sent upstream, minus the body and the target.
+struct Outgoing {
+    method: Method,
+    path_and_query: PathAndQuery,
+    headers: HeaderMap,
+    client_host: Option<HeaderValue>,
+    upgrade: bool,
+}
+
+/// How the request body is sent: once as a stream, or replayable from a buffer.
+enum OutgoingBody {
+    Stream(Option<ProxyBody>, Arc<AtomicBool>),
+    Buffered(Bytes),
+}
+
+impl OutgoingBody {
+    fn take(&mut self) -> Option<ProxyBody> {
+        match self {
+            OutgoingBody::Stream(body, _) => body.take(),
+            OutgoingBody::Buffered(bytes) => Some(full(bytes.clone())),
+        }
+    }
+
+    fn client_failed(&self) -> bool {
+        matches!(self, OutgoingBody::Stream(_, failed) if failed.load(Ordering::Relaxed))
+    }
+}
+
+/// A client body that remembers whether reading it failed, so a failed upstream
+/// request can be blamed on the right side.
+struct WatchedBody {
+    inner: ProxyBody,
+    failed: Arc<AtomicBool>,
+}
+
+impl Body for WatchedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Forwards a request through `route`, honouring the route's total timeout.
+pub async fn forward(
+    route: &RouteRuntime,
+    ctx: &mut RequestContext,
+    request: Request<ProxyBody>,
+    hash: Option<u64>,
+    metrics: &Metrics,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let total = route.config.total_timeout;
+    match tokio::time::timeout(total, forward_inner(route, ctx, request, hash, metrics)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProxyError::new(ErrorKind::TotalTimeout, format!("no response within {total:?}"))),
+    }
+}
+
+async fn forward_inner(
+    route: &RouteRuntime,
+    ctx: &mut RequestContext,
+    mut request: Request<ProxyBody>,
+    hash: Option<u64>,
+    metrics: &Metrics,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let upgrade = request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (parts, body) = request.into_parts();
+    let config = &route.config;
+
+    let mut outgoing = prepare(route, ctx, parts, upgrade)?;
+    let retry = &config.retry;
+    let may_retry = !upgrade
+        && retry.attempts > 0
+        && (retry.non_idempotent || is_idempotent(&outgoing.method));
+    let mut body = choose_body(body, may_retry, config.retry_body_limit).await?;
+    let plan = AttemptPlan {
+        retries: if matches!(body, OutgoingBody::Buffered(_)) { retry.attempts } else { 0 },
+        retry,
+        per_try: config.per_try_timeout,
+        hash,
+    };
+
+    // Breaker admission happens per attempt; an open breaker before the first attempt
+    // sends the request to the fallback.
+    let pool = &route.pool;
+    match attempt_pool(pool, ctx, &mut outgoing, &mut body, &plan, metrics).await {
+        Err(e) if e.kind == ErrorKind::BreakerOpen && ctx.attempts == 0 => match &config.fallback {
+            Some(Fallback::Static { status, body: text, content_type }) => {
+                let mut response = Response::new(full(Bytes::from(text.as_bytes().to_vec())));
+                *response.status_mut() = *status;
+                response.headers_mut().insert(CONTENT_TYPE, content_type.clone());
+                response
+                    .headers_mut()
+                    .insert("x-rampart-fallback", HeaderValue::from_static("static"));
+                Ok(response)
+            }
+            Some(Fallback::Upstream(_)) => match &route.fallback_pool {
+                Some(fallback) => {
+                    let mut response =
+                        attempt_pool(fallback, ctx, &mut outgoing, &mut body, &plan, metrics).await?;
+                    response
+                        .headers_mut()
+                        .insert("x-rampart-fallback", HeaderValue::from_static("upstream"));
+                    Ok(response)
+                }
+                None => Err(e),
+            },
+            None => Err(e),
+        },
+        Ok(mut response) => {
+            if let Some(client_upgrade) = client_upgrade {
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    splice_upgrade(client_upgrade, hyper::upgrade::on(&mut response));
+                }
+            }
+            Ok(response)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Builds the upstream request head: hop-by-hop removal, forwarding headers, ids,
+/// trace context, header operations and path rewriting.
+fn prepare(
+    route: &RouteRuntime,
+    ctx: &RequestContext,
+    parts: http::request::Parts,
+    upgrade: bool,
+) -> Result<Outgoing, ProxyError> {
+    let config = &route.config;
+    let mut headers = parts.headers;
+    headers::remove_hop_by_hop(&mut headers, upgrade);
+    headers::set_forwarding(&mut headers, ctx.peer.ip(), ctx.trusted_peer, ctx.scheme, &ctx.authority);
+    headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    headers.insert(TRACEPARENT.clone(), ctx.trace.traceparent.clone());
+    let client_host = headers
+        .remove(HOST)
+        .or_else(|| HeaderValue::from_str(&ctx.authority).ok());
+    config.request_headers.apply(&mut headers);
+
+    let path = parts.uri.path();
+    let mut new_path = String::with_capacity(path.len() + 8);
+    if let Some(prefix) = &config.add_prefix {
+        new_path.push_str(prefix.trim_end_matches('/'));
+    }
+    let rest = match (&config.matcher.path, config.strip_prefix) {
+        (rampart_config::PathMatch::Prefix(prefix), true) if prefix != "/" => &path[prefix.len().min(path.len())..],
+        _ => path,
+    };
+    if !rest.starts_with('/') {
+        new_path.push('/');
+    }
+    new_path.push_str(rest);
+    if let Some(query) = parts.uri.query() {
+        new_path.push('?');
+        new_path.push_str(query);
+    }
+    let path_and_query = PathAndQuery::try_from(new_path)
+        .map_err(|e| ProxyError::new(ErrorKind::BadRequest, format!("rewritten path: {e}")))?;
+    Ok(Outgoing {
+        method: parts.method,
+        path_and_query,
+        headers,
+        client_host,
+        upgrade,
+    })
+}
+
+/// Buffers a small body so it can be replayed on retry; streams anything else once.
+async fn choose_body(body: ProxyBody, may_retry: bool, limit: usize) -> Result<OutgoingBody, ProxyError> {
+    let hint = body.size_hint();
+    if body.is_end_stream() || hint.exact() == Some(0) {
+        return Ok(OutgoingBody::Buffered(Bytes::new()));
+    }
+    if may_retry && hint.upper().is_some_and(|n| n <= limit as u64) {
+        let bytes = collect_limited(body, limit)
+            .await
+            .map_err(|e| ProxyError::new(ErrorKind::ClientBody, e.to_string()))?;
+        return Ok(OutgoingBody::Buffered(bytes));
+    }
+    let failed = Arc::new(AtomicBool::new(false));
+    let watched = WatchedBody {
+        inner: body,
+        failed: Arc::clone(&failed),
+    };
+    Ok(OutgoingBody::Stream(Some(watched.boxed()), failed))
+}
+
+/// How many attempts a request gets and how each is bounded.
+struct AttemptPlan<'a> {
+    /// Retries allowed after the first attempt.
+    retries: u32,
+    retry: &'a RetryPolicy,
+    per_try: Duration,
+    hash: Option<u64>,
+}
+
+/// Attempts one pool up to `1 + plan.retries` times.
+async fn attempt_pool(
+    pool: &Arc<Pool>,
+    ctx: &mut RequestContext,
+    outgoing: &mut Outgoing,
+    body: &mut OutgoingBody,
+    plan: &AttemptPlan<'_>,
+    metrics: &Metrics,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let retry = plan.retry;
+    let labels = UpstreamLabels {
+        upstream: pool.config.name.clone(),
+    };
+    let Some(_bulkhead) = pool.bulkhead.try_acquire() else {
+        metrics
+            .bulkhead_rejections
+            .get_or_create(&BreakerLabels {
+                scope: "upstream",
+                name: pool.config.name.clone(),
+            })
+            .inc();
+        return Err(ProxyError::new(ErrorKind::BulkheadFull, "upstream concurrency limit"));
+    };
+    let _active = pool.retry_budget.start_request();
+    let mut last_target = None;
+    let mut retry_permit = None;
+    let mut attempt = 0u32;
+    loop {
+        let now = Instant::now();
+        let admission = match &pool.breaker {
+            Some(b) => b.lock().try_acquire(now),
+            None => Admission::Allowed,
+        };
+        if admission == Admission::Rejected {
+            metrics.breaker_rejections.get_or_create(&labels).inc();
+            return Err(ProxyError::new(ErrorKind::BreakerOpen, "circuit breaker open"));
+        }
+        let Some(target) = pool.pick(plan.hash, last_target, now) else {
+            return Err(ProxyError::new(ErrorKind::NoHealthyTarget, "every target unhealthy or ejected"));
+        };
+        last_target = Some(target);
+        ctx.attempts += 1;
+        ctx.target = Some(pool.targets[target].label.clone());
+        metrics.upstream_attempts.get_or_create(&labels).inc();
+
+        let result = send(pool, target, outgoing, body, plan.per_try).await;
+        let finished = Instant::now();
+        let (outcome, success) = match &result {
+            Ok(response) if response.status().is_server_error() => (AttemptOutcome::ServerError, false),
+            Ok(_) => (AttemptOutcome::Success, true),
+            Err(e) if e.kind == ErrorKind::UpstreamConnect => (AttemptOutcome::ConnectFailure, false),
+            Err(e) if e.side == crate::error::Side::Upstream => (AttemptOutcome::ServerError, false),
+            // A client-side failure says nothing about the upstream.
+            Err(_) => (AttemptOutcome::Success, true),
+        };
+        pool.record(target, finished, outcome);
+        if let Some(b) = &pool.breaker {
+            b.lock().on_result(finished, success, admission == Admission::Probe);
+        }
+        drop(retry_permit.take());
+
+        let wants_retry = match &result {
+            Ok(response) => retry.on_status.contains(&response.status().as_u16()),
+            Err(e) => match e.kind {
+                ErrorKind::UpstreamConnect => retry.on_connect_failure,
+                ErrorKind::UpstreamTimeout => retry.on_timeout,
+                ErrorKind::UpstreamProtocol => e.retryable,
+                _ => false,
+            },
+        };
+        if !wants_retry || attempt >= plan.retries {
+            return result;
+        }
+        match pool.retry_budget.try_retry() {
+            Some(permit) => retry_permit = Some(permit),
+            None => {
+                metrics.retry_budget_exhausted.get_or_create(&labels).inc();
+                return result;
+            }
+        }
+        metrics.retries.get_or_create(&labels).inc();
+        let delay = retry.backoff.delay(attempt, rand::random::<f64>());
+        attempt += 1;
+        drop(result);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Sends one attempt to one target.
+async fn send(
+    pool: &Arc<Pool>,
+    target: usize,
+    outgoing: &Outgoing,
+    body: &mut OutgoingBody,
+    per_try: Duration,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let slot = &pool.targets[target];
+    let Some(request_body) = body.take() else {
+        return Err(ProxyError::new(ErrorKind::Internal, "streamed body already sent"));
+    };
+    let _in_flight = pool.start(target);
+    let mut request = Request::new(request_body);
+    *request.method_mut() = outgoing.method.clone();
+    *request.headers_mut() = outgoing.headers.clone();
+    let host = match &pool.config.host_header {
+        HostHeader::Preserve => outgoing.client_host.clone(),
+        HostHeader::Target => slot.authority_header.clone(),
+        HostHeader::Literal(v) => Some(v.clone()),
+    };
+    if let Some(host) = host {
+        request.headers_mut().insert(HOST, host);
+    }
+    match &slot.endpoint {
+        Endpoint::Echo => {
+            *request.uri_mut() = Uri::from(outgoing.path_and_query.clone());
+            echo::respond(request).await
+        }
+        Endpoint::Http { scheme, authority } => {
+            *request.uri_mut() = Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query(outgoing.path_and_query.clone())
+                .build()
+                .map_err(|e| ProxyError::new(ErrorKind::Internal, e.to_string()))?;
+            *request.version_mut() = match pool.config.protocol {
+                Protocol::H2c => Version::HTTP_2,
+                _ => Version::HTTP_11,
+            };
+            if outgoing.upgrade {
+                request
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
+            }
+            let sent = tokio::time::timeout(per_try, pool.client().request(request)).await;
+            match sent {
+                Err(_) => Err(ProxyError::new(
+                    ErrorKind::UpstreamTimeout,
+                    format!("{} gave no response headers within {per_try:?}", slot.label),
+                )),
+                Ok(Err(e)) if body.client_failed() => Err(ProxyError::new(ErrorKind::ClientBody, e.to_string())),
+                Ok(Err(e)) if e.is_connect() => Err(ProxyError::new(
+                    ErrorKind::UpstreamConnect,
+                    format!("{}: {e:?}", slot.label),
+                )),
+                Ok(Err(e)) => Err(ProxyError::new(
+                    ErrorKind::UpstreamProtocol,
+                    format!("{}: {e:?}", slot.label),
+                )),
+                Ok(Ok(response)) => {
+                    let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+                    let (mut parts, incoming) = response.into_parts();
+                    headers::remove_hop_by_hop(&mut parts.headers, switching && outgoing.upgrade);
+                    Ok(Response::from_parts(parts, incoming.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+                }
+            }
+        }
+    }
+}
+
+/// Copies bytes both ways between the upgraded client and upstream connections.
+fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!("upgrade failed: {e}");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!("upgraded connection ended: {e}");
+        }
+    });
+}
+
+/// The consistent-hash key of a request, per the pool's `hash_on`.
+pub fn hash_key(key: &HashKey, ctx: &RequestContext, headers: &HeaderMap) -> u64 {
+    let from_header = |name: &http::HeaderName| headers.get(name).map(|v| hash_bytes(v.as_bytes()));
+    let value = match key {
+        HashKey::ClientIp => None,
+        HashKey::Header(name) => from_header(name),
+        HashKey::Cookie(cookie) => headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| name == cookie)
+            .map(|(_, value)| hash_bytes(value.as_bytes())),
+    };
+    value.unwrap_or_else(|| hash_bytes(ctx.client_ip.to_string().as_bytes()))
+}

@@ -1,0 +1,369 @@
+//! Proxy header semantics: hop-by-hop removal, forwarding headers, request ids,
+//! trace context, and the request-smuggling checks.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+use crate::error::{ErrorKind, ProxyError};
+
+/// The request-id header.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The W3C trace context header.
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Longest request id kept from a client; longer or odd ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Removes hop-by-hop headers and every header named in `Connection`. With
+/// `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket pass-through).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        headers.remove(&name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::UPGRADE,
+    ] {
+        if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Whether the request asks for a protocol upgrade (WebSocket).
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Rejects inputs used for request smuggling: both Content-Length and
+/// Transfer-Encoding, several Content-Length values, a non-numeric length, or a
+/// transfer coding other than a final `chunked`.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
+    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
+    if has_te && !lengths.is_empty() {
+        return Err(ProxyError::new(
+            ErrorKind::BadRequest,
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if lengths.len() > 1 {
+        return Err(ProxyError::new(ErrorKind::BadRequest, "several Content-Length headers"));
+    }
+    if let Some(value) = lengths.first() {
+        let ok = value
+            .to_str()
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .is_some();
+        if !ok {
+            return Err(ProxyError::new(ErrorKind::BadRequest, "invalid Content-Length"));
+        }
+    }
+    if has_te {
+        let codings: Vec<String> = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .collect();
+        if codings.last().map(String::as_str) != Some("chunked")
+            || codings.iter().filter(|c| *c == "chunked").count() != 1
+        {
+            return Err(ProxyError::new(ErrorKind::BadRequest, "unsupported Transfer-Encoding"));
+        }
+    }
+    Ok(())
+}
+
+/// The client's request id if it is sane, else a new random one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let bytes = v.as_bytes();
+        if !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID
+            && bytes.iter().all(|b| b.is_ascii_graphic())
+        {
+            return v.clone();
+        }
+    }
+    let id: u128 = rand::random();
+    HeaderValue::from_str(&format!("{id:032x}")).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// A W3C trace context: the incoming one (with a new span id for Rampart's hop), or a new trace.
+#[derive(Debug, Clone)]
+pub struct TraceContext {
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// The `traceparent` value sent upstream.
+    pub traceparent: HeaderValue,
+}
+
+/// Reads `traceparent`, or starts a new trace when it is missing or invalid.
+pub fn trace_context(headers: &HeaderMap) -> TraceContext {
+    let incoming = headers
+        .get(&TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent);
+    let span: u64 = rand::random::<u64>().max(1);
+    let (trace_id, flags) = match incoming {
+        Some((trace_id, flags)) => (trace_id, flags),
+        None => (format!("{:032x}", rand::random::<u128>().max(1)), "01".to_string()),
+    };
+    let value = format!("00-{trace_id}-{span:016x}-{flags}");
+    TraceContext {
+        traceparent: HeaderValue::from_str(&value)
+            .unwrap_or_else(|_| HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")),
+        trace_id,
+    }
+}
+
+fn parse_traceparent(value: &str) -> Option<(String, String)> {
+    let mut parts = value.trim().split('-');
+    let version = parts.next()?;
+    let trace_id = parts.next()?;
+    let parent = parts.next()?;
+    let flags = parts.next()?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace_id, 32)
+        && trace_id.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2)
+        && (version != "00" || parts.next().is_none());
+    valid.then(|| (trace_id.to_string(), flags.to_string()))
+}
+
+/// Whether `ip` is one of the trusted proxies.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = canonical(ip);
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client's IP: the peer, or — walking `X-Forwarded-For` from the right past trusted
+/// proxies — the first untrusted address.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        client = canonical(hop);
+        if !is_trusted(client, trusted) {
+            break;
+        }
+    }
+    client
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From a trusted peer the
+/// incoming values are kept and extended; from anyone else they are replaced.
+pub fn set_forwarding(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted_peer: bool,
+    scheme: &'static str,
+    host: &str,
+) {
+    let peer = canonical(peer);
+    let peer_text = peer.to_string();
+    let prior_xff = if trusted_peer {
+        join_values(headers, &X_FORWARDED_FOR)
+    } else {
+        None
+    };
+    let xff = match prior_xff {
+        Some(prior) => format!("{prior}, {peer_text}"),
+        None => peer_text.clone(),
+    };
+    put(headers, &X_FORWARDED_FOR, &xff);
+    if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    }
+    if !(trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) && !host.is_empty() {
+        put(headers, &X_FORWARDED_HOST, host);
+    }
+    let node = match peer {
+        IpAddr::V4(_) => peer_text,
+        IpAddr::V6(_) => format!("\"[{peer_text}]\""),
+    };
+    let mut element = format!("for={node};proto={scheme}");
+    if !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+        element.push_str(";host=");
+        element.push_str(host);
+    }
+    let forwarded = match trusted_peer.then(|| join_values(headers, &FORWARDED)).flatten() {
+        Some(prior) => format!("{prior}, {element}"),
+        None => element,
+    };
+    put(headers, &FORWARDED, &forwarded);
+}
+
+fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+fn put(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), v);
+    } else {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_connection_named_headers() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("x-kept", "1"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn keeps_upgrade_for_websocket() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade_request(&h));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn framing_checks() {
+        assert!(check_framing(&map(&[("content-length", "5")])).is_ok());
+        assert!(check_framing(&map(&[("transfer-encoding", "chunked")])).is_ok());
+        assert!(check_framing(&map(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_err());
+        assert!(check_framing(&map(&[("content-length", "5"), ("content-length", "5")])).is_err());
+        assert!(check_framing(&map(&[("content-length", "+5")])).is_err());
+        assert!(check_framing(&map(&[("transfer-encoding", "chunked, gzip")])).is_err());
+        assert!(check_framing(&map(&[("transfer-encoding", "chunked, chunked")])).is_err());
+    }
+
+    #[test]
+    fn forwarding_from_untrusted_peer_replaces_values() {
+        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https"), ("forwarded", "for=6.6.6.6")]);
+        set_forwarding(&mut h, "10.0.0.1".parse().expect("ip"), false, "http", "app.test");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.test");
+        assert_eq!(h["forwarded"], "for=10.0.0.1;proto=http;host=app.test");
+    }
+
+    #[test]
+    fn forwarding_from_trusted_peer_extends_values() {
+        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https"), ("forwarded", "for=1.2.3.4")]);
+        set_forwarding(&mut h, "::1".parse().expect("ip"), true, "http", "app.test");
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["forwarded"], "for=1.2.3.4, for=\"[::1]\";proto=http;host=app.test");
+    }
+
+    #[test]
+    fn client_ip_walks_past_trusted_proxies_only() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let h = map(&[("x-forwarded-for", "9.9.9.9, 1.2.3.4, 10.1.1.1")]);
+        assert_eq!(client_ip("10.0.0.2".parse().expect("ip"), &h, &trusted).to_string(), "1.2.3.4");
+        assert_eq!(client_ip("8.8.8.8".parse().expect("ip"), &h, &trusted).to_string(), "8.8.8.8");
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane() {
+        assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
+        let long = "a".repeat(200);
+        assert_eq!(request_id(&map(&[("x-request-id", &long)])).len(), 32);
+        assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+    }
+
+    #[test]
+    fn traceparent_is_continued_or_started() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let t = trace_context(&map(&[("traceparent", incoming)]));
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let sent = t.traceparent.to_str().expect("ascii");
+        assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(!sent.contains("00f067aa0ba902b7"), "a new span id for this hop");
+        let fresh = trace_context(&map(&[("traceparent", "garbage")]));
+        assert_eq!(fresh.trace_id.len(), 32);
+        assert_ne!(fresh.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+}

@@ -1,0 +1,153 @@
+//! The request path as named phases, and the extension points later features plug into.
+//!
+//! ```text
+//! accept → route → guards → upstream select → forward (with resilience) → response filters → log
+//! ```
+//!
+//! Each route compiles its own list of [`Guard`]s and [`ResponseFilter`]s from the
+//! config; the core (routing and forwarding) does not change when a phase is added.
+
+use std::any::Any;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::HeaderValue;
+use rampart_telemetry::PhaseTimes;
+
+use crate::error::{ErrorKind, ProxyError};
+use crate::headers::TraceContext;
+
+/// What a request carries through the phases.
+pub struct RequestContext {
+    /// Request id (kept from the client or generated); echoed in responses and errors.
+    pub request_id: HeaderValue,
+    /// Trace context propagated upstream.
+    pub trace: TraceContext,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The client's IP, derived through trusted proxies.
+    pub client_ip: IpAddr,
+    /// Whether the peer is a trusted proxy.
+    pub trusted_peer: bool,
+    /// The listener's name.
+    pub listener: Arc<str>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The requested host, lower case, without port.
+    pub host: String,
+    /// The requested authority as sent (host and optional port).
+    pub authority: String,
+    /// When the request arrived.
+    pub received: Instant,
+    /// Values a phase keeps alive for the rest of the request (permits, leases).
+    pub held: Vec<Box<dyn Any + Send>>,
+    /// Attempts sent upstream.
+    pub attempts: u32,
+    /// The last target tried.
+    pub target: Option<String>,
+    /// Time spent per phase.
+    pub phases: PhaseTimes,
+}
+
+/// A guard's verdict: `Ok(())` to continue, or an error answered at once.
+pub type GuardFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ProxyError>> + Send + 'a>>;
+
+/// A request phase that may stop a request before it reaches the upstream
+/// (fault injection, bulkheads; later authentication, WAF, rate limits).
+pub trait Guard: Send + Sync {
+    /// Name for logs.
+    fn name(&self) -> &'static str;
+    /// Inspects (and may change) the request head.
+    fn check<'a>(
+        &'a self,
+        head: &'a mut http::request::Parts,
+        ctx: &'a mut RequestContext,
+    ) -> GuardFuture<'a>;
+}
+
+/// A phase that changes the response head before it goes to the client.
+pub trait ResponseFilter: Send + Sync {
+    /// Changes the response head.
+    fn filter(&self, ctx: &RequestContext, head: &mut http::response::Parts);
+}
+
+/// Fault injection: delays and/or aborts a share of requests.
+pub struct FaultGuard(pub rampart_config::Fault);
+
+impl Guard for FaultGuard {
+    fn name(&self) -> &'static str {
+        "fault"
+    }
+
+    fn check<'a>(
+        &'a self,
+        _head: &'a mut http::request::Parts,
+        _ctx: &'a mut RequestContext,
+    ) -> GuardFuture<'a> {
+        Box::pin(async move {
+            if let Some((delay, share)) = self.0.delay {
+                if rand::random::<f64>() < share {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            if let Some((status, share)) = self.0.abort {
+                if rand::random::<f64>() < share {
+                    return Err(ProxyError::new(ErrorKind::FaultAbort(status), "fault injection"));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A route's bulkhead: the excess gets 503 at once.
+pub struct RouteBulkheadGuard {
+    /// The route's name (for metrics).
+    pub route: Arc<str>,
+    /// The limit.
+    pub bulkhead: rampart_resilience::Bulkhead,
+    /// Where rejections are counted.
+    pub metrics: Arc<rampart_telemetry::Metrics>,
+}
+
+impl Guard for RouteBulkheadGuard {
+    fn name(&self) -> &'static str {
+        "route_bulkhead"
+    }
+
+    fn check<'a>(
+        &'a self,
+        _head: &'a mut http::request::Parts,
+        ctx: &'a mut RequestContext,
+    ) -> GuardFuture<'a> {
+        let verdict = match self.bulkhead.try_acquire() {
+            Some(permit) => {
+                ctx.held.push(Box::new(permit));
+                Ok(())
+            }
+            None => {
+                self.metrics
+                    .bulkhead_rejections
+                    .get_or_create(&rampart_telemetry::BreakerLabels {
+                        scope: "route",
+                        name: self.route.to_string(),
+                    })
+                    .inc();
+                Err(ProxyError::new(ErrorKind::BulkheadFull, "route concurrency limit"))
+            }
+        };
+        Box::pin(std::future::ready(verdict))
+    }
+}
+
+/// Applies a route's response header operations.
+pub struct ResponseHeaders(pub rampart_config::HeaderOps);
+
+impl ResponseFilter for ResponseHeaders {
+    fn filter(&self, _ctx: &RequestContext, head: &mut http::response::Parts) {
+        self.0.apply(&mut head.headers);
+    }
+}

@@ -1,0 +1,402 @@
+//! Upstream pools: targets, load balancing, health, and the resilience state
+//! (breaker, outlier detection, bulkhead, retry budget) of one upstream.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use http::header::HOST;
+use http::{HeaderValue, Method, Request};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use parking_lot::Mutex;
+use rampart_config::{Balance, Endpoint, Protocol, Upstream};
+use rampart_resilience::{
+    AttemptOutcome, Bulkhead, CircuitBreaker, OutlierDetector, RetryBudget,
+};
+use rampart_telemetry::{Metrics, TargetLabels};
+
+use crate::body::{empty, ProxyBody};
+
+/// The HTTP client used to reach targets.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// Virtual nodes per unit of weight on the consistent-hash ring.
+const RING_POINTS_PER_WEIGHT: u32 = 64;
+
+/// One target of a pool and its live state.
+#[derive(Debug)]
+pub struct TargetSlot {
+    /// Where it is.
+    pub endpoint: Endpoint,
+    /// `scheme://authority` (or `builtin:echo`), for logs and metrics.
+    pub label: String,
+    /// Host header value for `host_header = "target"`.
+    pub authority_header: Option<HeaderValue>,
+    weight: u32,
+    in_flight: AtomicUsize,
+    healthy: AtomicBool,
+    /// Nanoseconds after the pool's epoch until which the target is ejected.
+    ejected_until: AtomicU64,
+}
+
+/// Marks a target busy (for least-connections) while held.
+#[derive(Debug)]
+pub struct InFlight {
+    pool: Arc<Pool>,
+    index: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.pool.targets[self.index]
+            .in_flight
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Stops a background task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An upstream pool.
+pub struct Pool {
+    /// The pool's config.
+    pub config: Arc<Upstream>,
+    /// Targets, in config order.
+    pub targets: Vec<TargetSlot>,
+    schedule: Vec<usize>,
+    cursor: AtomicUsize,
+    ring: Vec<(u64, usize)>,
+    client: HttpClient,
+    outlier: Mutex<OutlierDetector>,
+    /// Circuit breaker, if enabled.
+    pub breaker: Option<Mutex<CircuitBreaker>>,
+    /// Concurrency limit.
+    pub bulkhead: Bulkhead,
+    /// Retry budget.
+    pub retry_budget: RetryBudget,
+    epoch: Instant,
+    metrics: Arc<Metrics>,
+    health_task: Mutex<Option<AbortOnDrop>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("name", &self.config.name).finish()
+    }
+}
+
+/// Builds the client for a pool's protocol and timeouts.
+fn build_client(config: &Upstream) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .unwrap_or_else(|_| {
+            // The ring provider always supports the default protocol versions.
+            unreachable!("ring provider supports TLS 1.2 and 1.3")
+        })
+        .https_or_http();
+    let connector = match config.protocol {
+        Protocol::Http1 => builder.enable_http1().wrap_connector(http),
+        Protocol::Http2 | Protocol::H2c => builder.enable_all_versions().wrap_connector(http),
+    };
+    let mut client = Client::builder(TokioExecutor::new());
+    client
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(config.pool_max_idle_per_target)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new());
+    if config.protocol == Protocol::H2c {
+        client.http2_only(true);
+    }
+    client.build(connector)
+}
+
+/// A smooth weighted round-robin schedule (nginx's algorithm), precomputed.
+fn schedule(weights: &[u32]) -> Vec<usize> {
+    let total: i64 = weights.iter().map(|w| i64::from(*w)).sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, w) in current.iter_mut().zip(weights) {
+            *c += i64::from(*w);
+        }
+        let (best, _) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
+            .unwrap_or((0, &0));
+        current[best] -= total;
+        out.push(best);
+    }
+    out
+}
+
+/// A stable 64-bit hash.
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn ring(targets: &[TargetSlot]) -> Vec<(u64, usize)> {
+    let mut ring = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        for point in 0..t.weight * RING_POINTS_PER_WEIGHT {
+            ring.push((hash_bytes(format!("{}#{point}", t.label).as_bytes()), i));
+        }
+    }
+    ring.sort_unstable();
+    ring
+}
+
+impl Pool {
+    /// A pool for `config`; call [`Pool::start_health_checks`] once it is in an `Arc`.
+    pub fn new(config: Arc<Upstream>, metrics: Arc<Metrics>) -> Self {
+        let targets: Vec<TargetSlot> = config
+            .targets
+            .iter()
+            .map(|t| TargetSlot {
+                label: t.endpoint.to_string(),
+                authority_header: match &t.endpoint {
+                    Endpoint::Http { authority, .. } => HeaderValue::from_str(authority.as_str()).ok(),
+                    Endpoint::Echo => None,
+                },
+                endpoint: t.endpoint.clone(),
+                weight: t.weight,
+                in_flight: AtomicUsize::new(0),
+                healthy: AtomicBool::new(true),
+                ejected_until: AtomicU64::new(0),
+            })
+            .collect();
+        let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
+        for t in &targets {
+            metrics.target_healthy.get_or_create(&target_labels(&config.name, t)).set(1);
+        }
+        Self {
+            schedule: schedule(&weights),
+            cursor: AtomicUsize::new(0),
+            ring: ring(&targets),
+            client: build_client(&config),
+            outlier: Mutex::new(OutlierDetector::new(config.outlier.clone(), targets.len())),
+            breaker: config.breaker.clone().map(|s| Mutex::new(CircuitBreaker::new(s))),
+            bulkhead: Bulkhead::new(config.max_concurrent_requests),
+            retry_budget: RetryBudget::new(config.retry_budget),
+            epoch: Instant::now(),
+            metrics,
+            health_task: Mutex::new(None),
+            targets,
+            config,
+        }
+    }
+
+    /// The client for this pool's targets.
+    pub fn client(&self) -> &HttpClient {
+        &self.client
+    }
+
+    /// Whether target `i` may receive traffic now.
+    pub fn is_available(&self, i: usize, now: Instant) -> bool {
+        let t = &self.targets[i];
+        t.healthy.load(Ordering::Relaxed)
+            && self.nanos_since_epoch(now) >= t.ejected_until.load(Ordering::Relaxed)
+    }
+
+    /// Whether at least one target may receive traffic.
+    pub fn has_available_target(&self) -> bool {
+        let now = Instant::now();
+        (0..self.targets.len()).any(|i| self.is_available(i, now))
+    }
+
+    fn nanos_since_epoch(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// Chooses a target: `hash` for consistent hashing, avoiding `exclude` when another is available.
+    pub fn pick(&self, hash: Option<u64>, exclude: Option<usize>, now: Instant) -> Option<usize> {
+        let n = self.targets.len();
+        let usable = |i: usize| self.is_available(i, now) && Some(i) != exclude;
+        let chosen = match &self.config.balance {
+            Balance::RoundRobin => {
+                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+                (0..self.schedule.len())
+                    .map(|k| self.schedule[(start + k) % self.schedule.len()])
+                    .find(|&i| usable(i))
+            }
+            Balance::LeastConnections => {
+                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .filter(|&i| usable(i))
+                    .min_by(|&a, &b| {
+                        let load = |i: usize| {
+                            let t = &self.targets[i];
+                            (t.in_flight.load(Ordering::Relaxed) as u64 * 1000) / u64::from(t.weight.max(1))
+                        };
+                        load(a).cmp(&load(b))
+                    })
+            }
+            Balance::ConsistentHash(_) => {
+                let key = hash.unwrap_or(0);
+                let start = self.ring.partition_point(|(h, _)| *h < key);
+                (0..self.ring.len())
+                    .map(|k| self.ring[(start + k) % self.ring.len()].1)
+                    .find(|&i| usable(i))
+            }
+        };
+        // With every other target unusable, the excluded one is still better than nothing.
+        chosen.or_else(|| exclude.filter(|&i| self.is_available(i, now)))
+    }
+
+    /// Marks target `index` busy until the guard drops.
+    pub fn start(self: &Arc<Self>, index: usize) -> InFlight {
+        self.targets[index].in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            pool: Arc::clone(self),
+            index,
+        }
+    }
+
+    /// Feeds an attempt's outcome to outlier detection.
+    pub fn record(&self, index: usize, now: Instant, outcome: AttemptOutcome) {
+        let ejected = self.outlier.lock().record(index, now, outcome);
+        if let Some(duration) = ejected {
+            let t = &self.targets[index];
+            t.ejected_until
+                .store(self.nanos_since_epoch(now + duration), Ordering::Relaxed);
+            let labels = target_labels(&self.config.name, t);
+            self.metrics.ejections.get_or_create(&labels).inc();
+            tracing::warn!(upstream = %self.config.name, target = %t.label, ?duration, "target ejected after repeated failures");
+        }
+    }
+
+    /// Updates the health and breaker gauges.
+    pub fn refresh_gauges(&self) {
+        let now = Instant::now();
+        for (i, t) in self.targets.iter().enumerate() {
+            let value = i64::from(self.is_available(i, now));
+            self.metrics
+                .target_healthy
+                .get_or_create(&target_labels(&self.config.name, t))
+                .set(value);
+        }
+        if let Some(breaker) = &self.breaker {
+            let state = breaker.lock().state(now).as_gauge();
+            self.metrics
+                .breaker_state
+                .get_or_create(&rampart_telemetry::UpstreamLabels {
+                    upstream: self.config.name.clone(),
+                })
+                .set(state);
+        }
+    }
+
+    /// Starts active health checks, if configured. The task ends with the pool.
+    pub fn start_health_checks(self: &Arc<Self>) {
+        let Some(check) = self.config.health_check.clone() else {
+            return;
+        };
+        let weak: Weak<Pool> = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            let mut passes: Vec<u32> = Vec::new();
+            let mut failures: Vec<u32> = Vec::new();
+            let mut ticker = tokio::time::interval(check.interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(pool) = weak.upgrade() else { return };
+                passes.resize(pool.targets.len(), 0);
+                failures.resize(pool.targets.len(), 0);
+                let probes = pool
+                    .targets
+                    .iter()
+                    .map(|t| probe(&pool.client, t, &check.path, check.timeout));
+                let results = futures_util::future::join_all(probes).await;
+                for (i, ok) in results.into_iter().enumerate() {
+                    let t = &pool.targets[i];
+                    let was_healthy = t.healthy.load(Ordering::Relaxed);
+                    if ok {
+                        passes[i] += 1;
+                        failures[i] = 0;
+                        if !was_healthy && passes[i] >= check.healthy_threshold {
+                            t.healthy.store(true, Ordering::Relaxed);
+                            tracing::info!(upstream = %pool.config.name, target = %t.label, "target healthy again");
+                        }
+                    } else {
+                        failures[i] += 1;
+                        passes[i] = 0;
+                        if was_healthy && failures[i] >= check.unhealthy_threshold {
+                            t.healthy.store(false, Ordering::Relaxed);
+                            tracing::warn!(upstream = %pool.config.name, target = %t.label, "target failed its health checks");
+                        }
+                    }
+                }
+                pool.refresh_gauges();
+            }
+        });
+        *self.health_task.lock() = Some(AbortOnDrop(task.abort_handle()));
+    }
+}
+
+fn target_labels(upstream: &str, t: &TargetSlot) -> TargetLabels {
+    TargetLabels {
+        upstream: upstream.to_string(),
+        target: t.label.clone(),
+    }
+}
+
+/// One health check: GET `path` must answer 2xx or 3xx within `timeout`.
+async fn probe(client: &HttpClient, target: &TargetSlot, path: &str, timeout: Duration) -> bool {
+    let Endpoint::Http { scheme, authority } = &target.endpoint else {
+        return true;
+    };
+    let Ok(uri) = http::Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority.clone())
+        .path_and_query(path)
+        .build()
+    else {
+        return false;
+    };
+    let mut request = Request::new(empty());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = uri;
+    if let Some(host) = &target.authority_header {
+        request.headers_mut().insert(HOST, host.clone());
+    }
+    request
+        .headers_mut()
+        .insert(http::header::USER_AGENT, HeaderValue::from_static("rampart-health-check"));
+    match tokio::time::timeout(timeout, client.request(request)).await {
+        Ok(Ok(response)) => {
+            let status = response.status();
+            status.is_success() || status.is_redirection()
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smooth_weighted_schedule_interleaves() {
+        assert_eq!(schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(schedule(&[1, 1]), vec![0, 1]);
+    }
+}

@@ -1,0 +1,308 @@
+//! The request path for one request, phase by phase, and its access-log line.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::HOST;
+use http::{Request, Response, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use rampart_config::Balance;
+use rampart_telemetry::{status_class, AccessLog, AccessRecord, Metrics, PhaseTimes, RouteLabels};
+
+use crate::body::{BoxError, ProxyBody};
+use crate::error::{ErrorKind, ProxyError, Side};
+use crate::forward;
+use crate::headers::{self, X_REQUEST_ID};
+use crate::phase::RequestContext;
+use crate::runtime::{RouteRuntime, Runtime};
+
+/// State shared by every connection of a gateway.
+pub(crate) struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+}
+
+/// What a connection knows about itself.
+pub(crate) struct ConnectionInfo {
+    pub listener: Arc<str>,
+    pub peer: SocketAddr,
+    pub scheme: &'static str,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Serves one request.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnectionInfo>,
+    request: Request<Incoming>,
+) -> Result<Response<LoggedBody>, Infallible> {
+    let received = Instant::now();
+    let wall = SystemTime::now();
+    shared.metrics.in_flight.inc();
+    let runtime = shared.runtime.load_full();
+    let server = &runtime.config.server;
+    let (parts, body) = request.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .unwrap_or_default();
+    let host = host_without_port(&authority);
+    let mut ctx = RequestContext {
+        request_id: headers::request_id(&parts.headers),
+        trace: headers::trace_context(&parts.headers),
+        peer: conn.peer,
+        client_ip: headers::client_ip(conn.peer.ip(), &parts.headers, &server.trusted_proxies),
+        trusted_peer: headers::is_trusted(conn.peer.ip(), &server.trusted_proxies),
+        listener: Arc::clone(&conn.listener),
+        scheme: conn.scheme,
+        host,
+        authority,
+        received,
+        held: Vec::new(),
+        attempts: 0,
+        target: None,
+        phases: PhaseTimes::default(),
+    };
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let version = parts.version;
+    let mut route_used: Option<Arc<RouteRuntime>> = None;
+    let result = run_phases(&runtime, &shared.metrics, &mut ctx, &mut route_used, parts, body).await;
+
+    let request_id = ctx.request_id.to_str().unwrap_or("-").to_string();
+    let (mut response, error) = match result {
+        Ok(response) => (response, None),
+        Err(e) => {
+            match e.side {
+                Side::Client => tracing::debug!(request_id, error = %e, "request refused"),
+                _ => tracing::warn!(request_id, error = %e, "request failed"),
+            }
+            (e.to_response(&request_id), Some(e.kind.slug()))
+        }
+    };
+    if let Some(route) = &route_used {
+        if !route.response_filters.is_empty() {
+            let (mut head, body) = response.into_parts();
+            for filter in &route.response_filters {
+                filter.filter(&ctx, &mut head);
+            }
+            response = Response::from_parts(head, body);
+        }
+    }
+    response.headers_mut().insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+
+    let status = response.status().as_u16();
+    let route_name = route_used.as_ref().map(|r| Arc::clone(&r.config.name));
+    let labels = RouteLabels {
+        route: route_name.as_deref().unwrap_or("none").to_string(),
+        method: rampart_telemetry::Method::from(&method),
+        status: status_class(status),
+    };
+    shared.metrics.requests.get_or_create(&labels).inc();
+    shared
+        .metrics
+        .request_duration
+        .get_or_create(&labels)
+        .observe(received.elapsed().as_secs_f64());
+
+    let record = shared.access_log.enabled().then(|| {
+        Box::new(PendingRecord {
+            time: humantime::format_rfc3339_millis(wall).to_string(),
+            request_id,
+            trace_id: ctx.trace.trace_id.clone(),
+            listener: Arc::clone(&ctx.listener),
+            client: ctx.peer,
+            method: method.to_string(),
+            host: ctx.host.clone(),
+            path,
+            protocol: version,
+            route: route_name,
+            upstream: route_used.as_ref().map(|r| r.config.upstream.clone()),
+            target: ctx.target.take(),
+            status,
+            attempts: ctx.attempts,
+            error,
+            phases: ctx.phases,
+            received,
+        })
+    });
+    // Permits a phase holds (bulkheads) last until the response head is ready.
+    drop(ctx);
+    let (head, body) = response.into_parts();
+    Ok(Response::from_parts(
+        head,
+        LoggedBody {
+            inner: body,
+            bytes: 0,
+            record,
+            access_log: shared.access_log.clone(),
+            metrics: Arc::clone(&shared.metrics),
+        },
+    ))
+}
+
+fn host_without_port(authority: &str) -> String {
+    let host = if authority.starts_with('[') {
+        authority.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string()
+    };
+    host.to_ascii_lowercase()
+}
+
+async fn run_phases(
+    runtime: &Runtime,
+    metrics: &Metrics,
+    ctx: &mut RequestContext,
+    route_used: &mut Option<Arc<RouteRuntime>>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    // accept
+    headers::check_framing(&parts.headers)?;
+    if parts.version == Version::HTTP_11 && ctx.authority.is_empty() {
+        return Err(ProxyError::new(ErrorKind::BadRequest, "HTTP/1.1 request without Host"));
+    }
+    // route
+    let started = Instant::now();
+    let route = runtime
+        .select(&ctx.listener, &ctx.host, &parts.method, parts.uri.path(), &parts.headers)
+        .cloned()
+        .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matched"))?;
+    *route_used = Some(Arc::clone(&route));
+    ctx.phases.route = ms(started.elapsed());
+    // guards
+    let started = Instant::now();
+    for guard in &route.guards {
+        guard.check(&mut parts, ctx).await?;
+    }
+    ctx.phases.guards = ms(started.elapsed());
+    // upstream select + forward
+    let started = Instant::now();
+    let hash = match &route.pool.config.balance {
+        Balance::ConsistentHash(key) => Some(forward::hash_key(key, ctx, &parts.headers)),
+        _ => None,
+    };
+    let request = Request::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
+    let result = forward::forward(&route, ctx, request, hash, metrics).await;
+    ctx.phases.upstream = ms(started.elapsed());
+    result
+}
+
+/// Everything the access-log line needs, captured when the response head is ready.
+pub(crate) struct PendingRecord {
+    time: String,
+    request_id: String,
+    trace_id: String,
+    listener: Arc<str>,
+    client: SocketAddr,
+    method: String,
+    host: String,
+    path: String,
+    protocol: Version,
+    route: Option<Arc<str>>,
+    upstream: Option<String>,
+    target: Option<String>,
+    status: u16,
+    attempts: u32,
+    error: Option<&'static str>,
+    phases: PhaseTimes,
+    received: Instant,
+}
+
+/// The response body sent to the client; counts bytes and writes the access-log
+/// line when the body ends (or the client goes away).
+pub(crate) struct LoggedBody {
+    inner: ProxyBody,
+    bytes: u64,
+    record: Option<Box<PendingRecord>>,
+    access_log: AccessLog,
+    metrics: Arc<Metrics>,
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.bytes += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.metrics.in_flight.dec();
+        let Some(r) = self.record.take() else { return };
+        let protocol = match r.protocol {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_11 => "HTTP/1.1",
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP",
+        };
+        self.access_log.write(&AccessRecord {
+            time: r.time,
+            request_id: &r.request_id,
+            trace_id: &r.trace_id,
+            listener: &r.listener,
+            client: r.client.to_string(),
+            method: &r.method,
+            host: &r.host,
+            path: &r.path,
+            protocol,
+            route: r.route.as_deref(),
+            upstream: r.upstream.as_deref(),
+            target: r.target,
+            status: r.status,
+            attempts: r.attempts,
+            bytes_sent: self.bytes,
+            error: r.error,
+            phases_ms: r.phases,
+            duration_ms: ms(r.received.elapsed()),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_without_port;
+
+    #[test]
+    fn strips_ports_from_hosts() {
+        assert_eq!(host_without_port("Example.COM:8080"), "example.com");
+        assert_eq!(host_without_port("example.com"), "example.com");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+    }
+}
