@@ -29,6 +29,7 @@ use crate::runtime::RouteRuntime;
 /// The request as it will be sent upstream, minus the body and the target.
 struct Outgoing {
     method: Method,
+    version: Version,
     path_and_query: PathAndQuery,
     headers: HeaderMap,
     client_host: Option<HeaderValue>,
@@ -211,6 +212,7 @@ fn prepare(
         .map_err(|e| ProxyError::new(ErrorKind::BadRequest, format!("rewritten path: {e}")))?;
     Ok(Outgoing {
         method: parts.method,
+        version: parts.version,
         path_and_query,
         headers,
         client_host,
@@ -362,6 +364,7 @@ async fn send(
     match &slot.endpoint {
         Endpoint::Echo => {
             *request.uri_mut() = Uri::from(outgoing.path_and_query.clone());
+            *request.version_mut() = outgoing.version;
             echo::respond(request).await
         }
         Endpoint::Http { scheme, authority } => {

@@ -21,6 +21,7 @@ use crate::body::{BoxError, ProxyBody};
 use crate::error::{ErrorKind, ProxyError, Side};
 use crate::forward;
 use crate::headers::{self, X_REQUEST_ID};
+use crate::listener::ConnectionActivity;
 use crate::phase::RequestContext;
 use crate::runtime::{RouteRuntime, Runtime};
 
@@ -36,6 +37,8 @@ pub(crate) struct ConnectionInfo {
     pub listener: Arc<str>,
     pub peer: SocketAddr,
     pub scheme: &'static str,
+    /// Idle tracking; a request counts as activity until its response body ends.
+    pub activity: Arc<ConnectionActivity>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -51,6 +54,7 @@ pub(crate) async fn handle(
     let received = Instant::now();
     let wall = SystemTime::now();
     shared.metrics.in_flight.inc();
+    conn.activity.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let runtime = shared.runtime.load_full();
     let server = &runtime.config.server;
     let (parts, body) = request.into_parts();
@@ -151,6 +155,7 @@ pub(crate) async fn handle(
             record,
             access_log: shared.access_log.clone(),
             metrics: Arc::clone(&shared.metrics),
+            activity: Arc::clone(&conn.activity),
         },
     ))
 }
@@ -232,6 +237,7 @@ pub(crate) struct LoggedBody {
     record: Option<Box<PendingRecord>>,
     access_log: AccessLog,
     metrics: Arc<Metrics>,
+    activity: Arc<ConnectionActivity>,
 }
 
 impl Body for LoggedBody {
@@ -263,6 +269,7 @@ impl Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         self.metrics.in_flight.dec();
+        self.activity.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let Some(r) = self.record.take() else { return };
         let protocol = match r.protocol {
             Version::HTTP_09 => "HTTP/0.9",

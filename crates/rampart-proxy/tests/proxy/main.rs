@@ -1,0 +1,9 @@
+//! Integration tests of the data plane on real listeners and real upstream servers.
+
+mod support;
+
+mod headers;
+mod lifecycle;
+mod protocols;
+mod resilience;
+mod routing;

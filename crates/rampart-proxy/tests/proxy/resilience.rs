@@ -1,0 +1,498 @@
+//! Health checks, outlier ejection, circuit breaker, retries and their budget,
+//! bulkheads, timeouts and fault injection, against real upstream servers.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::Full;
+
+use crate::support::*;
+
+/// An upstream whose answers (and /health) fail while `failing` is set.
+async fn switchable(name: &'static str, failing: Arc<AtomicBool>) -> TestUpstream {
+    upstream(move |req| {
+        let failing = Arc::clone(&failing);
+        async move {
+            if failing.load(Ordering::SeqCst) {
+                reply(503, format!("{name} failing"))
+            } else if req.uri().path() == "/health" {
+                reply(200, "healthy")
+            } else {
+                reply(200, name)
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn health_checks_take_a_target_out_and_bring_it_back() {
+    let a_down = Arc::new(AtomicBool::new(false));
+    let a = switchable("a", Arc::clone(&a_down)).await;
+    let b = switchable("b", Arc::new(AtomicBool::new(false))).await;
+    let (gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{}", "{}"]
+health_check = {{ path = "/health", interval = "30ms", timeout = "200ms", healthy_threshold = 2, unhealthy_threshold = 2 }}
+outlier_detection = {{ consecutive_5xx = 0, consecutive_connect_failures = 0 }}
+circuit_breaker = {{ disabled = true }}
+[[routes]]
+upstream = "app"
+retry = {{ attempts = 0 }}
+"#,
+        a.url(),
+        b.url()
+    ))
+    .await;
+    a_down.store(true, Ordering::SeqCst);
+    let gw_ref = &gw;
+    assert!(
+        eventually(Duration::from_secs(3), || gw_ref.upstream_status()["app"]["targets"][0]["available"] == false).await,
+        "a should be marked unhealthy"
+    );
+    for _ in 0..10 {
+        assert_eq!(get(addr, "/").await.text(), "b");
+    }
+    assert!(gw.readiness().ready, "b still serves the route");
+
+    a_down.store(false, Ordering::SeqCst);
+    assert!(
+        eventually(Duration::from_secs(3), || gw_ref.upstream_status()["app"]["targets"][0]["available"] == true).await,
+        "a should come back"
+    );
+    let mut seen_a = false;
+    for _ in 0..10 {
+        seen_a |= get(addr, "/").await.text() == "a";
+    }
+    assert!(seen_a, "traffic returns to a");
+}
+
+#[tokio::test]
+async fn readiness_names_routes_without_a_healthy_upstream() {
+    let down = Arc::new(AtomicBool::new(true));
+    let a = switchable("a", Arc::clone(&down)).await;
+    let (gw, _addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{}"]
+health_check = {{ path = "/health", interval = "20ms", unhealthy_threshold = 1 }}
+[[routes]]
+name = "main"
+upstream = "app"
+"#,
+        a.url()
+    ))
+    .await;
+    let gw_ref = &gw;
+    assert!(eventually(Duration::from_secs(3), || !gw_ref.readiness().ready).await);
+    let reasons = gw.readiness().reasons;
+    assert_eq!(reasons, vec!["route \"main\": upstream \"app\" has no healthy target".to_string()]);
+}
+
+#[tokio::test]
+async fn outlier_detection_ejects_a_failing_target() {
+    let a = upstream(|_req| async { reply(500, "a broken") }).await;
+    let b = fixed("b").await;
+    let (gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{}", "{}"]
+outlier_detection = {{ consecutive_5xx = 2, base_ejection = "10s", max_ejection_percent = 50 }}
+circuit_breaker = {{ disabled = true }}
+[[routes]]
+upstream = "app"
+retry = {{ attempts = 0 }}
+"#,
+        a.url(),
+        b.url()
+    ))
+    .await;
+    for _ in 0..6 {
+        get(addr, "/").await;
+    }
+    assert_eq!(a.hits(), 2, "a is ejected after two consecutive 5xx");
+    for _ in 0..10 {
+        assert_eq!(get(addr, "/").await.text(), "b");
+    }
+    assert_eq!(gw.upstream_status()["app"]["targets"][0]["available"], false);
+    let metrics = gw.metrics().encode_prometheus();
+    assert!(metrics.contains("rampart_upstream_ejections_total{upstream=\"app\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn circuit_breaker_opens_serves_the_fallback_probes_and_closes() {
+    let failing = Arc::new(AtomicBool::new(true));
+    let up = switchable("app", Arc::clone(&failing)).await;
+    let (gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{}"]
+circuit_breaker = {{ consecutive_failures = 3, failure_ratio = 0, open_for = "300ms", half_open_probes = 1 }}
+outlier_detection = {{ consecutive_5xx = 0 }}
+[[routes]]
+upstream = "app"
+retry = {{ attempts = 0 }}
+fallback = {{ status = 503, body = "degraded", content_type = "text/plain" }}
+"#,
+        up.url()
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/").await.text(), "app failing");
+    }
+    assert_eq!(gw.upstream_status()["app"]["circuit_breaker"], "Open");
+    let started = Instant::now();
+    let answer = get(addr, "/").await;
+    assert_eq!(answer.text(), "degraded");
+    assert_eq!(answer.headers["x-rampart-fallback"], "static");
+    assert!(started.elapsed() < Duration::from_millis(100), "answered at once");
+    assert_eq!(up.hits(), 3, "the open breaker does not touch the upstream");
+
+    // Still failing when the probe goes: the breaker opens again.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(gw.upstream_status()["app"]["circuit_breaker"], "HalfOpen");
+    assert_eq!(get(addr, "/").await.text(), "app failing");
+    assert_eq!(up.hits(), 4);
+    assert_eq!(get(addr, "/").await.text(), "degraded");
+
+    // Recovered: one successful probe closes it.
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(get(addr, "/").await.text(), "app");
+    assert_eq!(gw.upstream_status()["app"]["circuit_breaker"], "Closed");
+    for _ in 0..5 {
+        assert_eq!(get(addr, "/").await.text(), "app");
+    }
+}
+
+#[tokio::test]
+async fn an_open_breaker_can_fall_back_to_another_upstream() {
+    let broken = upstream(|_req| async { reply(502, "broken") }).await;
+    let backup = fixed("backup").await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.main]
+targets = ["{}"]
+circuit_breaker = {{ consecutive_failures = 1, failure_ratio = 0, open_for = "10s" }}
+[upstreams.backup]
+targets = ["{}"]
+[[routes]]
+upstream = "main"
+retry = {{ attempts = 0 }}
+fallback = {{ upstream = "backup" }}
+"#,
+        broken.url(),
+        backup.url()
+    ))
+    .await;
+    assert_eq!(get(addr, "/").await.text(), "broken");
+    let answer = get(addr, "/").await;
+    assert_eq!(answer.text(), "backup");
+    assert_eq!(answer.headers["x-rampart-fallback"], "upstream");
+}
+
+#[tokio::test]
+async fn retries_go_to_another_target_on_connect_failure_and_chosen_statuses() {
+    // A closed port: connect is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let good = fixed("good").await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["http://{dead}", "{}"]
+outlier_detection = {{ consecutive_connect_failures = 0 }}
+[[routes]]
+upstream = "app"
+retry = {{ attempts = 1, backoff_base = "1ms" }}
+"#,
+        good.url()
+    ))
+    .await;
+    for _ in 0..6 {
+        assert_eq!(get(addr, "/").await.text(), "good");
+    }
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let flaky = upstream(move |_req| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move { if n % 2 == 0 { reply(503, "try again") } else { reply(200, "second time") } }
+    })
+    .await;
+    let (_gw2, addr2) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{}"]
+outlier_detection = {{ consecutive_5xx = 0 }}
+[[routes]]
+upstream = "app"
+retry = {{ attempts = 2, on_status = [503], backoff_base = "1ms" }}
+"#,
+        flaky.url()
+    ))
+    .await;
+    assert_eq!(get(addr2, "/").await.text(), "second time");
+    // POST is not idempotent: no retry.
+    let answer = send(
+        &client(),
+        request("POST", format!("http://{addr2}/")).body(Full::from("x")).expect("r"),
+    )
+    .await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(flaky.hits(), 3);
+}
+
+#[tokio::test]
+async fn a_put_body_is_replayed_on_retry() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let up = upstream(move |req| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            use http_body_util::BodyExt;
+            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            if n == 0 { reply(503, "no") } else { reply(200, body) }
+        }
+    })
+    .await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{}"]
+[[routes]]
+upstream = "app"
+retry = {{ attempts = 1, backoff_base = "1ms" }}
+"#,
+        up.url()
+    ))
+    .await;
+    let answer = send(&client(), request("PUT", format!("http://{addr}/")).body(Full::from("payload")).expect("r")).await;
+    assert_eq!(answer.text(), "payload");
+    assert_eq!(up.hits(), 2);
+}
+
+#[tokio::test]
+async fn the_retry_budget_caps_retries_during_an_outage() {
+    let up = upstream(|_req| async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reply(503, "down")
+    })
+    .await;
+    let (gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{}"]
+retry_budget = {{ ratio = 0.1, min_concurrent = 2 }}
+outlier_detection = {{ consecutive_5xx = 0 }}
+circuit_breaker = {{ disabled = true }}
+[[routes]]
+upstream = "app"
+retry = {{ attempts = 3, on_status = [503], backoff_base = "1ms" }}
+"#,
+        up.url()
+    ))
+    .await;
+    let requests: Vec<_> = (0..20).map(|_| tokio::spawn(async move { get(addr, "/").await.status })).collect();
+    for r in requests {
+        assert_eq!(r.await.expect("join"), 503);
+    }
+    // Without a budget: 20 × 4 = 80 attempts. With it, at most 2 retries are in flight.
+    let hits = up.hits();
+    assert!(hits >= 20 && hits <= 30, "{hits} attempts");
+    let metrics = gw.metrics().encode_prometheus();
+    assert!(metrics.contains("rampart_retry_budget_exhausted_total{upstream=\"app\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn bulkheads_reject_the_excess_at_once() {
+    let up = upstream(|_req| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        reply(200, "slow")
+    })
+    .await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{0}"]
+max_concurrent_requests = 2
+[upstreams.other]
+targets = ["{0}"]
+[[routes]]
+match = {{ path = "/pool" }}
+upstream = "app"
+[[routes]]
+match = {{ path = "/route" }}
+upstream = "other"
+max_concurrent_requests = 1
+"#,
+        up.url()
+    ))
+    .await;
+    for (path, allowed) in [("/pool", 2), ("/route", 1)] {
+        let started = Instant::now();
+        let requests: Vec<_> = (0..5).map(|_| tokio::spawn(async move { get(addr, path).await })).collect();
+        let mut ok = 0;
+        let mut rejected = 0;
+        for r in requests {
+            let answer = r.await.expect("join");
+            match answer.status.as_u16() {
+                200 => ok += 1,
+                503 => {
+                    assert_eq!(answer.headers["retry-after"], "1");
+                    assert_eq!(answer.json()["type"], "urn:rampart:problem:concurrency-limit");
+                    rejected += 1;
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!((ok, rejected), (allowed, 5 - allowed), "{path}");
+        assert!(started.elapsed() < Duration::from_millis(1000));
+    }
+}
+
+#[tokio::test]
+async fn per_try_and_total_timeouts_answer_504() {
+    let up = upstream(|_req| async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        reply(200, "late")
+    })
+    .await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{}"]
+[[routes]]
+match = {{ path = "/try" }}
+upstream = "app"
+timeouts = {{ per_try = "100ms", total = "5s" }}
+retry = {{ attempts = 0 }}
+[[routes]]
+match = {{ path = "/total" }}
+upstream = "app"
+timeouts = {{ per_try = "150ms", total = "400ms" }}
+retry = {{ attempts = 5, on_timeout = true, backoff_base = "1ms" }}
+"#,
+        up.url()
+    ))
+    .await;
+    let started = Instant::now();
+    let answer = get(addr, "/try").await;
+    assert_eq!(answer.status, 504);
+    assert_eq!(answer.json()["type"], "urn:rampart:problem:upstream-timeout");
+    assert!(started.elapsed() < Duration::from_millis(1000));
+
+    let started = Instant::now();
+    let answer = get(addr, "/total").await;
+    assert_eq!(answer.status, 504);
+    assert_eq!(answer.json()["type"], "urn:rampart:problem:request-timeout");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(1200), "{took:?}");
+}
+
+#[tokio::test]
+async fn connect_failures_answer_502_and_connect_timeouts_504_or_502() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    // A listener that never accepts, with its queue filled: new connects hang.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let stuck = socket.listen(1).expect("listen");
+    let stuck_addr = stuck.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(stuck_addr)).await {
+            fillers.push(s);
+        }
+    }
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.dead]
+targets = ["http://{dead}"]
+[upstreams.stuck]
+targets = ["http://{stuck_addr}"]
+connect_timeout = "200ms"
+[[routes]]
+match = {{ path = "/dead" }}
+upstream = "dead"
+retry = {{ attempts = 0 }}
+[[routes]]
+match = {{ path = "/stuck" }}
+upstream = "stuck"
+retry = {{ attempts = 0 }}
+"#
+    ))
+    .await;
+    let answer = get(addr, "/dead").await;
+    assert_eq!(answer.status, 502);
+    let json = answer.json();
+    assert_eq!(json["type"], "urn:rampart:problem:upstream-connect");
+    assert!(json["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(!answer.text().contains(&dead.to_string()), "internal details are not sent");
+
+    let started = Instant::now();
+    let answer = get(addr, "/stuck").await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.json()["type"], "urn:rampart:problem:upstream-connect");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(190) && took < Duration::from_millis(1500), "{took:?}");
+    drop(fillers);
+}
+
+#[tokio::test]
+async fn idle_client_connections_are_closed() {
+    let (_gw, addr) = gateway(
+        r#"
+server = { idle_timeout = "300ms" }
+[upstreams.echo]
+targets = ["builtin:echo"]
+[[routes]]
+upstream = "echo"
+"#,
+    )
+    .await;
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    let took = started.elapsed();
+    assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "the server closed the connection");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn fault_injection_delays_and_aborts() {
+    let up = fixed("ok").await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{}"]
+[[routes]]
+match = {{ path = "/abort" }}
+upstream = "app"
+fault = {{ abort_percent = 100, abort_status = 418 }}
+[[routes]]
+match = {{ path = "/delay" }}
+upstream = "app"
+fault = {{ delay = "200ms", delay_percent = 100 }}
+[[routes]]
+match = {{ path = "/never" }}
+upstream = "app"
+fault = {{ abort_percent = 0 }}
+"#,
+        up.url()
+    ))
+    .await;
+    let answer = get(addr, "/abort").await;
+    assert_eq!(answer.status, 418);
+    assert_eq!(up.hits(), 0);
+    let started = Instant::now();
+    assert_eq!(get(addr, "/delay").await.text(), "ok");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(get(addr, "/never").await.text(), "ok");
+}
