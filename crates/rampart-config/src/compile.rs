@@ -32,9 +32,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message,
         }],
     };
-    let metadata = std::fs::metadata(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
+    let metadata =
+        std::fs::metadata(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
     if metadata.len() > MAX_CONFIG_BYTES as u64 {
-        return Err(fail(format!("the file is larger than {MAX_CONFIG_BYTES} bytes")));
+        return Err(fail(format!(
+            "the file is larger than {MAX_CONFIG_BYTES} bytes"
+        )));
     }
     let source =
         std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
@@ -219,7 +222,8 @@ impl Compiler {
                         _ => {}
                     }
                 }
-                self.errors.push((path, e.into_inner().to_string().trim().to_string()));
+                self.errors
+                    .push((path, e.into_inner().to_string().trim().to_string()));
                 None
             }
         }
@@ -240,7 +244,8 @@ impl Compiler {
                 "upstreams" => match value {
                     toml::Value::Table(t) => {
                         for (name, v) in t {
-                            let parsed = self.within(Segment::Key(name.clone()), |cx| cx.deserialize(v));
+                            let parsed =
+                                self.within(Segment::Key(name.clone()), |cx| cx.deserialize(v));
                             if let Some(parsed) = parsed {
                                 input.upstreams.insert(name, parsed);
                             }
@@ -277,7 +282,12 @@ impl Compiler {
         match humantime::parse_duration(text) {
             Ok(d) => d,
             Err(e) => {
-                self.error_at(key, format!("invalid duration {text:?} ({e}); write e.g. \"250ms\", \"5s\", \"2m\""));
+                self.error_at(
+                    key,
+                    format!(
+                        "invalid duration {text:?} ({e}); write e.g. \"250ms\", \"5s\", \"2m\""
+                    ),
+                );
                 default
             }
         }
@@ -352,7 +362,10 @@ impl Compiler {
         match text.parse() {
             Ok(a) => Some(a),
             Err(_) => {
-                self.error_at(key, format!("{text:?} is not an address like 127.0.0.1:8080 or [::1]:8080"));
+                self.error_at(
+                    key,
+                    format!("{text:?} is not an address like 127.0.0.1:8080 or [::1]:8080"),
+                );
                 None
             }
         }
@@ -439,7 +452,11 @@ impl Compiler {
             .map(|c| Certificate {
                 cert: self.file(&c.cert),
                 key: self.file(&c.key),
-                server_names: c.server_names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                server_names: c
+                    .server_names
+                    .iter()
+                    .map(|n| n.to_ascii_lowercase())
+                    .collect(),
             })
             .collect();
         Tls { certificates }
@@ -490,14 +507,21 @@ impl Compiler {
                 Duration::from_secs(90),
             )
         });
-        let connect_timeout =
-            self.duration("connect_timeout", u.connect_timeout.as_deref(), Duration::from_secs(2));
+        let connect_timeout = self.duration(
+            "connect_timeout",
+            u.connect_timeout.as_deref(),
+            Duration::from_secs(2),
+        );
         let health_check = u
             .health_check
             .as_ref()
             .map(|h| self.key("health_check", |cx| cx.health_check(h)));
-        let outlier = self.key("outlier_detection", |cx| cx.outlier(u.outlier_detection.as_ref()));
-        let breaker = self.key("circuit_breaker", |cx| cx.breaker(u.circuit_breaker.as_ref()));
+        let outlier = self.key("outlier_detection", |cx| {
+            cx.outlier(u.outlier_detection.as_ref())
+        });
+        let breaker = self.key("circuit_breaker", |cx| {
+            cx.breaker(u.circuit_breaker.as_ref())
+        });
         let retry_budget = self.key("retry_budget", |cx| {
             let ratio = u.retry_budget.as_ref().and_then(|r| r.ratio).unwrap_or(0.2);
             if !(0.0..=1.0).contains(&ratio) {
@@ -505,7 +529,11 @@ impl Compiler {
             }
             RetryBudgetSettings {
                 ratio,
-                min_concurrent: u.retry_budget.as_ref().and_then(|r| r.min_concurrent).unwrap_or(3),
+                min_concurrent: u
+                    .retry_budget
+                    .as_ref()
+                    .and_then(|r| r.min_concurrent)
+                    .unwrap_or(3),
             }
         });
         let max_concurrent_requests = u.max_concurrent_requests.unwrap_or(1024);
@@ -513,7 +541,10 @@ impl Compiler {
             self.error_at("max_concurrent_requests", "must be at least 1");
         }
         if targets.iter().any(|t| t.endpoint == Endpoint::Echo) && protocol != Protocol::Http1 {
-            self.error_at("protocol", "builtin:echo targets only take protocol = \"http1\"");
+            self.error_at(
+                "protocol",
+                "builtin:echo targets only take protocol = \"http1\"",
+            );
         }
         Some(Upstream {
             name: name.to_string(),
@@ -557,7 +588,9 @@ impl Compiler {
             Some("http") => Scheme::HTTP,
             Some("https") => Scheme::HTTPS,
             _ => {
-                self.error(format!("{url:?}: the scheme must be http or https (or use builtin:echo)"));
+                self.error(format!(
+                    "{url:?}: the scheme must be http or https (or use builtin:echo)"
+                ));
                 return None;
             }
         };
@@ -588,7 +621,10 @@ impl Compiler {
                 return HashKey::Cookie(name.to_string());
             }
         }
-        self.error_at("hash_on", format!("{text:?}: expected client_ip, header:<name> or cookie:<name>"));
+        self.error_at(
+            "hash_on",
+            format!("{text:?}: expected client_ip, header:<name> or cookie:<name>"),
+        );
         HashKey::ClientIp
     }
 
@@ -622,7 +658,11 @@ impl Compiler {
             consecutive_connect_failures: o
                 .consecutive_connect_failures
                 .unwrap_or(d.consecutive_connect_failures),
-            base_ejection: self.duration("base_ejection", o.base_ejection.as_deref(), d.base_ejection),
+            base_ejection: self.duration(
+                "base_ejection",
+                o.base_ejection.as_deref(),
+                d.base_ejection,
+            ),
             max_ejection: self.duration("max_ejection", o.max_ejection.as_deref(), d.max_ejection),
             max_ejection_percent: percent.min(100),
         }
@@ -655,7 +695,11 @@ impl Compiler {
         upstreams: &BTreeMap<String, Arc<Upstream>>,
         listener_names: &HashSet<&str>,
     ) -> Option<Route> {
-        let name: Arc<str> = r.name.clone().unwrap_or_else(|| format!("route-{index}")).into();
+        let name: Arc<str> = r
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("route-{index}"))
+            .into();
         if !upstreams.contains_key(&r.upstream) {
             self.error_at("upstream", format!("unknown upstream {:?}", r.upstream));
         }
@@ -663,7 +707,9 @@ impl Compiler {
             self.key("listeners", |cx| {
                 for (i, l) in listeners.iter().enumerate() {
                     if !listener_names.contains(l.as_str()) {
-                        cx.within(Segment::Index(i), |cx| cx.error(format!("unknown listener {l:?}")));
+                        cx.within(Segment::Index(i), |cx| {
+                            cx.error(format!("unknown listener {l:?}"))
+                        });
                     }
                 }
             });
@@ -671,20 +717,39 @@ impl Compiler {
         let matcher = self.key("match", |cx| cx.matcher(r.matcher.as_ref()));
         let strip_prefix = r.rewrite.as_ref().is_some_and(|w| w.strip_prefix);
         if strip_prefix && !matches!(matcher.path, PathMatch::Prefix(_)) {
-            self.key("rewrite", |cx| cx.error_at("strip_prefix", "needs match.path_prefix"));
+            self.key("rewrite", |cx| {
+                cx.error_at("strip_prefix", "needs match.path_prefix")
+            });
         }
         let add_prefix = r.rewrite.as_ref().and_then(|w| w.add_prefix.clone());
         if let Some(prefix) = &add_prefix {
-            if !prefix.starts_with('/') || prefix.parse::<http::uri::PathAndQuery>().is_err() || prefix.contains('?') {
-                self.key("rewrite", |cx| cx.error_at("add_prefix", format!("{prefix:?} is not a path")));
+            if !prefix.starts_with('/')
+                || prefix.parse::<http::uri::PathAndQuery>().is_err()
+                || prefix.contains('?')
+            {
+                self.key("rewrite", |cx| {
+                    cx.error_at("add_prefix", format!("{prefix:?} is not a path"))
+                });
             }
         }
-        let request_headers = self.key("request_headers", |cx| cx.header_ops(r.request_headers.as_ref()));
-        let response_headers = self.key("response_headers", |cx| cx.header_ops(r.response_headers.as_ref()));
+        let request_headers = self.key("request_headers", |cx| {
+            cx.header_ops(r.request_headers.as_ref())
+        });
+        let response_headers = self.key("response_headers", |cx| {
+            cx.header_ops(r.response_headers.as_ref())
+        });
         let (per_try_timeout, total_timeout) = self.key("timeouts", |cx| {
             let t = r.timeouts.as_ref();
-            let per_try = cx.duration("per_try", t.and_then(|t| t.per_try.as_deref()), Duration::from_secs(15));
-            let total = cx.duration("total", t.and_then(|t| t.total.as_deref()), Duration::from_secs(30));
+            let per_try = cx.duration(
+                "per_try",
+                t.and_then(|t| t.per_try.as_deref()),
+                Duration::from_secs(15),
+            );
+            let total = cx.duration(
+                "total",
+                t.and_then(|t| t.total.as_deref()),
+                Duration::from_secs(30),
+            );
             if per_try > total {
                 cx.error_at("per_try", "is longer than `total`");
             }
@@ -698,7 +763,10 @@ impl Compiler {
         if r.max_concurrent_requests == Some(0) {
             self.error_at("max_concurrent_requests", "must be at least 1");
         }
-        let fault = r.fault.as_ref().and_then(|f| self.key("fault", |cx| cx.fault(f)));
+        let fault = r
+            .fault
+            .as_ref()
+            .and_then(|f| self.key("fault", |cx| cx.fault(f)));
         Some(Route {
             name,
             listeners: r.listeners.clone(),
@@ -719,7 +787,9 @@ impl Compiler {
     }
 
     fn matcher(&mut self, m: Option<&MatchInput>) -> RouteMatch {
-        let Some(m) = m else { return RouteMatch::default() };
+        let Some(m) = m else {
+            return RouteMatch::default();
+        };
         let hosts = self.key("hosts", |cx| {
             m.hosts
                 .iter()
@@ -733,7 +803,9 @@ impl Compiler {
                     let bare = h.trim_start_matches("*.");
                     if bare.is_empty() || bare.contains(['*', '/', ':', ' ']) {
                         cx.within(Segment::Index(i), |cx| {
-                            cx.error(format!("{h:?}: write a host like api.example.com or *.example.com"))
+                            cx.error(format!(
+                                "{h:?}: write a host like api.example.com or *.example.com"
+                            ))
                         });
                         return None;
                     }
@@ -741,10 +813,14 @@ impl Compiler {
                 })
                 .collect()
         });
-        let given = [m.path.is_some(), m.path_prefix.is_some(), m.path_regex.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
+        let given = [
+            m.path.is_some(),
+            m.path_prefix.is_some(),
+            m.path_regex.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if given > 1 {
             self.error("give at most one of path, path_prefix and path_regex");
         }
@@ -754,7 +830,11 @@ impl Compiler {
         } else if let Some(p) = &m.path_prefix {
             self.check_path("path_prefix", p);
             let trimmed = p.trim_end_matches('/');
-            PathMatch::Prefix(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
+            PathMatch::Prefix(if trimmed.is_empty() {
+                "/".into()
+            } else {
+                trimmed.into()
+            })
         } else if let Some(r) = &m.path_regex {
             match regex::Regex::new(&format!("^(?:{r})$")) {
                 Ok(re) => PathMatch::Regex(re),
@@ -770,11 +850,15 @@ impl Compiler {
             m.methods
                 .iter()
                 .enumerate()
-                .filter_map(|(i, name)| match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
-                    Ok(method) => Some(method),
-                    Err(_) => {
-                        cx.within(Segment::Index(i), |cx| cx.error(format!("{name:?} is not a method")));
-                        None
+                .filter_map(|(i, name)| {
+                    match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                        Ok(method) => Some(method),
+                        Err(_) => {
+                            cx.within(Segment::Index(i), |cx| {
+                                cx.error(format!("{name:?} is not a method"))
+                            });
+                            None
+                        }
                     }
                 })
                 .collect()
@@ -790,7 +874,10 @@ impl Compiler {
 
     fn check_path(&mut self, key: &str, p: &str) {
         if !p.starts_with('/') || p.contains('?') || p.parse::<http::uri::PathAndQuery>().is_err() {
-            self.error_at(key, format!("{p:?} is not an absolute path without a query"));
+            self.error_at(
+                key,
+                format!("{p:?} is not an absolute path without a query"),
+            );
         }
     }
 
@@ -815,7 +902,9 @@ impl Compiler {
     }
 
     fn header_ops(&mut self, ops: Option<&HeaderOpsInput>) -> HeaderOps {
-        let Some(ops) = ops else { return HeaderOps::default() };
+        let Some(ops) = ops else {
+            return HeaderOps::default();
+        };
         let remove = self.key("remove", |cx| {
             ops.remove
                 .iter()
@@ -823,7 +912,9 @@ impl Compiler {
                 .filter_map(|(i, n)| match HeaderName::from_bytes(n.as_bytes()) {
                     Ok(n) => Some(n),
                     Err(_) => {
-                        cx.within(Segment::Index(i), |cx| cx.error(format!("{n:?} is not a header name")));
+                        cx.within(Segment::Index(i), |cx| {
+                            cx.error(format!("{n:?} is not a header name"))
+                        });
                         None
                     }
                 })
@@ -837,11 +928,15 @@ impl Compiler {
     }
 
     fn retry(&mut self, r: Option<&RetryInput>) -> RetryPolicy {
-        let on_status = r.and_then(|r| r.on_status.clone()).unwrap_or_else(|| vec![502, 503, 504]);
+        let on_status = r
+            .and_then(|r| r.on_status.clone())
+            .unwrap_or_else(|| vec![502, 503, 504]);
         for (i, status) in on_status.iter().enumerate() {
             if !(100..=599).contains(status) {
                 self.key("on_status", |cx| {
-                    cx.within(Segment::Index(i), |cx| cx.error(format!("{status} is not an HTTP status")))
+                    cx.within(Segment::Index(i), |cx| {
+                        cx.error(format!("{status} is not an HTTP status"))
+                    })
                 });
             }
         }
@@ -895,13 +990,19 @@ impl Compiler {
                 if !upstreams.contains_key(upstream) {
                     self.error_at("upstream", format!("unknown upstream {upstream:?}"));
                 } else if upstream == own_upstream {
-                    self.error_at("upstream", "the fallback must be another upstream than the route's");
+                    self.error_at(
+                        "upstream",
+                        "the fallback must be another upstream than the route's",
+                    );
                 }
                 Some(Fallback::Upstream(upstream.clone()))
             }
             (None, Some(status)) => {
                 let status = self.status("status", status)?;
-                let content_type = f.content_type.as_deref().unwrap_or("text/plain; charset=utf-8");
+                let content_type = f
+                    .content_type
+                    .as_deref()
+                    .unwrap_or("text/plain; charset=utf-8");
                 let content_type = match HeaderValue::from_str(content_type) {
                     Ok(v) => v,
                     Err(_) => {

@@ -43,7 +43,11 @@ impl fmt::Display for ConfigErrors {
             .map(|p| format!("{}:", p.display()))
             .unwrap_or_default();
         let count = self.errors.len();
-        write!(f, "{count} config error{}", if count == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{count} config error{}",
+            if count == 1 { "" } else { "s" }
+        )?;
         for error in &self.errors {
             write!(f, "\n  {file}{error}")?;
         }

@@ -37,7 +37,10 @@ pub fn render(path: &[Segment]) -> String {
 pub fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -51,13 +54,17 @@ pub fn locate(doc: &ImDocument<&str>, source: &str, path: &[Segment]) -> Option<
             (Node::Item(item), Segment::Key(key)) => match item {
                 Item::Table(t) => {
                     if let Some((k, _)) = t.get_key_value(key) {
-                        if let Some(span) = k.span() { best = Some(span); }
+                        if let Some(span) = k.span() {
+                            best = Some(span);
+                        }
                     }
                     t.get(key).map(Node::Item)
                 }
                 Item::Value(Value::InlineTable(t)) => {
                     if let Some((k, _)) = t.get_key_value(key) {
-                        if let Some(span) = k.span() { best = Some(span); }
+                        if let Some(span) = k.span() {
+                            best = Some(span);
+                        }
                     }
                     t.get(key).map(Node::Value)
                 }
@@ -65,22 +72,30 @@ pub fn locate(doc: &ImDocument<&str>, source: &str, path: &[Segment]) -> Option<
             },
             (Node::Value(Value::InlineTable(t)), Segment::Key(key)) => {
                 if let Some((k, _)) = t.get_key_value(key) {
-                    if let Some(span) = k.span() { best = Some(span); }
+                    if let Some(span) = k.span() {
+                        best = Some(span);
+                    }
                 }
                 t.get(key).map(Node::Value)
             }
             (Node::Item(Item::ArrayOfTables(a)), Segment::Index(i)) => a.get(*i).map(|t| {
-                if let Some(span) = t.span() { best = Some(span); }
+                if let Some(span) = t.span() {
+                    best = Some(span);
+                }
                 Node::Table(t)
             }),
             (Node::Item(Item::Value(Value::Array(a))), Segment::Index(i))
             | (Node::Value(Value::Array(a)), Segment::Index(i)) => a.get(*i).map(|v| {
-                if let Some(span) = v.span() { best = Some(span); }
+                if let Some(span) = v.span() {
+                    best = Some(span);
+                }
                 Node::Value(v)
             }),
             (Node::Table(t), Segment::Key(key)) => {
                 if let Some((k, _)) = t.get_key_value(key) {
-                    if let Some(span) = k.span() { best = Some(span); }
+                    if let Some(span) = k.span() {
+                        best = Some(span);
+                    }
                 }
                 t.get(key).map(Node::Item)
             }
@@ -109,7 +124,11 @@ mod tests {
         let at = |p: &[Segment]| locate(&doc, src, p);
         assert_eq!(at(&[Segment::Key("a".into())]), Some((1, 1)));
         assert_eq!(
-            at(&[Segment::Key("routes".into()), Segment::Index(1), Segment::Key("upstream".into())]),
+            at(&[
+                Segment::Key("routes".into()),
+                Segment::Index(1),
+                Segment::Key("upstream".into())
+            ]),
             Some((6, 1))
         );
         assert_eq!(
@@ -123,9 +142,20 @@ mod tests {
         );
         // A missing key falls back to the deepest known ancestor.
         assert_eq!(
-            at(&[Segment::Key("routes".into()), Segment::Index(0), Segment::Key("nope".into())]),
+            at(&[
+                Segment::Key("routes".into()),
+                Segment::Index(0),
+                Segment::Key("nope".into())
+            ]),
             Some((2, 1))
         );
-        assert_eq!(render(&[Segment::Key("routes".into()), Segment::Index(0), Segment::Key("x".into())]), "routes[0].x");
+        assert_eq!(
+            render(&[
+                Segment::Key("routes".into()),
+                Segment::Index(0),
+                Segment::Key("x".into())
+            ]),
+            "routes[0].x"
+        );
     }
 }

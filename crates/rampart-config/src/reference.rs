@@ -74,7 +74,11 @@ fn resolve<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> &'a Value {
 
 fn type_name(schema: &Value, defs: &Map<String, Value>) -> String {
     let s = resolve(schema, defs);
-    if let Some(variants) = s.get("oneOf").or_else(|| s.get("anyOf")).and_then(Value::as_array) {
+    if let Some(variants) = s
+        .get("oneOf")
+        .or_else(|| s.get("anyOf"))
+        .and_then(Value::as_array)
+    {
         let names: Vec<String> = variants
             .iter()
             .map(|v| match v.get("const") {
@@ -85,7 +89,11 @@ fn type_name(schema: &Value, defs: &Map<String, Value>) -> String {
         return names.join(" or ");
     }
     if let Some(values) = s.get("enum").and_then(Value::as_array) {
-        return values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(" or ");
+        return values
+            .iter()
+            .map(|v| format!("`{v}`"))
+            .collect::<Vec<_>>()
+            .join(" or ");
     }
     let ty = match s.get("type") {
         Some(Value::String(t)) => t.clone(),
@@ -140,11 +148,19 @@ fn render_object(out: &mut String, path: &str, schema: &Value, defs: &Map<String
         out.push_str(&format!(
             "| `{key}` | {} | {} | {} |\n",
             type_name(prop, defs).replace('|', "\\|"),
-            if required.contains(&key.as_str()) { "yes" } else { "no" },
+            if required.contains(&key.as_str()) {
+                "yes"
+            } else {
+                "no"
+            },
             description(prop, defs).replace('|', "\\|")
         ));
     }
-    let prefix = if path == "(top level)" { String::new() } else { format!("{path}.") };
+    let prefix = if path == "(top level)" {
+        String::new()
+    } else {
+        format!("{path}.")
+    };
     for (key, prop) in props {
         let inner = resolve(prop, defs);
         let child_path = format!("{prefix}{key}");

@@ -50,7 +50,10 @@ fn a_valid_config_compiles_with_defaults_and_precedence() {
     let app = &config.upstreams["app"];
     assert_eq!(app.targets[1].weight, 3);
     assert_eq!(config.upstreams["echo"].targets[0].endpoint, Endpoint::Echo);
-    assert_eq!(app.health_check.as_ref().map(|h| h.healthy_threshold), Some(2));
+    assert_eq!(
+        app.health_check.as_ref().map(|h| h.healthy_threshold),
+        Some(2)
+    );
 }
 
 #[test]
@@ -71,7 +74,9 @@ upstream = "app"
 match = { path_regex = "(" }
 typo = 1
 "#;
-    let errors = compile_str(source, Path::new(".")).expect_err("invalid").errors;
+    let errors = compile_str(source, Path::new("."))
+        .expect_err("invalid")
+        .errors;
     let rendered: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     let expect = [
         "3:1: listeners[0].address: \"nowhere\" is not an address",
@@ -81,7 +86,10 @@ typo = 1
         "15:1: routes[1].typo: unknown field `typo`",
     ];
     for e in expect {
-        assert!(rendered.iter().any(|r| r.starts_with(e)), "missing {e:?} in {rendered:#?}");
+        assert!(
+            rendered.iter().any(|r| r.starts_with(e)),
+            "missing {e:?} in {rendered:#?}"
+        );
     }
     assert_eq!(rendered.len(), expect.len(), "{rendered:#?}");
 }
@@ -99,7 +107,9 @@ match = { path_regex = "(", methods = ["BAD METHOD"] }
 retry = { on_status = [42] }
 fault = { abort_percent = 120 }
 "#;
-    let errors = compile_str(source, Path::new(".")).expect_err("invalid").errors;
+    let errors = compile_str(source, Path::new("."))
+        .expect_err("invalid")
+        .errors;
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -114,7 +124,9 @@ fault = { abort_percent = 120 }
 
 #[test]
 fn a_syntax_error_has_a_position() {
-    let errors = compile_str("[[listeners]\naddress = 1", Path::new(".")).expect_err("bad").errors;
+    let errors = compile_str("[[listeners]\naddress = 1", Path::new("."))
+        .expect_err("bad")
+        .errors;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].position.map(|p| p.0), Some(1));
 }
@@ -140,9 +152,13 @@ match = { hosts = ["${file:host.txt}"] }
     assert!(config.routes[0].matcher.hosts[0].matches("from-file.example"));
 
     let bad = source.replace("RAMPART_TEST_ADMIN", "HOME");
-    let errors = compile_str(&bad, &dir).expect_err("HOME is not readable").errors;
+    let errors = compile_str(&bad, &dir)
+        .expect_err("HOME is not readable")
+        .errors;
     assert_eq!(errors[0].path, "admin.listen");
-    assert!(errors[0].message.contains("only variables starting with RAMPART_"));
+    assert!(errors[0]
+        .message
+        .contains("only variables starting with RAMPART_"));
 }
 
 #[test]

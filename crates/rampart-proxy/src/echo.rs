@@ -14,13 +14,18 @@ pub const ECHO_BODY_LIMIT: usize = 1 << 20;
 /// Answers `request` with a JSON description of it.
 pub async fn respond(request: Request<ProxyBody>) -> Result<Response<ProxyBody>, ProxyError> {
     let (parts, body) = request.into_parts();
-    let body = collect_limited(body, ECHO_BODY_LIMIT).await.map_err(|e| match e {
-        CollectError::TooLarge(_) => ProxyError::new(ErrorKind::BodyTooLarge, "echo body over 1 MiB"),
-        CollectError::Read(e) => ProxyError::new(ErrorKind::ClientBody, e.to_string()),
-    })?;
+    let body = collect_limited(body, ECHO_BODY_LIMIT)
+        .await
+        .map_err(|e| match e {
+            CollectError::TooLarge(_) => {
+                ProxyError::new(ErrorKind::BodyTooLarge, "echo body over 1 MiB")
+            }
+            CollectError::Read(e) => ProxyError::new(ErrorKind::ClientBody, e.to_string()),
+        })?;
     let mut headers = serde_json::Map::new();
     for (name, value) in &parts.headers {
-        let value = serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let value =
+            serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
         match headers.get_mut(name.as_str()) {
             Some(serde_json::Value::Array(values)) => values.push(value),
             Some(existing) => *existing = serde_json::Value::Array(vec![existing.take(), value]),

@@ -169,7 +169,10 @@ pub fn problem_response(kind: ErrorKind, request_id: &str) -> Response<ProxyBody
     let mut response = Response::new(full(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     if let Some(seconds) = kind.retry_after() {
         headers.insert(RETRY_AFTER, HeaderValue::from_static(seconds));
     }
@@ -183,10 +186,16 @@ mod tests {
 
     #[tokio::test]
     async fn problem_json_carries_status_type_and_request_id() {
-        let response = ProxyError::new(ErrorKind::BreakerOpen, "secret detail").to_response("req-1");
+        let response =
+            ProxyError::new(ErrorKind::BreakerOpen, "secret detail").to_response("req-1");
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()[RETRY_AFTER], "1");
-        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(json["type"], "urn:rampart:problem:circuit-open");
         assert_eq!(json["request_id"], "req-1");

@@ -104,7 +104,10 @@ pub async fn forward(
     let total = route.config.total_timeout;
     match tokio::time::timeout(total, forward_inner(route, ctx, request, hash, metrics)).await {
         Ok(result) => result,
-        Err(_) => Err(ProxyError::new(ErrorKind::TotalTimeout, format!("no response within {total:?}"))),
+        Err(_) => Err(ProxyError::new(
+            ErrorKind::TotalTimeout,
+            format!("no response within {total:?}"),
+        )),
     }
 }
 
@@ -115,19 +118,23 @@ async fn forward_inner(
     hash: Option<u64>,
     metrics: &Metrics,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let upgrade = request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
+    let upgrade =
+        request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
     let config = &route.config;
 
     let mut outgoing = prepare(route, ctx, parts, upgrade)?;
     let retry = &config.retry;
-    let may_retry = !upgrade
-        && retry.attempts > 0
-        && (retry.non_idempotent || is_idempotent(&outgoing.method));
+    let may_retry =
+        !upgrade && retry.attempts > 0 && (retry.non_idempotent || is_idempotent(&outgoing.method));
     let mut body = choose_body(body, may_retry, config.retry_body_limit).await?;
     let plan = AttemptPlan {
-        retries: if matches!(body, OutgoingBody::Buffered(_)) { retry.attempts } else { 0 },
+        retries: if matches!(body, OutgoingBody::Buffered(_)) {
+            retry.attempts
+        } else {
+            0
+        },
         retry,
         per_try: config.per_try_timeout,
         hash,
@@ -138,10 +145,16 @@ async fn forward_inner(
     let pool = &route.pool;
     match attempt_pool(pool, ctx, &mut outgoing, &mut body, &plan, metrics).await {
         Err(e) if e.kind == ErrorKind::BreakerOpen && ctx.attempts == 0 => match &config.fallback {
-            Some(Fallback::Static { status, body: text, content_type }) => {
+            Some(Fallback::Static {
+                status,
+                body: text,
+                content_type,
+            }) => {
                 let mut response = Response::new(full(Bytes::from(text.as_bytes().to_vec())));
                 *response.status_mut() = *status;
-                response.headers_mut().insert(CONTENT_TYPE, content_type.clone());
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, content_type.clone());
                 response
                     .headers_mut()
                     .insert("x-rampart-fallback", HeaderValue::from_static("static"));
@@ -150,7 +163,8 @@ async fn forward_inner(
             Some(Fallback::Upstream(_)) => match &route.fallback_pool {
                 Some(fallback) => {
                     let mut response =
-                        attempt_pool(fallback, ctx, &mut outgoing, &mut body, &plan, metrics).await?;
+                        attempt_pool(fallback, ctx, &mut outgoing, &mut body, &plan, metrics)
+                            .await?;
                     response
                         .headers_mut()
                         .insert("x-rampart-fallback", HeaderValue::from_static("upstream"));
@@ -183,7 +197,13 @@ fn prepare(
     let config = &route.config;
     let mut headers = parts.headers;
     headers::remove_hop_by_hop(&mut headers, upgrade);
-    headers::set_forwarding(&mut headers, ctx.peer.ip(), ctx.trusted_peer, ctx.scheme, &ctx.authority);
+    headers::set_forwarding(
+        &mut headers,
+        ctx.peer.ip(),
+        ctx.trusted_peer,
+        ctx.scheme,
+        &ctx.authority,
+    );
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     headers.insert(TRACEPARENT.clone(), ctx.trace.traceparent.clone());
     let client_host = headers
@@ -197,7 +217,9 @@ fn prepare(
         new_path.push_str(prefix.trim_end_matches('/'));
     }
     let rest = match (&config.matcher.path, config.strip_prefix) {
-        (rampart_config::PathMatch::Prefix(prefix), true) if prefix != "/" => &path[prefix.len().min(path.len())..],
+        (rampart_config::PathMatch::Prefix(prefix), true) if prefix != "/" => {
+            &path[prefix.len().min(path.len())..]
+        }
         _ => path,
     };
     if !rest.starts_with('/') {
@@ -221,7 +243,11 @@ fn prepare(
 }
 
 /// Buffers a small body so it can be replayed on retry; streams anything else once.
-async fn choose_body(body: ProxyBody, may_retry: bool, limit: usize) -> Result<OutgoingBody, ProxyError> {
+async fn choose_body(
+    body: ProxyBody,
+    may_retry: bool,
+    limit: usize,
+) -> Result<OutgoingBody, ProxyError> {
     let hint = body.size_hint();
     if body.is_end_stream() || hint.exact() == Some(0) {
         return Ok(OutgoingBody::Buffered(Bytes::new()));
@@ -270,7 +296,10 @@ async fn attempt_pool(
                 name: pool.config.name.clone(),
             })
             .inc();
-        return Err(ProxyError::new(ErrorKind::BulkheadFull, "upstream concurrency limit"));
+        return Err(ProxyError::new(
+            ErrorKind::BulkheadFull,
+            "upstream concurrency limit",
+        ));
     };
     let _active = pool.retry_budget.start_request();
     let mut last_target = None;
@@ -284,10 +313,16 @@ async fn attempt_pool(
         };
         if admission == Admission::Rejected {
             metrics.breaker_rejections.get_or_create(&labels).inc();
-            return Err(ProxyError::new(ErrorKind::BreakerOpen, "circuit breaker open"));
+            return Err(ProxyError::new(
+                ErrorKind::BreakerOpen,
+                "circuit breaker open",
+            ));
         }
         let Some(target) = pool.pick(plan.hash, last_target, now) else {
-            return Err(ProxyError::new(ErrorKind::NoHealthyTarget, "every target unhealthy or ejected"));
+            return Err(ProxyError::new(
+                ErrorKind::NoHealthyTarget,
+                "every target unhealthy or ejected",
+            ));
         };
         last_target = Some(target);
         ctx.attempts += 1;
@@ -297,16 +332,23 @@ async fn attempt_pool(
         let result = send(pool, target, outgoing, body, plan.per_try).await;
         let finished = Instant::now();
         let (outcome, success) = match &result {
-            Ok(response) if response.status().is_server_error() => (AttemptOutcome::ServerError, false),
+            Ok(response) if response.status().is_server_error() => {
+                (AttemptOutcome::ServerError, false)
+            }
             Ok(_) => (AttemptOutcome::Success, true),
-            Err(e) if e.kind == ErrorKind::UpstreamConnect => (AttemptOutcome::ConnectFailure, false),
-            Err(e) if e.side == crate::error::Side::Upstream => (AttemptOutcome::ServerError, false),
+            Err(e) if e.kind == ErrorKind::UpstreamConnect => {
+                (AttemptOutcome::ConnectFailure, false)
+            }
+            Err(e) if e.side == crate::error::Side::Upstream => {
+                (AttemptOutcome::ServerError, false)
+            }
             // A client-side failure says nothing about the upstream.
             Err(_) => (AttemptOutcome::Success, true),
         };
         pool.record(target, finished, outcome);
         if let Some(b) = &pool.breaker {
-            b.lock().on_result(finished, success, admission == Admission::Probe);
+            b.lock()
+                .on_result(finished, success, admission == Admission::Probe);
         }
         drop(retry_permit.take());
 
@@ -347,7 +389,10 @@ async fn send(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let slot = &pool.targets[target];
     let Some(request_body) = body.take() else {
-        return Err(ProxyError::new(ErrorKind::Internal, "streamed body already sent"));
+        return Err(ProxyError::new(
+            ErrorKind::Internal,
+            "streamed body already sent",
+        ));
     };
     let _in_flight = pool.start(target);
     let mut request = Request::new(request_body);
@@ -379,9 +424,10 @@ async fn send(
                 _ => Version::HTTP_11,
             };
             if outgoing.upgrade {
-                request
-                    .headers_mut()
-                    .insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
+                request.headers_mut().insert(
+                    http::header::CONNECTION,
+                    HeaderValue::from_static("upgrade"),
+                );
             }
             let sent = tokio::time::timeout(per_try, pool.client().request(request)).await;
             match sent {
@@ -389,7 +435,9 @@ async fn send(
                     ErrorKind::UpstreamTimeout,
                     format!("{} gave no response headers within {per_try:?}", slot.label),
                 )),
-                Ok(Err(e)) if body.client_failed() => Err(ProxyError::new(ErrorKind::ClientBody, e.to_string())),
+                Ok(Err(e)) if body.client_failed() => {
+                    Err(ProxyError::new(ErrorKind::ClientBody, e.to_string()))
+                }
                 Ok(Err(e)) if e.is_connect() => Err(ProxyError::new(
                     ErrorKind::UpstreamConnect,
                     format!("{}: {e:?}", slot.label),
@@ -402,7 +450,10 @@ async fn send(
                     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
                     let (mut parts, incoming) = response.into_parts();
                     headers::remove_hop_by_hop(&mut parts.headers, switching && outgoing.upgrade);
-                    Ok(Response::from_parts(parts, incoming.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+                    Ok(Response::from_parts(
+                        parts,
+                        incoming.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
+                    ))
                 }
             }
         }

@@ -88,7 +88,9 @@ impl Gateway {
         let access_log = match &config.access_log {
             AccessLogTarget::Off => AccessLog::off(),
             AccessLogTarget::Stdout => AccessLog::stdout(metrics.access_log_dropped.clone()),
-            AccessLogTarget::File(path) => AccessLog::file(path, metrics.access_log_dropped.clone())?,
+            AccessLogTarget::File(path) => {
+                AccessLog::file(path, metrics.access_log_dropped.clone())?
+            }
         };
         let config = Arc::new(config);
         let runtime = Runtime::build(Arc::clone(&config), None, &metrics);
@@ -102,17 +104,21 @@ impl Gateway {
         let mut tasks = Vec::new();
         for l in &config.listeners {
             let certs = match &l.tls {
-                Some(tls) => Some(Arc::new(CertStore::new(tls).map_err(|source| StartError::Tls {
-                    listener: l.name.clone(),
-                    source,
+                Some(tls) => Some(Arc::new(CertStore::new(tls).map_err(|source| {
+                    StartError::Tls {
+                        listener: l.name.clone(),
+                        source,
+                    }
                 })?)),
                 None => None,
             };
-            let socket = TcpListener::bind(l.address).await.map_err(|source| StartError::Bind {
-                listener: l.name.clone(),
-                address: l.address,
-                source,
-            })?;
+            let socket = TcpListener::bind(l.address)
+                .await
+                .map_err(|source| StartError::Bind {
+                    listener: l.name.clone(),
+                    address: l.address,
+                    source,
+                })?;
             let address = socket.local_addr().unwrap_or(l.address);
             let acceptor = certs.as_ref().map(|c| TlsAcceptor::from(c.server_config()));
             let task = tokio::spawn(crate::listener::serve(
@@ -142,7 +148,9 @@ impl Gateway {
                     match store.reload_if_changed() {
                         Ok(true) => tracing::info!(%listener, "certificates reloaded"),
                         Ok(false) => {}
-                        Err(e) => tracing::error!(%listener, "certificate change not applied, keeping the old ones: {e}"),
+                        Err(e) => {
+                            tracing::error!(%listener, "certificate change not applied, keeping the old ones: {e}")
+                        }
                     }
                 }
             }
@@ -158,7 +166,10 @@ impl Gateway {
 
     /// The bound address of a listener (useful with port 0).
     pub fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
-        self.listeners.iter().find(|l| l.name == listener).map(|l| l.address)
+        self.listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| l.address)
     }
 
     /// The config being served.

@@ -84,7 +84,10 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
         ));
     }
     if lengths.len() > 1 {
-        return Err(ProxyError::new(ErrorKind::BadRequest, "several Content-Length headers"));
+        return Err(ProxyError::new(
+            ErrorKind::BadRequest,
+            "several Content-Length headers",
+        ));
     }
     if let Some(value) = lengths.first() {
         let ok = value
@@ -93,7 +96,10 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .is_some();
         if !ok {
-            return Err(ProxyError::new(ErrorKind::BadRequest, "invalid Content-Length"));
+            return Err(ProxyError::new(
+                ErrorKind::BadRequest,
+                "invalid Content-Length",
+            ));
         }
     }
     if has_te {
@@ -105,7 +111,10 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
             .map(|t| t.trim().to_ascii_lowercase())
             .collect();
         if codings != ["chunked"] {
-            return Err(ProxyError::new(ErrorKind::BadRequest, "unsupported Transfer-Encoding"));
+            return Err(ProxyError::new(
+                ErrorKind::BadRequest,
+                "unsupported Transfer-Encoding",
+            ));
         }
     }
     Ok(())
@@ -144,12 +153,16 @@ pub fn trace_context(headers: &HeaderMap) -> TraceContext {
     let span: u64 = rand::random::<u64>().max(1);
     let (trace_id, flags) = match incoming {
         Some((trace_id, flags)) => (trace_id, flags),
-        None => (format!("{:032x}", rand::random::<u128>().max(1)), "01".to_string()),
+        None => (
+            format!("{:032x}", rand::random::<u128>().max(1)),
+            "01".to_string(),
+        ),
     };
     let value = format!("00-{trace_id}-{span:016x}-{flags}");
     TraceContext {
-        traceparent: HeaderValue::from_str(&value)
-            .unwrap_or_else(|_| HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")),
+        traceparent: HeaderValue::from_str(&value).unwrap_or_else(|_| {
+            HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
+        }),
         trace_id,
     }
 }
@@ -160,7 +173,9 @@ fn parse_traceparent(value: &str) -> Option<(String, String)> {
     let trace_id = parts.next()?;
     let parent = parts.next()?;
     let flags = parts.next()?;
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     let valid = hex(version, 2)
         && version != "ff"
         && hex(trace_id, 32)
@@ -233,7 +248,8 @@ pub fn set_forwarding(
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
-    if !(trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) && !host.is_empty() {
+    let keep_host = trusted_peer && headers.contains_key(&X_FORWARDED_HOST);
+    if !keep_host && !host.is_empty() {
         put(headers, &X_FORWARDED_HOST, host);
     }
     let node = match peer {
@@ -241,11 +257,18 @@ pub fn set_forwarding(
         IpAddr::V6(_) => format!("\"[{peer_text}]\""),
     };
     let mut element = format!("for={node};proto={scheme}");
-    if !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+    if !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    {
         element.push_str(";host=");
         element.push_str(host);
     }
-    let forwarded = match trusted_peer.then(|| join_values(headers, &FORWARDED)).flatten() {
+    let forwarded = match trusted_peer
+        .then(|| join_values(headers, &FORWARDED))
+        .flatten()
+    {
         Some(prior) => format!("{prior}, {element}"),
         None => element,
     };
@@ -311,7 +334,11 @@ mod tests {
     fn framing_checks() {
         assert!(check_framing(&map(&[("content-length", "5")])).is_ok());
         assert!(check_framing(&map(&[("transfer-encoding", "chunked")])).is_ok());
-        assert!(check_framing(&map(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_err());
+        assert!(check_framing(&map(&[
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked")
+        ]))
+        .is_err());
         assert!(check_framing(&map(&[("content-length", "5"), ("content-length", "5")])).is_err());
         assert!(check_framing(&map(&[("content-length", "+5")])).is_err());
         assert!(check_framing(&map(&[("transfer-encoding", "chunked, gzip")])).is_err());
@@ -321,8 +348,18 @@ mod tests {
 
     #[test]
     fn forwarding_from_untrusted_peer_replaces_values() {
-        let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https"), ("forwarded", "for=6.6.6.6")]);
-        set_forwarding(&mut h, "10.0.0.1".parse().expect("ip"), false, "http", "app.test");
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=6.6.6.6"),
+        ]);
+        set_forwarding(
+            &mut h,
+            "10.0.0.1".parse().expect("ip"),
+            false,
+            "http",
+            "app.test",
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.test");
@@ -331,19 +368,32 @@ mod tests {
 
     #[test]
     fn forwarding_from_trusted_peer_extends_values() {
-        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https"), ("forwarded", "for=1.2.3.4")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=1.2.3.4"),
+        ]);
         set_forwarding(&mut h, "::1".parse().expect("ip"), true, "http", "app.test");
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["forwarded"], "for=1.2.3.4, for=\"[::1]\";proto=http;host=app.test");
+        assert_eq!(
+            h["forwarded"],
+            "for=1.2.3.4, for=\"[::1]\";proto=http;host=app.test"
+        );
     }
 
     #[test]
     fn client_ip_walks_past_trusted_proxies_only() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
         let h = map(&[("x-forwarded-for", "9.9.9.9, 1.2.3.4, 10.1.1.1")]);
-        assert_eq!(client_ip("10.0.0.2".parse().expect("ip"), &h, &trusted).to_string(), "1.2.3.4");
-        assert_eq!(client_ip("8.8.8.8".parse().expect("ip"), &h, &trusted).to_string(), "8.8.8.8");
+        assert_eq!(
+            client_ip("10.0.0.2".parse().expect("ip"), &h, &trusted).to_string(),
+            "1.2.3.4"
+        );
+        assert_eq!(
+            client_ip("8.8.8.8".parse().expect("ip"), &h, &trusted).to_string(),
+            "8.8.8.8"
+        );
     }
 
     #[test]
@@ -361,7 +411,10 @@ mod tests {
         assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         let sent = t.traceparent.to_str().expect("ascii");
         assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert!(!sent.contains("00f067aa0ba902b7"), "a new span id for this hop");
+        assert!(
+            !sent.contains("00f067aa0ba902b7"),
+            "a new span id for this hop"
+        );
         let fresh = trace_context(&map(&[("traceparent", "garbage")]));
         assert_eq!(fresh.trace_id.len(), 32);
         assert_ne!(fresh.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");

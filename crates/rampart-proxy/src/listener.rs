@@ -21,7 +21,11 @@ use crate::service::{handle, ConnectionInfo, LoggedBody, Shared};
 
 /// The boxed future of one request (boxing pins down its `Send` bound).
 type ResponseFuture = Pin<
-    Box<dyn std::future::Future<Output = Result<http::Response<LoggedBody>, std::convert::Infallible>> + Send>,
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<LoggedBody>, std::convert::Infallible>,
+            > + Send,
+    >,
 >;
 
 /// Longest a TLS handshake may take.
@@ -64,7 +68,11 @@ struct ActivityIo {
 }
 
 impl AsyncRead for ActivityIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -75,7 +83,11 @@ impl AsyncRead for ActivityIo {
 }
 
 impl AsyncWrite for ActivityIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -207,7 +219,11 @@ pub(crate) async fn serve(
         });
         let shared_for_conn = Arc::clone(&shared);
         let service = service_fn(move |request| -> ResponseFuture {
-            Box::pin(handle(Arc::clone(&shared_for_conn), Arc::clone(&info), request))
+            Box::pin(handle(
+                Arc::clone(&shared_for_conn),
+                Arc::clone(&info),
+                request,
+            ))
         });
         let builder = Arc::clone(&builder);
         let tls = tls.clone();
@@ -223,7 +239,9 @@ pub(crate) async fn serve(
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-                        Ok(Ok(stream)) => drive(&builder, stream, service, &activity, idle_timeout, stop).await,
+                        Ok(Ok(stream)) => {
+                            drive(&builder, stream, service, &activity, idle_timeout, stop).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }

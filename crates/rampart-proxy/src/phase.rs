@@ -95,7 +95,10 @@ impl Guard for FaultGuard {
             }
             if let Some((status, share)) = self.0.abort {
                 if rand::random::<f64>() < share {
-                    return Err(ProxyError::new(ErrorKind::FaultAbort(status), "fault injection"));
+                    return Err(ProxyError::new(
+                        ErrorKind::FaultAbort(status),
+                        "fault injection",
+                    ));
                 }
             }
             Ok(())
@@ -136,7 +139,10 @@ impl Guard for RouteBulkheadGuard {
                         name: self.route.to_string(),
                     })
                     .inc();
-                Err(ProxyError::new(ErrorKind::BulkheadFull, "route concurrency limit"))
+                Err(ProxyError::new(
+                    ErrorKind::BulkheadFull,
+                    "route concurrency limit",
+                ))
             }
         };
         Box::pin(std::future::ready(verdict))

@@ -14,9 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
 use rampart_config::{Balance, Endpoint, Protocol, Upstream};
-use rampart_resilience::{
-    AttemptOutcome, Bulkhead, CircuitBreaker, OutlierDetector, RetryBudget,
-};
+use rampart_resilience::{AttemptOutcome, Bulkhead, CircuitBreaker, OutlierDetector, RetryBudget};
 use rampart_telemetry::{Metrics, TargetLabels};
 
 use crate::body::{empty, ProxyBody};
@@ -92,7 +90,9 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("name", &self.config.name).finish()
+        f.debug_struct("Pool")
+            .field("name", &self.config.name)
+            .finish()
     }
 }
 
@@ -173,7 +173,9 @@ impl Pool {
             .map(|t| TargetSlot {
                 label: t.endpoint.to_string(),
                 authority_header: match &t.endpoint {
-                    Endpoint::Http { authority, .. } => HeaderValue::from_str(authority.as_str()).ok(),
+                    Endpoint::Http { authority, .. } => {
+                        HeaderValue::from_str(authority.as_str()).ok()
+                    }
                     Endpoint::Echo => None,
                 },
                 endpoint: t.endpoint.clone(),
@@ -185,7 +187,10 @@ impl Pool {
             .collect();
         let weights: Vec<u32> = targets.iter().map(|t| t.weight).collect();
         for t in &targets {
-            metrics.target_healthy.get_or_create(&target_labels(&config.name, t)).set(1);
+            metrics
+                .target_healthy
+                .get_or_create(&target_labels(&config.name, t))
+                .set(1);
         }
         Self {
             schedule: schedule(&weights),
@@ -193,7 +198,10 @@ impl Pool {
             ring: ring(&targets),
             client: build_client(&config),
             outlier: Mutex::new(OutlierDetector::new(config.outlier.clone(), targets.len())),
-            breaker: config.breaker.clone().map(|s| Mutex::new(CircuitBreaker::new(s))),
+            breaker: config
+                .breaker
+                .clone()
+                .map(|s| Mutex::new(CircuitBreaker::new(s))),
             bulkhead: Bulkhead::new(config.max_concurrent_requests),
             retry_budget: RetryBudget::new(config.retry_budget),
             epoch: Instant::now(),
@@ -245,7 +253,8 @@ impl Pool {
                     .min_by(|&a, &b| {
                         let load = |i: usize| {
                             let t = &self.targets[i];
-                            (t.in_flight.load(Ordering::Relaxed) as u64 * 1000) / u64::from(t.weight.max(1))
+                            (t.in_flight.load(Ordering::Relaxed) as u64 * 1000)
+                                / u64::from(t.weight.max(1))
                         };
                         load(a).cmp(&load(b))
                     })
@@ -378,9 +387,10 @@ async fn probe(client: &HttpClient, target: &TargetSlot, path: &str, timeout: Du
     if let Some(host) = &target.authority_header {
         request.headers_mut().insert(HOST, host.clone());
     }
-    request
-        .headers_mut()
-        .insert(http::header::USER_AGENT, HeaderValue::from_static("rampart-health-check"));
+    request.headers_mut().insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static("rampart-health-check"),
+    );
     match tokio::time::timeout(timeout, client.request(request)).await {
         Ok(Ok(response)) => {
             let status = response.status();

@@ -79,7 +79,8 @@ impl Runtime {
                 }
                 let mut response_filters: Vec<Box<dyn ResponseFilter>> = Vec::new();
                 if !route.response_headers.is_empty() {
-                    response_filters.push(Box::new(ResponseHeaders(route.response_headers.clone())));
+                    response_filters
+                        .push(Box::new(ResponseHeaders(route.response_headers.clone())));
                 }
                 Some(Arc::new(RouteRuntime {
                     config: route.clone(),
@@ -115,9 +116,9 @@ impl Runtime {
                 && (m.hosts.is_empty() || m.hosts.iter().any(|h| h.matches(host)))
                 && (m.methods.is_empty() || m.methods.contains(method))
                 && m.path.matches(path)
-                && m.headers.iter().all(|(name, value)| {
-                    headers.get_all(name).iter().any(|v| v == value)
-                })
+                && m.headers
+                    .iter()
+                    .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))
         })
     }
 }

@@ -54,7 +54,9 @@ pub(crate) async fn handle(
     let received = Instant::now();
     let wall = SystemTime::now();
     shared.metrics.in_flight.inc();
-    conn.activity.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conn.activity
+        .in_flight
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let runtime = shared.runtime.load_full();
     let server = &runtime.config.server;
     let (parts, body) = request.into_parts();
@@ -62,7 +64,13 @@ pub(crate) async fn handle(
         .uri
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     let host = host_without_port(&authority);
     let mut ctx = RequestContext {
@@ -85,7 +93,15 @@ pub(crate) async fn handle(
     let path = parts.uri.path().to_string();
     let version = parts.version;
     let mut route_used: Option<Arc<RouteRuntime>> = None;
-    let result = run_phases(&runtime, &shared.metrics, &mut ctx, &mut route_used, parts, body).await;
+    let result = run_phases(
+        &runtime,
+        &shared.metrics,
+        &mut ctx,
+        &mut route_used,
+        parts,
+        body,
+    )
+    .await;
 
     let request_id = ctx.request_id.to_str().unwrap_or("-").to_string();
     let (mut response, error) = match result {
@@ -107,7 +123,9 @@ pub(crate) async fn handle(
             response = Response::from_parts(head, body);
         }
     }
-    response.headers_mut().insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
 
     let status = response.status().as_u16();
     let route_name = route_used.as_ref().map(|r| Arc::clone(&r.config.name));
@@ -162,9 +180,16 @@ pub(crate) async fn handle(
 
 fn host_without_port(authority: &str) -> String {
     let host = if authority.starts_with('[') {
-        authority.split(']').next().map(|h| format!("{h}]")).unwrap_or_default()
+        authority
+            .split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
     } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string()
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(h, _)| h)
+            .to_string()
     };
     host.to_ascii_lowercase()
 }
@@ -180,12 +205,21 @@ async fn run_phases(
     // accept
     headers::check_framing(&parts.headers)?;
     if parts.version == Version::HTTP_11 && ctx.authority.is_empty() {
-        return Err(ProxyError::new(ErrorKind::BadRequest, "HTTP/1.1 request without Host"));
+        return Err(ProxyError::new(
+            ErrorKind::BadRequest,
+            "HTTP/1.1 request without Host",
+        ));
     }
     // route
     let started = Instant::now();
     let route = runtime
-        .select(&ctx.listener, &ctx.host, &parts.method, parts.uri.path(), &parts.headers)
+        .select(
+            &ctx.listener,
+            &ctx.host,
+            &parts.method,
+            parts.uri.path(),
+            &parts.headers,
+        )
         .cloned()
         .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matched"))?;
     *route_used = Some(Arc::clone(&route));
@@ -269,7 +303,9 @@ impl Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         self.metrics.in_flight.dec();
-        self.activity.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.activity
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let Some(r) = self.record.take() else { return };
         let protocol = match r.protocol {
             Version::HTTP_09 => "HTTP/0.9",

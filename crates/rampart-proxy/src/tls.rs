@@ -89,13 +89,14 @@ fn load(tls: &Tls) -> Result<Vec<CertEntry>, TlsError> {
                 path: c.key.clone(),
                 reason: e.to_string(),
             })?;
-            let signing_key = provider
-                .key_provider
-                .load_private_key(key)
-                .map_err(|e| TlsError::Key {
-                    path: c.key.clone(),
-                    reason: e.to_string(),
-                })?;
+            let signing_key =
+                provider
+                    .key_provider
+                    .load_private_key(key)
+                    .map_err(|e| TlsError::Key {
+                        path: c.key.clone(),
+                        reason: e.to_string(),
+                    })?;
             Ok(CertEntry {
                 names: c.server_names.clone(),
                 key: Arc::new(CertifiedKey::new(chain, signing_key)),
@@ -157,17 +158,21 @@ impl ResolvesServerCert for CertStore {
         let entries = self.entries.load();
         let chosen = hello.server_name().and_then(|sni| {
             let sni = sni.to_ascii_lowercase();
-            let exact = entries.iter().find(|e| e.names.iter().any(|n| *n == sni));
+            let exact = entries.iter().find(|e| e.names.contains(&sni));
             exact.or_else(|| {
                 entries.iter().find(|e| {
                     e.names.iter().any(|n| {
                         n.strip_prefix('*').is_some_and(|suffix| {
-                            suffix.starts_with('.') && sni.len() > suffix.len() && sni.ends_with(suffix)
+                            suffix.starts_with('.')
+                                && sni.len() > suffix.len()
+                                && sni.ends_with(suffix)
                         })
                     })
                 })
             })
         });
-        chosen.or_else(|| entries.first()).map(|e| Arc::clone(&e.key))
+        chosen
+            .or_else(|| entries.first())
+            .map(|e| Arc::clone(&e.key))
     }
 }

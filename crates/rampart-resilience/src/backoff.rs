@@ -51,6 +51,10 @@ mod tests {
         assert_eq!(b.delay(1, 0.0), Duration::ZERO);
         assert_eq!(b.delay(1, 0.5), Duration::from_millis(100));
         assert!(b.delay(1, 0.999) < Duration::from_millis(200));
-        assert_eq!(b.delay(1, 7.0), Duration::from_millis(200), "unit is clamped");
+        assert_eq!(
+            b.delay(1, 7.0),
+            Duration::from_millis(200),
+            "unit is clamped"
+        );
     }
 }

@@ -69,9 +69,16 @@ pub enum Admission {
 
 #[derive(Debug, Clone)]
 enum Inner {
-    Closed { consecutive_failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probes_in_flight: u32, successes: u32 },
+    Closed {
+        consecutive_failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        probes_in_flight: u32,
+        successes: u32,
+    },
 }
 
 /// One breaker, guarding one upstream. Not thread-safe by itself: wrap it in a lock.
@@ -229,7 +236,10 @@ mod tests {
         assert_eq!(b.state(t0), BreakerState::Closed);
         fail(&mut b, t0);
         assert_eq!(b.state(t0), BreakerState::Open);
-        assert_eq!(b.try_acquire(t0 + Duration::from_secs(4)), Admission::Rejected);
+        assert_eq!(
+            b.try_acquire(t0 + Duration::from_secs(4)),
+            Admission::Rejected
+        );
 
         let t1 = t0 + Duration::from_secs(5);
         assert_eq!(b.state(t1), BreakerState::HalfOpen);
@@ -254,7 +264,10 @@ mod tests {
         assert_eq!(b.try_acquire(t1), Admission::Probe);
         b.on_result(t1, false, true);
         assert_eq!(b.state(t1), BreakerState::Open);
-        assert_eq!(b.try_acquire(t1 + Duration::from_secs(1)), Admission::Rejected);
+        assert_eq!(
+            b.try_acquire(t1 + Duration::from_secs(1)),
+            Admission::Rejected
+        );
         assert_eq!(b.try_acquire(t1 + Duration::from_secs(5)), Admission::Probe);
     }
 
@@ -308,7 +321,11 @@ mod tests {
         }
         let later = t0 + Duration::from_secs(11);
         fail(&mut b, later);
-        assert_eq!(b.state(later), BreakerState::Closed, "only one failure remains in the window");
+        assert_eq!(
+            b.state(later),
+            BreakerState::Closed,
+            "only one failure remains in the window"
+        );
     }
 
     #[test]

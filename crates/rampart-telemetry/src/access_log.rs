@@ -210,12 +210,16 @@ mod tests {
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             if text.lines().count() == 2 {
-                let second: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap_or("")).expect("json");
+                let second: serde_json::Value =
+                    serde_json::from_str(text.lines().nth(1).unwrap_or("")).expect("json");
                 assert_eq!(second["status"], 502);
                 assert_eq!(second["request_id"], "abc");
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "lines not written: {text:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lines not written: {text:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

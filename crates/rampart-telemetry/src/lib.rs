@@ -5,7 +5,9 @@ mod access_log;
 mod metrics;
 
 pub use access_log::{AccessLog, AccessLogError, AccessRecord, PhaseTimes};
-pub use metrics::{status_class, BreakerLabels, Method, Metrics, RouteLabels, TargetLabels, UpstreamLabels};
+pub use metrics::{
+    status_class, BreakerLabels, Method, Metrics, RouteLabels, TargetLabels, UpstreamLabels,
+};
 
 /// Installs the global `tracing` subscriber: human-readable logs on stderr, level from
 /// `RUST_LOG` (default `info`). Calling it twice is harmless.

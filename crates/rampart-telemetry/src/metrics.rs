@@ -121,12 +121,9 @@ pub struct Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new(
-        [
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ]
-        .into_iter(),
-    )
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
 }
 
 impl Default for Metrics {
@@ -141,8 +138,9 @@ impl Metrics {
         let mut registry = Registry::with_prefix("rampart");
         let requests = Family::<RouteLabels, Counter>::default();
         registry.register("requests", "Requests answered", requests.clone());
-        let request_duration =
-            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         registry.register_with_unit(
             "request_duration",
             "Time from request received to response headers sent",
@@ -150,11 +148,23 @@ impl Metrics {
             request_duration.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register("requests_in_flight", "Requests being served", in_flight.clone());
+        registry.register(
+            "requests_in_flight",
+            "Requests being served",
+            in_flight.clone(),
+        );
         let upstream_attempts = Family::<UpstreamLabels, Counter>::default();
-        registry.register("upstream_attempts", "Attempts sent to upstream targets", upstream_attempts.clone());
+        registry.register(
+            "upstream_attempts",
+            "Attempts sent to upstream targets",
+            upstream_attempts.clone(),
+        );
         let retries = Family::<UpstreamLabels, Counter>::default();
-        registry.register("retries", "Retries sent to upstream targets", retries.clone());
+        registry.register(
+            "retries",
+            "Retries sent to upstream targets",
+            retries.clone(),
+        );
         let retry_budget_exhausted = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "retry_budget_exhausted",
@@ -168,7 +178,11 @@ impl Metrics {
             target_healthy.clone(),
         );
         let ejections = Family::<TargetLabels, Counter>::default();
-        registry.register("upstream_ejections", "Outlier ejections of targets", ejections.clone());
+        registry.register(
+            "upstream_ejections",
+            "Outlier ejections of targets",
+            ejections.clone(),
+        );
         let breaker_state = Family::<UpstreamLabels, Gauge>::default();
         registry.register(
             "circuit_breaker_state",
@@ -188,9 +202,17 @@ impl Metrics {
             bulkhead_rejections.clone(),
         );
         let reloads_ok = Counter::default();
-        registry.register("config_reloads", "Config reloads applied", reloads_ok.clone());
+        registry.register(
+            "config_reloads",
+            "Config reloads applied",
+            reloads_ok.clone(),
+        );
         let reloads_failed = Counter::default();
-        registry.register("config_reload_failures", "Config reloads refused", reloads_failed.clone());
+        registry.register(
+            "config_reload_failures",
+            "Config reloads refused",
+            reloads_failed.clone(),
+        );
         let access_log_dropped = Counter::default();
         registry.register(
             "access_log_dropped",
@@ -282,7 +304,10 @@ mod tests {
             })
             .inc();
         let text = m.encode_openmetrics();
-        assert!(text.contains(r#"rampart_requests_total{route="api",method="GET",status="2xx"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"rampart_requests_total{route="api",method="GET",status="2xx"} 1"#),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 

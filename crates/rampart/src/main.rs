@@ -13,7 +13,11 @@ use rampart_proxy::Gateway;
 use rampart_telemetry::Metrics;
 
 #[derive(Parser)]
-#[command(name = "rampart", version, about = "A self-hosted security and resilience layer for web backends")]
+#[command(
+    name = "rampart",
+    version,
+    about = "A self-hosted security and resilience layer for web backends"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,14 +108,23 @@ fn main() -> ExitCode {
             config,
             data_dir,
             workers,
-        } => run(workers, Source::File { path: config, data_dir }),
+        } => run(
+            workers,
+            Source::File {
+                path: config,
+                data_dir,
+            },
+        ),
         Command::Proxy {
             from,
             to,
             admin,
             workers,
             access_log,
-        } => run(workers, Source::Inline(proxy_config(&from, &to, &admin, &access_log))),
+        } => run(
+            workers,
+            Source::Inline(proxy_config(&from, &to, &admin, &access_log)),
+        ),
     }
 }
 
@@ -189,7 +202,11 @@ async fn serve(source: Source) -> anyhow::Result<()> {
     })
     .await?;
     if let Source::File { path, .. } = &source {
-        tokio::spawn(watch_config(path.clone(), source_data_dir(&source), Arc::clone(&gateway)));
+        tokio::spawn(watch_config(
+            path.clone(),
+            source_data_dir(&source),
+            Arc::clone(&gateway),
+        ));
     }
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: no new connections; finishing requests in flight");
@@ -250,12 +267,18 @@ async fn watch_config(path: PathBuf, data_dir: Option<PathBuf>, gateway: Arc<Gat
                 Ok(()) => tracing::info!(reason, "config reloaded"),
                 Err(e) => {
                     gateway.reload_refused();
-                    tracing::error!(reason, "config reload refused, the old config keeps serving: {e}");
+                    tracing::error!(
+                        reason,
+                        "config reload refused, the old config keeps serving: {e}"
+                    );
                 }
             },
             Err(e) => {
                 gateway.reload_refused();
-                tracing::error!(reason, "config reload refused, the old config keeps serving: {e}");
+                tracing::error!(
+                    reason,
+                    "config reload refused, the old config keeps serving: {e}"
+                );
             }
         }
     }

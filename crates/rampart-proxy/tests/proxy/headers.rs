@@ -47,7 +47,10 @@ upstream = "app"
     assert!(seen.get("x-private").is_none(), "{seen}");
     assert!(seen.get("proxy-authorization").is_none());
     assert!(seen.get("te").is_none());
-    assert_eq!(seen["x-forwarded-for"], "127.0.0.1", "untrusted peer: replaced");
+    assert_eq!(
+        seen["x-forwarded-for"], "127.0.0.1",
+        "untrusted peer: replaced"
+    );
     assert_eq!(seen["x-forwarded-proto"], "http");
     assert_eq!(seen["x-forwarded-host"], "shop.test");
     assert_eq!(seen["forwarded"], "for=127.0.0.1;proto=http;host=shop.test");
@@ -82,7 +85,11 @@ upstream = "app"
     let seen = answer.json();
     assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(seen["x-forwarded-proto"], "https");
-    assert_eq!(seen["host"], up.addr.to_string(), "host rewritten to the target");
+    assert_eq!(
+        seen["host"],
+        up.addr.to_string(),
+        "host rewritten to the target"
+    );
 }
 
 #[tokio::test]
@@ -104,7 +111,10 @@ upstream = "app"
         &c,
         request("GET", format!("http://{addr}/"))
             .header("x-request-id", "client-id-1")
-            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
             .body(Full::default())
             .expect("request"),
     )
@@ -113,14 +123,28 @@ upstream = "app"
     assert_eq!(seen["x-request-id"], "client-id-1");
     assert_eq!(answer.headers["x-request-id"], "client-id-1");
     let traceparent = seen["traceparent"].as_str().expect("traceparent");
-    assert!(traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{traceparent}");
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{traceparent}"
+    );
     assert_eq!(seen["host"], "internal.test");
 
-    let fresh = send(&c, request("GET", format!("http://{addr}/")).body(Full::default()).expect("r")).await;
-    let generated = fresh.headers["x-request-id"].to_str().expect("ascii").to_string();
+    let fresh = send(
+        &c,
+        request("GET", format!("http://{addr}/"))
+            .body(Full::default())
+            .expect("r"),
+    )
+    .await;
+    let generated = fresh.headers["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
     assert_eq!(generated.len(), 32);
     assert_eq!(fresh.json()["x-request-id"], generated.as_str());
-    assert!(fresh.json()["traceparent"].as_str().is_some_and(|t| t.len() == 55));
+    assert!(fresh.json()["traceparent"]
+        .as_str()
+        .is_some_and(|t| t.len() == 55));
 }
 
 #[tokio::test]
@@ -146,11 +170,19 @@ upstream = "app"
     ];
     for case in cases {
         let answer = raw(addr, case).await;
-        assert!(answer.starts_with("HTTP/1.1 400"), "{:?} -> {answer:?}", String::from_utf8_lossy(case));
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{:?} -> {answer:?}",
+            String::from_utf8_lossy(case)
+        );
     }
     assert_eq!(up.hits(), 0, "no malformed request reached the upstream");
     // Bad chunking: the upstream may have been reached with the head, but the client gets 400.
-    let answer = raw(addr, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n").await;
+    let answer = raw(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
 }
 

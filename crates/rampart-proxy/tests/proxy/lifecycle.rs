@@ -24,7 +24,9 @@ upstream = "app"
         up.url()
     ))
     .await;
-    let in_flight: Vec<_> = (0..3).map(|_| tokio::spawn(async move { get(addr, "/").await })).collect();
+    let in_flight: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { get(addr, "/").await }))
+        .collect();
     tokio::time::sleep(Duration::from_millis(150)).await;
     let started = std::time::Instant::now();
     gw.shutdown().await;
@@ -34,8 +36,14 @@ upstream = "app"
         assert_eq!(answer.status, 200);
         assert_eq!(answer.text(), "finished");
     }
-    assert!(took >= Duration::from_millis(250), "shutdown waited for the requests: {took:?}");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer accepting");
+    assert!(
+        took >= Duration::from_millis(250),
+        "shutdown waited for the requests: {took:?}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test]
@@ -65,7 +73,9 @@ response_headers = {{ set = {{ x-config = "{version}" }} }}
                 for _ in 0..150 {
                     let answer = send(
                         &c,
-                        request("GET", format!("http://{addr}/")).body(http_body_util::Full::default()).expect("r"),
+                        request("GET", format!("http://{addr}/"))
+                            .body(http_body_util::Full::default())
+                            .expect("r"),
                     )
                     .await;
                     if answer.status != 200 || answer.text() != "ok" {
@@ -87,5 +97,8 @@ response_headers = {{ set = {{ x-config = "{version}" }} }}
     assert_eq!(failures.load(Ordering::SeqCst), 0);
     assert_eq!(get(addr, "/").await.headers["x-config"], "v20");
     let metrics = gw.metrics().encode_prometheus();
-    assert!(metrics.contains("rampart_config_reloads_total 20"), "{metrics}");
+    assert!(
+        metrics.contains("rampart_config_reloads_total 20"),
+        "{metrics}"
+    );
 }

@@ -41,33 +41,50 @@ impl Ca {
         // Write the key first and the cert last, then rename, so a watcher never sees half a pair.
         std::fs::write(dir.join(format!("{file}.key.tmp")), key.serialize_pem()).expect("key");
         std::fs::write(dir.join(format!("{file}.pem.tmp")), cert.pem()).expect("cert");
-        std::fs::rename(dir.join(format!("{file}.key.tmp")), dir.join(format!("{file}.key"))).expect("mv");
-        std::fs::rename(dir.join(format!("{file}.pem.tmp")), dir.join(format!("{file}.pem"))).expect("mv");
+        std::fs::rename(
+            dir.join(format!("{file}.key.tmp")),
+            dir.join(format!("{file}.key")),
+        )
+        .expect("mv");
+        std::fs::rename(
+            dir.join(format!("{file}.pem.tmp")),
+            dir.join(format!("{file}.pem")),
+        )
+        .expect("mv");
         cert.der().to_vec()
     }
 
     fn connector(&self) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.cert.der().clone()).expect("root");
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         tokio_rustls::TlsConnector::from(Arc::new(config))
     }
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rampart-{name}-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "rampart-{name}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     dir
 }
 
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 async fn handshake(
@@ -118,9 +135,10 @@ upstream = "echo"
     // HTTP/2 negotiated by ALPN, request served over it.
     let tls = handshake(&connector, addr, "a.test").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .expect("h2 handshake");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
     tokio::spawn(conn);
     let response = sender
         .send_request(
@@ -131,7 +149,12 @@ upstream = "echo"
         )
         .await
         .expect("response");
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(json["path"], "/over-h2");
     assert_eq!(json["version"], "HTTP/2.0");
@@ -153,7 +176,10 @@ upstream = "echo"
     // A broken certificate file is refused; the last good one keeps serving.
     std::fs::write(dir.join("a.pem"), "not a certificate").expect("write");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(presented(&handshake(&connector, addr, "a.test").await), renewed);
+    assert_eq!(
+        presented(&handshake(&connector, addr, "a.test").await),
+        renewed
+    );
     gw.shutdown().await;
 }
 
@@ -173,21 +199,28 @@ upstream = "echo"
         Path::new("."),
     )
     .expect("config");
-    let error = match rampart_proxy::Gateway::start(config, Arc::new(rampart_telemetry::Metrics::new())).await {
-        Ok(_) => panic!("started without a certificate"),
-        Err(e) => e.to_string(),
-    };
+    let error =
+        match rampart_proxy::Gateway::start(config, Arc::new(rampart_telemetry::Metrics::new()))
+            .await
+        {
+            Ok(_) => panic!("started without a certificate"),
+            Err(e) => e.to_string(),
+        };
     assert!(error.contains("/nonexistent/site.pem"), "{error}");
     assert!(error.contains("secure"), "{error}");
 }
 
 /// An h2c-capable upstream that reports its protocol and sends gRPC-style trailers.
 async fn grpc_like_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
                     let version = format!("{:?}", req.version());
@@ -230,9 +263,16 @@ upstream = "grpc"
         )
         .await
         .expect("response");
-    assert_eq!(response.version(), http::Version::HTTP_2, "client side is h2c");
+    assert_eq!(
+        response.version(),
+        http::Version::HTTP_2,
+        "client side is h2c"
+    );
     let collected = response.into_body().collect().await.expect("body");
-    let trailers = collected.trailers().cloned().expect("trailers pass through");
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("trailers pass through");
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(collected.to_bytes(), "HTTP/2.0", "upstream side is h2c");
 }
@@ -253,9 +293,14 @@ async fn websocket_upgrades_pass_through() {
             }
         });
         let mut r = reply(101, "");
-        r.headers_mut().insert("upgrade", "websocket".parse().expect("v"));
-        r.headers_mut().insert("connection", "upgrade".parse().expect("v"));
-        r.headers_mut().insert("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".parse().expect("v"));
+        r.headers_mut()
+            .insert("upgrade", "websocket".parse().expect("v"));
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().expect("v"));
+        r.headers_mut().insert(
+            "sec-websocket-accept",
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".parse().expect("v"),
+        );
         r
     })
     .await;
@@ -280,18 +325,32 @@ upstream = "ws"
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await.expect("in time").expect("read");
-        assert_eq!(n, 1, "connection closed early: {:?}", String::from_utf8_lossy(&head));
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert_eq!(
+            n,
+            1,
+            "connection closed early: {:?}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
-    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
     for message in [&b"hello"[..], b"second frame"] {
         stream.write_all(message).await.expect("write");
         let mut buf = vec![0u8; message.len()];
-        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf)).await.expect("in time").expect("read");
+        tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+            .await
+            .expect("in time")
+            .expect("read");
         assert_eq!(buf, message);
     }
 }

@@ -49,7 +49,10 @@ retry = {{ attempts = 0 }}
     a_down.store(true, Ordering::SeqCst);
     let gw_ref = &gw;
     assert!(
-        eventually(Duration::from_secs(3), || gw_ref.upstream_status()["app"]["targets"][0]["available"] == false).await,
+        eventually(Duration::from_secs(3), || gw_ref.upstream_status()["app"]
+            ["targets"][0]["available"]
+            == false)
+        .await,
         "a should be marked unhealthy"
     );
     for _ in 0..10 {
@@ -59,7 +62,10 @@ retry = {{ attempts = 0 }}
 
     a_down.store(false, Ordering::SeqCst);
     assert!(
-        eventually(Duration::from_secs(3), || gw_ref.upstream_status()["app"]["targets"][0]["available"] == true).await,
+        eventually(Duration::from_secs(3), || gw_ref.upstream_status()["app"]
+            ["targets"][0]["available"]
+            == true)
+        .await,
         "a should come back"
     );
     let mut seen_a = false;
@@ -88,7 +94,10 @@ upstream = "app"
     let gw_ref = &gw;
     assert!(eventually(Duration::from_secs(3), || !gw_ref.readiness().ready).await);
     let reasons = gw.readiness().reasons;
-    assert_eq!(reasons, vec!["route \"main\": upstream \"app\" has no healthy target".to_string()]);
+    assert_eq!(
+        reasons,
+        vec!["route \"main\": upstream \"app\" has no healthy target".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -116,9 +125,15 @@ retry = {{ attempts = 0 }}
     for _ in 0..10 {
         assert_eq!(get(addr, "/").await.text(), "b");
     }
-    assert_eq!(gw.upstream_status()["app"]["targets"][0]["available"], false);
+    assert_eq!(
+        gw.upstream_status()["app"]["targets"][0]["available"],
+        false
+    );
     let metrics = gw.metrics().encode_prometheus();
-    assert!(metrics.contains("rampart_upstream_ejections_total{upstream=\"app\""), "{metrics}");
+    assert!(
+        metrics.contains("rampart_upstream_ejections_total{upstream=\"app\""),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -147,7 +162,10 @@ fallback = {{ status = 503, body = "degraded", content_type = "text/plain" }}
     let answer = get(addr, "/").await;
     assert_eq!(answer.text(), "degraded");
     assert_eq!(answer.headers["x-rampart-fallback"], "static");
-    assert!(started.elapsed() < Duration::from_millis(100), "answered at once");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "answered at once"
+    );
     assert_eq!(up.hits(), 3, "the open breaker does not touch the upstream");
 
     // Still failing when the probe goes: the breaker opens again.
@@ -220,7 +238,13 @@ retry = {{ attempts = 1, backoff_base = "1ms" }}
     let counter = Arc::clone(&calls);
     let flaky = upstream(move |_req| {
         let n = counter.fetch_add(1, Ordering::SeqCst);
-        async move { if n % 2 == 0 { reply(503, "try again") } else { reply(200, "second time") } }
+        async move {
+            if n.is_multiple_of(2) {
+                reply(503, "try again")
+            } else {
+                reply(200, "second time")
+            }
+        }
     })
     .await;
     let (_gw2, addr2) = gateway(&format!(
@@ -239,7 +263,9 @@ retry = {{ attempts = 2, on_status = [503], backoff_base = "1ms" }}
     // POST is not idempotent: no retry.
     let answer = send(
         &client(),
-        request("POST", format!("http://{addr2}/")).body(Full::from("x")).expect("r"),
+        request("POST", format!("http://{addr2}/"))
+            .body(Full::from("x"))
+            .expect("r"),
     )
     .await;
     assert_eq!(answer.status, 503);
@@ -254,8 +280,17 @@ async fn a_put_body_is_replayed_on_retry() {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         async move {
             use http_body_util::BodyExt;
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            if n == 0 { reply(503, "no") } else { reply(200, body) }
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            if n == 0 {
+                reply(503, "no")
+            } else {
+                reply(200, body)
+            }
         }
     })
     .await;
@@ -270,7 +305,13 @@ retry = {{ attempts = 1, backoff_base = "1ms" }}
         up.url()
     ))
     .await;
-    let answer = send(&client(), request("PUT", format!("http://{addr}/")).body(Full::from("payload")).expect("r")).await;
+    let answer = send(
+        &client(),
+        request("PUT", format!("http://{addr}/"))
+            .body(Full::from("payload"))
+            .expect("r"),
+    )
+    .await;
     assert_eq!(answer.text(), "payload");
     assert_eq!(up.hits(), 2);
 }
@@ -296,15 +337,20 @@ retry = {{ attempts = 3, on_status = [503], backoff_base = "1ms" }}
         up.url()
     ))
     .await;
-    let requests: Vec<_> = (0..20).map(|_| tokio::spawn(async move { get(addr, "/").await.status })).collect();
+    let requests: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(async move { get(addr, "/").await.status }))
+        .collect();
     for r in requests {
         assert_eq!(r.await.expect("join"), 503);
     }
     // Without a budget: 20 × 4 = 80 attempts. With it, at most 2 retries are in flight.
     let hits = up.hits();
-    assert!(hits >= 20 && hits <= 30, "{hits} attempts");
+    assert!((20..=30).contains(&hits), "{hits} attempts");
     let metrics = gw.metrics().encode_prometheus();
-    assert!(metrics.contains("rampart_retry_budget_exhausted_total{upstream=\"app\"}"), "{metrics}");
+    assert!(
+        metrics.contains("rampart_retry_budget_exhausted_total{upstream=\"app\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -334,7 +380,9 @@ max_concurrent_requests = 1
     .await;
     for (path, allowed) in [("/pool", 2), ("/route", 1)] {
         let started = Instant::now();
-        let requests: Vec<_> = (0..5).map(|_| tokio::spawn(async move { get(addr, path).await })).collect();
+        let requests: Vec<_> = (0..5)
+            .map(|_| tokio::spawn(async move { get(addr, path).await }))
+            .collect();
         let mut ok = 0;
         let mut rejected = 0;
         for r in requests {
@@ -343,7 +391,10 @@ max_concurrent_requests = 1
                 200 => ok += 1,
                 503 => {
                     assert_eq!(answer.headers["retry-after"], "1");
-                    assert_eq!(answer.json()["type"], "urn:rampart:problem:concurrency-limit");
+                    assert_eq!(
+                        answer.json()["type"],
+                        "urn:rampart:problem:concurrency-limit"
+                    );
                     rejected += 1;
                 }
                 other => panic!("unexpected {other}"),
@@ -382,7 +433,10 @@ retry = {{ attempts = 5, on_timeout = true, backoff_base = "1ms" }}
     let started = Instant::now();
     let answer = get(addr, "/try").await;
     assert_eq!(answer.status, 504);
-    assert_eq!(answer.json()["type"], "urn:rampart:problem:upstream-timeout");
+    assert_eq!(
+        answer.json()["type"],
+        "urn:rampart:problem:upstream-timeout"
+    );
     assert!(started.elapsed() < Duration::from_millis(1000));
 
     let started = Instant::now();
@@ -390,7 +444,10 @@ retry = {{ attempts = 5, on_timeout = true, backoff_base = "1ms" }}
     assert_eq!(answer.status, 504);
     assert_eq!(answer.json()["type"], "urn:rampart:problem:request-timeout");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(1200), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1200),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
@@ -400,12 +457,19 @@ async fn connect_failures_answer_502_and_connect_timeouts_504_or_502() {
     drop(closed);
     // A listener that never accepts, with its queue filled: new connects hang.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
     let stuck = socket.listen(1).expect("listen");
     let stuck_addr = stuck.local_addr().expect("addr");
     let mut fillers = Vec::new();
     for _ in 0..4 {
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(stuck_addr)).await {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(stuck_addr),
+        )
+        .await
+        {
             fillers.push(s);
         }
     }
@@ -432,14 +496,23 @@ retry = {{ attempts = 0 }}
     let json = answer.json();
     assert_eq!(json["type"], "urn:rampart:problem:upstream-connect");
     assert!(json["request_id"].as_str().is_some_and(|id| !id.is_empty()));
-    assert!(!answer.text().contains(&dead.to_string()), "internal details are not sent");
+    assert!(
+        !answer.text().contains(&dead.to_string()),
+        "internal details are not sent"
+    );
 
     let started = Instant::now();
     let answer = get(addr, "/stuck").await;
     assert_eq!(answer.status, 502);
-    assert_eq!(answer.json()["type"], "urn:rampart:problem:upstream-connect");
+    assert_eq!(
+        answer.json()["type"],
+        "urn:rampart:problem:upstream-connect"
+    );
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(190) && took < Duration::from_millis(1500), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
     drop(fillers);
 }
 
@@ -461,8 +534,14 @@ upstream = "echo"
     let mut buf = [0u8; 256];
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
     let took = started.elapsed();
-    assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "the server closed the connection");
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+        "the server closed the connection"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]

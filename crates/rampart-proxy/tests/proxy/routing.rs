@@ -6,6 +6,15 @@ use http_body_util::Full;
 
 use crate::support::*;
 
+/// Method, host, path, extra headers, expected route.
+type RoutingCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 #[tokio::test]
 async fn the_most_specific_route_wins() {
     let (_gw, addr) = gateway(
@@ -69,7 +78,7 @@ response_headers = { set = { x-route = "header" } }
     )
     .await;
     let c = client();
-    let cases: &[(&str, &str, &str, &[(&str, &str)], &str)] = &[
+    let cases: &[RoutingCase] = &[
         ("GET", "localhost", "/", &[], "any"),
         ("GET", "localhost", "/apiary", &[], "any"),
         ("GET", "localhost", "/api", &[], "prefix-api"),
@@ -79,8 +88,20 @@ response_headers = { set = { x-route = "header" } }
         ("GET", "localhost", "/api/items/x", &[], "prefix-api"),
         ("GET", "localhost", "/api/v2/status", &[], "exact"),
         ("POST", "localhost", "/api/users", &[], "post-only"),
-        ("GET", "localhost", "/api/users", &[("x-canary", "1")], "header"),
-        ("GET", "www.example.com", "/api/v2/status", &[], "wildcard-host"),
+        (
+            "GET",
+            "localhost",
+            "/api/users",
+            &[("x-canary", "1")],
+            "header",
+        ),
+        (
+            "GET",
+            "www.example.com",
+            "/api/v2/status",
+            &[],
+            "wildcard-host",
+        ),
         ("GET", "API.example.com:8080", "/", &[], "exact-host"),
         ("GET", "example.com", "/", &[], "any"),
     ];
@@ -91,7 +112,10 @@ response_headers = { set = { x-route = "header" } }
         }
         let answer = send(&c, builder.body(Full::default()).expect("request")).await;
         assert_eq!(
-            answer.headers.get("x-route").map(|v| v.to_str().unwrap_or("")),
+            answer
+                .headers
+                .get("x-route")
+                .map(|v| v.to_str().unwrap_or("")),
             Some(*expected),
             "{method} {host}{path} {headers:?}"
         );
@@ -115,7 +139,10 @@ upstream = "echo"
     assert_eq!(answer.headers["content-type"], "application/problem+json");
     let json = answer.json();
     assert_eq!(json["status"], 404);
-    assert_eq!(json["request_id"], answer.headers["x-request-id"].to_str().expect("ascii"));
+    assert_eq!(
+        json["request_id"],
+        answer.headers["x-request-id"].to_str().expect("ascii")
+    );
 }
 
 #[tokio::test]
@@ -124,12 +151,17 @@ async fn prefix_strip_rewrite_and_header_operations() {
         let seen = format!(
             "{}|{}|{}|{}",
             req.uri(),
-            req.headers().get("x-added").map_or("", |v| v.to_str().unwrap_or("")),
-            req.headers().get("x-set").map_or("", |v| v.to_str().unwrap_or("")),
+            req.headers()
+                .get("x-added")
+                .map_or("", |v| v.to_str().unwrap_or("")),
+            req.headers()
+                .get("x-set")
+                .map_or("", |v| v.to_str().unwrap_or("")),
             req.headers().contains_key("x-drop")
         );
         let mut r = reply(200, seen);
-        r.headers_mut().insert("x-internal", "secret".parse().expect("value"));
+        r.headers_mut()
+            .insert("x-internal", "secret".parse().expect("value"));
         r
     })
     .await;
@@ -162,13 +194,27 @@ response_headers = {{ remove = ["x-internal"], add = {{ x-served-by = "rampart" 
     assert_eq!(get(addr, "/public").await.text(), "/v2/|yes|fixed|false");
 }
 
-async fn target_counts(addr: std::net::SocketAddr, n: usize, header: Option<(&str, String)>) -> HashMap<String, usize> {
+async fn target_counts(
+    addr: std::net::SocketAddr,
+    n: usize,
+    header: Option<(&str, String)>,
+) -> HashMap<String, usize> {
     let c = client();
     let mut counts = HashMap::new();
     for i in 0..n {
         let mut b = request("GET", format!("http://{addr}/"));
         if let Some((k, v)) = &header {
-            b = b.header(*k, format!("{v}{}", if v.is_empty() { i.to_string() } else { String::new() }));
+            b = b.header(
+                *k,
+                format!(
+                    "{v}{}",
+                    if v.is_empty() {
+                        i.to_string()
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
         }
         let answer = send(&c, b.body(Full::default()).expect("request")).await;
         *counts.entry(answer.text()).or_default() += 1;
@@ -252,4 +298,3 @@ upstream = "app"
     assert_eq!(counts.get("quick"), Some(&10), "{counts:?}");
     assert_eq!(busy.await.expect("join").text(), "slow");
 }
-

@@ -59,7 +59,10 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
-    upstream_on(TcpListener::bind("127.0.0.1:0").await.expect("bind"), handler)
+    upstream_on(
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        handler,
+    )
 }
 
 pub fn upstream_on<F, Fut>(listener: TcpListener, handler: F) -> TestUpstream
@@ -72,7 +75,9 @@ where
     let counter = Arc::clone(&hits);
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let handler = handler.clone();
             let counter = Arc::clone(&counter);
             tokio::spawn(async move {
@@ -104,8 +109,11 @@ pub async fn gateway(body: &str) -> (Gateway, SocketAddr) {
 }
 
 pub async fn gateway_from(source: &str) -> (Gateway, SocketAddr) {
-    let config = rampart_config::compile_str(source, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(config, Arc::new(Metrics::new())).await.expect("start");
+    let config =
+        rampart_config::compile_str(source, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Gateway::start(config, Arc::new(Metrics::new()))
+        .await
+        .expect("start");
     let addr = gateway.local_addr("public").expect("public listener");
     (gateway, addr)
 }
@@ -124,7 +132,9 @@ pub fn client() -> TestClient {
 }
 
 pub fn h2c_client() -> TestClient {
-    Client::builder(TokioExecutor::new()).http2_only(true).build(HttpConnector::new())
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
 }
 
 pub struct Answer {
@@ -135,7 +145,8 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -163,7 +174,9 @@ pub fn request(method: &str, url: String) -> http::request::Builder {
 pub async fn get(addr: SocketAddr, path: &str) -> Answer {
     send(
         &client(),
-        request("GET", format!("http://{addr}{path}")).body(Full::default()).expect("request"),
+        request("GET", format!("http://{addr}{path}"))
+            .body(Full::default())
+            .expect("request"),
     )
     .await
 }
