@@ -1,0 +1,6 @@
+//! End-to-end tests of the `rampart` binary: real processes, real ports, signals.
+
+mod support;
+
+mod commands;
+mod serve;
