@@ -34,13 +34,31 @@ async fn serve_answers_exports_metrics_and_writes_the_access_log() {
     let json: serde_json::Value = serde_json::from_slice(&answer.body).expect("echo JSON");
     assert_eq!(json["path"], "/hello");
 
-    assert_eq!(get(&format!("http://127.0.0.1:{admin}/healthz")).await.expect("healthz").status, 200);
-    let ready = get(&format!("http://127.0.0.1:{admin}/readyz")).await.expect("readyz");
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{admin}/healthz"))
+            .await
+            .expect("healthz")
+            .status,
+        200
+    );
+    let ready = get(&format!("http://127.0.0.1:{admin}/readyz"))
+        .await
+        .expect("readyz");
     assert_eq!(ready.status, 200, "{}", ready.text());
-    let metrics = get(&format!("http://127.0.0.1:{admin}/metrics")).await.expect("metrics");
+    let metrics = get(&format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .expect("metrics");
     let text = metrics.text();
-    assert!(text.contains("rampart_requests_total{route=\"route-0\",method=\"GET\",status=\"2xx\"} 1"), "{text}");
-    assert!(text.contains("rampart_upstream_target_healthy{upstream=\"echo\",target=\"builtin:echo\"} 1"), "{text}");
+    assert!(
+        text.contains("rampart_requests_total{route=\"route-0\",method=\"GET\",status=\"2xx\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "rampart_upstream_target_healthy{upstream=\"echo\",target=\"builtin:echo\"} 1"
+        ),
+        "{text}"
+    );
     promtool_check(&text);
 
     let access_log = dir.join("access.log");
@@ -52,11 +70,15 @@ async fn serve_answers_exports_metrics_and_writes_the_access_log() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let record: serde_json::Value = serde_json::from_str(line.lines().next().unwrap_or("")).expect("JSON line");
+    let record: serde_json::Value =
+        serde_json::from_str(line.lines().next().unwrap_or("")).expect("JSON line");
     assert_eq!(record["path"], "/hello");
     assert_eq!(record["status"], 200);
     assert_eq!(record["route"], "route-0");
-    assert_eq!(record["request_id"], answer.headers["x-request-id"].to_str().expect("ascii"));
+    assert_eq!(
+        record["request_id"],
+        answer.headers["x-request-id"].to_str().expect("ascii")
+    );
     assert!(record["phases_ms"]["upstream"].as_f64().is_some());
     assert!(dir.join("data").is_dir(), "the data dir is created");
 }
@@ -74,12 +96,19 @@ fn promtool_check(text: &str) {
     let mut child = match child {
         Ok(c) => c,
         Err(_) if std::env::var_os("RAMPART_REQUIRE_PROMTOOL").is_none() => {
-            eprintln!("SKIPPED promtool check: promtool is not installed (Debian package `prometheus`)");
+            eprintln!(
+                "SKIPPED promtool check: promtool is not installed (Debian package `prometheus`)"
+            );
             return;
         }
         Err(e) => panic!("promtool required but not runnable: {e}"),
     };
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
     let out = child.wait_with_output().expect("promtool");
     assert!(
         out.status.success(),
@@ -97,7 +126,10 @@ async fn reload_on_sighup_and_file_change_keeps_the_old_config_when_the_new_one_
     std::fs::write(&file, config(public, admin, "v1", "")).expect("write");
     let process = Running::start(&["serve", "--config", "rampart.toml"], &dir);
     let url = format!("http://127.0.0.1:{public}/");
-    assert_eq!(wait_until_up(&url, &process).await.headers["x-config"], "v1");
+    assert_eq!(
+        wait_until_up(&url, &process).await.headers["x-config"],
+        "v1"
+    );
 
     std::fs::write(&file, "this is = not [valid").expect("write");
     process.signal("HUP");
@@ -110,20 +142,29 @@ async fn reload_on_sighup_and_file_change_keeps_the_old_config_when_the_new_one_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "log:\n{}", process.log());
-    assert_eq!(get(&url).await.expect("still serving").headers["x-config"], "v1");
+    assert_eq!(
+        get(&url).await.expect("still serving").headers["x-config"],
+        "v1"
+    );
 
     // A valid file is picked up on change, without a signal.
     std::fs::write(&file, config(public, admin, "v2", "")).expect("write");
     let mut version = String::new();
     for _ in 0..100 {
-        version = get(&url).await.expect("serving").headers["x-config"].to_str().unwrap_or("").to_string();
+        version = get(&url).await.expect("serving").headers["x-config"]
+            .to_str()
+            .unwrap_or("")
+            .to_string();
         if version == "v2" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(version, "v2", "log:\n{}", process.log());
-    let metrics = get(&format!("http://127.0.0.1:{admin}/metrics")).await.expect("metrics").text();
+    let metrics = get(&format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .expect("metrics")
+        .text();
     // The bad file was refused at least once (on the signal, and maybe on the file change too).
     let failures: u64 = metrics
         .lines()
@@ -146,10 +187,14 @@ fault = { delay = "700ms", delay_percent = 100 }
     std::fs::write(dir.join("rampart.toml"), config(public, admin, "v1", slow)).expect("write");
     let mut process = Running::start(&["serve", "--config", "rampart.toml"], &dir);
     wait_until_up(&format!("http://127.0.0.1:{public}/"), &process).await;
-    let in_flight = tokio::spawn(async move { get(&format!("http://127.0.0.1:{public}/slow")).await });
+    let in_flight =
+        tokio::spawn(async move { get(&format!("http://127.0.0.1:{public}/slow")).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     process.signal("TERM");
-    let answer = in_flight.await.expect("join").expect("the request in flight completes");
+    let answer = in_flight
+        .await
+        .expect("join")
+        .expect("the request in flight completes");
     assert_eq!(answer.status, 200);
     let code = tokio::task::spawn_blocking(move || {
         let code = process.wait(Duration::from_secs(10));
@@ -184,7 +229,13 @@ async fn proxy_mode_needs_no_config_file() {
     let answer = wait_until_up(&format!("http://127.0.0.1:{public}/zero-config"), &process).await;
     assert_eq!(answer.status, 200);
     assert!(answer.text().contains("/zero-config"));
-    assert_eq!(get(&format!("http://127.0.0.1:{admin}/readyz")).await.expect("readyz").status, 200);
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{admin}/readyz"))
+            .await
+            .expect("readyz")
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -209,9 +260,10 @@ upstream = "echo"
     )
     .expect("write");
     let mut process = Running::start(&["serve", "--config", "rampart.toml"], &dir);
-    let code = tokio::task::spawn_blocking(move || (process.wait(Duration::from_secs(10)), process.log()))
-        .await
-        .expect("join");
+    let code =
+        tokio::task::spawn_blocking(move || (process.wait(Duration::from_secs(10)), process.log()))
+            .await
+            .expect("join");
     assert_eq!(code.0, Some(1));
     assert!(code.1.contains("missing.pem"), "{}", code.1);
     assert!(code.1.contains("listener secure"), "{}", code.1);

@@ -31,7 +31,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("rampart-cli-{name}-{}-{nanos}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("rampart-cli-{name}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
@@ -105,8 +106,11 @@ impl Answer {
 }
 
 pub async fn get(url: &str) -> Result<Answer, String> {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let request = http::Request::get(url).body(Full::default()).map_err(|e| e.to_string())?;
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let request = http::Request::get(url)
+        .body(Full::default())
+        .map_err(|e| e.to_string())?;
     let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
         .await
         .map_err(|_| "timed out".to_string())?
@@ -126,7 +130,9 @@ pub async fn wait_until_up(url: &str, process: &Running) -> Answer {
     loop {
         match get(url).await {
             Ok(answer) => return answer,
-            Err(e) if Instant::now() > deadline => panic!("{url} never answered ({e}); log:\n{}", process.log()),
+            Err(e) if Instant::now() > deadline => {
+                panic!("{url} never answered ({e}); log:\n{}", process.log())
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
