@@ -327,9 +327,15 @@ async fn attempt_pool(
         last_target = Some(target);
         ctx.attempts += 1;
         ctx.target = Some(pool.targets[target].label.clone());
-        metrics.upstream_attempts.get_or_create(&labels).inc();
+        pool.attempts_counter.inc();
 
-        let result = send(pool, target, outgoing, body, plan.per_try).await;
+        // The last possible attempt takes the headers instead of copying them.
+        let headers = if attempt >= plan.retries {
+            std::mem::take(&mut outgoing.headers)
+        } else {
+            outgoing.headers.clone()
+        };
+        let result = send(pool, target, outgoing, headers, body, plan.per_try).await;
         let finished = Instant::now();
         let (outcome, success) = match &result {
             Ok(response) if response.status().is_server_error() => {
@@ -384,6 +390,7 @@ async fn send(
     pool: &Arc<Pool>,
     target: usize,
     outgoing: &Outgoing,
+    headers: HeaderMap,
     body: &mut OutgoingBody,
     per_try: Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -397,7 +404,7 @@ async fn send(
     let _in_flight = pool.start(target);
     let mut request = Request::new(request_body);
     *request.method_mut() = outgoing.method.clone();
-    *request.headers_mut() = outgoing.headers.clone();
+    *request.headers_mut() = headers;
     let host = match &pool.config.host_header {
         HostHeader::Preserve => outgoing.client_host.clone(),
         HostHeader::Target => slot.authority_header.clone(),

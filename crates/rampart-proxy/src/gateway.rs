@@ -98,6 +98,7 @@ impl Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             access_log,
+            unrouted: rampart_telemetry::RouteMetrics::new("none"),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut listeners = Vec::new();
@@ -269,5 +270,7 @@ impl Gateway {
             let _ = task.await;
         }
         self.cert_watch.abort();
+        let log = self.shared.access_log.clone();
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }
 }

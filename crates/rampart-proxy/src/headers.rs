@@ -25,18 +25,8 @@ const MAX_REQUEST_ID: usize = 128;
 /// Removes hop-by-hop headers and every header named in `Connection`. With
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket pass-through).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        if keep_upgrade && name == header::UPGRADE {
-            continue;
-        }
-        headers.remove(&name);
+    if headers.contains_key(header::CONNECTION) {
+        remove_connection_named(headers, keep_upgrade);
     }
     for name in [
         &header::CONNECTION,
@@ -57,6 +47,34 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// Removes the headers a `Connection` header names.
+fn remove_connection_named(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        headers.remove(&name);
+    }
+}
+
+/// Lower-case hex of `bytes` as a header value.
+fn hex_value(bytes: &[u8]) -> HeaderValue {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0xf)]);
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Whether the request asks for a protocol upgrade (WebSocket).
@@ -131,8 +149,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id: u128 = rand::random();
-    HeaderValue::from_str(&format!("{id:032x}")).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    hex_value(&rand::random::<[u8; 16]>())
 }
 
 /// A W3C trace context: the incoming one (with a new span id for Rampart's hop), or a new trace.

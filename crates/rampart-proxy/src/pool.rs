@@ -84,6 +84,8 @@ pub struct Pool {
     /// Retry budget.
     pub retry_budget: RetryBudget,
     epoch: Instant,
+    /// Attempts sent to this pool (a handle into the metric family).
+    pub attempts_counter: rampart_telemetry::Counter,
     metrics: Arc<Metrics>,
     health_task: Mutex<Option<AbortOnDrop>>,
 }
@@ -192,6 +194,12 @@ impl Pool {
                 .get_or_create(&target_labels(&config.name, t))
                 .set(1);
         }
+        let attempts_counter = metrics
+            .upstream_attempts
+            .get_or_create(&rampart_telemetry::UpstreamLabels {
+                upstream: config.name.clone(),
+            })
+            .clone();
         Self {
             schedule: schedule(&weights),
             cursor: AtomicUsize::new(0),
@@ -205,6 +213,7 @@ impl Pool {
             bulkhead: Bulkhead::new(config.max_concurrent_requests),
             retry_budget: RetryBudget::new(config.retry_budget),
             epoch: Instant::now(),
+            attempts_counter,
             metrics,
             health_task: Mutex::new(None),
             targets,

@@ -24,6 +24,8 @@ pub struct RouteRuntime {
     pub guards: Vec<Box<dyn Guard>>,
     /// Response filters, in order.
     pub response_filters: Vec<Box<dyn ResponseFilter>>,
+    /// This route's request metrics.
+    pub metrics: rampart_telemetry::RouteMetrics,
 }
 
 /// Everything compiled from one config.
@@ -88,6 +90,7 @@ impl Runtime {
                     fallback_pool,
                     guards,
                     response_filters,
+                    metrics: rampart_telemetry::RouteMetrics::new(&route.name),
                 }))
             })
             .collect();

@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rampart_config::Balance;
-use rampart_telemetry::{status_class, AccessLog, AccessRecord, Metrics, PhaseTimes, RouteLabels};
+use rampart_telemetry::{AccessLog, AccessRecord, Metrics, PhaseTimes, RouteMetrics};
 
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{ErrorKind, ProxyError, Side};
@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub runtime: ArcSwap<Runtime>,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
+    /// Request metrics of requests no route matched.
+    pub unrouted: RouteMetrics,
 }
 
 /// What a connection knows about itself.
@@ -129,17 +131,14 @@ pub(crate) async fn handle(
 
     let status = response.status().as_u16();
     let route_name = route_used.as_ref().map(|r| Arc::clone(&r.config.name));
-    let labels = RouteLabels {
-        route: route_name.as_deref().unwrap_or("none").to_string(),
-        method: rampart_telemetry::Method::from(&method),
-        status: status_class(status),
-    };
-    shared.metrics.requests.get_or_create(&labels).inc();
-    shared
-        .metrics
-        .request_duration
-        .get_or_create(&labels)
-        .observe(received.elapsed().as_secs_f64());
+    let route_metrics = route_used.as_ref().map_or(&shared.unrouted, |r| &r.metrics);
+    let (requests, duration) = route_metrics.series(
+        &shared.metrics,
+        rampart_telemetry::Method::from(&method),
+        status,
+    );
+    requests.inc();
+    duration.observe(received.elapsed().as_secs_f64());
 
     let record = shared.access_log.enabled().then(|| {
         Box::new(PendingRecord {

@@ -3,14 +3,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
-
-/// Lines buffered before new ones are dropped (and counted).
-const QUEUE_LINES: usize = 65_536;
 
 /// One access-log line.
 #[derive(Debug, Serialize)]
@@ -77,10 +77,28 @@ pub enum AccessLogError {
     },
 }
 
+/// Bytes of pending lines kept before new lines are dropped (and counted).
+const MAX_PENDING_BYTES: usize = 16 << 20;
+/// Pending bytes that wake the writer early.
+const WAKE_AT_BYTES: usize = 256 << 10;
+/// How often the writer flushes when traffic is light.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+struct Pending {
+    buffer: Mutex<Vec<u8>>,
+    wake: Condvar,
+    closed: AtomicBool,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
 /// Handle for writing access-log lines; cheap to clone.
+///
+/// Lines are appended to a shared buffer under a short lock; a writer thread swaps
+/// the buffer out every 100 ms (or sooner when it grows) and writes it, so the
+/// request path neither blocks on I/O nor wakes a thread per request.
 #[derive(Clone)]
 pub struct AccessLog {
-    sender: Option<SyncSender<Vec<u8>>>,
+    pending: Option<Arc<Pending>>,
     dropped: Counter,
 }
 
@@ -88,7 +106,7 @@ impl AccessLog {
     /// A log that writes nothing.
     pub fn off() -> Self {
         Self {
-            sender: None,
+            pending: None,
             dropped: Counter::default(),
         }
     }
@@ -111,41 +129,45 @@ impl AccessLog {
         Ok(Self::spawn(Box::new(file), dropped))
     }
 
-    fn spawn(out: Box<dyn Write + Send>, dropped: Counter) -> Self {
-        let (sender, receiver) = sync_channel::<Vec<u8>>(QUEUE_LINES);
+    fn spawn(mut out: Box<dyn Write + Send>, dropped: Counter) -> Self {
+        let pending = Arc::new(Pending {
+            buffer: Mutex::new(Vec::with_capacity(WAKE_AT_BYTES)),
+            wake: Condvar::new(),
+            closed: AtomicBool::new(false),
+            writer: Mutex::new(None),
+        });
+        let shared = Arc::clone(&pending);
         let spawned = std::thread::Builder::new()
             .name("rampart-access-log".into())
             .spawn(move || {
-                let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+                let mut spare = Vec::with_capacity(WAKE_AT_BYTES);
                 loop {
-                    match receiver.recv_timeout(Duration::from_millis(200)) {
-                        Ok(line) => {
-                            if out.write_all(&line).is_err() {
-                                break;
-                            }
-                            // Drain what is queued before flushing.
-                            while let Ok(line) = receiver.try_recv() {
-                                if out.write_all(&line).is_err() {
-                                    return;
-                                }
-                            }
-                            let _ = out.flush();
+                    {
+                        let mut buffer = shared.buffer.lock();
+                        if buffer.len() < WAKE_AT_BYTES {
+                            shared.wake.wait_for(&mut buffer, FLUSH_INTERVAL);
                         }
-                        Err(RecvTimeoutError::Timeout) => {
-                            let _ = out.flush();
+                        std::mem::swap(&mut *buffer, &mut spare);
+                    }
+                    if !spare.is_empty() {
+                        if out.write_all(&spare).and_then(|()| out.flush()).is_err() {
+                            tracing::error!("access log write failed; lines are being dropped");
                         }
-                        Err(RecvTimeoutError::Disconnected) => {
-                            let _ = out.flush();
-                            break;
-                        }
+                        spare.clear();
+                    }
+                    if shared.closed.load(Ordering::Acquire) && shared.buffer.lock().is_empty() {
+                        return;
                     }
                 }
             });
         match spawned {
-            Ok(_) => Self {
-                sender: Some(sender),
-                dropped,
-            },
+            Ok(handle) => {
+                *pending.writer.lock() = Some(handle);
+                Self {
+                    pending: Some(pending),
+                    dropped,
+                }
+            }
             Err(e) => {
                 tracing::error!("cannot start the access-log writer: {e}; access log is off");
                 Self::off()
@@ -155,21 +177,36 @@ impl AccessLog {
 
     /// Whether lines are written at all (so callers can skip building records).
     pub fn enabled(&self) -> bool {
-        self.sender.is_some()
+        self.pending.is_some()
     }
 
-    /// Queues one record; drops it (and counts the drop) if the writer is behind.
+    /// Queues one record; drops it (and counts the drop) if the writer is far behind.
     pub fn write(&self, record: &AccessRecord<'_>) {
-        let Some(sender) = &self.sender else { return };
+        let Some(pending) = &self.pending else { return };
         let mut line = Vec::with_capacity(512);
         if serde_json::to_writer(&mut line, record).is_err() {
             return;
         }
         line.push(b'\n');
-        match sender.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.inc();
+        let mut buffer = pending.buffer.lock();
+        if buffer.len() + line.len() > MAX_PENDING_BYTES {
+            drop(buffer);
+            self.dropped.inc();
+            return;
+        }
+        buffer.extend_from_slice(&line);
+        if buffer.len() >= WAKE_AT_BYTES {
+            pending.wake.notify_one();
+        }
+    }
+
+    /// Writes what is pending and stops the writer (on shutdown); later lines are dropped.
+    pub fn close(&self) {
+        if let Some(pending) = &self.pending {
+            pending.closed.store(true, Ordering::Release);
+            pending.wake.notify_one();
+            if let Some(handle) = pending.writer.lock().take() {
+                let _ = handle.join();
             }
         }
     }

@@ -6,8 +6,11 @@ mod metrics;
 
 pub use access_log::{AccessLog, AccessLogError, AccessRecord, PhaseTimes};
 pub use metrics::{
-    status_class, BreakerLabels, Method, Metrics, RouteLabels, TargetLabels, UpstreamLabels,
+    status_class, BreakerLabels, Method, Metrics, RequestSeries, RouteLabels, RouteMetrics,
+    TargetLabels, UpstreamLabels,
 };
+/// A monotonic counter handle (shared with its metric family).
+pub use prometheus_client::metrics::counter::Counter;
 
 /// Installs the global `tracing` subscriber: human-readable logs on stderr, level from
 /// `RUST_LOG` (default `info`). Calling it twice is harmless.

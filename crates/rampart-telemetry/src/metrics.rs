@@ -51,6 +51,54 @@ impl From<&http::Method> for Method {
     }
 }
 
+impl Method {
+    const COUNT: usize = 10;
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Index of a status class (`1xx` = 0 … `5xx` = 4).
+fn status_index(status: u16) -> usize {
+    usize::from(status.clamp(100, 599) / 100 - 1)
+}
+
+/// The request counter and duration histogram of one route, method and status class.
+pub type RequestSeries = (Counter, Histogram);
+
+/// Per-route handles into the request metric families, created on first use, so
+/// the request path skips the label hashing and allocation of a family lookup.
+pub struct RouteMetrics {
+    route: String,
+    series: [std::sync::OnceLock<RequestSeries>; Method::COUNT * 5],
+}
+
+impl RouteMetrics {
+    /// Handles for `route` (`none` for requests that matched no route).
+    pub fn new(route: &str) -> Self {
+        Self {
+            route: route.to_string(),
+            series: std::array::from_fn(|_| std::sync::OnceLock::new()),
+        }
+    }
+
+    /// The series for one method and status.
+    pub fn series(&self, metrics: &Metrics, method: Method, status: u16) -> &RequestSeries {
+        self.series[method.index() * 5 + status_index(status)].get_or_init(|| {
+            let labels = RouteLabels {
+                route: self.route.clone(),
+                method,
+                status: status_class(status),
+            };
+            (
+                metrics.requests.get_or_create(&labels).clone(),
+                metrics.request_duration.get_or_create(&labels).clone(),
+            )
+        })
+    }
+}
+
 /// Labels of per-upstream metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -309,6 +357,26 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn cached_route_series_feed_the_registry() {
+        let m = Metrics::new();
+        let cache = RouteMetrics::new("api");
+        cache.series(&m, Method::POST, 503).0.inc();
+        cache.series(&m, Method::POST, 599).0.inc();
+        cache.series(&m, Method::GET, 200).1.observe(0.001);
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains(r#"rampart_requests_total{route="api",method="POST",status="5xx"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"rampart_request_duration_seconds_count{route="api",method="GET",status="2xx"} 1"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]
