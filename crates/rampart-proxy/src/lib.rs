@@ -8,6 +8,7 @@ mod body;
 mod echo;
 mod error;
 mod forward;
+mod framing;
 mod gateway;
 pub mod headers;
 mod listener;

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::framing::{FramingScanner, FramingVerdicts, ScannedIo};
 use crate::service::{handle, ConnectionInfo, LoggedBody, Shared};
 
 /// The boxed future of one request (boxing pins down its `Send` bound).
@@ -211,12 +212,16 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(ConnectionActivity::new());
+        let verdicts = Arc::new(FramingVerdicts::default());
         let info = Arc::new(ConnectionInfo {
             listener: Arc::clone(&name),
             peer,
             scheme: if tls.is_some() { "https" } else { "http" },
             activity: Arc::clone(&activity),
+            framing: Arc::clone(&verdicts),
+            requests: AtomicU64::new(0),
         });
+        let max_head = server.max_header_bytes;
         let shared_for_conn = Arc::clone(&shared);
         let service = service_fn(move |request| -> ResponseFuture {
             Box::pin(handle(
@@ -236,17 +241,31 @@ pub(crate) async fn serve(
                 inner: stream,
                 activity: Arc::clone(&activity),
             };
+            let scanner = FramingScanner::new(max_head, verdicts);
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                         Ok(Ok(stream)) => {
+                            // HTTP/2 frames its own messages; only HTTP/1 is scanned.
+                            let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let stream = ScannedIo::new(stream, (!http2).then_some(scanner));
                             drive(&builder, stream, service, &activity, idle_timeout, stop).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => drive(&builder, io, service, &activity, idle_timeout, stop).await,
+                None => {
+                    drive(
+                        &builder,
+                        ScannedIo::new(io, Some(scanner)),
+                        service,
+                        &activity,
+                        idle_timeout,
+                        stop,
+                    )
+                    .await
+                }
             }
         });
     }

@@ -20,6 +20,7 @@ use rampart_telemetry::{AccessLog, AccessRecord, Metrics, PhaseTimes, RouteMetri
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{ErrorKind, ProxyError, Side};
 use crate::forward;
+use crate::framing::FramingVerdicts;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
 use crate::phase::RequestContext;
@@ -41,6 +42,10 @@ pub(crate) struct ConnectionInfo {
     pub scheme: &'static str,
     /// Idle tracking; a request counts as activity until its response body ends.
     pub activity: Arc<ConnectionActivity>,
+    /// Requests the framing scanner found ambiguous, by position on the connection.
+    pub framing: Arc<FramingVerdicts>,
+    /// Requests seen on this connection so far.
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -95,15 +100,25 @@ pub(crate) async fn handle(
     let path = parts.uri.path().to_string();
     let version = parts.version;
     let mut route_used: Option<Arc<RouteRuntime>> = None;
-    let result = run_phases(
-        &runtime,
-        &shared.metrics,
-        &mut ctx,
-        &mut route_used,
-        parts,
-        body,
-    )
-    .await;
+    let position = conn
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let result = if conn.framing.take(position) {
+        Err(ProxyError::new(
+            ErrorKind::BadRequest,
+            "ambiguous framing: Content-Length with Transfer-Encoding, or repeated Content-Length",
+        ))
+    } else {
+        run_phases(
+            &runtime,
+            &shared.metrics,
+            &mut ctx,
+            &mut route_used,
+            parts,
+            body,
+        )
+        .await
+    };
 
     let request_id = ctx.request_id.to_str().unwrap_or("-").to_string();
     let (mut response, error) = match result {

@@ -161,6 +161,9 @@ upstream = "app"
     ))
     .await;
     let cases: &[&[u8]] = &[
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
@@ -177,6 +180,16 @@ upstream = "app"
         );
     }
     assert_eq!(up.hits(), 0, "no malformed request reached the upstream");
+    // A smuggling attempt later on a keep-alive connection is caught too; the clean
+    // request before it is served.
+    let answer = raw(
+        addr,
+        b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains("HTTP/1.1 400"), "{answer:?}");
+    assert_eq!(up.hits(), 1);
     // Bad chunking: the upstream may have been reached with the head, but the client gets 400.
     let answer = raw(
         addr,
