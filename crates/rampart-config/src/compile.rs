@@ -178,6 +178,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "admin",
     "log",
     "server",
+    "tracing",
     "listeners",
     "upstreams",
     "routes",
@@ -239,6 +240,7 @@ impl Compiler {
                 "admin" => input.admin = self.deserialize(value),
                 "log" => input.log = self.deserialize(value),
                 "server" => input.server = self.deserialize(value),
+                "tracing" => input.tracing = self.deserialize(value),
                 "listeners" => input.listeners = self.each_in_array(value),
                 "routes" => input.routes = self.each_in_array(value),
                 "upstreams" => match value {
@@ -313,6 +315,10 @@ impl Compiler {
             Some(path) => AccessLogTarget::File(self.file(path)),
         };
         let server = self.key("server", |cx| cx.server(input.server.as_ref()));
+        let tracing = input
+            .tracing
+            .as_ref()
+            .map(|t| self.key("tracing", |cx| cx.tracing(t)));
         let listeners = self.key("listeners", |cx| cx.listeners(&input.listeners));
         let upstreams = self.key("upstreams", |cx| {
             input
@@ -352,6 +358,7 @@ impl Compiler {
             admin_listen: admin_listen?,
             access_log,
             server,
+            tracing,
             listeners,
             upstreams,
             routes,
@@ -368,6 +375,33 @@ impl Compiler {
                 );
                 None
             }
+        }
+    }
+
+    fn tracing(&mut self, t: &TracingInput) -> TracingSettings {
+        let endpoint_ok = t.otlp_endpoint.parse::<Uri>().ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+        });
+        if !endpoint_ok {
+            self.error_at(
+                "otlp_endpoint",
+                format!(
+                    "{:?} is not an http(s) URL such as http://127.0.0.1:4318/v1/traces",
+                    t.otlp_endpoint
+                ),
+            );
+        }
+        TracingSettings {
+            otlp_endpoint: t.otlp_endpoint.clone(),
+            service_name: t
+                .service_name
+                .clone()
+                .unwrap_or_else(|| "rampart".to_string()),
+            export_timeout: self.duration(
+                "export_timeout",
+                t.export_timeout.as_deref(),
+                Duration::from_secs(10),
+            ),
         }
     }
 

@@ -22,6 +22,9 @@ pub struct ConfigInput {
     pub log: Option<LogInput>,
     /// Client-facing connection settings shared by every listener.
     pub server: Option<ServerInput>,
+    /// OpenTelemetry traces: a span per request and a child span per upstream attempt,
+    /// exported over OTLP/HTTP. Off unless set; changes take effect on restart.
+    pub tracing: Option<TracingInput>,
     /// Public listeners. At least one is required.
     #[serde(default)]
     pub listeners: Vec<ListenerInput>,
@@ -47,6 +50,18 @@ pub struct AdminInput {
 pub struct LogInput {
     /// Where the JSON access log goes: `"stdout"` (default), `"off"`, or a file path.
     pub access_log: Option<String>,
+}
+
+/// OTLP trace export.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TracingInput {
+    /// OTLP/HTTP (protobuf) traces endpoint, such as `http://127.0.0.1:4318/v1/traces`.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans. Default `rampart`.
+    pub service_name: Option<String>,
+    /// Time allowed for one export request. Default `"10s"`.
+    pub export_timeout: Option<DurationText>,
 }
 
 /// Client-facing connection settings.

@@ -24,6 +24,8 @@ pub struct Config {
     pub access_log: AccessLogTarget,
     /// Client-facing connection settings.
     pub server: ServerSettings,
+    /// OTLP trace export, if configured.
+    pub tracing: Option<TracingSettings>,
     /// Public listeners.
     pub listeners: Vec<Listener>,
     /// Upstream pools by name.
@@ -41,6 +43,17 @@ pub enum AccessLogTarget {
     Stdout,
     /// Appended to a file.
     File(PathBuf),
+}
+
+/// OTLP trace export settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingSettings {
+    /// OTLP/HTTP traces endpoint.
+    pub otlp_endpoint: String,
+    /// `service.name`.
+    pub service_name: String,
+    /// Per-export timeout.
+    pub export_timeout: Duration,
 }
 
 /// Client-facing connection settings.

@@ -22,7 +22,7 @@ use crate::body::{collect_limited, full, BoxError, ProxyBody};
 use crate::echo;
 use crate::error::{ErrorKind, ProxyError};
 use crate::headers::{self, TRACEPARENT, X_REQUEST_ID};
-use crate::phase::RequestContext;
+use crate::phase::{AttemptSpan, RequestContext};
 use crate::pool::{hash_bytes, Pool};
 use crate::runtime::RouteRuntime;
 
@@ -330,12 +330,28 @@ async fn attempt_pool(
         pool.attempts_counter.inc();
 
         // The last possible attempt takes the headers instead of copying them.
-        let headers = if attempt >= plan.retries {
+        let mut headers = if attempt >= plan.retries {
             std::mem::take(&mut outgoing.headers)
         } else {
             outgoing.headers.clone()
         };
+        // A traced request gets a span per attempt, named in the traceparent sent upstream.
+        let span = ctx.attempt_spans.is_some().then(|| {
+            let span_id = headers::new_span_id();
+            headers.insert(TRACEPARENT.clone(), ctx.trace.traceparent_for(span_id));
+            (span_id, std::time::SystemTime::now())
+        });
         let result = send(pool, target, outgoing, headers, body, plan.per_try).await;
+        if let (Some((span_id, start)), Some(spans)) = (span, ctx.attempt_spans.as_mut()) {
+            spans.push(AttemptSpan {
+                span_id,
+                target: pool.targets[target].label.clone(),
+                start,
+                end: std::time::SystemTime::now(),
+                status: result.as_ref().ok().map(|r| r.status().as_u16()),
+                error: result.as_ref().err().map(|e| e.kind.slug()),
+            });
+        }
         let finished = Instant::now();
         let (outcome, success) = match &result {
             Ok(response) if response.status().is_server_error() => {

@@ -43,6 +43,9 @@ pub enum StartError {
     /// The access log could not be opened.
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    /// The trace exporter could not be set up.
+    #[error(transparent)]
+    Tracing(#[from] rampart_telemetry::TracingError),
 }
 
 /// Why a reload was refused (the running config keeps serving).
@@ -92,6 +95,14 @@ impl Gateway {
                 AccessLog::file(path, metrics.access_log_dropped.clone())?
             }
         };
+        let traces = match &config.tracing {
+            Some(t) => Some(Arc::new(rampart_telemetry::TraceExporter::new(
+                &t.otlp_endpoint,
+                &t.service_name,
+                t.export_timeout,
+            )?)),
+            None => None,
+        };
         let config = Arc::new(config);
         let runtime = Runtime::build(Arc::clone(&config), None, &metrics);
         let shared = Arc::new(Shared {
@@ -99,6 +110,7 @@ impl Gateway {
             metrics,
             access_log,
             unrouted: rampart_telemetry::RouteMetrics::new("none"),
+            traces,
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut listeners = Vec::new();
@@ -271,6 +283,13 @@ impl Gateway {
         }
         self.cert_watch.abort();
         let log = self.shared.access_log.clone();
-        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+        let traces = self.shared.traces.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            log.close();
+            if let Some(traces) = traces {
+                traces.shutdown();
+            }
+        })
+        .await;
     }
 }

@@ -152,13 +152,45 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     hex_value(&rand::random::<[u8; 16]>())
 }
 
-/// A W3C trace context: the incoming one (with a new span id for Rampart's hop), or a new trace.
+/// A W3C trace context: the incoming one continued, or a new trace.
 #[derive(Debug, Clone)]
 pub struct TraceContext {
     /// 32 hex digits.
     pub trace_id: String,
-    /// The `traceparent` value sent upstream.
+    /// The trace id as bytes.
+    pub trace_id_bytes: [u8; 16],
+    /// Rampart's span for this request.
+    pub span_id: [u8; 8],
+    /// The caller's span, when the request carried a `traceparent`.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// Whether the trace is sampled (the caller's decision, or yes for new traces).
+    pub sampled: bool,
+    /// The `traceparent` naming Rampart's request span, sent upstream.
     pub traceparent: HeaderValue,
+}
+
+impl TraceContext {
+    /// A `traceparent` naming `span_id` as the parent, for one upstream attempt.
+    pub fn traceparent_for(&self, span_id: [u8; 8]) -> HeaderValue {
+        traceparent(&self.trace_id_bytes, &span_id, self.sampled)
+    }
+}
+
+fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> HeaderValue {
+    let mut bytes = Vec::with_capacity(55);
+    bytes.extend_from_slice(b"00-");
+    bytes.extend_from_slice(hex_value(trace_id).as_bytes());
+    bytes.push(b'-');
+    bytes.extend_from_slice(hex_value(span_id).as_bytes());
+    bytes.extend_from_slice(if sampled { b"-01" } else { b"-00" });
+    HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| {
+        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
+    })
+}
+
+/// A random non-zero span id.
+pub fn new_span_id() -> [u8; 8] {
+    rand::random::<u64>().max(1).to_be_bytes()
 }
 
 /// Reads `traceparent`, or starts a new trace when it is missing or invalid.
@@ -167,24 +199,25 @@ pub fn trace_context(headers: &HeaderMap) -> TraceContext {
         .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_traceparent);
-    let span: u64 = rand::random::<u64>().max(1);
-    let (trace_id, flags) = match incoming {
-        Some((trace_id, flags)) => (trace_id, flags),
-        None => (
-            format!("{:032x}", rand::random::<u128>().max(1)),
-            "01".to_string(),
-        ),
+    let span_id = new_span_id();
+    let (trace_id_bytes, parent_span_id, sampled) = match incoming {
+        Some((trace_id, parent, flags)) => (trace_id, Some(parent), flags & 1 == 1),
+        None => (rand::random::<u128>().max(1).to_be_bytes(), None, true),
     };
-    let value = format!("00-{trace_id}-{span:016x}-{flags}");
     TraceContext {
-        traceparent: HeaderValue::from_str(&value).unwrap_or_else(|_| {
-            HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
-        }),
-        trace_id,
+        trace_id: hex_value(&trace_id_bytes)
+            .to_str()
+            .unwrap_or_default()
+            .to_string(),
+        traceparent: traceparent(&trace_id_bytes, &span_id, sampled),
+        trace_id_bytes,
+        span_id,
+        parent_span_id,
+        sampled,
     }
 }
 
-fn parse_traceparent(value: &str) -> Option<(String, String)> {
+fn parse_traceparent(value: &str) -> Option<([u8; 16], [u8; 8], u8)> {
     let mut parts = value.trim().split('-');
     let version = parts.next()?;
     let trace_id = parts.next()?;
@@ -201,7 +234,13 @@ fn parse_traceparent(value: &str) -> Option<(String, String)> {
         && parent.bytes().any(|b| b != b'0')
         && hex(flags, 2)
         && (version != "00" || parts.next().is_none());
-    valid.then(|| (trace_id.to_string(), flags.to_string()))
+    if !valid {
+        return None;
+    }
+    let trace = u128::from_str_radix(trace_id, 16).ok()?.to_be_bytes();
+    let parent = u64::from_str_radix(parent, 16).ok()?.to_be_bytes();
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some((trace, parent, flags))
 }
 
 /// Whether `ip` is one of the trusted proxies.

@@ -50,6 +50,25 @@ pub struct RequestContext {
     pub target: Option<String>,
     /// Time spent per phase.
     pub phases: PhaseTimes,
+    /// Upstream attempts, recorded for tracing when the trace is exported.
+    pub attempt_spans: Option<Vec<AttemptSpan>>,
+}
+
+/// One upstream attempt, for its trace span.
+#[derive(Debug, Clone)]
+pub struct AttemptSpan {
+    /// The span id sent upstream in `traceparent`.
+    pub span_id: [u8; 8],
+    /// The target tried.
+    pub target: String,
+    /// When the attempt started.
+    pub start: std::time::SystemTime,
+    /// When its response headers (or its failure) arrived.
+    pub end: std::time::SystemTime,
+    /// The upstream's status, if it answered.
+    pub status: Option<u16>,
+    /// The failure, if it did not.
+    pub error: Option<&'static str>,
 }
 
 /// A guard's verdict: `Ok(())` to continue, or an error answered at once.

@@ -15,7 +15,10 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use rampart_config::Balance;
-use rampart_telemetry::{AccessLog, AccessRecord, Metrics, PhaseTimes, RouteMetrics};
+use rampart_telemetry::{
+    AccessLog, AccessRecord, KeyValue, Metrics, PhaseTimes, RouteMetrics, SpanRecord, SpanRole,
+    TraceExporter,
+};
 
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{ErrorKind, ProxyError, Side};
@@ -23,7 +26,7 @@ use crate::forward;
 use crate::framing::FramingVerdicts;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
-use crate::phase::RequestContext;
+use crate::phase::{AttemptSpan, RequestContext};
 use crate::runtime::{RouteRuntime, Runtime};
 
 /// State shared by every connection of a gateway.
@@ -33,6 +36,8 @@ pub(crate) struct Shared {
     pub access_log: AccessLog,
     /// Request metrics of requests no route matched.
     pub unrouted: RouteMetrics,
+    /// The OTLP exporter, when tracing is configured.
+    pub traces: Option<Arc<TraceExporter>>,
 }
 
 /// What a connection knows about itself.
@@ -95,7 +100,11 @@ pub(crate) async fn handle(
         attempts: 0,
         target: None,
         phases: PhaseTimes::default(),
+        attempt_spans: None,
     };
+    if shared.traces.is_some() && ctx.trace.sampled {
+        ctx.attempt_spans = Some(Vec::new());
+    }
     let method = parts.method.clone();
     let path = parts.uri.path().to_string();
     let version = parts.version;
@@ -155,6 +164,27 @@ pub(crate) async fn handle(
     requests.inc();
     duration.observe(received.elapsed().as_secs_f64());
 
+    let trace = shared
+        .traces
+        .as_ref()
+        .zip(ctx.attempt_spans.take())
+        .map(|(exporter, attempts)| {
+            Box::new(PendingTrace {
+                exporter: Arc::clone(exporter),
+                trace_id: ctx.trace.trace_id_bytes,
+                span_id: ctx.trace.span_id,
+                parent: ctx.trace.parent_span_id,
+                start: wall,
+                name: format!("{method} {}", route_name.as_deref().unwrap_or("unrouted")),
+                method: method.to_string(),
+                path: path.clone(),
+                host: ctx.host.clone(),
+                route: route_name.clone(),
+                request_id: request_id.clone(),
+                status,
+                attempts,
+            })
+        });
     let record = shared.access_log.enabled().then(|| {
         Box::new(PendingRecord {
             time: humantime::format_rfc3339_millis(wall).to_string(),
@@ -188,6 +218,7 @@ pub(crate) async fn handle(
             access_log: shared.access_log.clone(),
             metrics: Arc::clone(&shared.metrics),
             activity: Arc::clone(&conn.activity),
+            trace,
         },
     ))
 }
@@ -286,6 +317,76 @@ pub(crate) struct LoggedBody {
     access_log: AccessLog,
     metrics: Arc<Metrics>,
     activity: Arc<ConnectionActivity>,
+    trace: Option<Box<PendingTrace>>,
+}
+
+/// The spans of one request, exported when its response body ends.
+pub(crate) struct PendingTrace {
+    exporter: Arc<TraceExporter>,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent: Option<[u8; 8]>,
+    start: SystemTime,
+    name: String,
+    method: String,
+    path: String,
+    host: String,
+    route: Option<Arc<str>>,
+    request_id: String,
+    status: u16,
+    attempts: Vec<AttemptSpan>,
+}
+
+impl PendingTrace {
+    fn export(self) {
+        let end = SystemTime::now();
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", self.method),
+            KeyValue::new("url.path", self.path),
+            KeyValue::new("server.address", self.host),
+            KeyValue::new("http.response.status_code", i64::from(self.status)),
+            KeyValue::new("rampart.request_id", self.request_id),
+        ];
+        if let Some(route) = &self.route {
+            attributes.push(KeyValue::new("http.route", route.to_string()));
+        }
+        self.exporter.record(SpanRecord {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent,
+            parent_is_remote: true,
+            name: self.name.into(),
+            role: SpanRole::Server,
+            start: self.start,
+            end,
+            attributes,
+            error: self.status >= 500,
+        });
+        for attempt in self.attempts {
+            let mut attributes = vec![KeyValue::new("server.address", attempt.target)];
+            if let Some(status) = attempt.status {
+                attributes.push(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
+            }
+            if let Some(error) = attempt.error {
+                attributes.push(KeyValue::new("error.type", error));
+            }
+            self.exporter.record(SpanRecord {
+                trace_id: self.trace_id,
+                span_id: attempt.span_id,
+                parent_span_id: Some(self.span_id),
+                parent_is_remote: false,
+                name: "upstream attempt".into(),
+                role: SpanRole::Client,
+                start: attempt.start,
+                end: attempt.end,
+                attributes,
+                error: attempt.error.is_some() || attempt.status.is_some_and(|s| s >= 500),
+            });
+        }
+    }
 }
 
 impl Body for LoggedBody {
@@ -320,6 +421,9 @@ impl Drop for LoggedBody {
         self.activity
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(trace) = self.trace.take() {
+            trace.export();
+        }
         let Some(r) = self.record.take() else { return };
         let protocol = match r.protocol {
             Version::HTTP_09 => "HTTP/0.9",

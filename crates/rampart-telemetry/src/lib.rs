@@ -3,12 +3,16 @@
 
 mod access_log;
 mod metrics;
+mod tracing_export;
 
 pub use access_log::{AccessLog, AccessLogError, AccessRecord, PhaseTimes};
 pub use metrics::{
     status_class, BreakerLabels, Method, Metrics, RequestSeries, RouteLabels, RouteMetrics,
     TargetLabels, UpstreamLabels,
 };
+pub use opentelemetry::KeyValue;
+pub use tracing_export::{SpanRecord, SpanRole, TraceExporter, TracingError};
+
 /// A monotonic counter handle (shared with its metric family).
 pub use prometheus_client::metrics::counter::Counter;
 

@@ -7,3 +7,4 @@ mod lifecycle;
 mod protocols;
 mod resilience;
 mod routing;
+mod tracing;

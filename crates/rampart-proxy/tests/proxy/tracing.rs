@@ -1,0 +1,130 @@
+//! OTLP trace export to a real HTTP collector endpoint.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use parking_lot::Mutex;
+use prost::Message;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_span_per_request_and_a_child_span_per_attempt_reach_the_collector() {
+    // The collector: records every OTLP/HTTP protobuf export it receives.
+    let received: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
+    let sink = Arc::clone(&received);
+    let collector = upstream(move |req| {
+        let sink = Arc::clone(&sink);
+        async move {
+            assert_eq!(req.uri().path(), "/v1/traces");
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let decoded = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+            sink.lock().push(decoded);
+            reply(200, Bytes::new())
+        }
+    })
+    .await;
+    // The app: fails once, then answers with the traceparent it received.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let app = upstream(move |req| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let parent = req
+            .headers()
+            .get("traceparent")
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        async move {
+            if n == 0 {
+                reply(503, "retry me")
+            } else {
+                reply(200, parent)
+            }
+        }
+    })
+    .await;
+    let (gw, addr) = gateway(&format!(
+        r#"
+tracing = {{ otlp_endpoint = "{}/v1/traces", service_name = "edge" }}
+[upstreams.app]
+targets = ["{}"]
+[[routes]]
+name = "api"
+upstream = "app"
+retry = {{ attempts = 1, backoff_base = "1ms" }}
+"#,
+        collector.url(),
+        app.url()
+    ))
+    .await;
+    let answer = send(
+        &client(),
+        request("GET", format!("http://{addr}/orders"))
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(Full::default())
+            .expect("request"),
+    )
+    .await;
+    let upstream_parent = answer.text();
+    gw.shutdown().await; // flushes the exporter
+
+    let exports = received.lock().clone();
+    let spans: Vec<_> = exports
+        .iter()
+        .flat_map(|e| e.resource_spans.iter())
+        .flat_map(|r| r.scope_spans.iter())
+        .flat_map(|s| s.spans.iter())
+        .cloned()
+        .collect();
+    let service = exports[0].resource_spans[0]
+        .resource
+        .as_ref()
+        .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+        .and_then(|a| a.value.clone())
+        .map(|v| format!("{v:?}"));
+    assert!(service.is_some_and(|s| s.contains("edge")));
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let trace_id = hex(&spans[0].trace_id);
+    assert!(
+        spans
+            .iter()
+            .all(|s| hex(&s.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{trace_id}"
+    );
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("server span");
+    assert_eq!(hex(&server.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(server.name, "GET api");
+    let attempts: Vec<_> = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Client as i32)
+        .collect();
+    assert_eq!(attempts.len(), 2);
+    assert!(attempts.iter().all(|a| a.parent_span_id == server.span_id));
+    // The upstream saw the second attempt's span as its parent.
+    assert_eq!(
+        upstream_parent,
+        format!(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+            hex(&attempts[1].span_id)
+        )
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
