@@ -354,3 +354,105 @@ upstream = "ws"
         assert_eq!(buf, message);
     }
 }
+
+#[tokio::test]
+async fn bodies_stream_both_ways_without_buffering() {
+    // The upstream sends "first", then waits until the client has seen it before it
+    // sends "second": a proxy that buffered the response would never deliver it.
+    let seen_first = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::clone(&seen_first);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let up = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let gate = Arc::clone(&gate);
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let gate = Arc::clone(&gate);
+                    async move {
+                        if req.uri().path() == "/upload" {
+                            // Count the uploaded bytes as they stream in.
+                            let mut body = req.into_body();
+                            let mut total = 0usize;
+                            while let Some(Ok(frame)) = body.frame().await {
+                                total += frame.data_ref().map_or(0, |d| d.len());
+                            }
+                            let body = Full::new(Bytes::from(total.to_string()))
+                                .map_err(|never| match never {})
+                                .boxed();
+                            return Ok::<_, Infallible>(Response::new(body));
+                        }
+                        let (tx, rx) = tokio::sync::mpsc::channel::<
+                            Result<hyper::body::Frame<Bytes>, Infallible>,
+                        >(2);
+                        tokio::spawn(async move {
+                            let _ = tx
+                                .send(Ok(hyper::body::Frame::data(Bytes::from_static(b"first"))))
+                                .await;
+                            gate.notified().await;
+                            let _ = tx
+                                .send(Ok(hyper::body::Frame::data(Bytes::from_static(b"second"))))
+                                .await;
+                        });
+                        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                            rx.recv().await.map(|item| (item, rx))
+                        });
+                        Ok(Response::new(
+                            http_body_util::StreamBody::new(stream).boxed(),
+                        ))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["http://{up}"]
+[[routes]]
+upstream = "app"
+"#
+    ))
+    .await;
+    let response = client()
+        .request(
+            request("GET", format!("http://{addr}/stream"))
+                .body(Full::default())
+                .expect("r"),
+        )
+        .await
+        .expect("response");
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first chunk arrives while the upstream still holds the rest")
+        .expect("frame")
+        .expect("ok");
+    assert_eq!(first.into_data().expect("data"), "first");
+    seen_first.notify_one();
+    let second = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("second chunk")
+        .expect("frame")
+        .expect("ok");
+    assert_eq!(second.into_data().expect("data"), "second");
+
+    // A 20 MiB upload streams through (larger than any buffer Rampart keeps).
+    let big = Bytes::from(vec![b'x'; 20 << 20]);
+    let answer = send(
+        &client(),
+        request("POST", format!("http://{addr}/upload"))
+            .body(Full::new(big))
+            .expect("r"),
+    )
+    .await;
+    assert_eq!(answer.text(), (20 << 20).to_string());
+}
