@@ -1,0 +1,150 @@
+use rampart_store::{ConsumerPatch, ConsumerStatus, ConsumerStore, NewConsumer, Store, StoreError};
+
+use crate::both_backends;
+
+fn named(name: &str) -> NewConsumer {
+    NewConsumer {
+        name: name.into(),
+        tenant: Some("acme".into()),
+        metadata: serde_json::json!({ "plan": "gold" }),
+    }
+}
+
+async fn create_read_and_conflict(store: Store) {
+    let c = store
+        .create_consumer(named("billing"))
+        .await
+        .expect("create");
+    assert_eq!(c.name, "billing");
+    assert_eq!(c.status, ConsumerStatus::Active);
+    assert_eq!(c.version, 1);
+    assert_eq!(c.metadata["plan"], "gold");
+    assert_eq!(store.consumer(&c.id).await.expect("read"), c);
+    assert!(matches!(
+        store.create_consumer(named("billing")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.consumer("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+both_backends!(create_read_and_conflict);
+
+async fn list_pages_and_filters(store: Store) {
+    for i in 0..5 {
+        let mut c = named(&format!("c{i}"));
+        if i % 2 == 1 {
+            c.tenant = Some("other".into());
+        }
+        store.create_consumer(c).await.expect("create");
+    }
+    let first = store
+        .list_consumers(None, None, None, Some(2))
+        .await
+        .expect("page 1");
+    assert_eq!(
+        first
+            .items
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["c0", "c1"]
+    );
+    let second = store
+        .list_consumers(None, None, first.next_cursor.as_deref(), Some(2))
+        .await
+        .expect("page 2");
+    assert_eq!(
+        second
+            .items
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["c2", "c3"]
+    );
+    let last = store
+        .list_consumers(None, None, second.next_cursor.as_deref(), Some(2))
+        .await
+        .expect("page 3");
+    assert_eq!(last.items.len(), 1);
+    assert!(last.next_cursor.is_none());
+    let other = store
+        .list_consumers(Some("other"), None, None, None)
+        .await
+        .expect("filter");
+    assert_eq!(other.items.len(), 2);
+}
+both_backends!(list_pages_and_filters);
+
+async fn updates_check_the_version(store: Store) {
+    let c = store.create_consumer(named("api")).await.expect("create");
+    let disabled = store
+        .update_consumer(
+            &c.id,
+            Some(1),
+            ConsumerPatch {
+                status: Some(ConsumerStatus::Disabled),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(disabled.status, ConsumerStatus::Disabled);
+    assert_eq!(disabled.version, 2);
+    let stale = store
+        .update_consumer(
+            &c.id,
+            Some(1),
+            ConsumerPatch {
+                name: Some("x".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::VersionMismatch)));
+    assert_eq!(
+        store.consumer(&c.id).await.expect("read").name,
+        "api",
+        "nothing half-written"
+    );
+    let disabled_only = store
+        .list_consumers(None, Some(ConsumerStatus::Disabled), None, None)
+        .await
+        .expect("list");
+    assert_eq!(disabled_only.items.len(), 1);
+}
+both_backends!(updates_check_the_version);
+
+async fn concurrent_updates_with_the_same_version_let_one_win(store: Store) {
+    let c = store.create_consumer(named("race")).await.expect("create");
+    let attempts: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let id = c.id.clone();
+            tokio::spawn(async move {
+                store
+                    .update_consumer(
+                        &id,
+                        Some(1),
+                        ConsumerPatch {
+                            tenant: Some(Some(format!("t{i}"))),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for a in attempts {
+        match a.await.expect("join") {
+            Ok(_) => won += 1,
+            Err(StoreError::VersionMismatch) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(store.consumer(&c.id).await.expect("read").version, 2);
+}
+both_backends!(concurrent_updates_with_the_same_version_let_one_win);

@@ -1,0 +1,7 @@
+//! One suite, run against SQLite and against Postgres (when RAMPART_TEST_DATABASE_URL is set).
+
+mod support;
+
+mod consumers;
+mod keys;
+mod tokens_and_audit;
