@@ -1,16 +1,27 @@
-//! Rampart's control plane: the admin listener. It serves liveness, readiness,
-//! Prometheus metrics and read-only views of the running gateway.
+//! Rampart's control plane: the admin listener. It serves liveness, readiness and
+//! Prometheus metrics without a token, and the token-protected admin API: consumers,
+//! API keys, admin tokens, the audit trail and read-only views of the running config.
+
+mod api;
+mod auth;
+mod problem;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
+use audit_sink::LogAndStore;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use rampart_proxy::Gateway;
+use rampart_store::{AdminTokenStore, AuditSink, Role, Store, StoreError};
 use tokio::net::TcpListener;
+
+pub use problem::{ApiError, FieldError};
 
 /// Failure to start the admin listener.
 #[derive(Debug, thiserror::Error)]
@@ -23,29 +34,139 @@ pub enum AdminError {
         /// Why.
         source: std::io::Error,
     },
+    /// The bootstrap token could not be created or written.
+    #[error("bootstrap admin token: {0}")]
+    Bootstrap(String),
+}
+
+/// What the admin handlers share.
+pub struct AdminState {
+    /// The running gateway.
+    pub gateway: Arc<Gateway>,
+    /// The store.
+    pub store: Store,
+    /// Where audit events go.
+    pub audit: Arc<dyn AuditSink>,
+}
+
+mod audit_sink {
+    //! The audit sink used until the tamper-evident log exists: the store's audit
+    //! table, and a structured log line.
+
+    use async_trait::async_trait;
+    use rampart_store::{AuditEvent, AuditSink, Store, StoreError};
+
+    /// Writes each event to the store and to the log.
+    pub struct LogAndStore(pub Store);
+
+    #[async_trait]
+    impl AuditSink for LogAndStore {
+        async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
+            tracing::info!(
+                target: "rampart::audit",
+                actor = %event.actor,
+                action = %event.action,
+                resource = %event.resource,
+                outcome = %event.outcome,
+                request_id = event.request_id.as_deref().unwrap_or("-"),
+                "audit"
+            );
+            self.0.record(event).await
+        }
+    }
 }
 
 /// The admin API's routes.
-pub fn router(gateway: Arc<Gateway>) -> Router {
+pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/upstreams", get(upstreams))
-        .with_state(gateway)
+        .route("/upstreams", get(api::upstreams))
+        .route("/config/routes", get(api::config_routes))
+        .route(
+            "/consumers",
+            get(api::list_consumers).post(api::create_consumer),
+        )
+        .route(
+            "/consumers/{id}",
+            get(api::get_consumer).patch(api::update_consumer),
+        )
+        .route(
+            "/consumers/{id}/keys",
+            get(api::list_keys).post(api::create_key),
+        )
+        .route("/keys/{id}", get(api::get_key))
+        .route("/keys/{id}/revoke", post(api::revoke_key))
+        .route("/keys/{id}/rotate", post(api::rotate_key))
+        .route(
+            "/admin/tokens",
+            get(api::list_tokens).post(api::create_token),
+        )
+        .route("/admin/tokens/{id}/revoke", post(api::revoke_token))
+        .route("/audit/events", get(api::audit_events))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(auth::MAX_BODY))
+        .layer(axum::middleware::from_fn(auth::request_id))
+        .with_state(state)
 }
 
-/// Binds `address`; returns the bound address and a future that serves until `shutdown` completes.
+/// The state for `gateway` and `store`, auditing to the store and the log.
+pub fn state(gateway: Arc<Gateway>, store: Store) -> Arc<AdminState> {
+    Arc::new(AdminState {
+        gateway,
+        audit: Arc::new(LogAndStore(store.clone())),
+        store,
+    })
+}
+
+/// On first start with no usable admin token, creates an admin token and writes it to
+/// `<data_dir>/admin-token` (mode 0600). Returns the file's path when it did.
+pub async fn bootstrap_token(
+    store: &Store,
+    data_dir: &Path,
+) -> Result<Option<PathBuf>, AdminError> {
+    let active = store
+        .active_token_count()
+        .await
+        .map_err(|e| AdminError::Bootstrap(e.to_string()))?;
+    if active > 0 {
+        return Ok(None);
+    }
+    let (_, secret) = store
+        .create_token("bootstrap", Role::Admin)
+        .await
+        .map_err(|e| AdminError::Bootstrap(e.to_string()))?;
+    let path = data_dir.join("admin-token");
+    write_private(&path, &format!("{secret}\n"))
+        .map_err(|e| AdminError::Bootstrap(format!("{}: {e}", path.display())))?;
+    Ok(Some(path))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Binds `address`; returns the bound address and the task serving until `shutdown` completes.
 pub async fn bind(
     address: SocketAddr,
-    gateway: Arc<Gateway>,
+    state: Arc<AdminState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), AdminError> {
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| AdminError::Bind { address, source })?;
     let bound = listener.local_addr().unwrap_or(address);
-    let app = router(gateway);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -58,12 +179,30 @@ pub async fn bind(
     Ok((bound, task))
 }
 
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such admin endpoint")
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
-    let readiness = gateway.readiness();
+/// Ready when the store answers and every route has a healthy upstream.
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    let mut readiness = state.gateway.readiness();
+    let ping = tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await;
+    let store_problem = match ping {
+        Ok(Ok(())) => None,
+        Ok(Err(StoreError::Unavailable(e))) | Ok(Err(StoreError::Database(e))) => Some(e),
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer within 1s".to_string()),
+    };
+    if let Some(problem) = store_problem {
+        readiness.ready = false;
+        readiness
+            .reasons
+            .push(format!("store unreachable: {problem}"));
+    }
     let status = if readiness.ready {
         StatusCode::OK
     } else {
@@ -73,7 +212,8 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
 }
 
 /// Prometheus text by default; OpenMetrics when the scraper asks for it.
-async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn metrics(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    let gateway = &state.gateway;
     gateway.refresh_gauges();
     let wants_openmetrics = headers
         .get(header::ACCEPT)
@@ -98,8 +238,4 @@ async fn metrics(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Res
         )
             .into_response()
     }
-}
-
-async fn upstreams(State(gateway): State<Arc<Gateway>>) -> Response {
-    Json(gateway.upstream_status()).into_response()
 }

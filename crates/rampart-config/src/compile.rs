@@ -176,6 +176,7 @@ struct Compiler {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "admin",
+    "database",
     "log",
     "server",
     "tracing",
@@ -238,6 +239,7 @@ impl Compiler {
             match key.as_str() {
                 "data_dir" => input.data_dir = self.deserialize(value),
                 "admin" => input.admin = self.deserialize(value),
+                "database" => input.database = self.deserialize(value),
                 "log" => input.log = self.deserialize(value),
                 "server" => input.server = self.deserialize(value),
                 "tracing" => input.tracing = self.deserialize(value),
@@ -309,6 +311,14 @@ impl Compiler {
                 .unwrap_or("127.0.0.1:9090");
             cx.socket_addr("listen", text)
         });
+        let database_url = input.database.as_ref().map(|d| d.url.clone());
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                self.key("database", |cx| {
+                    cx.error_at("url", "must be a postgres:// URL")
+                });
+            }
+        }
         let access_log = match input.log.as_ref().and_then(|l| l.access_log.as_deref()) {
             None | Some("stdout") => AccessLogTarget::Stdout,
             Some("off") => AccessLogTarget::Off,
@@ -356,6 +366,7 @@ impl Compiler {
         Some(Config {
             data_dir,
             admin_listen: admin_listen?,
+            database_url,
             access_log,
             server,
             tracing,

@@ -18,6 +18,9 @@ pub struct ConfigInput {
     pub data_dir: Option<String>,
     /// The admin listener (health, readiness, metrics, admin API).
     pub admin: Option<AdminInput>,
+    /// Shared Postgres storage for several instances. Without it, Rampart keeps its data
+    /// in SQLite in `data_dir`. Changes take effect on restart.
+    pub database: Option<DatabaseInput>,
     /// Logging: the JSON access log. The log level comes from `RUST_LOG`.
     pub log: Option<LogInput>,
     /// Client-facing connection settings shared by every listener.
@@ -42,6 +45,15 @@ pub struct ConfigInput {
 pub struct AdminInput {
     /// Address to listen on, such as `127.0.0.1:9090`. Default `127.0.0.1:9090`.
     pub listen: Option<String>,
+}
+
+/// The shared database.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseInput {
+    /// Postgres URL such as `postgres://rampart@db:5432/rampart` (use `${env:RAMPART_…}`
+    /// or `${file:…}` for the password). `RAMPART_DATABASE_URL` overrides it.
+    pub url: String,
 }
 
 /// Logging settings.

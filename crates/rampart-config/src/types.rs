@@ -20,6 +20,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Admin listener address.
     pub admin_listen: SocketAddr,
+    /// Postgres URL when the store is shared; `None` for SQLite in `data_dir`.
+    pub database_url: Option<String>,
     /// Where access-log lines go.
     pub access_log: AccessLogTarget,
     /// Client-facing connection settings.

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+mod client;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rampart_config::Config;
@@ -64,6 +66,34 @@ enum Command {
     /// Config file tooling.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage consumers through a running instance's admin API.
+    Consumers {
+        #[command(flatten)]
+        connection: client::Connection,
+        #[command(subcommand)]
+        command: client::ConsumersCommand,
+    },
+    /// Manage consumers' API keys through the admin API.
+    Keys {
+        #[command(flatten)]
+        connection: client::Connection,
+        #[command(subcommand)]
+        command: client::KeysCommand,
+    },
+    /// Admin API administration.
+    Admin {
+        #[command(flatten)]
+        connection: client::Connection,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Admin tokens.
+    #[command(subcommand)]
+    Token(client::TokenCommand),
 }
 
 #[derive(Subcommand)]
@@ -104,6 +134,18 @@ fn main() -> ExitCode {
             print!("{}", rampart_config::reference::markdown());
             ExitCode::SUCCESS
         }
+        Command::Consumers {
+            connection,
+            command,
+        } => admin_call(client::consumers(&connection, command)),
+        Command::Keys {
+            connection,
+            command,
+        } => admin_call(client::keys(&connection, command)),
+        Command::Admin {
+            connection,
+            command: AdminCommand::Token(command),
+        } => admin_call(client::tokens(&connection, command)),
         Command::Serve {
             config,
             data_dir,
@@ -125,6 +167,27 @@ fn main() -> ExitCode {
             workers,
             Source::Inline(proxy_config(&from, &to, &admin, &access_log)),
         ),
+    }
+}
+
+/// Runs one admin CLI call on a small runtime; prints its error and exits 1 on failure.
+fn admin_call(call: impl std::future::Future<Output = Result<(), client::CliError>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(call) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -194,15 +257,42 @@ fn load(source: &Source) -> Result<Config, rampart_config::ConfigErrors> {
     }
 }
 
+/// Opens the store: Postgres when a URL is configured (or `RAMPART_DATABASE_URL` is
+/// set), else SQLite in the data dir.
+async fn open_store(config: &Config) -> anyhow::Result<rampart_store::Store> {
+    let url = std::env::var("RAMPART_DATABASE_URL")
+        .ok()
+        .or_else(|| config.database_url.clone());
+    match url {
+        Some(url) => rampart_store::Store::open_postgres(&url)
+            .await
+            .context("cannot open the Postgres store"),
+        None => rampart_store::Store::open_sqlite(&config.data_dir)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the SQLite store in {}",
+                    config.data_dir.display()
+                )
+            }),
+    }
+}
+
 async fn serve(source: Source) -> anyhow::Result<()> {
     let config = load(&source).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let store = open_store(&config).await?;
+    tracing::info!(backend = ?store.backend(), "store open");
+    if let Some(path) = rampart_admin::bootstrap_token(&store, &config.data_dir).await? {
+        tracing::info!(file = %path.display(), "no admin token existed: wrote a bootstrap admin token (mode 0600)");
+    }
     let admin_address = config.admin_listen;
     let metrics = Arc::new(Metrics::new());
     let gateway = Arc::new(Gateway::start(config, metrics).await?);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (_, admin_task) = rampart_admin::bind(admin_address, Arc::clone(&gateway), async {
+    let admin_state = rampart_admin::state(Arc::clone(&gateway), store);
+    let (_, admin_task) = rampart_admin::bind(admin_address, admin_state, async {
         let _ = admin_stopped.await;
     })
     .await?;
