@@ -1,0 +1,442 @@
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn the_bootstrap_token_is_private_and_only_made_once() {
+    let admin = start().await;
+    let file = admin.data_dir.join("admin-token");
+    let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(admin.token.starts_with("rat_"));
+    let again = rampart_admin::bootstrap_token(&admin.store, &admin.data_dir)
+        .await
+        .expect("bootstrap");
+    assert!(
+        again.is_none(),
+        "a store with a token gets no second bootstrap token"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file").trim(),
+        admin.token
+    );
+}
+
+#[tokio::test]
+async fn missing_or_wrong_tokens_get_401_and_roles_gate_actions() {
+    let admin = start().await;
+    let none = admin.call(None, "GET", "/consumers", None, &[]).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(
+        none.headers["www-authenticate"],
+        "Bearer realm=\"rampart-admin\""
+    );
+    assert_eq!(none.json["type"], "urn:rampart:problem:unauthorized");
+    assert_eq!(
+        none.json["request_id"],
+        none.headers["x-request-id"].to_str().expect("ascii")
+    );
+    let forged = format!("rat_{}_{}", "ab", "0".repeat(64));
+    assert_eq!(
+        admin
+            .call(Some(&forged), "GET", "/consumers", None, &[])
+            .await
+            .status,
+        401
+    );
+
+    let auditor = admin.token_with_role("auditor").await;
+    let operator = admin.token_with_role("operator").await;
+    assert_eq!(
+        admin
+            .call(Some(&auditor), "GET", "/consumers", None, &[])
+            .await
+            .status,
+        200
+    );
+    let denied = admin
+        .call(
+            Some(&auditor),
+            "POST",
+            "/consumers",
+            Some(r#"{"name":"x"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(
+        admin
+            .call(
+                Some(&operator),
+                "POST",
+                "/consumers",
+                Some(r#"{"name":"x"}"#),
+                &[]
+            )
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        admin
+            .call(Some(&operator), "GET", "/admin/tokens", None, &[])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        admin
+            .call(Some(&auditor), "GET", "/audit/events", None, &[])
+            .await
+            .status,
+        200
+    );
+
+    // A revoked token stops working at once.
+    let tokens = admin.admin("GET", "/admin/tokens", None).await;
+    let auditor_id = tokens.json["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|t| t["role"] == "auditor"))
+        .and_then(|t| t["id"].as_str())
+        .expect("auditor token")
+        .to_string();
+    assert_eq!(
+        admin
+            .admin("POST", &format!("/admin/tokens/{auditor_id}/revoke"), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        admin
+            .call(Some(&auditor), "GET", "/consumers", None, &[])
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn consumers_crud_with_etags_pagination_and_filters() {
+    let admin = start().await;
+    let created = admin
+        .admin(
+            "POST",
+            "/consumers",
+            Some(r#"{"name":"billing","tenant":"acme","metadata":{"plan":"gold"}}"#),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let id = created.json["id"].as_str().expect("id").to_string();
+    assert_eq!(created.headers["etag"], "\"v1\"");
+
+    let read = admin.admin("GET", &format!("/consumers/{id}"), None).await;
+    assert_eq!(read.json["metadata"]["plan"], "gold");
+    assert_eq!(read.headers["etag"], "\"v1\"");
+
+    let duplicate = admin
+        .admin("POST", "/consumers", Some(r#"{"name":"billing"}"#))
+        .await;
+    assert_eq!(duplicate.status, 409);
+
+    let patch = |etag: &'static str| {
+        let admin = &admin;
+        let id = id.clone();
+        async move {
+            admin
+                .call(
+                    Some(&admin.token),
+                    "PATCH",
+                    &format!("/consumers/{id}"),
+                    Some(r#"{"status":"disabled"}"#),
+                    &[("if-match", etag)],
+                )
+                .await
+        }
+    };
+    let updated = patch("\"v1\"").await;
+    assert_eq!(updated.status, 200, "{}", updated.json);
+    assert_eq!(updated.json["status"], "disabled");
+    assert_eq!(updated.headers["etag"], "\"v2\"");
+    let stale = patch("\"v1\"").await;
+    assert_eq!(stale.status, 412);
+    assert_eq!(
+        stale.json["type"],
+        "urn:rampart:problem:precondition-failed"
+    );
+
+    for i in 0..4 {
+        admin
+            .admin(
+                "POST",
+                "/consumers",
+                Some(&format!(r#"{{"name":"c{i}","tenant":"t{}"}}"#, i % 2)),
+            )
+            .await;
+    }
+    let first = admin.admin("GET", "/consumers?limit=2", None).await;
+    assert_eq!(first.json["items"].as_array().map(Vec::len), Some(2));
+    let cursor = first.json["next_cursor"].as_str().expect("cursor");
+    let second = admin
+        .admin("GET", &format!("/consumers?limit=10&cursor={cursor}"), None)
+        .await;
+    assert_eq!(second.json["items"].as_array().map(Vec::len), Some(3));
+    assert!(second.json["next_cursor"].is_null());
+    let tenant = admin.admin("GET", "/consumers?tenant=t1", None).await;
+    assert_eq!(tenant.json["items"].as_array().map(Vec::len), Some(2));
+    let disabled = admin.admin("GET", "/consumers?status=disabled", None).await;
+    assert_eq!(disabled.json["items"][0]["name"], "billing");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_problem_naming_the_field() {
+    let admin = start().await;
+    let unknown = admin
+        .admin("POST", "/consumers", Some(r#"{"name":"a","colour":"red"}"#))
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown.json["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown field `colour`")),
+        "{}",
+        unknown.json
+    );
+
+    let wrong_type = admin
+        .admin(
+            "POST",
+            "/consumers",
+            Some(r#"{"name":"a","metadata":{"x":1},"tenant":5}"#),
+        )
+        .await;
+    assert_eq!(wrong_type.status, 400);
+    assert_eq!(wrong_type.json["errors"][0]["field"], "tenant");
+
+    let invalid = admin
+        .admin(
+            "POST",
+            "/consumers",
+            Some(r#"{"name":"has space","metadata":[1]}"#),
+        )
+        .await;
+    assert_eq!(invalid.status, 422);
+    let fields: Vec<&str> = invalid.json["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["name", "metadata"]);
+
+    let not_json = admin.admin("POST", "/consumers", Some("{")).await;
+    assert_eq!(not_json.status, 400);
+    let big = format!(
+        r#"{{"name":"a","metadata":{{"x":"{}"}}}}"#,
+        "y".repeat(100_000)
+    );
+    assert_eq!(
+        admin.admin("POST", "/consumers", Some(&big)).await.status,
+        413
+    );
+    let no_type = admin
+        .call(Some(&admin.token), "POST", "/consumers", None, &[])
+        .await;
+    assert_eq!(no_type.status, 415);
+    assert_eq!(
+        admin.admin("GET", "/consumers/nope", None).await.status,
+        404
+    );
+    assert_eq!(
+        admin
+            .admin("GET", "/consumers?limit=abc", None)
+            .await
+            .status,
+        400
+    );
+    let bad_scope = admin
+        .admin("POST", "/consumers", Some(r#"{"name":"k"}"#))
+        .await;
+    let id = bad_scope.json["id"].as_str().expect("id").to_string();
+    let scopes = admin
+        .admin(
+            "POST",
+            &format!("/consumers/{id}/keys"),
+            Some(r#"{"scopes":["ok","has space"]}"#),
+        )
+        .await;
+    assert_eq!(scopes.status, 422);
+    assert_eq!(scopes.json["errors"][0]["field"], "scopes[1]");
+    // Nothing was half-written: no consumer from any failed request.
+    let all = admin.admin("GET", "/consumers", None).await;
+    assert_eq!(all.json["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn keys_are_created_listed_rotated_revoked_and_every_mutation_is_audited() {
+    let admin = start().await;
+    let consumer = admin
+        .admin("POST", "/consumers", Some(r#"{"name":"partner"}"#))
+        .await;
+    let cid = consumer.json["id"].as_str().expect("id").to_string();
+    let created = admin
+        .admin(
+            "POST",
+            &format!("/consumers/{cid}/keys"),
+            Some(r#"{"name":"prod","scopes":["orders:read"],"expires_in":3600}"#),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let secret = created.json["secret"].as_str().expect("secret").to_string();
+    let key_id = created.json["key"]["id"]
+        .as_str()
+        .expect("key id")
+        .to_string();
+    assert!(secret.starts_with(&format!("rk_{key_id}_")));
+    assert!(
+        created.json["key"].get("secret_hash").is_none(),
+        "digests never leave the store"
+    );
+
+    let listed = admin
+        .admin("GET", &format!("/consumers/{cid}/keys"), None)
+        .await;
+    assert_eq!(listed.json["items"][0]["id"], key_id.as_str());
+    assert!(
+        listed.json.to_string().find(&secret[10..]).is_none(),
+        "secrets are shown once"
+    );
+
+    let rotated = admin
+        .admin(
+            "POST",
+            &format!("/keys/{key_id}/rotate"),
+            Some(r#"{"overlap_seconds":60}"#),
+        )
+        .await;
+    assert_eq!(rotated.status, 201);
+    let new_secret = rotated.json["secret"].as_str().expect("secret");
+    use rampart_store::ApiKeyStore;
+    assert!(
+        admin
+            .store
+            .verify_key(&secret)
+            .await
+            .expect("verify")
+            .is_some(),
+        "overlap"
+    );
+    assert!(admin
+        .store
+        .verify_key(new_secret)
+        .await
+        .expect("verify")
+        .is_some());
+    assert_eq!(
+        admin
+            .admin("POST", &format!("/keys/{key_id}/rotate"), None)
+            .await
+            .status,
+        409,
+        "already rotated"
+    );
+    assert_eq!(
+        admin
+            .admin("POST", &format!("/keys/{key_id}/revoke"), None)
+            .await
+            .status,
+        200
+    );
+    assert!(admin
+        .store
+        .verify_key(&secret)
+        .await
+        .expect("verify")
+        .is_none());
+
+    let events = admin.admin("GET", "/audit/events", None).await;
+    let actions: Vec<(&str, &str)> = events.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or(""),
+                e["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("consumer.create", "success"),
+            ("api_key.create", "success"),
+            ("api_key.rotate", "success"),
+            ("api_key.rotate", "failure"),
+            ("api_key.revoke", "success"),
+        ]
+    );
+    let first = &events.json["items"][0];
+    assert!(first["actor"]
+        .as_str()
+        .is_some_and(|a| a.contains("bootstrap")));
+    assert_eq!(first["source_ip"], "127.0.0.1");
+    assert!(first["request_id"].as_str().is_some_and(|r| r.len() == 32));
+    assert_eq!(first["summary"]["after"]["name"], "partner");
+}
+
+#[tokio::test]
+async fn an_unreachable_store_fails_readiness_and_the_api_but_not_the_data_plane() {
+    let admin = start().await;
+    assert_eq!(
+        admin.call(None, "GET", "/readyz", None, &[]).await.status,
+        200
+    );
+    admin.store.close().await;
+    let ready = admin.call(None, "GET", "/readyz", None, &[]).await;
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.json["reasons"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x
+                .as_str()
+                .is_some_and(|s| s.starts_with("store unreachable")))),
+        "{}",
+        ready.json
+    );
+    let api = admin.admin("GET", "/consumers", None).await;
+    assert_eq!(api.status, 503);
+    assert_eq!(api.headers["retry-after"], "1");
+    // The proxy keeps serving.
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let response = client
+        .get(
+            format!("http://{}/still-up", admin.gateway_addr)
+                .parse()
+                .expect("uri"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn read_only_views_of_the_running_config() {
+    let admin = start().await;
+    let routes = admin.admin("GET", "/config/routes", None).await;
+    assert_eq!(routes.json["items"][0]["name"], "all");
+    let upstreams = admin.admin("GET", "/upstreams", None).await;
+    assert_eq!(
+        upstreams.json["echo"]["targets"][0]["target"],
+        "builtin:echo"
+    );
+    assert_eq!(
+        admin
+            .call(None, "GET", "/upstreams", None, &[])
+            .await
+            .status,
+        401
+    );
+}

@@ -1,0 +1,147 @@
+//! An admin listener on an ephemeral port, in front of a gateway and a fresh store.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rampart_proxy::Gateway;
+use rampart_store::Store;
+
+pub struct Admin {
+    pub addr: SocketAddr,
+    pub gateway_addr: SocketAddr,
+    pub store: Store,
+    pub data_dir: PathBuf,
+    /// The bootstrap (admin role) token.
+    pub token: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub json: serde_json::Value,
+}
+
+pub async fn start() -> Admin {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let data_dir =
+        std::env::temp_dir().join(format!("rampart-admin-{}-{nanos}", std::process::id()));
+    let config = rampart_config::compile_str(
+        r#"
+log = { access_log = "off" }
+listeners = [{ name = "public", address = "127.0.0.1:0" }]
+[upstreams.echo]
+targets = ["builtin:echo"]
+[[routes]]
+name = "all"
+upstream = "echo"
+"#,
+        Path::new("."),
+    )
+    .expect("config");
+    let store = Store::open_sqlite(&data_dir).await.expect("store");
+    let token_file = rampart_admin::bootstrap_token(&store, &data_dir)
+        .await
+        .expect("bootstrap")
+        .expect("a token on first start");
+    let token = std::fs::read_to_string(&token_file)
+        .expect("token file")
+        .trim()
+        .to_string();
+    let gateway = Arc::new(
+        Gateway::start(config, Arc::new(rampart_telemetry::Metrics::new()))
+            .await
+            .expect("gateway"),
+    );
+    let gateway_addr = gateway.local_addr("public").expect("listener");
+    let state = rampart_admin::state(gateway, store.clone());
+    let (addr, _task) = rampart_admin::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        state,
+        std::future::pending(),
+    )
+    .await
+    .expect("admin");
+    Admin {
+        addr,
+        gateway_addr,
+        store,
+        data_dir,
+        token,
+        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+    }
+}
+
+impl Admin {
+    pub async fn call(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
+            .expect("request");
+        let response = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
+            .await
+            .expect("in time")
+            .expect("response");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        Answer {
+            status,
+            headers,
+            json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    /// As the bootstrap admin.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
+        self.call(Some(&self.token), method, path, body, &[]).await
+    }
+
+    /// Creates a token with `role` and returns its secret.
+    pub async fn token_with_role(&self, role: &str) -> String {
+        let created = self
+            .admin(
+                "POST",
+                "/admin/tokens",
+                Some(&format!(r#"{{"name":"{role}-token","role":"{role}"}}"#)),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.json);
+        created.json["secret"].as_str().expect("secret").to_string()
+    }
+}
