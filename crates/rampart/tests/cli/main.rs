@@ -2,5 +2,6 @@
 
 mod support;
 
+mod admin;
 mod commands;
 mod serve;

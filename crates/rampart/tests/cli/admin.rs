@@ -1,0 +1,244 @@
+//! The control plane end to end: bootstrap token, the admin CLI, restarts, and two
+//! instances sharing Postgres.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
+
+fn config(public: u16, admin: u16) -> String {
+    format!(
+        r#"
+admin = {{ listen = "127.0.0.1:{admin}" }}
+log = {{ access_log = "off" }}
+[[listeners]]
+name = "public"
+address = "127.0.0.1:{public}"
+[upstreams.echo]
+targets = ["builtin:echo"]
+[[routes]]
+upstream = "echo"
+"#
+    )
+}
+
+/// Runs the CLI in `dir` against `admin`; returns (exit code, stdout, stderr).
+fn cli(
+    dir: &std::path::Path,
+    admin: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .args(["--admin-url", &format!("http://127.0.0.1:{admin}")])
+        .current_dir(dir)
+        .env_remove("RAMPART_ADMIN_TOKEN")
+        .env_remove("RAMPART_ADMIN_URL");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run cli");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_new_user_creates_a_consumer_and_key_with_the_cli_and_they_survive_a_restart() {
+    let dir = temp_dir("quickstart-admin");
+    let (public, admin) = (free_port(), free_port());
+    std::fs::write(dir.join("rampart.toml"), config(public, admin)).expect("write");
+    let mut process = Running::start(&["serve", "--config", "rampart.toml"], &dir);
+    wait_until_up(&format!("http://127.0.0.1:{admin}/healthz"), &process).await;
+    assert!(
+        dir.join("data/admin-token").is_file(),
+        "log:\n{}",
+        process.log()
+    );
+    assert!(
+        process.log().contains("data/admin-token"),
+        "the log names the file"
+    );
+    let token = std::fs::read_to_string(dir.join("data/admin-token")).expect("token");
+    assert!(
+        !process.log().contains(token.trim()),
+        "the token itself is never logged"
+    );
+
+    // The CLI finds the token in ./data/admin-token.
+    let (code, out, err) = cli(
+        &dir,
+        admin,
+        &[
+            "consumers",
+            "create",
+            "--name",
+            "billing",
+            "--tenant",
+            "acme",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let consumer: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let id = consumer["id"].as_str().expect("id").to_string();
+    let (code, out, err) = cli(
+        &dir,
+        admin,
+        &[
+            "keys",
+            "create",
+            "--consumer",
+            &id,
+            "--scope",
+            "orders:read",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("secret (shown once): rk_"), "{out}");
+    let (code, out, _) = cli(&dir, admin, &["consumers", "list"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID"), "a table: {out}");
+    assert!(out.contains("billing") && out.contains("acme"), "{out}");
+
+    // Errors are clear and exit 1.
+    let (code, _, err) = cli(
+        &dir,
+        admin,
+        &["consumers", "create", "--name", "bad name"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("422") && err.contains("name:"), "{err}");
+    let (code, _, err) = cli(
+        &dir,
+        admin,
+        &["consumers", "list", "--token", "rat_0_0"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+    let (code, _, err) = cli(
+        &dir,
+        admin,
+        &["consumers", "list", "--admin-url", "http://127.0.0.1:1"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach the admin API"), "{err}");
+
+    process.signal("TERM");
+    let exited = tokio::task::spawn_blocking(move || process.wait(Duration::from_secs(10)))
+        .await
+        .expect("join");
+    assert_eq!(exited, Some(0));
+
+    let process = Running::start(&["serve", "--config", "rampart.toml"], &dir);
+    wait_until_up(&format!("http://127.0.0.1:{admin}/healthz"), &process).await;
+    let (code, out, err) = cli(
+        &dir,
+        admin,
+        &["keys", "list", "--consumer", &id, "--json"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let keys: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        keys["items"][0]["scopes"][0], "orders:read",
+        "still there after a restart"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("data/admin-token")).expect("token"),
+        token,
+        "no second bootstrap token"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_share_consumers_and_keys() {
+    let Ok(url) = std::env::var("RAMPART_TEST_DATABASE_URL") else {
+        eprintln!("SKIPPED (Postgres): RAMPART_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let schema = format!("rampart_cli_{}_{}", std::process::id(), free_port());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .expect("schema");
+    pool.close().await;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+
+    let dir_a = temp_dir("pg-a");
+    let dir_b = temp_dir("pg-b");
+    let (public_a, admin_a, public_b, admin_b) =
+        (free_port(), free_port(), free_port(), free_port());
+    std::fs::write(dir_a.join("rampart.toml"), config(public_a, admin_a)).expect("write");
+    std::fs::write(dir_b.join("rampart.toml"), config(public_b, admin_b)).expect("write");
+    let start = |dir: &std::path::Path| {
+        let stderr = dir.join("stderr.log");
+        let child = Command::new(binary())
+            .args(["serve", "--config", "rampart.toml"])
+            .current_dir(dir)
+            .env("RAMPART_DATABASE_URL", &scoped)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr"))
+            .spawn()
+            .expect("spawn");
+        Running { child, stderr }
+    };
+    let a = start(&dir_a);
+    wait_until_up(&format!("http://127.0.0.1:{admin_a}/readyz"), &a).await;
+    let b = start(&dir_b);
+    wait_until_up(&format!("http://127.0.0.1:{admin_b}/readyz"), &b).await;
+    // One shared store: A wrote the bootstrap token; B found a token and wrote none.
+    assert!(dir_a.join("data/admin-token").is_file(), "{}", a.log());
+    assert!(!dir_b.join("data/admin-token").exists(), "{}", b.log());
+    let token = std::fs::read_to_string(dir_a.join("data/admin-token")).expect("token");
+    let env = [("RAMPART_ADMIN_TOKEN", token.trim())];
+
+    let (code, out, err) = cli(
+        &dir_a,
+        admin_a,
+        &["consumers", "create", "--name", "shared", "--json"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = serde_json::from_str::<serde_json::Value>(&out).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (code, out, err) = cli(
+        &dir_a,
+        admin_a,
+        &["keys", "create", "--consumer", &id, "--json"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let key_id = serde_json::from_str::<serde_json::Value>(&out).expect("json")["key"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    let (code, out, err) = cli(
+        &dir_b,
+        admin_b,
+        &["keys", "list", "--consumer", &id, "--json"],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        listed["items"][0]["id"],
+        key_id.as_str(),
+        "B lists the key A created"
+    );
+}
