@@ -30,9 +30,11 @@ fn cli(
     env: &[(&str, &str)],
 ) -> (i32, String, String) {
     let mut command = Command::new(binary());
+    command.args(args);
+    if !args.contains(&"--admin-url") {
+        command.args(["--admin-url", &format!("http://127.0.0.1:{admin}")]);
+    }
     command
-        .args(args)
-        .args(["--admin-url", &format!("http://127.0.0.1:{admin}")])
         .current_dir(dir)
         .env_remove("RAMPART_ADMIN_TOKEN")
         .env_remove("RAMPART_ADMIN_URL");
