@@ -8,16 +8,97 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rampart_store::{
-    AdminTokenStore, ApiKeyStore, AuditEvent, AuditStore, ConsumerPatch, ConsumerStatus,
-    ConsumerStore, NewApiKey, NewConsumer, Role,
+    AdminToken, AdminTokenStore, ApiKey, ApiKeyStore, AuditEvent, AuditStore, Consumer,
+    ConsumerPatch, ConsumerStatus, ConsumerStore, NewApiKey, NewConsumer, Role, StoredAuditEvent,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, JsonBody};
-use crate::problem::{ApiError, FieldError};
+use crate::problem::{ApiError, FieldError, Problem};
 use crate::AdminState;
 
 type Result<T> = std::result::Result<T, ApiError>;
+
+/// A page of consumers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsumerPage {
+    /// The consumers.
+    pub items: Vec<Consumer>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of API keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyPage {
+    /// The keys.
+    pub items: Vec<ApiKey>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of audit events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// The events.
+    pub items: Vec<StoredAuditEvent>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A key and its secret, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The key.
+    pub key: ApiKey,
+    /// The secret (`rk_…`); it cannot be read again.
+    pub secret: String,
+}
+
+/// An admin token and its secret, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// The token.
+    pub token: AdminToken,
+    /// The secret (`rat_…`); it cannot be read again.
+    pub secret: String,
+}
+
+/// All admin tokens.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// The tokens.
+    pub items: Vec<AdminToken>,
+}
+
+/// A route as the running config has it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteView {
+    /// Route name.
+    pub name: String,
+    /// Upstream pool.
+    pub upstream: String,
+    /// Host conditions.
+    pub hosts: Vec<String>,
+    /// Path condition.
+    pub path: String,
+    /// Method conditions.
+    pub methods: Vec<String>,
+    /// Per-try timeout in milliseconds.
+    pub per_try_timeout_ms: u64,
+    /// Total timeout in milliseconds.
+    pub total_timeout_ms: u64,
+    /// Retries after the first attempt.
+    pub retry_attempts: u32,
+}
+
+/// The routes of the running config, most specific first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteList {
+    /// The routes.
+    pub items: Vec<RouteView>,
+}
 type AppState = State<Arc<AdminState>>;
 
 /// Most scopes on one key.
@@ -151,15 +232,23 @@ async fn audited<T>(
 }
 
 /// Filters and cursor of a consumer list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerQuery {
+    /// Only consumers of this tenant.
     tenant: Option<String>,
+    /// Only consumers with this status.
     status: Option<ConsumerStatus>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
+/// `list_consumers` handler.
+#[utoipa::path(get, path = "/consumers", tag = "consumers", params(ConsumerQuery), responses((status = 200, description = "A page of consumers", body = ConsumerPage), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list_consumers(
     State(state): AppState,
     caller: Caller,
@@ -170,19 +259,31 @@ pub async fn list_consumers(
         .store
         .list_consumers(q.tenant.as_deref(), q.status, q.cursor.as_deref(), q.limit)
         .await?;
-    Ok(Json(page).into_response())
+    Ok(Json(ConsumerPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
 /// A new consumer.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConsumer {
+    /// Unique name: 1 to 128 letters, digits, '.', '_' or '-'.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$", min_length = 1, max_length = 128)]
     name: String,
+    /// Tenant (same characters as a name).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$", min_length = 1, max_length = 128)]
     tenant: Option<String>,
+    /// A JSON object of at most 16 KiB.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
 }
 
+/// `create_consumer` handler.
+#[utoipa::path(post, path = "/consumers", tag = "consumers", request_body = CreateConsumer, responses((status = 201, description = "Created", body = Consumer, headers(("etag" = String, description = "Version tag"))), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn create_consumer(
     State(state): AppState,
     caller: Caller,
@@ -210,6 +311,8 @@ pub async fn create_consumer(
     Ok((StatusCode::CREATED, [(header::ETAG, tag)], Json(consumer)).into_response())
 }
 
+/// `get_consumer` handler.
+#[utoipa::path(get, path = "/consumers/{id}", tag = "consumers", params(("id" = String, Path, description = "Consumer id")), responses((status = 200, description = "The consumer", body = Consumer, headers(("etag" = String, description = "Version tag"))), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn get_consumer(
     State(state): AppState,
     caller: Caller,
@@ -221,14 +324,21 @@ pub async fn get_consumer(
     Ok(([(header::ETAG, tag)], Json(consumer)).into_response())
 }
 
-/// Changes to a consumer.
-#[derive(Debug, Deserialize)]
+/// Changes to a consumer; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConsumer {
+    /// New unique name.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$", min_length = 1, max_length = 128)]
     name: Option<String>,
+    /// New tenant; `null` clears it.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9._-]{1,128}$", min_length = 1, max_length = 128)]
     tenant: Option<Option<String>>,
+    /// New metadata object.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
+    /// New status.
     status: Option<ConsumerStatus>,
 }
 
@@ -243,6 +353,8 @@ mod double_option {
     }
 }
 
+/// `update_consumer` handler.
+#[utoipa::path(patch, path = "/consumers/{id}", tag = "consumers", params(("id" = String, Path, description = "Consumer id"), ("if-match" = Option<String>, Header, description = "ETag from a read")), request_body = UpdateConsumer, responses((status = 200, description = "Updated", body = Consumer, headers(("etag" = String, description = "Version tag"))), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn update_consumer(
     State(state): AppState,
     caller: Caller,
@@ -285,13 +397,19 @@ pub async fn update_consumer(
 }
 
 /// Cursor paging.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
+/// `list_keys` handler.
+#[utoipa::path(get, path = "/consumers/{id}/keys", tag = "keys", params(("id" = String, Path, description = "Consumer id"), PageQuery), responses((status = 200, description = "A page of keys", body = KeyPage), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list_keys(
     State(state): AppState,
     caller: Caller,
@@ -310,16 +428,23 @@ pub async fn list_keys(
 }
 
 /// A new API key.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// Label.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$", min_length = 1, max_length = 128)]
     name: Option<String>,
+    /// Scopes (at most 32, each 1 to 64 visible characters).
     #[serde(default)]
+    #[schema(max_items = 32, pattern = "^[!-~]{1,64}$")]
     scopes: Vec<String>,
-    /// Seconds from now until the key expires.
+    /// Seconds from now until the key expires (up to ten years).
+    #[schema(minimum = 1, maximum = 315360000)]
     expires_in: Option<u64>,
 }
 
+/// `create_key` handler.
+#[utoipa::path(post, path = "/consumers/{id}/keys", tag = "keys", params(("id" = String, Path, description = "Consumer id")), request_body = CreateKey, responses((status = 201, description = "Created; the secret is shown once", body = CreatedKey), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn create_key(
     State(state): AppState,
     caller: Caller,
@@ -358,6 +483,8 @@ pub async fn create_key(
         .into_response())
 }
 
+/// `get_key` handler.
+#[utoipa::path(get, path = "/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key id")), responses((status = 200, description = "The key", body = ApiKey), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn get_key(
     State(state): AppState,
     caller: Caller,
@@ -367,6 +494,8 @@ pub async fn get_key(
     Ok(Json(state.store.key(&id).await?).into_response())
 }
 
+/// `revoke_key` handler.
+#[utoipa::path(post, path = "/keys/{id}/revoke", tag = "keys", params(("id" = String, Path, description = "Key id")), responses((status = 200, description = "Revoked", body = ApiKey), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn revoke_key(
     State(state): AppState,
     caller: Caller,
@@ -391,13 +520,16 @@ pub async fn revoke_key(
 }
 
 /// Rotation settings.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
-    /// Seconds the old key keeps working. Default 3600.
+    /// Seconds the old key keeps working. Default 3600; at most 30 days.
+    #[schema(maximum = 2592000)]
     overlap_seconds: Option<u64>,
 }
 
+/// `rotate_key` handler.
+#[utoipa::path(post, path = "/keys/{id}/rotate", tag = "keys", params(("id" = String, Path, description = "Key id")), request_body(content = Option<RotateKey>, description = "Optional; default overlap 3600 s"), responses((status = 201, description = "The replacement; the secret is shown once", body = CreatedKey), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn rotate_key(
     State(state): AppState,
     caller: Caller,
@@ -430,19 +562,29 @@ pub async fn rotate_key(
         .into_response())
 }
 
+/// `list_tokens` handler.
+#[utoipa::path(get, path = "/admin/tokens", tag = "admin tokens", responses((status = 200, description = "All admin tokens", body = TokenList), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list_tokens(State(state): AppState, caller: Caller) -> Result<Response> {
     caller.require(Role::Admin)?;
-    Ok(Json(serde_json::json!({ "items": state.store.list_tokens().await? })).into_response())
+    Ok(Json(TokenList {
+        items: state.store.list_tokens().await?,
+    })
+    .into_response())
 }
 
 /// A new admin token.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// Label (same characters as a consumer name).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$", min_length = 1, max_length = 128)]
     name: String,
+    /// Role.
     role: Role,
 }
 
+/// `create_token` handler.
+#[utoipa::path(post, path = "/admin/tokens", tag = "admin tokens", request_body = CreateToken, responses((status = 201, description = "Created; the secret is shown once", body = CreatedToken), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn create_token(
     State(state): AppState,
     caller: Caller,
@@ -472,6 +614,8 @@ pub async fn create_token(
         .into_response())
 }
 
+/// `revoke_token` handler.
+#[utoipa::path(post, path = "/admin/tokens/{id}/revoke", tag = "admin tokens", params(("id" = String, Path, description = "Token id")), responses((status = 200, description = "Revoked", body = AdminToken), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn revoke_token(
     State(state): AppState,
     caller: Caller,
@@ -496,43 +640,62 @@ pub async fn revoke_token(
 }
 
 /// Audit trail paging.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
+    /// Sequence number to continue after.
     after: Option<i64>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
+/// `audit_events` handler.
+#[utoipa::path(get, path = "/audit/events", tag = "audit", params(AuditQuery), responses((status = 200, description = "A page of audit events", body = AuditPage), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn audit_events(
     State(state): AppState,
     caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response> {
     caller.require(Role::Auditor)?;
-    Ok(Json(state.store.audit_events(q.after, q.limit).await?).into_response())
+    let page = state.store.audit_events(q.after, q.limit).await?;
+    Ok(Json(AuditPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
+/// `config_routes` handler.
+#[utoipa::path(get, path = "/config/routes", tag = "config", responses((status = 200, description = "Routes of the running config", body = RouteList), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn config_routes(State(state): AppState, caller: Caller) -> Result<Response> {
     caller.require(Role::Auditor)?;
     let config = state.gateway.config();
-    let routes: Vec<serde_json::Value> = config
+    let items = config
         .routes
         .iter()
-        .map(|r| {
-            serde_json::json!({
-                "name": &*r.name,
-                "upstream": r.upstream,
-                "hosts": r.matcher.hosts.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>(),
-                "path": format!("{:?}", r.matcher.path),
-                "methods": r.matcher.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-                "timeouts": { "per_try_ms": r.per_try_timeout.as_millis() as u64, "total_ms": r.total_timeout.as_millis() as u64 },
-                "retry_attempts": r.retry.attempts,
-            })
+        .map(|r| RouteView {
+            name: r.name.to_string(),
+            upstream: r.upstream.clone(),
+            hosts: r.matcher.hosts.iter().map(|h| format!("{h:?}")).collect(),
+            path: format!("{:?}", r.matcher.path),
+            methods: r
+                .matcher
+                .methods
+                .iter()
+                .map(|m| m.as_str().to_string())
+                .collect(),
+            per_try_timeout_ms: r.per_try_timeout.as_millis() as u64,
+            total_timeout_ms: r.total_timeout.as_millis() as u64,
+            retry_attempts: r.retry.attempts,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "items": routes })).into_response())
+    Ok(Json(RouteList { items }).into_response())
 }
 
+/// `upstreams` handler.
+#[utoipa::path(get, path = "/upstreams", tag = "config", responses((status = 200, description = "Upstream pools with target health and breaker state", body = Object), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn upstreams(State(state): AppState, caller: Caller) -> Result<Response> {
     caller.require(Role::Auditor)?;
     Ok(Json(state.gateway.upstream_status()).into_response())

@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod openapi;
 mod problem;
 
 use std::net::SocketAddr;
@@ -82,6 +83,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
         .route("/upstreams", get(api::upstreams))
         .route("/config/routes", get(api::config_routes))
         .route(
@@ -183,11 +185,34 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such admin endpoint")
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+async fn openapi_json() -> Response {
+    Json(openapi::document()).into_response()
+}
+
+pub use openapi::document as openapi_document;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Readiness and why not.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReadinessView {
+    /// True when the store answers and every route has a healthy upstream.
+    pub ready: bool,
+    /// What is missing, one line per problem.
+    pub reasons: Vec<String>,
+}
+
 /// Ready when the store answers and every route has a healthy upstream.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready", body = ReadinessView),
+    (status = 503, description = "Not ready; the reasons say why", body = ReadinessView),
+))]
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     let mut readiness = state.gateway.readiness();
     let ping = tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await;
@@ -208,10 +233,15 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(readiness)).into_response()
+    let view = ReadinessView {
+        ready: readiness.ready,
+        reasons: readiness.reasons,
+    };
+    (status, Json(view)).into_response()
 }
 
 /// Prometheus text by default; OpenMetrics when the scraper asks for it.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Metrics in the Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     let gateway = &state.gateway;
     gateway.refresh_gauges();

@@ -6,12 +6,31 @@ use rampart_store::StoreError;
 use serde::Serialize;
 
 /// One invalid field.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON pointer-ish path of the field, such as `name` or `scopes[2]`.
     pub field: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// The RFC 9457 problem document every admin error answers with.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:rampart:problem:<kind>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary (the HTTP reason phrase).
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong, safe to show.
+    pub detail: String,
+    /// The request id (also in `x-request-id`).
+    pub request_id: String,
+    /// Invalid fields, for validation failures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
 }
 
 /// An admin API error.
@@ -115,17 +134,23 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({
-            "type": format!("urn:rampart:problem:{}", self.kind),
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "request_id": self.request_id,
-        });
-        if !self.errors.is_empty() {
-            body["errors"] = serde_json::to_value(&self.errors).unwrap_or_default();
-        }
-        let mut response = (self.status, body.to_string()).into_response();
+        let body = Problem {
+            kind: format!("urn:rampart:problem:{}", self.kind),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            request_id: self.request_id,
+            errors: self.errors,
+        };
+        let mut response = (
+            self.status,
+            serde_json::to_string(&body).unwrap_or_default(),
+        )
+            .into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

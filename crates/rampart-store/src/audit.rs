@@ -8,7 +8,7 @@ use sqlx::Row;
 use crate::{into_page, page_limit, Page, Store, StoreError};
 
 /// One audited action.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEvent {
     /// Milliseconds since the epoch.
     pub time: i64,
@@ -29,7 +29,7 @@ pub struct AuditEvent {
 }
 
 /// An audit event as stored, with its sequence number.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct StoredAuditEvent {
     /// Position in the trail.
     pub seq: i64,

@@ -8,7 +8,7 @@ use sqlx::Row;
 use crate::{into_page, new_id, now_ms, page_limit, Page, Store, StoreError};
 
 /// Whether a consumer may call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsumerStatus {
     /// May call.
@@ -35,7 +35,7 @@ impl ConsumerStatus {
 }
 
 /// A consumer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct Consumer {
     /// Id.
     pub id: String,

@@ -9,7 +9,7 @@ use crate::secret::{Secret, SecretKind};
 use crate::{into_page, new_id, now_ms, page_limit, Page, Store, StoreError};
 
 /// An API key (never its secret).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct ApiKey {
     /// Public id (also inside the secret: `rk_<id>_…`).
     pub id: String,

@@ -9,7 +9,9 @@ use crate::secret::{Secret, SecretKind};
 use crate::{new_id, now_ms, Store, StoreError};
 
 /// What an admin token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read-only, including the audit trail.
@@ -42,7 +44,7 @@ impl Role {
 }
 
 /// An admin token (never its secret).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Serialize)]
 pub struct AdminToken {
     /// Public id (inside the secret: `rat_<id>_…`).
     pub id: String,
