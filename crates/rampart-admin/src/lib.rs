@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rampart_proxy::Gateway;
-use rampart_store::{AdminTokenStore, AuditSink, Role, Store, StoreError};
+use rampart_store::{AdminTokenStore, AuditSink, Role, SharedState, Store, StoreError};
 use tokio::net::TcpListener;
 
 pub use problem::{ApiError, FieldError};
@@ -48,6 +48,8 @@ pub struct AdminState {
     pub store: Store,
     /// Where audit events go.
     pub audit: Arc<dyn AuditSink>,
+    /// Shared ephemeral state (in-process or Redis).
+    pub shared: Arc<dyn SharedState>,
 }
 
 mod audit_sink {
@@ -113,12 +115,13 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-/// The state for `gateway` and `store`, auditing to the store and the log.
-pub fn state(gateway: Arc<Gateway>, store: Store) -> Arc<AdminState> {
+/// The state for `gateway`, `store` and `shared`, auditing to the store and the log.
+pub fn state(gateway: Arc<Gateway>, store: Store, shared: Arc<dyn SharedState>) -> Arc<AdminState> {
     Arc::new(AdminState {
         gateway,
         audit: Arc::new(LogAndStore(store.clone())),
         store,
+        shared,
     })
 }
 

@@ -177,6 +177,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "admin",
     "database",
+    "redis",
     "log",
     "server",
     "tracing",
@@ -240,6 +241,7 @@ impl Compiler {
                 "data_dir" => input.data_dir = self.deserialize(value),
                 "admin" => input.admin = self.deserialize(value),
                 "database" => input.database = self.deserialize(value),
+                "redis" => input.redis = self.deserialize(value),
                 "log" => input.log = self.deserialize(value),
                 "server" => input.server = self.deserialize(value),
                 "tracing" => input.tracing = self.deserialize(value),
@@ -319,6 +321,17 @@ impl Compiler {
                 });
             }
         }
+        let redis_url = input.redis.as_ref().map(|r| r.url.clone());
+        if let Some(url) = &redis_url {
+            if !url.starts_with("redis://") {
+                self.key("redis", |cx| cx.error_at("url", "must be a redis:// URL"));
+            }
+        }
+        let redis_key_prefix = input
+            .redis
+            .as_ref()
+            .and_then(|r| r.key_prefix.clone())
+            .unwrap_or_else(|| "rampart:".to_string());
         let access_log = match input.log.as_ref().and_then(|l| l.access_log.as_deref()) {
             None | Some("stdout") => AccessLogTarget::Stdout,
             Some("off") => AccessLogTarget::Off,
@@ -367,6 +380,8 @@ impl Compiler {
             data_dir,
             admin_listen: admin_listen?,
             database_url,
+            redis_url,
+            redis_key_prefix,
             access_log,
             server,
             tracing,

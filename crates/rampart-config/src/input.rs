@@ -21,6 +21,9 @@ pub struct ConfigInput {
     /// Shared Postgres storage for several instances. Without it, Rampart keeps its data
     /// in SQLite in `data_dir`. Changes take effect on restart.
     pub database: Option<DatabaseInput>,
+    /// Redis for shared ephemeral state (counters, bans, cache invalidation) between
+    /// instances. Without it, that state is in-process. Changes take effect on restart.
+    pub redis: Option<RedisInput>,
     /// Logging: the JSON access log. The log level comes from `RUST_LOG`.
     pub log: Option<LogInput>,
     /// Client-facing connection settings shared by every listener.
@@ -54,6 +57,17 @@ pub struct DatabaseInput {
     /// Postgres URL such as `postgres://rampart@db:5432/rampart` (use `${env:RAMPART_…}`
     /// or `${file:…}` for the password). `RAMPART_DATABASE_URL` overrides it.
     pub url: String,
+}
+
+/// The shared Redis.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisInput {
+    /// Redis URL such as `redis://127.0.0.1:6379` (`rediss://` for TLS is not supported
+    /// yet). `RAMPART_REDIS_URL` overrides it.
+    pub url: String,
+    /// Prefix of every key and channel Rampart uses. Default `rampart:`.
+    pub key_prefix: Option<String>,
 }
 
 /// Logging settings.

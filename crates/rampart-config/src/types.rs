@@ -22,6 +22,10 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Postgres URL when the store is shared; `None` for SQLite in `data_dir`.
     pub database_url: Option<String>,
+    /// Redis URL for shared ephemeral state; `None` for in-process state.
+    pub redis_url: Option<String>,
+    /// Prefix of Rampart's Redis keys and channels.
+    pub redis_key_prefix: String,
     /// Where access-log lines go.
     pub access_log: AccessLogTarget,
     /// Client-facing connection settings.

@@ -11,6 +11,7 @@ mod consumers;
 mod error;
 mod keys;
 mod secret;
+mod shared;
 mod tokens;
 
 use std::path::Path;
@@ -24,6 +25,7 @@ pub use consumers::{Consumer, ConsumerPatch, ConsumerStatus, ConsumerStore, NewC
 pub use error::StoreError;
 pub use keys::{ApiKey, ApiKeyStore, NewApiKey};
 pub use secret::{Secret, SecretKind};
+pub use shared::{LocalState, RedisState, SharedState};
 pub use tokens::{AdminToken, AdminTokenStore, Role};
 
 /// Which database backs the store.

@@ -278,6 +278,23 @@ async fn open_store(config: &Config) -> anyhow::Result<rampart_store::Store> {
     }
 }
 
+/// Shared ephemeral state: Redis when configured (or `RAMPART_REDIS_URL` is set), else in-process.
+async fn open_shared_state(config: &Config) -> anyhow::Result<Arc<dyn rampart_store::SharedState>> {
+    let url = std::env::var("RAMPART_REDIS_URL")
+        .ok()
+        .or_else(|| config.redis_url.clone());
+    Ok(match url {
+        Some(url) => {
+            let state = rampart_store::RedisState::connect(&url, &config.redis_key_prefix)
+                .await
+                .context("cannot connect to Redis")?;
+            tracing::info!("shared state in Redis");
+            state
+        }
+        None => Arc::new(rampart_store::LocalState::default()),
+    })
+}
+
 async fn serve(source: Source) -> anyhow::Result<()> {
     let config = load(&source).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(&config.data_dir)
@@ -287,11 +304,12 @@ async fn serve(source: Source) -> anyhow::Result<()> {
     if let Some(path) = rampart_admin::bootstrap_token(&store, &config.data_dir).await? {
         tracing::info!(file = %path.display(), "no admin token existed: wrote a bootstrap admin token (mode 0600)");
     }
+    let shared = open_shared_state(&config).await?;
     let admin_address = config.admin_listen;
     let metrics = Arc::new(Metrics::new());
     let gateway = Arc::new(Gateway::start(config, metrics).await?);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_state = rampart_admin::state(Arc::clone(&gateway), store);
+    let admin_state = rampart_admin::state(Arc::clone(&gateway), store, shared);
     let (_, admin_task) = rampart_admin::bind(admin_address, admin_state, async {
         let _ = admin_stopped.await;
     })

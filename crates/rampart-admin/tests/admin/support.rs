@@ -66,7 +66,11 @@ upstream = "echo"
             .expect("gateway"),
     );
     let gateway_addr = gateway.local_addr("public").expect("listener");
-    let state = rampart_admin::state(gateway, store.clone());
+    let state = rampart_admin::state(
+        gateway,
+        store.clone(),
+        Arc::new(rampart_store::LocalState::default()),
+    );
     let (addr, _task) = rampart_admin::bind(
         "127.0.0.1:0".parse().expect("addr"),
         state,

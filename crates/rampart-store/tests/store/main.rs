@@ -4,4 +4,5 @@ mod support;
 
 mod consumers;
 mod keys;
+mod shared_state;
 mod tokens_and_audit;

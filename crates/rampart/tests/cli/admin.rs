@@ -302,3 +302,49 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     );
     assert!(report.contains("passed"), "{report}");
 }
+
+#[tokio::test]
+async fn redis_shared_state_is_part_of_readiness() {
+    let Ok(url) = std::env::var("RAMPART_TEST_REDIS_URL") else {
+        eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
+        return;
+    };
+    let dir = temp_dir("redis");
+    let (public, admin) = (free_port(), free_port());
+    let body = config(public, admin).replacen(
+        "[[listeners]]",
+        &format!(
+            "redis = {{ url = \"{url}\", key_prefix = \"rampart-cli-test:\" }}\n[[listeners]]"
+        ),
+        1,
+    );
+    std::fs::write(dir.join("rampart.toml"), body).expect("write");
+    let process = Running::start(&["serve", "--config", "rampart.toml"], &dir);
+    let ready = wait_until_up(&format!("http://127.0.0.1:{admin}/readyz"), &process).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert!(
+        process.log().contains("shared state in Redis"),
+        "{}",
+        process.log()
+    );
+
+    // A Redis that cannot be reached is a clear startup error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = closed.local_addr().expect("addr");
+    drop(closed);
+    let dir = temp_dir("redis-down");
+    let (public, admin) = (free_port(), free_port());
+    let body = config(public, admin).replacen(
+        "[[listeners]]",
+        &format!("redis = {{ url = \"redis://{dead}\" }}\n[[listeners]]"),
+        1,
+    );
+    std::fs::write(dir.join("rampart.toml"), body).expect("write");
+    let mut down = Running::start(&["serve", "--config", "rampart.toml"], &dir);
+    let (code, log) =
+        tokio::task::spawn_blocking(move || (down.wait(Duration::from_secs(15)), down.log()))
+            .await
+            .expect("join");
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("cannot connect to Redis"), "{log}");
+}

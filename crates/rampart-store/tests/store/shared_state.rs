@@ -1,0 +1,160 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_store::{RedisState, SharedState};
+
+async fn redis() -> Option<Arc<RedisState>> {
+    let Ok(url) = std::env::var("RAMPART_TEST_REDIS_URL") else {
+        eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
+        return None;
+    };
+    let prefix = format!("rampart-test:{}:{}:", std::process::id(), rand_suffix());
+    Some(RedisState::connect(&url, &prefix).await.expect("redis"))
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+macro_rules! both_states {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn local() {
+                super::$name(std::sync::Arc::new(rampart_store::LocalState::default())).await;
+            }
+
+            #[tokio::test]
+            async fn redis() {
+                if let Some(state) = super::redis().await {
+                    super::$name(state).await;
+                }
+            }
+        }
+    };
+}
+
+async fn counters_add_up_and_expire<S: SharedState + 'static>(state: Arc<S>) {
+    assert_eq!(
+        state
+            .incr("hits", 1, Duration::from_millis(300))
+            .await
+            .expect("incr"),
+        1
+    );
+    assert_eq!(
+        state
+            .incr("hits", 4, Duration::from_secs(60))
+            .await
+            .expect("incr"),
+        5
+    );
+    // Concurrent increments are all counted.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move { state.incr("hits", 1, Duration::from_secs(60)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("join").expect("incr");
+    }
+    assert_eq!(
+        state
+            .incr("hits", 0, Duration::from_secs(60))
+            .await
+            .expect("read"),
+        25
+    );
+    // The first increment's expiry holds: later ones do not extend it.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        state
+            .incr("hits", 1, Duration::from_secs(60))
+            .await
+            .expect("incr"),
+        1
+    );
+}
+both_states!(counters_add_up_and_expire);
+
+async fn flags_are_set_and_expire<S: SharedState>(state: Arc<S>) {
+    assert!(!state.flag("ban:1.2.3.4").await.expect("flag"));
+    state
+        .set_flag("ban:1.2.3.4", Duration::from_millis(200))
+        .await
+        .expect("set");
+    assert!(state.flag("ban:1.2.3.4").await.expect("flag"));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(!state.flag("ban:1.2.3.4").await.expect("flag"));
+    state.ping().await.expect("ping");
+}
+both_states!(flags_are_set_and_expire);
+
+async fn published_messages_reach_subscribers<S: SharedState>(state: Arc<S>) {
+    let mut first = state.subscribe("invalidate").await.expect("subscribe");
+    let mut second = state.subscribe("invalidate").await.expect("subscribe");
+    // Redis subscriptions take a moment to be registered server-side.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    state
+        .publish("invalidate", "api_key:abc")
+        .await
+        .expect("publish");
+    for rx in [&mut first, &mut second] {
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .expect("in time")
+            .expect("message");
+        assert_eq!(got, "api_key:abc");
+    }
+}
+both_states!(published_messages_reach_subscribers);
+
+#[tokio::test]
+async fn two_redis_clients_share_counters_flags_and_messages() {
+    let Ok(url) = std::env::var("RAMPART_TEST_REDIS_URL") else {
+        eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
+        return;
+    };
+    let prefix = format!(
+        "rampart-test-shared:{}:{}:",
+        std::process::id(),
+        rand_suffix()
+    );
+    let a = RedisState::connect(&url, &prefix).await.expect("a");
+    let b = RedisState::connect(&url, &prefix).await.expect("b");
+    a.incr("n", 2, Duration::from_secs(10)).await.expect("incr");
+    assert_eq!(
+        b.incr("n", 3, Duration::from_secs(10)).await.expect("incr"),
+        5
+    );
+    a.set_flag("ban", Duration::from_secs(10))
+        .await
+        .expect("flag");
+    assert!(b.flag("ban").await.expect("flag"));
+    let mut rx = b.subscribe("events").await.expect("subscribe");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.publish("events", "hello").await.expect("publish");
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .expect("in time")
+            .expect("msg"),
+        "hello"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_a_clear_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let error = match RedisState::connect(&format!("redis://127.0.0.1:{port}"), "x:").await {
+        Ok(_) => panic!("connected to nothing"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("unavailable"), "{error}");
+}
