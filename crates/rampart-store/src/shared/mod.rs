@@ -1,0 +1,57 @@
+//! Shared ephemeral state: counters, flags (bans), and invalidation messages.
+//!
+//! In-process by default; in Redis when `redis.url` is set, so that several instances
+//! see the same counters and flags and hear each other's invalidations. This is state
+//! that may be lost (on restart, or with Redis): durable data lives in [`crate::Store`].
+
+mod local;
+mod redis;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+pub use self::redis::RedisState;
+pub use local::LocalState;
+
+use crate::StoreError;
+
+/// Messages buffered per subscriber before the slowest one starts missing some.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Shared ephemeral state.
+#[async_trait]
+pub trait SharedState: Send + Sync {
+    /// Adds `delta` to the counter `key`, which expires `ttl` after it was created;
+    /// returns the new value.
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StoreError>;
+    /// Sets the flag `key` (such as a ban) for `ttl`.
+    async fn set_flag(&self, key: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Whether the flag `key` is set.
+    async fn flag(&self, key: &str) -> Result<bool, StoreError>;
+    /// Sends `message` to every subscriber of `channel` (in every instance, with Redis).
+    async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError>;
+    /// Messages published on `channel` from now on.
+    async fn subscribe(&self, channel: &str) -> Result<broadcast::Receiver<String>, StoreError>;
+    /// Checks that the backing service answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Broadcast channels by name, shared by both implementations.
+#[derive(Default)]
+struct Channels(Mutex<HashMap<String, broadcast::Sender<String>>>);
+
+impl Channels {
+    fn sender(&self, name: &str) -> broadcast::Sender<String> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.entry(name.to_string())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .clone()
+    }
+}

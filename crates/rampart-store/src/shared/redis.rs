@@ -1,0 +1,139 @@
+//! Shared state in Redis, for several instances.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::broadcast;
+
+use super::{Channels, SharedState};
+use crate::StoreError;
+
+/// Shared state in Redis.
+pub struct RedisState {
+    client: redis::Client,
+    connection: redis::aio::ConnectionManager,
+    prefix: String,
+    channels: Channels,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+/// INCRBY that sets the expiry only when it creates the key, in one atomic step.
+const INCR_SCRIPT: &str = r"
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if value == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value";
+
+impl RedisState {
+    /// Connects to `url`; every key and channel gets `prefix` in front.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("redis URL: {e}")))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(1);
+        let connection = tokio::time::timeout(
+            Duration::from_secs(5),
+            redis::aio::ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("redis: no answer within 5s".into()))?
+        .map_err(unavailable)?;
+        Ok(Arc::new(Self {
+            client,
+            connection,
+            prefix: prefix.to_string(),
+            channels: Default::default(),
+        }))
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl SharedState for RedisState {
+    async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StoreError> {
+        let mut connection = self.connection.clone();
+        redis::Script::new(INCR_SCRIPT)
+            .key(self.key(key))
+            .arg(delta)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn set_flag(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn flag(&self, key: &str) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("EXISTS")
+            .arg(self.key(key))
+            .query_async::<i64>(&mut connection)
+            .await
+            .map(|n| n > 0)
+            .map_err(unavailable)
+    }
+
+    async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PUBLISH")
+            .arg(self.key(channel))
+            .arg(message)
+            .query_async::<i64>(&mut connection)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<broadcast::Receiver<String>, StoreError> {
+        let sender = self.channels.sender(channel);
+        let receiver = sender.subscribe();
+        if sender.receiver_count() > 1 {
+            return Ok(receiver); // a forwarding task already runs for this channel
+        }
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(unavailable)?;
+        pubsub
+            .subscribe(self.key(channel))
+            .await
+            .map_err(unavailable)?;
+        tokio::spawn(async move {
+            let mut messages = pubsub.into_on_message();
+            while let Some(message) = messages.next().await {
+                if let Ok(text) = message.get_payload::<String>() {
+                    if sender.send(text).is_err() {
+                        break; // every subscriber is gone
+                    }
+                }
+            }
+            tracing::warn!("redis subscription ended");
+        });
+        Ok(receiver)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}
