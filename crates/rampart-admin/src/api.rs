@@ -159,6 +159,17 @@ fn validated(errors: Vec<FieldError>) -> Result<()> {
     }
 }
 
+/// A strong ETag for a resource without a version: a digest of its JSON form.
+fn content_etag<T: Serialize>(value: &T) -> HeaderValue {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    serde_json::to_string(value)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    HeaderValue::from_str(&format!("\"h{:016x}\"", hasher.finish()))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"h0\""))
+}
+
 fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"v{version}\""))
         .unwrap_or_else(|_| HeaderValue::from_static("\"v0\""))
@@ -484,14 +495,15 @@ pub async fn create_key(
 }
 
 /// `get_key` handler.
-#[utoipa::path(get, path = "/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key id")), responses((status = 200, description = "The key", body = ApiKey), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/keys/{id}", tag = "keys", params(("id" = String, Path, description = "Key id")),  responses((status = 200, description = "The key", body = ApiKey, headers(("etag" = String, description = "Content tag"))), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn get_key(
     State(state): AppState,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response> {
     caller.require(Role::Auditor)?;
-    Ok(Json(state.store.key(&id).await?).into_response())
+    let key = state.store.key(&id).await?;
+    Ok(([(header::ETAG, content_etag(&key))], Json(key)).into_response())
 }
 
 /// `revoke_key` handler.
