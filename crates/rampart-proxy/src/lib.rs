@@ -8,7 +8,7 @@ mod body;
 mod echo;
 mod error;
 mod forward;
-mod framing;
+pub mod framing;
 mod gateway;
 pub mod headers;
 mod listener;

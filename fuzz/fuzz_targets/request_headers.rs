@@ -1,0 +1,27 @@
+//! Request headers with arbitrary values: framing checks, trace context, request ids,
+//! client IP and forwarding headers never panic.
+#![no_main]
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+use rampart_proxy::headers;
+
+fuzz_target!(|data: &[u8]| {
+    let names = ["content-length", "transfer-encoding", "traceparent", "x-request-id", "x-forwarded-for", "forwarded", "connection", "upgrade"];
+    let mut map = HeaderMap::new();
+    for (i, part) in data.split(|b| *b == b'\n').enumerate() {
+        if let Ok(value) = HeaderValue::from_bytes(part) {
+            map.append(HeaderName::from_static(names[i % names.len()]), value);
+        }
+    }
+    let _ = headers::check_framing(&map);
+    let _ = headers::trace_context(&map);
+    let _ = headers::request_id(&map);
+    let trusted = ["10.0.0.0/8".parse().expect("net")];
+    let peer = "10.1.2.3".parse().expect("ip");
+    let _ = headers::client_ip(peer, &map, &trusted);
+    let _ = headers::is_upgrade_request(&map);
+    let mut copy = map.clone();
+    headers::set_forwarding(&mut copy, peer, true, "https", "example.test");
+    headers::remove_hop_by_hop(&mut copy, headers::is_upgrade_request(&map));
+});
