@@ -213,29 +213,18 @@ impl ApiKeyStore for Store {
     }
 
     async fn verify_key(&self, presented: &str) -> Result<Option<ApiKey>, StoreError> {
-        let Some((id, random)) = Secret::parse(SecretKind::ApiKey, presented) else {
-            return Ok(None);
-        };
-        let Some(row) = sqlx::query(&format!(
-            "SELECT {COLUMNS}, secret_hash FROM api_keys WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
+        let Some(row) = self
+            .row_for_secret(SecretKind::ApiKey, "api_keys", COLUMNS, presented)
+            .await?
         else {
             return Ok(None);
         };
-        let digest: String = row.try_get("secret_hash")?;
         let key = key_from(&row)?;
         let now = now_ms();
-        if !Secret::matches(random, &digest) || !key.is_usable(now) {
+        if !key.is_usable(now) {
             return Ok(None);
         }
-        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        self.record_use("api_keys", &key.id, now).await?;
         Ok(Some(ApiKey {
             last_used_at: Some(now),
             ..key

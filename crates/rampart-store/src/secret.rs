@@ -77,6 +77,49 @@ impl Secret {
     }
 }
 
+impl crate::Store {
+    /// The row of `table` (its `columns`) that a presented secret belongs to, if the
+    /// secret has the right shape and its digest matches (compared in constant time).
+    pub(crate) async fn row_for_secret(
+        &self,
+        kind: SecretKind,
+        table: &'static str,
+        columns: &'static str,
+        presented: &str,
+    ) -> Result<Option<sqlx::any::AnyRow>, crate::StoreError> {
+        use sqlx::Row;
+        let Some((id, random)) = Secret::parse(kind, presented) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {columns}, secret_hash FROM {table} WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let digest: String = row.try_get("secret_hash")?;
+        Ok(Secret::matches(random, &digest).then_some(row))
+    }
+
+    /// Records that the secret of `id` in `table` was just used.
+    pub(crate) async fn record_use(
+        &self,
+        table: &'static str,
+        id: &str,
+        now: i64,
+    ) -> Result<(), crate::StoreError> {
+        sqlx::query(&format!(
+            "UPDATE {table} SET last_used_at = $1 WHERE id = $2"
+        ))
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,29 +138,18 @@ impl AdminTokenStore for Store {
     }
 
     async fn verify_token(&self, presented: &str) -> Result<Option<AdminToken>, StoreError> {
-        let Some((id, random)) = Secret::parse(SecretKind::AdminToken, presented) else {
-            return Ok(None);
-        };
-        let Some(row) = sqlx::query(&format!(
-            "SELECT {COLUMNS}, secret_hash FROM admin_tokens WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
+        let Some(row) = self
+            .row_for_secret(SecretKind::AdminToken, "admin_tokens", COLUMNS, presented)
+            .await?
         else {
             return Ok(None);
         };
-        let digest: String = row.try_get("secret_hash")?;
         let token = token_from(&row)?;
-        if !Secret::matches(random, &digest) || token.revoked_at.is_some() {
+        if token.revoked_at.is_some() {
             return Ok(None);
         }
         let now = now_ms();
-        sqlx::query("UPDATE admin_tokens SET last_used_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        self.record_use("admin_tokens", &token.id, now).await?;
         Ok(Some(AdminToken {
             last_used_at: Some(now),
             ..token
