@@ -298,3 +298,109 @@ upstream = "app"
     assert_eq!(counts.get("quick"), Some(&10), "{counts:?}");
     assert_eq!(busy.await.expect("join").text(), "slow");
 }
+
+#[tokio::test]
+async fn consistent_hash_on_a_cookie_or_the_client_ip() {
+    let a = fixed("a").await;
+    let b = fixed("b").await;
+    let c = fixed("c").await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.by_cookie]
+targets = ["{0}", "{1}", "{2}"]
+balance = "consistent_hash"
+hash_on = "cookie:session"
+[upstreams.by_ip]
+targets = ["{0}", "{1}", "{2}"]
+balance = "consistent_hash"
+[[routes]]
+match = {{ path = "/cookie" }}
+upstream = "by_cookie"
+[[routes]]
+match = {{ path = "/ip" }}
+upstream = "by_ip"
+"#,
+        a.url(),
+        b.url(),
+        c.url()
+    ))
+    .await;
+    let client = client();
+    let mut seen = std::collections::HashSet::new();
+    for session in ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"] {
+        let mut targets = std::collections::HashSet::new();
+        for _ in 0..5 {
+            let answer = send(
+                &client,
+                request("GET", format!("http://{addr}/cookie"))
+                    .header("cookie", format!("theme=dark; session={session}"))
+                    .body(Full::default())
+                    .expect("request"),
+            )
+            .await;
+            targets.insert(answer.text());
+        }
+        assert_eq!(targets.len(), 1, "session {session} stuck to one target");
+        seen.extend(targets);
+    }
+    assert!(seen.len() >= 2, "sessions spread over targets: {seen:?}");
+    // Every request here comes from 127.0.0.1: one target.
+    let by_ip = target_counts_path(addr, "/ip", 10).await;
+    assert_eq!(by_ip.len(), 1, "{by_ip:?}");
+}
+
+async fn target_counts_path(
+    addr: std::net::SocketAddr,
+    path: &str,
+    n: usize,
+) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        *counts.entry(get(addr, path).await.text()).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Count TCP connections by wrapping the accept loop.
+    let counter = std::sync::Arc::clone(&accepted);
+    let inner = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let inner_addr = inner.local_addr().expect("addr");
+    let _up = upstream_on(inner, |_req| async { reply(200, "ok") });
+    let front = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut client_side, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut server_side) = tokio::net::TcpStream::connect(inner_addr).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client_side, &mut server_side).await;
+                }
+            });
+        }
+    });
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["http://{front}"]
+pool = {{ max_idle_per_target = 4, idle_timeout = "30s" }}
+[[routes]]
+upstream = "app"
+"#
+    ))
+    .await;
+    for _ in 0..20 {
+        assert_eq!(get(addr, "/").await.text(), "ok");
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "20 sequential requests, one upstream connection"
+    );
+}
