@@ -3,10 +3,12 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use moka::ops::compute::Op;
 use moka::sync::Cache;
 use moka::Expiry;
 use tokio::sync::broadcast;
 
+use super::gcra::{self, RateDecision, RateSpec};
 use super::{Channels, SharedState};
 use crate::StoreError;
 
@@ -15,6 +17,9 @@ use crate::StoreError;
 struct Entry {
     value: i64,
     ttl: Duration,
+    /// Whether an update restarts the time to live (rate-limit state) or keeps the
+    /// expiry set at creation (counters).
+    restart_ttl_on_update: bool,
 }
 
 struct PerEntryTtl;
@@ -27,18 +32,23 @@ impl Expiry<String, Entry> for PerEntryTtl {
     fn expire_after_update(
         &self,
         _key: &String,
-        _value: &Entry,
+        value: &Entry,
         _now: Instant,
         remaining: Option<Duration>,
     ) -> Option<Duration> {
-        // An update keeps the expiry the entry was created with.
-        remaining
+        if value.restart_ttl_on_update {
+            Some(value.ttl)
+        } else {
+            remaining
+        }
     }
 }
 
 /// In-process shared state (one instance only).
 pub struct LocalState {
     entries: Cache<String, Entry>,
+    /// The clock GCRA times are measured on.
+    epoch: Instant,
     channels: Channels,
 }
 
@@ -50,6 +60,7 @@ impl LocalState {
                 .max_capacity(capacity)
                 .expire_after(PerEntryTtl)
                 .build(),
+            epoch: Instant::now(),
             channels: Default::default(),
         }
     }
@@ -73,9 +84,14 @@ impl SharedState for LocalState {
                         Entry {
                             value: e.value + delta,
                             ttl: e.ttl,
+                            restart_ttl_on_update: false,
                         }
                     }
-                    None => Entry { value: delta, ttl },
+                    None => Entry {
+                        value: delta,
+                        ttl,
+                        restart_ttl_on_update: false,
+                    },
                 });
         Ok(entry.into_value().value)
     }
@@ -83,8 +99,14 @@ impl SharedState for LocalState {
     async fn set_flag(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         // A new flag replaces an old one, with the new time to live.
         self.entries.invalidate(key);
-        self.entries
-            .insert(key.to_string(), Entry { value: 1, ttl });
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                value: 1,
+                ttl,
+                restart_ttl_on_update: false,
+            },
+        );
         Ok(())
     }
 
@@ -100,6 +122,33 @@ impl SharedState for LocalState {
 
     async fn subscribe(&self, channel: &str) -> Result<broadcast::Receiver<String>, StoreError> {
         Ok(self.channels.sender(channel).subscribe())
+    }
+
+    async fn rate_limit(
+        &self,
+        key: &str,
+        spec: &RateSpec,
+        cost: u32,
+    ) -> Result<RateDecision, StoreError> {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let mut decision = None;
+        // The step runs under the entry's lock, so concurrent decisions on one key serialize.
+        self.entries
+            .entry(format!("gcra:{key}"))
+            .and_compute_with(|existing| {
+                let tat = existing.map(|e| e.into_value().value as u64);
+                let (d, next) = gcra::step(tat, now, spec, cost);
+                decision = Some(d);
+                match next {
+                    Some(tat) => Op::Put(Entry {
+                        value: tat as i64,
+                        ttl: d.reset_after.max(Duration::from_millis(1)),
+                        restart_ttl_on_update: true,
+                    }),
+                    None => Op::Nop,
+                }
+            });
+        decision.ok_or_else(|| StoreError::Database("rate limit decision missing".into()))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

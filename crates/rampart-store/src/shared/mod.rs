@@ -4,6 +4,7 @@
 //! see the same counters and flags and hear each other's invalidations. This is state
 //! that may be lost (on restart, or with Redis): durable data lives in [`crate::Store`].
 
+mod gcra;
 mod local;
 mod redis;
 
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 pub use self::redis::RedisState;
+pub use gcra::{step as gcra_step, RateDecision, RateSpec};
 pub use local::LocalState;
 
 use crate::StoreError;
@@ -36,6 +38,13 @@ pub trait SharedState: Send + Sync {
     async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError>;
     /// Messages published on `channel` from now on.
     async fn subscribe(&self, channel: &str) -> Result<broadcast::Receiver<String>, StoreError>;
+    /// One GCRA rate-limit decision for `key` (see [`RateSpec`]), counted when allowed.
+    async fn rate_limit(
+        &self,
+        key: &str,
+        spec: &RateSpec,
+        cost: u32,
+    ) -> Result<RateDecision, StoreError>;
     /// Checks that the backing service answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
+use super::gcra::{RateDecision, RateSpec, GCRA_SCRIPT};
 use super::{Channels, SharedState};
 use crate::StoreError;
 
@@ -16,6 +17,7 @@ pub struct RedisState {
     connection: redis::aio::ConnectionManager,
     prefix: String,
     channels: Channels,
+    gcra: redis::Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -49,6 +51,7 @@ impl RedisState {
             connection,
             prefix: prefix.to_string(),
             channels: Default::default(),
+            gcra: redis::Script::new(GCRA_SCRIPT),
         }))
     }
 
@@ -126,6 +129,30 @@ impl SharedState for RedisState {
             tracing::warn!("redis subscription ended");
         });
         Ok(receiver)
+    }
+
+    async fn rate_limit(
+        &self,
+        key: &str,
+        spec: &RateSpec,
+        cost: u32,
+    ) -> Result<RateDecision, StoreError> {
+        let mut connection = self.connection.clone();
+        let (allowed, remaining, retry_after, reset_after): (i64, i64, i64, i64) = self
+            .gcra
+            .key(self.key(&format!("gcra:{key}")))
+            .arg(spec.emission_ns())
+            .arg(spec.limit_ns())
+            .arg(cost)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(RateDecision {
+            allowed: allowed == 1,
+            remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
+            retry_after: Duration::from_nanos(retry_after.max(0) as u64),
+            reset_after: Duration::from_nanos(reset_after.max(0) as u64),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

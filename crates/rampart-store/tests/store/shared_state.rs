@@ -158,3 +158,103 @@ async fn an_unreachable_redis_is_a_clear_error() {
     };
     assert!(error.contains("unavailable"), "{error}");
 }
+
+async fn rate_limits_allow_the_burst_then_refuse<S: SharedState>(state: Arc<S>) {
+    let spec = rampart_store::RateSpec {
+        rate: 10,
+        period: Duration::from_secs(1),
+        burst: 5,
+    };
+    let mut allowed = 0;
+    for _ in 0..8 {
+        let d = state
+            .rate_limit("client:1", &spec, 1)
+            .await
+            .expect("decision");
+        if d.allowed {
+            allowed += 1;
+        } else {
+            assert!(
+                d.retry_after > Duration::ZERO && d.retry_after <= Duration::from_millis(100),
+                "{d:?}"
+            );
+        }
+    }
+    assert_eq!(allowed, 5);
+    // Another key has its own budget.
+    assert!(
+        state
+            .rate_limit("client:2", &spec, 1)
+            .await
+            .expect("decision")
+            .allowed
+    );
+    // After the emission interval one more conforms.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(
+        state
+            .rate_limit("client:1", &spec, 1)
+            .await
+            .expect("decision")
+            .allowed
+    );
+}
+both_states!(rate_limits_allow_the_burst_then_refuse);
+
+/// Three Redis clients (as three instances would) share one global limit: 200/s with a
+/// burst of 20, hammered for 2 s, admits 20 + 400 requests give or take 1%.
+#[tokio::test]
+async fn three_redis_clients_hold_one_global_limit_within_one_percent() {
+    let Ok(url) = std::env::var("RAMPART_TEST_REDIS_URL") else {
+        eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
+        return;
+    };
+    let prefix = format!(
+        "rampart-test-gcra:{}:{}:",
+        std::process::id(),
+        rand_suffix()
+    );
+    let spec = rampart_store::RateSpec {
+        rate: 200,
+        period: Duration::from_secs(1),
+        burst: 20,
+    };
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(RedisState::connect(&url, &prefix).await.expect("connect"));
+    }
+    let started = std::time::Instant::now();
+    let run = Duration::from_secs(2);
+    let workers: Vec<_> = instances
+        .into_iter()
+        .flat_map(|state| (0..4).map(move |_| Arc::clone(&state)))
+        .map(|state| {
+            tokio::spawn(async move {
+                let mut allowed = 0u64;
+                while started.elapsed() < run {
+                    if state
+                        .rate_limit("global", &spec, 1)
+                        .await
+                        .expect("decision")
+                        .allowed
+                    {
+                        allowed += 1;
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        total += w.await.expect("join");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let expected = 20.0 + 200.0 * elapsed;
+    let error = (total as f64 - expected).abs() / expected;
+    assert!(
+        error <= 0.01,
+        "admitted {total}, expected {expected:.0} ({:.2}% off)",
+        error * 100.0
+    );
+}
