@@ -220,6 +220,18 @@ async fn audit(
     state.audit.record(&event).await.map_err(ApiError::from)
 }
 
+/// Tells every instance to drop cached credentials (after a key or consumer change).
+async fn invalidate(state: &AdminState, what: String) {
+    if let Err(e) = state
+        .shared
+        .publish(rampart_store::INVALIDATION_CHANNEL, &what)
+        .await
+    {
+        // Caches still expire within a second; the change is not lost.
+        tracing::warn!("could not announce the change of {what}: {e}");
+    }
+}
+
 /// Runs a mutation and audits its outcome, success or failure.
 async fn audited<T>(
     state: &AdminState,
@@ -403,6 +415,7 @@ pub async fn update_consumer(
         Ok((after, summary))
     })
     .await?;
+    invalidate(&state, format!("consumer:{id}")).await;
     let tag = etag(consumer.version);
     Ok(([(header::ETAG, tag)], Json(consumer)).into_response())
 }
@@ -487,11 +500,7 @@ pub async fn create_key(
         Ok(((key, secret), summary))
     })
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "key": key, "secret": secret })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })).into_response())
 }
 
 /// `get_key` handler.
@@ -528,6 +537,7 @@ pub async fn revoke_key(
         },
     )
     .await?;
+    invalidate(&state, format!("api_key:{id}")).await;
     Ok(Json(key).into_response())
 }
 
@@ -567,11 +577,8 @@ pub async fn rotate_key(
         Ok(((key.clone(), secret), serde_json::json!({ "before": { "key_id": id }, "after": { "key_id": key.id, "overlap_seconds": overlap } })))
     })
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "key": key, "secret": secret })),
-    )
-        .into_response())
+    invalidate(&state, format!("api_key:{id}")).await;
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })).into_response())
 }
 
 /// `list_tokens` handler.
@@ -619,11 +626,7 @@ pub async fn create_token(
         },
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "token": token, "secret": secret })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(CreatedToken { token, secret })).into_response())
 }
 
 /// `revoke_token` handler.

@@ -843,7 +843,89 @@ impl Compiler {
             max_concurrent_requests: r.max_concurrent_requests,
             fault,
             retry_body_limit: r.retry_body_limit.unwrap_or(65536).min(16 << 20),
+            auth: r.auth.as_ref().map(|a| self.key("auth", |cx| cx.auth(a))),
+            rate_limits: self.key("rate_limits", |cx| {
+                r.rate_limits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| cx.within(Segment::Index(i), |cx| cx.rate_limit(l)))
+                    .collect()
+            }),
         })
+    }
+
+    fn auth(&mut self, a: &AuthInput) -> AuthPolicy {
+        if a.methods.is_empty() {
+            self.error_at("methods", "name at least one method, such as \"api_key\"");
+        }
+        let header = a.api_key_header.as_deref().unwrap_or("x-api-key");
+        let api_key_header = HeaderName::from_bytes(header.as_bytes()).unwrap_or_else(|_| {
+            self.error_at("api_key_header", format!("{header:?} is not a header name"));
+            HeaderName::from_static("x-api-key")
+        });
+        for (i, scope) in a.scopes.iter().enumerate() {
+            if scope.is_empty() || scope.len() > 64 || !scope.bytes().all(|b| b.is_ascii_graphic())
+            {
+                self.key("scopes", |cx| {
+                    cx.within(Segment::Index(i), |cx| {
+                        cx.error("1 to 64 visible characters")
+                    })
+                });
+            }
+        }
+        AuthPolicy {
+            api_key: a.methods.contains(&AuthMethodInput::ApiKey),
+            api_key_header,
+            scopes: a.scopes.clone(),
+        }
+    }
+
+    fn rate_limit(&mut self, l: &RateLimitInput) -> RateLimitRule {
+        if l.requests == 0 {
+            self.error_at("requests", "must be at least 1");
+        }
+        let per = self.duration("per", Some(&l.per), Duration::from_secs(1));
+        if per < Duration::from_millis(1) {
+            self.error_at("per", "must be at least 1ms");
+        }
+        let burst = l.burst.unwrap_or(l.requests).max(1);
+        let key = match l.key.as_deref().unwrap_or("client_ip") {
+            "client_ip" => LimitKey::ClientIp,
+            "consumer" => LimitKey::Consumer,
+            "api_key" => LimitKey::ApiKey,
+            "route" => LimitKey::Route,
+            other => match other
+                .strip_prefix("header:")
+                .map(|h| HeaderName::from_bytes(h.as_bytes()))
+            {
+                Some(Ok(name)) => LimitKey::Header(name),
+                _ => {
+                    self.error_at(
+                        "key",
+                        format!("{other:?}: expected client_ip, consumer, api_key, route or header:<name>"),
+                    );
+                    LimitKey::ClientIp
+                }
+            },
+        };
+        let fail_open = match l.on_error.as_deref() {
+            None | Some("open") => true,
+            Some("closed") => false,
+            Some(other) => {
+                self.error_at(
+                    "on_error",
+                    format!("{other:?}: expected \"open\" or \"closed\""),
+                );
+                true
+            }
+        };
+        RateLimitRule {
+            requests: l.requests.max(1),
+            per: per.max(Duration::from_millis(1)),
+            burst,
+            key,
+            fail_open,
+        }
     }
 
     fn matcher(&mut self, m: Option<&MatchInput>) -> RouteMatch {

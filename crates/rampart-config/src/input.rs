@@ -320,6 +320,49 @@ pub struct RouteInput {
     pub fault: Option<FaultInput>,
     /// Largest request body buffered so that a request with a body can be retried. Default 65536.
     pub retry_body_limit: Option<usize>,
+    /// Authentication required on this route. Default: none.
+    pub auth: Option<AuthInput>,
+    /// Rate limits; a request must conform to every one.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitInput>,
+}
+
+/// Route authentication.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthInput {
+    /// Accepted credentials: `"api_key"`.
+    pub methods: Vec<AuthMethodInput>,
+    /// Scopes the credential must carry, all of them. Default: none.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Header carrying the API key (besides `Authorization: Bearer rk_…`). Default `x-api-key`.
+    pub api_key_header: Option<String>,
+}
+
+/// An authentication method.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethodInput {
+    /// A consumer's API key (`rk_…`).
+    ApiKey,
+}
+
+/// One rate limit (GCRA).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitInput {
+    /// Requests allowed per `per`.
+    pub requests: u32,
+    /// The period, such as `"1s"` or `"1h"`.
+    pub per: DurationText,
+    /// Requests allowed at once. Default: `requests`.
+    pub burst: Option<u32>,
+    /// What is limited: `client_ip` (default), `consumer`, `api_key`, `route` or `header:<name>`.
+    pub key: Option<String>,
+    /// When the shared limiter (Redis) is unreachable: `"open"` (default: enforce a local
+    /// limit meanwhile) or `"closed"` (refuse with 503).
+    pub on_error: Option<String>,
 }
 
 /// Route match conditions; all given conditions must hold.

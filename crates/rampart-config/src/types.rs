@@ -259,6 +259,51 @@ pub struct Route {
     pub fault: Option<Fault>,
     /// Largest body buffered for retries.
     pub retry_body_limit: usize,
+    /// Authentication, if required.
+    pub auth: Option<AuthPolicy>,
+    /// Rate limits.
+    pub rate_limits: Vec<RateLimitRule>,
+}
+
+/// Route authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// API keys are accepted.
+    pub api_key: bool,
+    /// The header carrying an API key (besides `Authorization: Bearer`).
+    pub api_key_header: HeaderName,
+    /// Scopes required.
+    pub scopes: Vec<String>,
+}
+
+/// One rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitRule {
+    /// Requests per period.
+    pub requests: u32,
+    /// The period.
+    pub per: Duration,
+    /// Requests at once.
+    pub burst: u32,
+    /// What is limited.
+    pub key: LimitKey,
+    /// Enforce a local limit (true) or refuse (false) while the shared limiter is down.
+    pub fail_open: bool,
+}
+
+/// What a rate limit counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    /// The client's IP.
+    ClientIp,
+    /// The authenticated consumer (the client IP when unauthenticated).
+    Consumer,
+    /// The API key (the client IP when unauthenticated).
+    ApiKey,
+    /// The route as a whole.
+    Route,
+    /// A request header's value (the client IP when absent).
+    Header(HeaderName),
 }
 
 /// Route match conditions.

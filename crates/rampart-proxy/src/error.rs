@@ -42,6 +42,14 @@ pub enum ErrorKind {
     NoHealthyTarget,
     /// Fault injection aborted the request (configured status).
     FaultAbort(StatusCode),
+    /// No valid credentials (401).
+    Unauthenticated,
+    /// Valid credentials without the rights this route needs (403).
+    Forbidden,
+    /// A rate limit was reached (429); retry after this many seconds.
+    RateLimited(u32),
+    /// A guard's backing service is unreachable and the guard fails closed (503).
+    GuardUnavailable,
     /// The request body is larger than allowed (413).
     BodyTooLarge,
     /// A bug or resource failure inside Rampart (500).
@@ -60,6 +68,10 @@ impl ErrorKind {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorKind::FaultAbort(status) => status,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::GuardUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -79,6 +91,10 @@ impl ErrorKind {
             ErrorKind::BulkheadFull => "concurrency-limit",
             ErrorKind::NoHealthyTarget => "no-healthy-upstream",
             ErrorKind::FaultAbort(_) => "fault-injected",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited(_) => "rate-limited",
+            ErrorKind::GuardUnavailable => "guard-unavailable",
             ErrorKind::BodyTooLarge => "body-too-large",
             ErrorKind::Internal => "internal",
         }
@@ -97,16 +113,22 @@ impl ErrorKind {
             ErrorKind::BulkheadFull => "Too many concurrent requests",
             ErrorKind::NoHealthyTarget => "No healthy upstream is available",
             ErrorKind::FaultAbort(_) => "Aborted by fault injection",
+            ErrorKind::Unauthenticated => "Valid credentials are required",
+            ErrorKind::Forbidden => "The credentials do not allow this request",
+            ErrorKind::RateLimited(_) => "Too many requests",
+            ErrorKind::GuardUnavailable => "A security check is temporarily unavailable",
             ErrorKind::BodyTooLarge => "The request body is too large",
             ErrorKind::Internal => "Internal error",
         }
     }
 
-    fn retry_after(self) -> Option<&'static str> {
+    fn retry_after(self) -> Option<u32> {
         match self {
-            ErrorKind::BreakerOpen | ErrorKind::BulkheadFull | ErrorKind::NoHealthyTarget => {
-                Some("1")
-            }
+            ErrorKind::BreakerOpen
+            | ErrorKind::BulkheadFull
+            | ErrorKind::NoHealthyTarget
+            | ErrorKind::GuardUnavailable => Some(1),
+            ErrorKind::RateLimited(seconds) => Some(seconds.max(1)),
             _ => None,
         }
     }
@@ -133,7 +155,10 @@ impl ProxyError {
             ErrorKind::BadRequest
             | ErrorKind::ClientBody
             | ErrorKind::NoRoute
-            | ErrorKind::BodyTooLarge => Side::Client,
+            | ErrorKind::BodyTooLarge
+            | ErrorKind::Unauthenticated
+            | ErrorKind::Forbidden
+            | ErrorKind::RateLimited(_) => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
             | ErrorKind::UpstreamTimeout => Side::Upstream,
@@ -174,7 +199,13 @@ pub fn problem_response(kind: ErrorKind, request_id: &str) -> Response<ProxyBody
         HeaderValue::from_static("application/problem+json"),
     );
     if let Some(seconds) = kind.retry_after() {
-        headers.insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if kind == ErrorKind::Unauthenticated {
+        headers.insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"rampart\""),
+        );
     }
     response
 }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::phase::GuardFactory;
 use crate::runtime::Runtime;
 use crate::service::Shared;
 use crate::tls::{CertStore, TlsError};
@@ -83,11 +84,21 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
     cert_watch: JoinHandle<()>,
+    factory: Arc<dyn GuardFactory>,
 }
 
 impl Gateway {
     /// Binds every listener and starts serving `config`.
     pub async fn start(config: Config, metrics: Arc<Metrics>) -> Result<Self, StartError> {
+        Self::start_with(config, metrics, Arc::new(crate::phase::NoExtraGuards)).await
+    }
+
+    /// Starts with `factory` adding guards (authentication, rate limits) to routes.
+    pub async fn start_with(
+        config: Config,
+        metrics: Arc<Metrics>,
+        factory: Arc<dyn GuardFactory>,
+    ) -> Result<Self, StartError> {
         let access_log = match &config.access_log {
             AccessLogTarget::Off => AccessLog::off(),
             AccessLogTarget::Stdout => AccessLog::stdout(metrics.access_log_dropped.clone()),
@@ -104,7 +115,7 @@ impl Gateway {
             None => None,
         };
         let config = Arc::new(config);
-        let runtime = Runtime::build(Arc::clone(&config), None, &metrics);
+        let runtime = Runtime::build(Arc::clone(&config), None, &metrics, &*factory);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
@@ -174,6 +185,7 @@ impl Gateway {
             stop,
             tasks: parking_lot::Mutex::new(tasks),
             cert_watch,
+            factory,
         })
     }
 
@@ -217,7 +229,12 @@ impl Gateway {
                 tracing::warn!(listener = %l.name, "listener address or TLS on/off changes take effect on restart");
             }
         }
-        let runtime = Runtime::build(Arc::new(config), Some(&current), &self.shared.metrics);
+        let runtime = Runtime::build(
+            Arc::new(config),
+            Some(&current),
+            &self.shared.metrics,
+            &*self.factory,
+        );
         self.shared.runtime.store(Arc::new(runtime));
         self.shared.metrics.reloads_ok.inc();
         Ok(())

@@ -77,6 +77,22 @@ fn hex_value(bytes: &[u8]) -> HeaderValue {
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
+/// Prefix of the headers Rampart sets for upstreams (the authenticated principal).
+pub const INTERNAL_PREFIX: &str = "x-rampart-";
+
+/// Removes every `x-rampart-*` header a client sent, so upstreams can trust the ones
+/// Rampart sets.
+pub fn remove_internal(headers: &mut HeaderMap) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(INTERNAL_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(&name);
+    }
+}
+
 /// Whether the request asks for a protocol upgrade (WebSocket).
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)

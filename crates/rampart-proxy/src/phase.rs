@@ -52,6 +52,40 @@ pub struct RequestContext {
     pub phases: PhaseTimes,
     /// Upstream attempts, recorded for tracing when the trace is exported.
     pub attempt_spans: Option<Vec<AttemptSpan>>,
+    /// Who the request is from, once an authentication guard has established it.
+    pub principal: Option<Principal>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The consumer.
+    pub consumer_id: String,
+    /// The credential used (an API key id).
+    pub key_id: String,
+    /// Scopes granted.
+    pub scopes: Vec<String>,
+}
+
+/// Builds the guards a route's config asks for beyond the core ones (authentication,
+/// rate limits, later the WAF). The gateway calls it for every route on start and reload.
+pub trait GuardFactory: Send + Sync {
+    /// Guards for `route`, in the order they run (after fault injection and the route bulkhead).
+    fn guards(&self, route: &rampart_config::Route) -> Vec<Box<dyn Guard>>;
+
+    /// Response filters that go with those guards.
+    fn response_filters(&self, _route: &rampart_config::Route) -> Vec<Box<dyn ResponseFilter>> {
+        Vec::new()
+    }
+}
+
+/// A factory that adds nothing.
+pub struct NoExtraGuards;
+
+impl GuardFactory for NoExtraGuards {
+    fn guards(&self, _route: &rampart_config::Route) -> Vec<Box<dyn Guard>> {
+        Vec::new()
+    }
 }
 
 /// One upstream attempt, for its trace span.

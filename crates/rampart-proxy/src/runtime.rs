@@ -9,7 +9,9 @@ use rampart_config::{Config, Route};
 use rampart_resilience::Bulkhead;
 use rampart_telemetry::Metrics;
 
-use crate::phase::{FaultGuard, Guard, ResponseFilter, ResponseHeaders, RouteBulkheadGuard};
+use crate::phase::{
+    FaultGuard, Guard, GuardFactory, ResponseFilter, ResponseHeaders, RouteBulkheadGuard,
+};
 use crate::pool::Pool;
 
 /// One route with its compiled phases.
@@ -41,7 +43,12 @@ pub struct Runtime {
 impl Runtime {
     /// Builds a runtime; pools whose config did not change are carried over from
     /// `previous` with their health, breaker and connections.
-    pub fn build(config: Arc<Config>, previous: Option<&Runtime>, metrics: &Arc<Metrics>) -> Self {
+    pub fn build(
+        config: Arc<Config>,
+        previous: Option<&Runtime>,
+        metrics: &Arc<Metrics>,
+        factory: &dyn GuardFactory,
+    ) -> Self {
         let pools: BTreeMap<String, Arc<Pool>> = config
             .upstreams
             .iter()
@@ -79,7 +86,9 @@ impl Runtime {
                         metrics: Arc::clone(metrics),
                     }));
                 }
+                guards.extend(factory.guards(route));
                 let mut response_filters: Vec<Box<dyn ResponseFilter>> = Vec::new();
+                response_filters.extend(factory.response_filters(route));
                 if !route.response_headers.is_empty() {
                     response_filters
                         .push(Box::new(ResponseHeaders(route.response_headers.clone())));

@@ -101,6 +101,7 @@ pub(crate) async fn handle(
         target: None,
         phases: PhaseTimes::default(),
         attempt_spans: None,
+        principal: None,
     };
     if shared.traces.is_some() && ctx.trace.sampled {
         ctx.attempt_spans = Some(Vec::new());
@@ -249,6 +250,7 @@ async fn run_phases(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // accept
     headers::check_framing(&parts.headers)?;
+    headers::remove_internal(&mut parts.headers);
     if parts.version == Version::HTTP_11 && ctx.authority.is_empty() {
         return Err(ProxyError::new(
             ErrorKind::BadRequest,

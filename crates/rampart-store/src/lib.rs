@@ -28,6 +28,10 @@ pub use secret::{Secret, SecretKind};
 pub use shared::{gcra_step, LocalState, RateDecision, RateSpec, RedisState, SharedState};
 pub use tokens::{AdminToken, AdminTokenStore, Role};
 
+/// The shared-state channel on which credential changes are announced, so that every
+/// instance drops its cached credentials at once.
+pub const INVALIDATION_CHANNEL: &str = "invalidate";
+
 /// Which database backs the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -7,8 +7,8 @@ mod tracing_export;
 
 pub use access_log::{AccessLog, AccessLogError, AccessRecord, PhaseTimes};
 pub use metrics::{
-    status_class, BreakerLabels, Method, Metrics, RequestSeries, RouteLabels, RouteMetrics,
-    TargetLabels, UpstreamLabels,
+    status_class, BreakerLabels, GuardLabels, Method, Metrics, RequestSeries, RouteLabels,
+    RouteMetrics, TargetLabels, UpstreamLabels,
 };
 pub use opentelemetry::KeyValue;
 pub use tracing_export::{SpanRecord, SpanRole, TraceExporter, TracingError};

@@ -166,6 +166,19 @@ pub struct Metrics {
     pub reloads_failed: Counter,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
+    /// Requests a guard refused, by route and reason.
+    pub guard_denials: Family<GuardLabels, Counter>,
+    /// Times a guard's shared backend (Redis, the store) failed, by guard.
+    pub guard_backend_errors: Family<GuardLabels, Counter>,
+}
+
+/// Labels of guard decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabels {
+    /// Route name.
+    pub route: String,
+    /// Why (`auth_failed`, `forbidden`, `rate_limited`, …) or which backend.
+    pub reason: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -267,7 +280,21 @@ impl Metrics {
             "Access-log lines dropped because the writer fell behind",
             access_log_dropped.clone(),
         );
+        let guard_denials = Family::<GuardLabels, Counter>::default();
+        registry.register(
+            "guard_denials",
+            "Requests refused by a guard, by route and reason",
+            guard_denials.clone(),
+        );
+        let guard_backend_errors = Family::<GuardLabels, Counter>::default();
+        registry.register(
+            "guard_backend_errors",
+            "Failures of a guard's shared backend (the request then follows the guard's on_error policy)",
+            guard_backend_errors.clone(),
+        );
         Self {
+            guard_denials,
+            guard_backend_errors,
             registry,
             requests,
             request_duration,

@@ -307,7 +307,12 @@ async fn serve(source: Source) -> anyhow::Result<()> {
     let shared = open_shared_state(&config).await?;
     let admin_address = config.admin_listen;
     let metrics = Arc::new(Metrics::new());
-    let gateway = Arc::new(Gateway::start(config, metrics).await?);
+    let guards = rampart_guard::Guards::new(
+        Arc::new(store.clone()),
+        Arc::clone(&shared),
+        Arc::clone(&metrics),
+    );
+    let gateway = Arc::new(Gateway::start_with(config, metrics, Arc::new(guards)).await?);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin_state = rampart_admin::state(Arc::clone(&gateway), store, shared);
     let (_, admin_task) = rampart_admin::bind(admin_address, admin_state, async {

@@ -1,0 +1,221 @@
+//! API-key authentication.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use moka::sync::Cache;
+use rampart_config::AuthPolicy;
+use rampart_proxy::phase::{Guard, GuardFuture, Principal, RequestContext};
+use rampart_proxy::{ErrorKind, ProxyError};
+use rampart_store::{ApiKeyStore, ConsumerStatus, ConsumerStore, SharedState, Store, StoreError};
+use rampart_telemetry::{GuardLabels, Metrics};
+use tokio::sync::broadcast::error::RecvError;
+
+/// Headers carrying the principal upstream; copies sent by clients are removed.
+static CONSUMER: HeaderName = HeaderName::from_static("x-rampart-consumer");
+static KEY_ID: HeaderName = HeaderName::from_static("x-rampart-key-id");
+static SCOPES: HeaderName = HeaderName::from_static("x-rampart-scopes");
+
+/// Finds who an API key belongs to.
+#[async_trait]
+pub trait KeyLookup: Send + Sync {
+    /// The principal of a usable key whose consumer is active, or `None`.
+    async fn principal(&self, presented: &str) -> Result<Option<Principal>, StoreError>;
+}
+
+#[async_trait]
+impl KeyLookup for Store {
+    async fn principal(&self, presented: &str) -> Result<Option<Principal>, StoreError> {
+        let Some(key) = self.verify_key(presented).await? else {
+            return Ok(None);
+        };
+        let consumer = self.consumer(&key.consumer_id).await?;
+        if consumer.status != ConsumerStatus::Active {
+            return Ok(None);
+        }
+        Ok(Some(Principal {
+            consumer_id: key.consumer_id,
+            key_id: key.id,
+            scopes: key.scopes,
+        }))
+    }
+}
+
+/// Verified (and refused) keys, kept briefly.
+pub struct KeyCache {
+    lookup: Arc<dyn KeyLookup>,
+    entries: Cache<String, Option<Principal>>,
+}
+
+impl KeyCache {
+    /// A cache keeping answers for `ttl`.
+    pub fn new(lookup: Arc<dyn KeyLookup>, ttl: Duration) -> Self {
+        Self {
+            lookup,
+            entries: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    /// The principal for a presented key (cached, including refusals).
+    pub async fn principal(&self, presented: &str) -> Result<Option<Principal>, StoreError> {
+        if let Some(cached) = self.entries.get(presented) {
+            return Ok(cached);
+        }
+        let answer = self.lookup.principal(presented).await?;
+        self.entries.insert(presented.to_string(), answer.clone());
+        Ok(answer)
+    }
+
+    /// Drops every cached answer.
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
+    /// Clears the cache whenever a credential change is announced (by any instance).
+    pub fn listen_for_invalidations(self: &Arc<Self>, shared: Arc<dyn SharedState>) {
+        let cache = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let mut messages = match shared.subscribe(rampart_store::INVALIDATION_CHANNEL).await
+                {
+                    Ok(rx) => rx,
+                    Err(e) => {
+                        tracing::warn!(
+                            "cannot subscribe to credential invalidations (retrying): {e}"
+                        );
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                // A missed message (lag) is treated like a message: clear.
+                while let Ok(_) | Err(RecvError::Lagged(_)) = messages.recv().await {
+                    match cache.upgrade() {
+                        Some(cache) => cache.clear(),
+                        None => return,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+}
+
+/// Requires a valid API key with the route's scopes.
+pub struct ApiKeyGuard {
+    /// Route name (metrics).
+    pub route: Arc<str>,
+    /// What the route requires.
+    pub policy: AuthPolicy,
+    /// Key verification.
+    pub keys: Arc<KeyCache>,
+    /// Where decisions are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+impl ApiKeyGuard {
+    /// The presented key: `Authorization: Bearer rk_…` or the configured header.
+    fn presented(&self, headers: &http::HeaderMap) -> Option<String> {
+        let bearer = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|v| v.starts_with("rk_"));
+        bearer
+            .or_else(|| {
+                headers
+                    .get(&self.policy.api_key_header)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+            })
+            .filter(|v| !v.is_empty() && v.len() <= 256)
+            .map(str::to_string)
+    }
+
+    async fn check_inner(
+        &self,
+        head: &mut http::request::Parts,
+        ctx: &mut RequestContext,
+    ) -> Result<(), ProxyError> {
+        let Some(presented) = self.presented(&head.headers) else {
+            crate::deny(&self.metrics, &self.route, "auth_missing");
+            return Err(ProxyError::new(ErrorKind::Unauthenticated, "no API key"));
+        };
+        let principal = match self.keys.principal(&presented).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                crate::deny(&self.metrics, &self.route, "auth_failed");
+                return Err(ProxyError::new(
+                    ErrorKind::Unauthenticated,
+                    "unknown, revoked or expired API key",
+                ));
+            }
+            Err(e) => {
+                self.metrics
+                    .guard_backend_errors
+                    .get_or_create(&GuardLabels {
+                        route: self.route.to_string(),
+                        reason: "api_key_store",
+                    })
+                    .inc();
+                // Never let an unverified key in.
+                return Err(ProxyError::new(
+                    ErrorKind::GuardUnavailable,
+                    format!("API key lookup: {e}"),
+                ));
+            }
+        };
+        if !self
+            .policy
+            .scopes
+            .iter()
+            .all(|s| principal.scopes.contains(s))
+        {
+            crate::deny(&self.metrics, &self.route, "forbidden");
+            return Err(ProxyError::new(
+                ErrorKind::Forbidden,
+                "the key lacks a required scope",
+            ));
+        }
+        // The secret stays here; the upstream learns who called.
+        head.headers.remove(&self.policy.api_key_header);
+        if head
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start_matches("Bearer ").trim().starts_with("rk_"))
+        {
+            head.headers.remove(AUTHORIZATION);
+        }
+        for (name, value) in [
+            (&CONSUMER, principal.consumer_id.as_str()),
+            (&KEY_ID, principal.key_id.as_str()),
+            (&SCOPES, &principal.scopes.join(" ")),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                head.headers.insert(name.clone(), value);
+            }
+        }
+        ctx.principal = Some(principal);
+        Ok(())
+    }
+}
+
+impl Guard for ApiKeyGuard {
+    fn name(&self) -> &'static str {
+        "api_key"
+    }
+
+    fn check<'a>(
+        &'a self,
+        head: &'a mut http::request::Parts,
+        ctx: &'a mut RequestContext,
+    ) -> GuardFuture<'a> {
+        Box::pin(self.check_inner(head, ctx))
+    }
+}

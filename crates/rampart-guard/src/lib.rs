@@ -1,0 +1,106 @@
+//! Traffic guards: request phases that authenticate callers and enforce rate limits.
+//!
+//! [`Guards`] is the [`GuardFactory`] the gateway asks for each route's guards. API
+//! keys are verified through a short-lived cache in front of the store (so the request
+//! path rarely waits on the database), and every instance drops its cache when a
+//! credential changes, announced on the shared-state invalidation channel. Rate limits
+//! are GCRA decisions in the shared state (in-process, or Redis for one limit across
+//! instances), with a local fallback while Redis is unreachable.
+
+mod api_key;
+mod rate_limit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rampart_proxy::phase::{Guard, GuardFactory, ResponseFilter};
+use rampart_resilience::{BreakerSettings, CircuitBreaker};
+use rampart_store::{LocalState, SharedState};
+use rampart_telemetry::{GuardLabels, Metrics};
+
+pub use api_key::{ApiKeyGuard, KeyCache, KeyLookup};
+pub use rate_limit::{RateLimitGuard, RateLimitHeaders};
+
+/// How long a verified (or refused) API key is trusted without asking the store again;
+/// this bounds how late an instance that missed an invalidation notices a revocation.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Builds the guards routes ask for.
+pub struct Guards {
+    keys: Arc<KeyCache>,
+    limiter: Arc<dyn SharedState>,
+    fallback: Arc<LocalState>,
+    breaker: Arc<Mutex<CircuitBreaker>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Guards {
+    /// Guards verifying keys through `lookup` and counting limits in `shared`.
+    pub fn new(
+        lookup: Arc<dyn KeyLookup>,
+        shared: Arc<dyn SharedState>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let keys = Arc::new(KeyCache::new(lookup, KEY_CACHE_TTL));
+        keys.listen_for_invalidations(Arc::clone(&shared));
+        Self {
+            keys,
+            limiter: shared,
+            fallback: Arc::new(LocalState::default()),
+            breaker: Arc::new(Mutex::new(CircuitBreaker::new(BreakerSettings {
+                consecutive_failures: 1,
+                failure_ratio: 0.0,
+                window: Duration::from_secs(10),
+                min_requests: 1,
+                open_for: Duration::from_secs(1),
+                half_open_probes: 1,
+            }))),
+            metrics,
+        }
+    }
+}
+
+impl GuardFactory for Guards {
+    fn guards(&self, route: &rampart_config::Route) -> Vec<Box<dyn Guard>> {
+        let mut guards: Vec<Box<dyn Guard>> = Vec::new();
+        if let Some(policy) = &route.auth {
+            guards.push(Box::new(ApiKeyGuard {
+                route: route.name.clone(),
+                policy: policy.clone(),
+                keys: Arc::clone(&self.keys),
+                metrics: Arc::clone(&self.metrics),
+            }));
+        }
+        if !route.rate_limits.is_empty() {
+            guards.push(Box::new(RateLimitGuard {
+                route: route.name.clone(),
+                rules: route.rate_limits.clone(),
+                limiter: Arc::clone(&self.limiter),
+                fallback: Arc::clone(&self.fallback),
+                breaker: Arc::clone(&self.breaker),
+                metrics: Arc::clone(&self.metrics),
+            }));
+        }
+        guards
+    }
+
+    fn response_filters(&self, route: &rampart_config::Route) -> Vec<Box<dyn ResponseFilter>> {
+        if route.rate_limits.is_empty() {
+            Vec::new()
+        } else {
+            vec![Box::new(RateLimitHeaders)]
+        }
+    }
+}
+
+/// Counts a refusal.
+fn deny(metrics: &Metrics, route: &str, reason: &'static str) {
+    metrics
+        .guard_denials
+        .get_or_create(&GuardLabels {
+            route: route.to_string(),
+            reason,
+        })
+        .inc();
+}

@@ -1,0 +1,199 @@
+//! Rate limits as GCRA decisions in the shared state.
+
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+use parking_lot::Mutex;
+use rampart_config::{LimitKey, RateLimitRule};
+use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter};
+use rampart_proxy::{ErrorKind, ProxyError};
+use rampart_resilience::{Admission, CircuitBreaker};
+use rampart_store::{LocalState, RateDecision, RateSpec, SharedState, StoreError};
+use rampart_telemetry::{GuardLabels, Metrics};
+use std::time::Instant;
+
+/// Enforces a route's rate limits; a request must conform to all of them.
+pub struct RateLimitGuard {
+    /// Route name (keys and metrics).
+    pub route: Arc<str>,
+    /// The limits.
+    pub rules: Vec<RateLimitRule>,
+    /// The shared limiter (in-process or Redis).
+    pub limiter: Arc<dyn SharedState>,
+    /// The local limiter used while the shared one is unreachable.
+    pub fallback: Arc<LocalState>,
+    /// Stops asking an unreachable shared limiter on every request; probes it again
+    /// after a second.
+    pub breaker: Arc<Mutex<CircuitBreaker>>,
+    /// Where decisions are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The tightest limit's state, for the `RateLimit` response headers.
+#[derive(Debug, Clone)]
+pub struct RateLimitState {
+    limit: u32,
+    window_secs: u64,
+    remaining: u32,
+    reset_secs: u64,
+}
+
+fn ceil_secs(d: std::time::Duration) -> u64 {
+    d.as_millis().div_ceil(1000) as u64
+}
+
+impl RateLimitGuard {
+    fn subject(
+        &self,
+        rule: &RateLimitRule,
+        head: &http::request::Parts,
+        ctx: &RequestContext,
+    ) -> String {
+        let ip = || format!("ip:{}", ctx.client_ip);
+        match &rule.key {
+            LimitKey::ClientIp => ip(),
+            LimitKey::Route => "route".to_string(),
+            LimitKey::Consumer => ctx
+                .principal
+                .as_ref()
+                .map_or_else(ip, |p| format!("consumer:{}", p.consumer_id)),
+            LimitKey::ApiKey => ctx
+                .principal
+                .as_ref()
+                .map_or_else(ip, |p| format!("key:{}", p.key_id)),
+            LimitKey::Header(name) => head
+                .headers
+                .get(name)
+                .map(|v| format!("h:{}", String::from_utf8_lossy(v.as_bytes())))
+                .unwrap_or_else(ip),
+        }
+    }
+
+    async fn decide(
+        &self,
+        key: &str,
+        spec: &RateSpec,
+        fail_open: bool,
+    ) -> Result<RateDecision, ProxyError> {
+        let admission = self.breaker.lock().try_acquire(Instant::now());
+        let shared = match admission {
+            Admission::Rejected => Err(StoreError::Unavailable(
+                "shared limiter skipped while it is failing".into(),
+            )),
+            _ => {
+                let result = self.limiter.rate_limit(key, spec, 1).await;
+                let ok = !matches!(result, Err(StoreError::Unavailable(_)));
+                self.breaker
+                    .lock()
+                    .on_result(Instant::now(), ok, admission == Admission::Probe);
+                result
+            }
+        };
+        match shared {
+            Ok(decision) => Ok(decision),
+            Err(e) => {
+                self.metrics
+                    .guard_backend_errors
+                    .get_or_create(&GuardLabels {
+                        route: self.route.to_string(),
+                        reason: "rate_limiter",
+                    })
+                    .inc();
+                tracing::warn!(route = %self.route, "shared rate limiter unavailable ({e}); {}", if fail_open { "using a local limit" } else { "refusing" });
+                if !fail_open {
+                    return Err(ProxyError::new(
+                        ErrorKind::GuardUnavailable,
+                        format!("rate limiter: {e}"),
+                    ));
+                }
+                self.fallback
+                    .rate_limit(key, spec, 1)
+                    .await
+                    .map_err(|e| ProxyError::new(ErrorKind::Internal, e.to_string()))
+            }
+        }
+    }
+
+    async fn check_inner(
+        &self,
+        head: &mut http::request::Parts,
+        ctx: &mut RequestContext,
+    ) -> Result<(), ProxyError> {
+        let mut tightest: Option<RateLimitState> = None;
+        for (i, rule) in self.rules.iter().enumerate() {
+            let spec = RateSpec {
+                rate: rule.requests,
+                period: rule.per,
+                burst: rule.burst,
+            };
+            let key = format!("{}:{i}:{}", self.route, self.subject(rule, head, ctx));
+            let decision = self.decide(&key, &spec, rule.fail_open).await?;
+            let state = RateLimitState {
+                limit: rule.requests,
+                window_secs: rule.per.as_secs().max(1),
+                remaining: decision.remaining,
+                reset_secs: ceil_secs(decision.reset_after),
+            };
+            if tightest
+                .as_ref()
+                .is_none_or(|t| state.remaining < t.remaining)
+            {
+                tightest = Some(state);
+            }
+            if !decision.allowed {
+                if let Some(t) = tightest.take() {
+                    ctx.held.push(Box::new(t));
+                }
+                crate::deny(&self.metrics, &self.route, "rate_limited");
+                let retry = u32::try_from(ceil_secs(decision.retry_after)).unwrap_or(u32::MAX);
+                return Err(ProxyError::new(
+                    ErrorKind::RateLimited(retry),
+                    "rate limit reached",
+                ));
+            }
+        }
+        if let Some(t) = tightest {
+            ctx.held.push(Box::new(t));
+        }
+        Ok(())
+    }
+}
+
+impl Guard for RateLimitGuard {
+    fn name(&self) -> &'static str {
+        "rate_limit"
+    }
+
+    fn check<'a>(
+        &'a self,
+        head: &'a mut http::request::Parts,
+        ctx: &'a mut RequestContext,
+    ) -> GuardFuture<'a> {
+        Box::pin(self.check_inner(head, ctx))
+    }
+}
+
+/// Adds the IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers)
+/// for the tightest limit to every response of a rate-limited route.
+pub struct RateLimitHeaders;
+
+impl ResponseFilter for RateLimitHeaders {
+    fn filter(&self, ctx: &RequestContext, head: &mut http::response::Parts) {
+        let Some(state) = ctx
+            .held
+            .iter()
+            .find_map(|h| h.downcast_ref::<RateLimitState>())
+        else {
+            return;
+        };
+        let policy = format!("\"default\";q={};w={}", state.limit, state.window_secs);
+        let current = format!("\"default\";r={};t={}", state.remaining, state.reset_secs);
+        if let (Ok(p), Ok(c)) = (
+            HeaderValue::from_str(&policy),
+            HeaderValue::from_str(&current),
+        ) {
+            head.headers.insert("ratelimit-policy", p);
+            head.headers.insert("ratelimit", c);
+        }
+    }
+}

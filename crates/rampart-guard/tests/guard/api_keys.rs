@@ -1,0 +1,178 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rampart_store::{
+    ApiKeyStore, ConsumerPatch, ConsumerStatus, ConsumerStore, LocalState, SharedState,
+};
+
+use crate::support::*;
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "orders"
+match = { path_prefix = "/orders" }
+upstream = "app"
+auth = { methods = ["api_key"], scopes = ["orders:read"] }
+[[routes]]
+name = "open"
+upstream = "app"
+"#;
+
+#[tokio::test]
+async fn a_valid_key_reaches_the_upstream_as_a_principal_and_others_are_refused() {
+    let up = mirror().await;
+    let store = store().await;
+    let (consumer, key_id, secret) = key(&store, "partner", &["orders:read", "orders:write"]).await;
+    let (_, _, weak_secret) = key(&store, "reader", &["profile:read"]).await;
+    let setup = gateway(store, Arc::new(LocalState::default()), up, ROUTES).await;
+
+    let none = get(setup.addr, "/orders", &[]).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.headers["www-authenticate"], "Bearer realm=\"rampart\"");
+    assert_eq!(none.body["type"], "urn:rampart:problem:unauthenticated");
+    assert_eq!(
+        get(setup.addr, "/orders", &[("x-api-key", "rk_bogus")])
+            .await
+            .status,
+        401
+    );
+    let forged = format!("rk_{key_id}_{}", "0".repeat(64));
+    assert_eq!(
+        get(setup.addr, "/orders", &[("x-api-key", &forged)])
+            .await
+            .status,
+        401
+    );
+
+    let ok = get(
+        setup.addr,
+        "/orders/1",
+        &[
+            ("authorization", &format!("Bearer {secret}")),
+            ("x-rampart-consumer", "spoofed"),
+        ],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["x-rampart-consumer"], consumer.as_str());
+    assert_eq!(ok.body["x-rampart-key-id"], key_id.as_str());
+    assert_eq!(ok.body["x-rampart-scopes"], "orders:read orders:write");
+    assert!(
+        ok.body.get("authorization").is_none(),
+        "the key does not travel upstream"
+    );
+    let via_header = get(setup.addr, "/orders", &[("x-api-key", &secret)]).await;
+    assert_eq!(via_header.status, 200);
+    assert!(via_header.body.get("x-api-key").is_none());
+
+    let forbidden = get(setup.addr, "/orders", &[("x-api-key", &weak_secret)]).await;
+    assert_eq!(forbidden.status, 403);
+    assert_eq!(forbidden.body["type"], "urn:rampart:problem:forbidden");
+
+    // Routes without auth still strip spoofed principal headers.
+    let open = get(setup.addr, "/", &[("x-rampart-consumer", "spoofed")]).await;
+    assert_eq!(open.status, 200);
+    assert!(open.body.get("x-rampart-consumer").is_none());
+
+    let metrics = setup.metrics.encode_prometheus();
+    assert!(
+        metrics.contains("rampart_guard_denials_total{route=\"orders\",reason=\"auth_failed\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rampart_guard_denials_total{route=\"orders\",reason=\"forbidden\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn revocation_and_disabling_take_effect_within_a_second_even_without_an_announcement() {
+    let up = mirror().await;
+    let store = store().await;
+    let (consumer, key_id, secret) = key(&store, "partner", &["orders:read"]).await;
+    let (_, _, other_secret) = key(&store, "other", &["orders:read"]).await;
+    let setup = gateway(store.clone(), Arc::new(LocalState::default()), up, ROUTES).await;
+    let auth = [("x-api-key", secret.as_str())];
+    assert_eq!(get(setup.addr, "/orders", &auth).await.status, 200);
+
+    // Revoked directly in the store, as another instance would: no invalidation message.
+    store.revoke_key(&key_id).await.expect("revoke");
+    let revoked_at = Instant::now();
+    loop {
+        if get(setup.addr, "/orders", &auth).await.status == 401 {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_millis(1500),
+            "still accepted after the cache lifetime"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let other = [("x-api-key", other_secret.as_str())];
+    assert_eq!(get(setup.addr, "/orders", &other).await.status, 200);
+    let other_consumer = store
+        .list_consumers(None, None, None, None)
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .find(|c| c.id != consumer)
+        .expect("other consumer");
+    store
+        .update_consumer(
+            &other_consumer.id,
+            None,
+            ConsumerPatch {
+                status: Some(ConsumerStatus::Disabled),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("disable");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        get(setup.addr, "/orders", &other).await.status,
+        401,
+        "a disabled consumer's keys stop working"
+    );
+}
+
+#[tokio::test]
+async fn an_announced_revocation_is_seen_at_once() {
+    let up = mirror().await;
+    let store = store().await;
+    let shared: Arc<dyn SharedState> = Arc::new(LocalState::default());
+    let (_, key_id, secret) = key(&store, "partner", &["orders:read"]).await;
+    let setup = gateway(store.clone(), Arc::clone(&shared), up, ROUTES).await;
+    let auth = [("x-api-key", secret.as_str())];
+    assert_eq!(get(setup.addr, "/orders", &auth).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await; // the listener subscribes
+    store.revoke_key(&key_id).await.expect("revoke");
+    shared
+        .publish(
+            rampart_store::INVALIDATION_CHANNEL,
+            &format!("api_key:{key_id}"),
+        )
+        .await
+        .expect("publish");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(get(setup.addr, "/orders", &auth).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_store_outage_never_lets_a_key_in() {
+    let up = mirror().await;
+    let store = store().await;
+    let (_, _, secret) = key(&store, "partner", &["orders:read"]).await;
+    let setup = gateway(store.clone(), Arc::new(LocalState::default()), up, ROUTES).await;
+    store.close().await;
+    let answer = get(setup.addr, "/orders", &[("x-api-key", &secret)]).await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.body["type"], "urn:rampart:problem:guard-unavailable");
+    assert_eq!(
+        get(setup.addr, "/", &[]).await.status,
+        200,
+        "routes without auth keep working"
+    );
+}

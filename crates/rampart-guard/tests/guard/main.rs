@@ -1,0 +1,7 @@
+//! Guards on a real gateway, with a real SQLite store, real upstreams and (when
+//! RAMPART_TEST_REDIS_URL is set) a real Redis.
+
+mod support;
+
+mod api_keys;
+mod rate_limits;

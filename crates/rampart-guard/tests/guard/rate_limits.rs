@@ -1,0 +1,192 @@
+use std::sync::Arc;
+
+use rampart_store::{LocalState, RedisState, SharedState};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn limits_answer_429_with_retry_after_and_ratelimit_headers() {
+    let up = mirror().await;
+    let setup = gateway(
+        store().await,
+        Arc::new(LocalState::default()),
+        up,
+        r#"
+[[routes]]
+name = "limited"
+upstream = "app"
+rate_limits = [{ requests = 3, per = "10s", burst = 3 }, { requests = 100, per = "1h" }]
+"#,
+    )
+    .await;
+    for remaining in [2, 1, 0] {
+        let ok = get(setup.addr, "/", &[]).await;
+        assert_eq!(ok.status, 200);
+        assert_eq!(ok.headers["ratelimit-policy"], "\"default\";q=3;w=10");
+        assert_eq!(
+            ok.headers["ratelimit"]
+                .to_str()
+                .expect("ascii")
+                .split(';')
+                .nth(1),
+            Some(format!("r={remaining}").as_str())
+        );
+    }
+    let limited = get(setup.addr, "/", &[]).await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.body["type"], "urn:rampart:problem:rate-limited");
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=4).contains(&retry), "{retry}");
+    assert!(limited.headers.contains_key("ratelimit"));
+    let metrics = setup.metrics.encode_prometheus();
+    assert!(
+        metrics
+            .contains("rampart_guard_denials_total{route=\"limited\",reason=\"rate_limited\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn consumer_limits_count_each_consumer_separately() {
+    let up = mirror().await;
+    let store = store().await;
+    let (_, _, a) = key(&store, "a", &[]).await;
+    let (_, _, b) = key(&store, "b", &[]).await;
+    let setup = gateway(
+        store,
+        Arc::new(LocalState::default()),
+        up,
+        r#"
+[[routes]]
+name = "api"
+upstream = "app"
+auth = { methods = ["api_key"] }
+rate_limits = [{ requests = 2, per = "1m", key = "consumer" }]
+"#,
+    )
+    .await;
+    let mut seen = Vec::new();
+    for secret in [&a, &a, &a, &b, &b, &b] {
+        seen.push(get(setup.addr, "/", &[("x-api-key", secret)]).await.status);
+    }
+    assert_eq!(seen, [200, 200, 429, 200, 200, 429]);
+}
+
+/// Two gateways sharing Redis enforce one limit; with Redis gone, `on_error = "open"`
+/// falls back to a local limit and `"closed"` refuses with 503; both recover by themselves.
+#[tokio::test]
+async fn a_redis_limit_is_shared_and_survives_redis_going_away() {
+    let Ok(url) = std::env::var("RAMPART_TEST_REDIS_URL") else {
+        eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
+        return;
+    };
+    // A relay in front of Redis that the test can cut and restore.
+    let target = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_string();
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let relay_addr = relay.local_addr().expect("addr");
+    let relay_task = tokio::spawn(relay_to(relay, target.clone()));
+    let prefix = format!(
+        "rampart-guard-test:{}:{}:",
+        std::process::id(),
+        relay_addr.port()
+    );
+    let redis_a: Arc<dyn SharedState> =
+        RedisState::connect(&format!("redis://{relay_addr}"), &prefix)
+            .await
+            .expect("redis");
+    let redis_b: Arc<dyn SharedState> = RedisState::connect(&url, &prefix).await.expect("redis");
+    let routes = r#"
+[[routes]]
+name = "open"
+match = { path = "/open" }
+upstream = "app"
+rate_limits = [{ requests = 5, per = "1m", key = "route", on_error = "open" }]
+[[routes]]
+name = "closed"
+match = { path = "/closed" }
+upstream = "app"
+rate_limits = [{ requests = 5, per = "1m", key = "route", on_error = "closed" }]
+"#;
+    let up = mirror().await;
+    let a = gateway(store().await, redis_a, up, routes).await;
+    let b = gateway(store().await, redis_b, up, routes).await;
+    // One shared budget of 5 across both gateways.
+    let mut allowed = 0;
+    for i in 0..10 {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        if get(addr, "/open", &[]).await.status == 200 {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 5);
+
+    // Cut gateway A's Redis: fail-open enforces a local limit, fail-closed refuses.
+    relay_task.abort();
+    let _ = relay_task.await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let open: Vec<u16> = futures_statuses(a.addr, "/open", 7).await;
+    assert_eq!(
+        open.iter().filter(|s| **s == 200).count(),
+        5,
+        "a local limit of 5 meanwhile: {open:?}"
+    );
+    assert_eq!(open.iter().filter(|s| **s == 429).count(), 2, "{open:?}");
+    let closed = get(a.addr, "/closed", &[]).await;
+    assert_eq!(closed.status, 503);
+    assert_eq!(closed.body["type"], "urn:rampart:problem:guard-unavailable");
+    let metrics = a.metrics.encode_prometheus();
+    assert!(
+        metrics
+            .contains("rampart_guard_backend_errors_total{route=\"open\",reason=\"rate_limiter\"}"),
+        "{metrics}"
+    );
+    // Gateway B still has Redis.
+    assert_eq!(get(b.addr, "/closed", &[]).await.status, 200);
+
+    // Redis comes back: gateway A recovers by itself.
+    let relay = tokio::net::TcpListener::bind(relay_addr)
+        .await
+        .expect("rebind the relay");
+    let _relay_task = tokio::spawn(relay_to(relay, target));
+    let started = std::time::Instant::now();
+    loop {
+        if get(a.addr, "/closed", &[]).await.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "A never recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Relays connections to `target` until aborted (aborting drops every relayed connection).
+async fn relay_to(listener: tokio::net::TcpListener, target: String) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let target = target.clone();
+        connections.spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+async fn futures_statuses(addr: std::net::SocketAddr, path: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(get(addr, path, &[]).await.status);
+    }
+    out
+}
