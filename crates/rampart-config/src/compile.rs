@@ -844,6 +844,16 @@ impl Compiler {
             fault,
             retry_body_limit: r.retry_body_limit.unwrap_or(65536).min(16 << 20),
             auth: r.auth.as_ref().map(|a| self.key("auth", |cx| cx.auth(a))),
+            limits: r
+                .limits
+                .as_ref()
+                .map(|l| self.key("limits", |cx| cx.request_limits(l))),
+            ip: r.ip.as_ref().map(|i| {
+                self.key("ip", |cx| IpRules {
+                    allow: cx.key("allow", |cx| cx.networks(&i.allow)),
+                    deny: cx.key("deny", |cx| cx.networks(&i.deny)),
+                })
+            }),
             rate_limits: self.key("rate_limits", |cx| {
                 r.rate_limits
                     .iter()
@@ -852,6 +862,56 @@ impl Compiler {
                     .collect()
             }),
         })
+    }
+
+    fn request_limits(&mut self, l: &RequestLimitsInput) -> RequestLimits {
+        let methods = l
+            .methods
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        self.key("methods", |cx| {
+                            cx.within(Segment::Index(i), |cx| {
+                                cx.error(format!("{name:?} is not a method"))
+                            })
+                        });
+                        None
+                    }
+                }
+            })
+            .collect();
+        RequestLimits {
+            max_body_bytes: l.max_body_bytes,
+            max_headers: l.max_headers,
+            max_url_bytes: l.max_url_bytes,
+            methods,
+        }
+    }
+
+    fn networks(&mut self, texts: &[String]) -> Vec<IpNet> {
+        texts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                let parsed = text
+                    .parse::<IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
+                match parsed {
+                    Ok(net) => Some(net),
+                    Err(_) => {
+                        self.within(Segment::Index(i), |cx| {
+                            cx.error(format!("{text:?} is not an IP address or CIDR"))
+                        });
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     fn auth(&mut self, a: &AuthInput) -> AuthPolicy {

@@ -325,6 +325,37 @@ pub struct RouteInput {
     /// Rate limits; a request must conform to every one.
     #[serde(default)]
     pub rate_limits: Vec<RateLimitInput>,
+    /// Size and method limits on requests.
+    pub limits: Option<RequestLimitsInput>,
+    /// Client IP allow and deny lists (CIDR), applied to the client IP derived through
+    /// trusted proxies.
+    pub ip: Option<IpRulesInput>,
+}
+
+/// Request limits on a route.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestLimitsInput {
+    /// Largest request body; larger gets 413. Default: no limit beyond the server's.
+    pub max_body_bytes: Option<u64>,
+    /// Most request headers; more gets 431.
+    pub max_headers: Option<usize>,
+    /// Largest request target (path and query); longer gets 414.
+    pub max_url_bytes: Option<usize>,
+    /// Allowed methods; others get 405 with `Allow`.
+    pub methods: Option<Vec<String>>,
+}
+
+/// IP rules on a route.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IpRulesInput {
+    /// When set, only these addresses or CIDRs may call; others get 403.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// These addresses or CIDRs get 403 (checked before `allow`).
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// Route authentication.

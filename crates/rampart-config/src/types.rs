@@ -263,6 +263,32 @@ pub struct Route {
     pub auth: Option<AuthPolicy>,
     /// Rate limits.
     pub rate_limits: Vec<RateLimitRule>,
+    /// Request limits, if any.
+    pub limits: Option<RequestLimits>,
+    /// IP rules, if any.
+    pub ip: Option<IpRules>,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestLimits {
+    /// Largest body.
+    pub max_body_bytes: Option<u64>,
+    /// Most headers.
+    pub max_headers: Option<usize>,
+    /// Longest request target.
+    pub max_url_bytes: Option<usize>,
+    /// Allowed methods (empty: any).
+    pub methods: Vec<Method>,
+}
+
+/// Client IP rules.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IpRules {
+    /// Allowed networks (empty: everyone not denied).
+    pub allow: Vec<IpNet>,
+    /// Denied networks.
+    pub deny: Vec<IpNet>,
 }
 
 /// Route authentication.

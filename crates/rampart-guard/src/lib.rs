@@ -9,6 +9,7 @@
 
 mod api_key;
 mod rate_limit;
+mod request;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use rampart_telemetry::{GuardLabels, Metrics};
 
 pub use api_key::{ApiKeyGuard, KeyCache, KeyLookup};
 pub use rate_limit::{RateLimitGuard, RateLimitHeaders};
+pub use request::{AllowHeader, IpGuard, RequestLimitGuard};
 
 /// How long a verified (or refused) API key is trusted without asking the store again;
 /// this bounds how late an instance that missed an invalidation notices a revocation.
@@ -64,6 +66,21 @@ impl Guards {
 impl GuardFactory for Guards {
     fn guards(&self, route: &rampart_config::Route) -> Vec<Box<dyn Guard>> {
         let mut guards: Vec<Box<dyn Guard>> = Vec::new();
+        // Cheapest refusals first: IP rules, then the request's shape, then credentials.
+        if let Some(rules) = &route.ip {
+            guards.push(Box::new(IpGuard {
+                route: route.name.clone(),
+                rules: rules.clone(),
+                metrics: Arc::clone(&self.metrics),
+            }));
+        }
+        if let Some(limits) = &route.limits {
+            guards.push(Box::new(RequestLimitGuard {
+                route: route.name.clone(),
+                limits: limits.clone(),
+                metrics: Arc::clone(&self.metrics),
+            }));
+        }
         if let Some(policy) = &route.auth {
             guards.push(Box::new(ApiKeyGuard {
                 route: route.name.clone(),
@@ -86,11 +103,26 @@ impl GuardFactory for Guards {
     }
 
     fn response_filters(&self, route: &rampart_config::Route) -> Vec<Box<dyn ResponseFilter>> {
-        if route.rate_limits.is_empty() {
-            Vec::new()
-        } else {
-            vec![Box::new(RateLimitHeaders)]
+        let mut filters: Vec<Box<dyn ResponseFilter>> = Vec::new();
+        if !route.rate_limits.is_empty() {
+            filters.push(Box::new(RateLimitHeaders));
         }
+        let methods = route
+            .limits
+            .as_ref()
+            .map(|l| &l.methods)
+            .filter(|m| !m.is_empty());
+        if let Some(methods) = methods {
+            let allow = methods
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(value) = http::HeaderValue::from_str(&allow) {
+                filters.push(Box::new(AllowHeader(value)));
+            }
+        }
+        filters
     }
 }
 

@@ -50,6 +50,12 @@ pub enum ErrorKind {
     RateLimited(u32),
     /// A guard's backing service is unreachable and the guard fails closed (503).
     GuardUnavailable,
+    /// The method is not allowed on this route (405).
+    MethodNotAllowed,
+    /// The request target is too long (414).
+    UriTooLong,
+    /// Too many or too large request headers (431).
+    HeadersTooLarge,
     /// The request body is larger than allowed (413).
     BodyTooLarge,
     /// A bug or resource failure inside Rampart (500).
@@ -72,6 +78,9 @@ impl ErrorKind {
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::GuardUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -95,6 +104,9 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::RateLimited(_) => "rate-limited",
             ErrorKind::GuardUnavailable => "guard-unavailable",
+            ErrorKind::MethodNotAllowed => "method-not-allowed",
+            ErrorKind::UriTooLong => "uri-too-long",
+            ErrorKind::HeadersTooLarge => "headers-too-large",
             ErrorKind::BodyTooLarge => "body-too-large",
             ErrorKind::Internal => "internal",
         }
@@ -117,6 +129,9 @@ impl ErrorKind {
             ErrorKind::Forbidden => "The credentials do not allow this request",
             ErrorKind::RateLimited(_) => "Too many requests",
             ErrorKind::GuardUnavailable => "A security check is temporarily unavailable",
+            ErrorKind::MethodNotAllowed => "The method is not allowed here",
+            ErrorKind::UriTooLong => "The request target is too long",
+            ErrorKind::HeadersTooLarge => "The request headers are too large",
             ErrorKind::BodyTooLarge => "The request body is too large",
             ErrorKind::Internal => "Internal error",
         }
@@ -158,7 +173,10 @@ impl ProxyError {
             | ErrorKind::BodyTooLarge
             | ErrorKind::Unauthenticated
             | ErrorKind::Forbidden
-            | ErrorKind::RateLimited(_) => Side::Client,
+            | ErrorKind::RateLimited(_)
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::UriTooLong
+            | ErrorKind::HeadersTooLarge => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamProtocol
             | ErrorKind::UpstreamTimeout => Side::Upstream,

@@ -38,29 +38,50 @@ struct Outgoing {
 
 /// How the request body is sent: once as a stream, or replayable from a buffer.
 enum OutgoingBody {
-    Stream(Option<ProxyBody>, Arc<AtomicBool>),
+    Stream {
+        body: Option<ProxyBody>,
+        failed: Arc<AtomicBool>,
+        too_large: Arc<AtomicBool>,
+    },
     Buffered(Bytes),
 }
 
 impl OutgoingBody {
     fn take(&mut self) -> Option<ProxyBody> {
         match self {
-            OutgoingBody::Stream(body, _) => body.take(),
+            OutgoingBody::Stream { body, .. } => body.take(),
             OutgoingBody::Buffered(bytes) => Some(full(bytes.clone())),
         }
     }
 
-    fn client_failed(&self) -> bool {
-        matches!(self, OutgoingBody::Stream(_, failed) if failed.load(Ordering::Relaxed))
+    /// The client-side failure behind a failed send, if there was one.
+    fn client_failure(&self) -> Option<ErrorKind> {
+        match self {
+            OutgoingBody::Stream { too_large, .. } if too_large.load(Ordering::Relaxed) => {
+                Some(ErrorKind::BodyTooLarge)
+            }
+            OutgoingBody::Stream { failed, .. } if failed.load(Ordering::Relaxed) => {
+                Some(ErrorKind::ClientBody)
+            }
+            _ => None,
+        }
     }
 }
 
-/// A client body that remembers whether reading it failed, so a failed upstream
-/// request can be blamed on the right side.
+/// A client body that remembers whether reading it failed (or went over the route's
+/// body limit), so a failed upstream request can be blamed on the right side.
 struct WatchedBody {
     inner: ProxyBody,
     failed: Arc<AtomicBool>,
+    limit: Option<u64>,
+    seen: u64,
+    too_large: Arc<AtomicBool>,
 }
+
+/// The error a body reports when it goes over its route's limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than the route allows")]
+struct BodyLimitExceeded;
 
 impl Body for WatchedBody {
     type Data = Bytes;
@@ -71,8 +92,17 @@ impl Body for WatchedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            self.failed.store(true, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Err(_))) => self.failed.store(true, Ordering::Relaxed),
+            Poll::Ready(Some(Ok(frame))) => {
+                self.seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if self.limit.is_some_and(|limit| self.seen > limit) {
+                    self.failed.store(true, Ordering::Relaxed);
+                    self.too_large.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(Box::new(BodyLimitExceeded))));
+                }
+            }
+            _ => {}
         }
         polled
     }
@@ -128,7 +158,8 @@ async fn forward_inner(
     let retry = &config.retry;
     let may_retry =
         !upgrade && retry.attempts > 0 && (retry.non_idempotent || is_idempotent(&outgoing.method));
-    let mut body = choose_body(body, may_retry, config.retry_body_limit).await?;
+    let max_body = config.limits.as_ref().and_then(|l| l.max_body_bytes);
+    let mut body = choose_body(body, may_retry, config.retry_body_limit, max_body).await?;
     let plan = AttemptPlan {
         retries: if matches!(body, OutgoingBody::Buffered(_)) {
             retry.attempts
@@ -247,10 +278,17 @@ async fn choose_body(
     body: ProxyBody,
     may_retry: bool,
     limit: usize,
+    max_body: Option<u64>,
 ) -> Result<OutgoingBody, ProxyError> {
     let hint = body.size_hint();
     if body.is_end_stream() || hint.exact() == Some(0) {
         return Ok(OutgoingBody::Buffered(Bytes::new()));
+    }
+    if max_body.is_some_and(|max| hint.lower() > max) {
+        return Err(ProxyError::new(
+            ErrorKind::BodyTooLarge,
+            "declared body over the route limit",
+        ));
     }
     if may_retry && hint.upper().is_some_and(|n| n <= limit as u64) {
         let bytes = collect_limited(body, limit)
@@ -259,11 +297,19 @@ async fn choose_body(
         return Ok(OutgoingBody::Buffered(bytes));
     }
     let failed = Arc::new(AtomicBool::new(false));
+    let too_large = Arc::new(AtomicBool::new(false));
     let watched = WatchedBody {
         inner: body,
         failed: Arc::clone(&failed),
+        limit: max_body,
+        seen: 0,
+        too_large: Arc::clone(&too_large),
     };
-    Ok(OutgoingBody::Stream(Some(watched.boxed()), failed))
+    Ok(OutgoingBody::Stream {
+        body: Some(watched.boxed()),
+        failed,
+        too_large,
+    })
 }
 
 /// How many attempts a request gets and how each is bounded.
@@ -433,7 +479,12 @@ async fn send(
         Endpoint::Echo => {
             *request.uri_mut() = Uri::from(outgoing.path_and_query.clone());
             *request.version_mut() = outgoing.version;
-            echo::respond(request).await
+            echo::respond(request)
+                .await
+                .map_err(|e| match body.client_failure() {
+                    Some(kind) => ProxyError::new(kind, e.detail),
+                    None => e,
+                })
         }
         Endpoint::Http { scheme, authority } => {
             *request.uri_mut() = Uri::builder()
@@ -458,9 +509,10 @@ async fn send(
                     ErrorKind::UpstreamTimeout,
                     format!("{} gave no response headers within {per_try:?}", slot.label),
                 )),
-                Ok(Err(e)) if body.client_failed() => {
-                    Err(ProxyError::new(ErrorKind::ClientBody, e.to_string()))
-                }
+                Ok(Err(e)) if body.client_failure().is_some() => Err(ProxyError::new(
+                    body.client_failure().unwrap_or(ErrorKind::ClientBody),
+                    e.to_string(),
+                )),
                 Ok(Err(e)) if e.is_connect() => Err(ProxyError::new(
                     ErrorKind::UpstreamConnect,
                     format!("{}: {e:?}", slot.label),

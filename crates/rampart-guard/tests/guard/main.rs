@@ -5,3 +5,4 @@ mod support;
 
 mod api_keys;
 mod rate_limits;
+mod request_rules;

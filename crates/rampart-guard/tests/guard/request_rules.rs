@@ -1,0 +1,116 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rampart_store::LocalState;
+
+use crate::support::*;
+
+async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, http::HeaderMap) {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    let response = client.request(request).await.expect("response");
+    (response.status().as_u16(), response.headers().clone())
+}
+
+#[tokio::test]
+async fn method_url_header_and_body_limits() {
+    let up = mirror().await;
+    let setup = gateway(
+        store().await,
+        Arc::new(LocalState::default()),
+        up,
+        r#"
+[[routes]]
+name = "strict"
+upstream = "app"
+limits = { methods = ["GET", "POST"], max_url_bytes = 64, max_headers = 20, max_body_bytes = 1000 }
+"#,
+    )
+    .await;
+    assert_eq!(send(setup.addr, "GET", "/", vec![]).await.0, 200);
+    let (status, headers) = send(setup.addr, "DELETE", "/", vec![]).await;
+    assert_eq!(status, 405);
+    assert_eq!(headers["allow"], "GET, POST");
+    assert_eq!(
+        send(setup.addr, "GET", &format!("/{}", "a".repeat(100)), vec![])
+            .await
+            .0,
+        414
+    );
+    let many: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("x-h{i}"), "v".to_string()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(get(setup.addr, "/", &pairs).await.status, 431);
+    assert_eq!(send(setup.addr, "POST", "/", vec![b'x'; 999]).await.0, 200);
+    assert_eq!(send(setup.addr, "POST", "/", vec![b'x'; 1001]).await.0, 413);
+
+    // A chunked body with no declared length is cut off at the limit while it streams.
+    let chunks: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> = (0..20)
+        .map(|_| Ok(hyper::body::Frame::data(Bytes::from(vec![b'y'; 100]))))
+        .collect();
+    let body = StreamBody::new(futures_util::stream::iter(chunks)).boxed();
+    let client: Client<
+        HttpConnector,
+        http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>,
+    > = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let response = client
+        .request(
+            http::Request::post(format!("http://{}/", setup.addr))
+                .body(body)
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 413);
+}
+
+#[tokio::test]
+async fn ip_rules_deny_then_allow() {
+    let up = mirror().await;
+    let setup = gateway(
+        store().await,
+        Arc::new(LocalState::default()),
+        up,
+        r#"
+[[routes]]
+name = "denied"
+match = { path = "/denied" }
+upstream = "app"
+ip = { deny = ["127.0.0.0/8"] }
+[[routes]]
+name = "allowed"
+match = { path = "/allowed" }
+upstream = "app"
+ip = { allow = ["127.0.0.1/32", "::1"] }
+[[routes]]
+name = "elsewhere"
+match = { path = "/elsewhere" }
+upstream = "app"
+ip = { allow = ["10.0.0.0/8"] }
+"#,
+    )
+    .await;
+    assert_eq!(get(setup.addr, "/denied", &[]).await.status, 403);
+    assert_eq!(get(setup.addr, "/allowed", &[]).await.status, 200);
+    assert_eq!(get(setup.addr, "/elsewhere", &[]).await.status, 403);
+    let metrics = setup.metrics.encode_prometheus();
+    assert!(
+        metrics.contains("rampart_guard_denials_total{route=\"denied\",reason=\"ip_denied\"} 1"),
+        "{metrics}"
+    );
+}
