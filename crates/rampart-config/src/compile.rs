@@ -848,6 +848,11 @@ impl Compiler {
                 .limits
                 .as_ref()
                 .map(|l| self.key("limits", |cx| cx.request_limits(l))),
+            security_headers: r
+                .security_headers
+                .as_ref()
+                .map(|h| self.key("security_headers", |cx| cx.security_headers(h))),
+            cors: r.cors.as_ref().map(|c| self.key("cors", |cx| cx.cors(c))),
             ip: r.ip.as_ref().map(|i| {
                 self.key("ip", |cx| IpRules {
                     allow: cx.key("allow", |cx| cx.networks(&i.allow)),
@@ -890,6 +895,106 @@ impl Compiler {
             max_headers: l.max_headers,
             max_url_bytes: l.max_url_bytes,
             methods,
+        }
+    }
+
+    fn header_value(&mut self, key: &str, text: &str) -> Option<HeaderValue> {
+        match HeaderValue::from_str(text) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.error_at(key, "has characters a header cannot carry");
+                None
+            }
+        }
+    }
+
+    fn security_headers(&mut self, h: &SecurityHeadersInput) -> SecurityHeaders {
+        let non_empty = |v: Option<&str>, default: &'static str| -> Option<String> {
+            let v = v.unwrap_or(default).trim();
+            (!v.is_empty()).then(|| v.to_string())
+        };
+        let hsts = non_empty(h.hsts.as_deref(), "max-age=31536000; includeSubDomains");
+        let frame_ancestors = non_empty(h.frame_ancestors.as_deref(), "'none'");
+        let referrer = non_empty(h.referrer_policy.as_deref(), "no-referrer");
+        let mut csp = h.csp.clone().filter(|c| !c.trim().is_empty());
+        if let Some(fa) = &frame_ancestors {
+            if !csp
+                .as_deref()
+                .is_some_and(|c| c.contains("frame-ancestors"))
+            {
+                csp = Some(match csp {
+                    Some(c) => format!("{}; frame-ancestors {fa}", c.trim_end_matches([';', ' '])),
+                    None => format!("frame-ancestors {fa}"),
+                });
+            }
+        }
+        SecurityHeaders {
+            hsts: hsts.and_then(|v| self.header_value("hsts", &v)),
+            nosniff: h.nosniff.unwrap_or(true),
+            deny_framing: frame_ancestors.as_deref() == Some("'none'"),
+            csp: csp.and_then(|v| self.header_value("csp", &v)),
+            referrer_policy: referrer.and_then(|v| self.header_value("referrer_policy", &v)),
+        }
+    }
+
+    fn cors(&mut self, c: &CorsInput) -> Cors {
+        let any_origin = c.allow_origins.iter().any(|o| o == "*");
+        let origins: Vec<String> = c
+            .allow_origins
+            .iter()
+            .filter(|o| *o != "*")
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        if c.allow_origins.is_empty() {
+            self.error_at("allow_origins", "name at least one origin, or \"*\"");
+        }
+        for (i, o) in origins.iter().enumerate() {
+            let ok = (o.starts_with("https://") || o.starts_with("http://"))
+                && o.parse::<http::Uri>().is_ok();
+            if !ok {
+                self.key("allow_origins", |cx| {
+                    cx.within(Segment::Index(i), |cx| {
+                        cx.error(format!(
+                            "{o:?} is not an origin such as https://app.example.com"
+                        ))
+                    })
+                });
+            }
+        }
+        let credentials = c.allow_credentials.unwrap_or(false);
+        if credentials && any_origin {
+            self.error_at("allow_credentials", "cannot be used with \"*\" origins");
+        }
+        let methods = c
+            .allow_methods
+            .clone()
+            .unwrap_or_else(|| vec!["GET".into(), "HEAD".into(), "POST".into()])
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+            .collect();
+        let mut headers = Vec::new();
+        for (i, h) in c.allow_headers.iter().enumerate() {
+            match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) => headers.push(name.as_str().to_string()),
+                Err(_) => self.key("allow_headers", |cx| {
+                    cx.within(Segment::Index(i), |cx| {
+                        cx.error(format!("{h:?} is not a header name"))
+                    })
+                }),
+            }
+        }
+        let expose = (!c.expose_headers.is_empty())
+            .then(|| c.expose_headers.join(", "))
+            .and_then(|v| self.header_value("expose_headers", &v));
+        let max_age = self.duration("max_age", c.max_age.as_deref(), Duration::from_secs(600));
+        Cors {
+            origins,
+            any_origin,
+            methods,
+            headers,
+            expose,
+            credentials,
+            max_age_secs: max_age.as_secs(),
         }
     }
 

@@ -330,6 +330,46 @@ pub struct RouteInput {
     /// Client IP allow and deny lists (CIDR), applied to the client IP derived through
     /// trusted proxies.
     pub ip: Option<IpRulesInput>,
+    /// Security headers added to every response (`{}` for the defaults).
+    pub security_headers: Option<SecurityHeadersInput>,
+    /// Cross-origin resource sharing, including preflight answers.
+    pub cors: Option<CorsInput>,
+}
+
+/// Security response headers; unset fields take the default, `""` turns one off.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityHeadersInput {
+    /// `Strict-Transport-Security`, sent on HTTPS only. Default `max-age=31536000; includeSubDomains`.
+    pub hsts: Option<String>,
+    /// Send `X-Content-Type-Options: nosniff`. Default true.
+    pub nosniff: Option<bool>,
+    /// CSP `frame-ancestors` (and `X-Frame-Options: DENY` when `'none'`). Default `'none'`.
+    pub frame_ancestors: Option<String>,
+    /// `Referrer-Policy`. Default `no-referrer`.
+    pub referrer_policy: Option<String>,
+    /// `Content-Security-Policy`. Default: none (only `frame-ancestors`).
+    pub csp: Option<String>,
+}
+
+/// CORS settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsInput {
+    /// Allowed origins such as `https://app.example.com`, or `"*"`.
+    pub allow_origins: Vec<String>,
+    /// Allowed methods. Default `GET, HEAD, POST`.
+    pub allow_methods: Option<Vec<String>>,
+    /// Allowed request headers. Default: none beyond the CORS-safelisted ones.
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Response headers scripts may read.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Allow credentials (cookies); not with `"*"`. Default false.
+    pub allow_credentials: Option<bool>,
+    /// How long browsers may cache a preflight answer. Default `"10m"`.
+    pub max_age: Option<DurationText>,
 }
 
 /// Request limits on a route.

@@ -267,6 +267,44 @@ pub struct Route {
     pub limits: Option<RequestLimits>,
     /// IP rules, if any.
     pub ip: Option<IpRules>,
+    /// Security response headers, if any.
+    pub security_headers: Option<SecurityHeaders>,
+    /// CORS, if any.
+    pub cors: Option<Cors>,
+}
+
+/// Security response headers to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityHeaders {
+    /// `Strict-Transport-Security` (HTTPS only).
+    pub hsts: Option<HeaderValue>,
+    /// `X-Content-Type-Options: nosniff`.
+    pub nosniff: bool,
+    /// `X-Frame-Options: DENY`.
+    pub deny_framing: bool,
+    /// The full `Content-Security-Policy`, if any.
+    pub csp: Option<HeaderValue>,
+    /// `Referrer-Policy`.
+    pub referrer_policy: Option<HeaderValue>,
+}
+
+/// CORS policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// Allowed origins (lower case); empty with `any_origin`.
+    pub origins: Vec<String>,
+    /// `"*"` was given.
+    pub any_origin: bool,
+    /// `Access-Control-Allow-Methods`.
+    pub methods: Vec<Method>,
+    /// `Access-Control-Allow-Headers` (lower case).
+    pub headers: Vec<String>,
+    /// `Access-Control-Expose-Headers`.
+    pub expose: Option<HeaderValue>,
+    /// `Access-Control-Allow-Credentials: true`.
+    pub credentials: bool,
+    /// `Access-Control-Max-Age` in seconds.
+    pub max_age_secs: u64,
 }
 
 /// Request limits.

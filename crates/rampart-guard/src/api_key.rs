@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use moka::sync::Cache;
 use rampart_config::AuthPolicy;
-use rampart_proxy::phase::{Guard, GuardFuture, Principal, RequestContext};
+use rampart_proxy::phase::{Guard, GuardFuture, Principal, RequestContext, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_store::{ApiKeyStore, ConsumerStatus, ConsumerStore, SharedState, Store, StoreError};
 use rampart_telemetry::{GuardLabels, Metrics};
@@ -216,6 +216,10 @@ impl Guard for ApiKeyGuard {
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
     ) -> GuardFuture<'a> {
-        Box::pin(self.check_inner(head, ctx))
+        Box::pin(async move {
+            self.check_inner(head, ctx)
+                .await
+                .map(|()| Verdict::Continue)
+        })
     }
 }

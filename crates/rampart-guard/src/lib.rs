@@ -8,6 +8,7 @@
 //! instances), with a local fallback while Redis is unreachable.
 
 mod api_key;
+mod browser;
 mod rate_limit;
 mod request;
 
@@ -21,6 +22,7 @@ use rampart_store::{LocalState, SharedState};
 use rampart_telemetry::{GuardLabels, Metrics};
 
 pub use api_key::{ApiKeyGuard, KeyCache, KeyLookup};
+pub use browser::{CorsFilter, CorsGuard, SecurityHeadersFilter};
 pub use rate_limit::{RateLimitGuard, RateLimitHeaders};
 pub use request::{AllowHeader, IpGuard, RequestLimitGuard};
 
@@ -66,7 +68,8 @@ impl Guards {
 impl GuardFactory for Guards {
     fn guards(&self, route: &rampart_config::Route) -> Vec<Box<dyn Guard>> {
         let mut guards: Vec<Box<dyn Guard>> = Vec::new();
-        // Cheapest refusals first: IP rules, then the request's shape, then credentials.
+        // Cheapest refusals first: IP rules, then the request's shape, then CORS
+        // preflights (which carry no credentials), then credentials.
         if let Some(rules) = &route.ip {
             guards.push(Box::new(IpGuard {
                 route: route.name.clone(),
@@ -80,6 +83,9 @@ impl GuardFactory for Guards {
                 limits: limits.clone(),
                 metrics: Arc::clone(&self.metrics),
             }));
+        }
+        if let Some(cors) = &route.cors {
+            guards.push(Box::new(CorsGuard(cors.clone())));
         }
         if let Some(policy) = &route.auth {
             guards.push(Box::new(ApiKeyGuard {
@@ -104,6 +110,12 @@ impl GuardFactory for Guards {
 
     fn response_filters(&self, route: &rampart_config::Route) -> Vec<Box<dyn ResponseFilter>> {
         let mut filters: Vec<Box<dyn ResponseFilter>> = Vec::new();
+        if let Some(headers) = &route.security_headers {
+            filters.push(Box::new(SecurityHeadersFilter(headers.clone())));
+        }
+        if let Some(cors) = &route.cors {
+            filters.push(Box::new(CorsFilter(cors.clone())));
+        }
         if !route.rate_limits.is_empty() {
             filters.push(Box::new(RateLimitHeaders));
         }

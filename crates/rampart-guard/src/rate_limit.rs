@@ -5,7 +5,7 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 use parking_lot::Mutex;
 use rampart_config::{LimitKey, RateLimitRule};
-use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter};
+use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_resilience::{Admission, CircuitBreaker};
 use rampart_store::{LocalState, RateDecision, RateSpec, SharedState, StoreError};
@@ -169,7 +169,11 @@ impl Guard for RateLimitGuard {
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
     ) -> GuardFuture<'a> {
-        Box::pin(self.check_inner(head, ctx))
+        Box::pin(async move {
+            self.check_inner(head, ctx)
+                .await
+                .map(|()| Verdict::Continue)
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
 use rampart_config::{IpRules, RequestLimits};
-use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter};
+use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_telemetry::Metrics;
 
@@ -77,7 +77,9 @@ impl Guard for RequestLimitGuard {
         head: &'a mut http::request::Parts,
         _ctx: &'a mut RequestContext,
     ) -> GuardFuture<'a> {
-        Box::pin(std::future::ready(self.verdict(head)))
+        Box::pin(std::future::ready(
+            self.verdict(head).map(|()| Verdict::Continue),
+        ))
     }
 }
 
@@ -127,7 +129,7 @@ impl Guard for IpGuard {
                 format!("client {ip} refused by the route's IP rules"),
             ))
         } else {
-            Ok(())
+            Ok(Verdict::Continue)
         };
         Box::pin(std::future::ready(verdict))
     }

@@ -105,8 +105,16 @@ pub struct AttemptSpan {
     pub error: Option<&'static str>,
 }
 
-/// A guard's verdict: `Ok(())` to continue, or an error answered at once.
-pub type GuardFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ProxyError>> + Send + 'a>>;
+/// What a guard decided when it let the request go on or answered it itself.
+pub enum Verdict {
+    /// Go on to the next phase.
+    Continue,
+    /// Answer with this response now (such as a CORS preflight answer).
+    Answer(http::Response<crate::ProxyBody>),
+}
+
+/// A guard's verdict; an error is answered at once as problem+json.
+pub type GuardFuture<'a> = Pin<Box<dyn Future<Output = Result<Verdict, ProxyError>> + Send + 'a>>;
 
 /// A request phase that may stop a request before it reaches the upstream
 /// (fault injection, bulkheads; later authentication, WAF, rate limits).
@@ -154,7 +162,7 @@ impl Guard for FaultGuard {
                     ));
                 }
             }
-            Ok(())
+            Ok(Verdict::Continue)
         })
     }
 }
@@ -182,7 +190,7 @@ impl Guard for RouteBulkheadGuard {
         let verdict = match self.bulkhead.try_acquire() {
             Some(permit) => {
                 ctx.held.push(Box::new(permit));
-                Ok(())
+                Ok(Verdict::Continue)
             }
             None => {
                 self.metrics

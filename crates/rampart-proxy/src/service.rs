@@ -26,7 +26,7 @@ use crate::forward;
 use crate::framing::FramingVerdicts;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
-use crate::phase::{AttemptSpan, RequestContext};
+use crate::phase::{AttemptSpan, RequestContext, Verdict};
 use crate::runtime::{RouteRuntime, Runtime};
 
 /// State shared by every connection of a gateway.
@@ -274,7 +274,10 @@ async fn run_phases(
     // guards
     let started = Instant::now();
     for guard in &route.guards {
-        guard.check(&mut parts, ctx).await?;
+        if let Verdict::Answer(response) = guard.check(&mut parts, ctx).await? {
+            ctx.phases.guards = ms(started.elapsed());
+            return Ok(response);
+        }
     }
     ctx.phases.guards = ms(started.elapsed());
     // upstream select + forward

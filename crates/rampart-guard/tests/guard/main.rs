@@ -4,5 +4,6 @@
 mod support;
 
 mod api_keys;
+mod browser;
 mod rate_limits;
 mod request_rules;
