@@ -181,6 +181,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "server",
     "tracing",
+    "honeypots",
     "listeners",
     "upstreams",
     "routes",
@@ -245,6 +246,7 @@ impl Compiler {
                 "log" => input.log = self.deserialize(value),
                 "server" => input.server = self.deserialize(value),
                 "tracing" => input.tracing = self.deserialize(value),
+                "honeypots" => input.honeypots = self.deserialize(value),
                 "listeners" => input.listeners = self.each_in_array(value),
                 "routes" => input.routes = self.each_in_array(value),
                 "upstreams" => match value {
@@ -343,6 +345,37 @@ impl Compiler {
             .as_ref()
             .map(|t| self.key("tracing", |cx| cx.tracing(t)));
         let listeners = self.key("listeners", |cx| cx.listeners(&input.listeners));
+        let honeypots = input.honeypots.as_ref().map(|h| {
+            self.key("honeypots", |cx| {
+                let paths = cx.key("paths", |cx| {
+                    h.paths
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            cx.within(Segment::Index(i), |cx| {
+                                if !p.starts_with('/') || p.contains('?') {
+                                    cx.error(format!("{p:?} is not an absolute path"));
+                                }
+                            });
+                            let trimmed = p.trim_end_matches('/');
+                            PathMatch::Prefix(if trimmed.is_empty() {
+                                "/".into()
+                            } else {
+                                trimmed.into()
+                            })
+                        })
+                        .collect()
+                });
+                Honeypots {
+                    paths,
+                    ban_for: cx.duration(
+                        "ban_for",
+                        h.ban_for.as_deref(),
+                        Duration::from_secs(3600),
+                    ),
+                }
+            })
+        });
         let upstreams = self.key("upstreams", |cx| {
             input
                 .upstreams
@@ -385,6 +418,7 @@ impl Compiler {
             access_log,
             server,
             tracing,
+            honeypots,
             listeners,
             upstreams,
             routes,

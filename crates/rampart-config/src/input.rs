@@ -31,6 +31,9 @@ pub struct ConfigInput {
     /// OpenTelemetry traces: a span per request and a child span per upstream attempt,
     /// exported over OTLP/HTTP. Off unless set; changes take effect on restart.
     pub tracing: Option<TracingInput>,
+    /// Honeypot paths: a client that requests one is banned from every route for a
+    /// while (shared by all instances through Redis when configured).
+    pub honeypots: Option<HoneypotsInput>,
     /// Public listeners. At least one is required.
     #[serde(default)]
     pub listeners: Vec<ListenerInput>,
@@ -40,6 +43,17 @@ pub struct ConfigInput {
     /// Routes. The most specific matching route wins (see the config reference).
     #[serde(default)]
     pub routes: Vec<RouteInput>,
+}
+
+/// Honeypots.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoneypotsInput {
+    /// Paths no legitimate client asks for, such as `/wp-admin` or `/.env` (prefixes on
+    /// segment boundaries).
+    pub paths: Vec<String>,
+    /// How long a client stays banned. Default `"1h"`.
+    pub ban_for: Option<DurationText>,
 }
 
 /// The admin listener.

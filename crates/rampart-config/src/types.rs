@@ -32,12 +32,23 @@ pub struct Config {
     pub server: ServerSettings,
     /// OTLP trace export, if configured.
     pub tracing: Option<TracingSettings>,
+    /// Honeypot paths and the ban they trigger.
+    pub honeypots: Option<Honeypots>,
     /// Public listeners.
     pub listeners: Vec<Listener>,
     /// Upstream pools by name.
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// Routes, most specific first.
     pub routes: Vec<Route>,
+}
+
+/// Honeypots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Honeypots {
+    /// Path prefixes (segment boundaries).
+    pub paths: Vec<PathMatch>,
+    /// Ban length.
+    pub ban_for: Duration,
 }
 
 /// Access log destination.
@@ -417,6 +428,20 @@ pub enum PathMatch {
     /// A regex anchored on both ends.
     Regex(Regex),
 }
+
+impl PartialEq for PathMatch {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PathMatch::Any, PathMatch::Any) => true,
+            (PathMatch::Exact(a), PathMatch::Exact(b))
+            | (PathMatch::Prefix(a), PathMatch::Prefix(b)) => a == b,
+            (PathMatch::Regex(a), PathMatch::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PathMatch {}
 
 impl PathMatch {
     /// Whether `path` matches.

@@ -9,6 +9,7 @@
 
 mod api_key;
 mod browser;
+mod honeypot;
 mod rate_limit;
 mod request;
 
@@ -18,11 +19,12 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rampart_proxy::phase::{Guard, GuardFactory, ResponseFilter};
 use rampart_resilience::{BreakerSettings, CircuitBreaker};
-use rampart_store::{LocalState, SharedState};
+use rampart_store::{AuditSink, LocalState, SharedState};
 use rampart_telemetry::{GuardLabels, Metrics};
 
 pub use api_key::{ApiKeyGuard, KeyCache, KeyLookup};
 pub use browser::{CorsFilter, CorsGuard, SecurityHeadersFilter};
+pub use honeypot::{BanCache, HoneypotGuard};
 pub use rate_limit::{RateLimitGuard, RateLimitHeaders};
 pub use request::{AllowHeader, IpGuard, RequestLimitGuard};
 
@@ -36,6 +38,8 @@ pub struct Guards {
     limiter: Arc<dyn SharedState>,
     fallback: Arc<LocalState>,
     breaker: Arc<Mutex<CircuitBreaker>>,
+    bans: Arc<BanCache>,
+    audit: Option<Arc<dyn AuditSink>>,
     metrics: Arc<Metrics>,
 }
 
@@ -60,14 +64,36 @@ impl Guards {
                 open_for: Duration::from_secs(1),
                 half_open_probes: 1,
             }))),
+            bans: Arc::new(BanCache::new()),
+            audit: None,
             metrics,
         }
+    }
+
+    /// Bans (honeypot hits) are recorded through `audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 }
 
 impl GuardFactory for Guards {
-    fn guards(&self, route: &rampart_config::Route) -> Vec<Box<dyn Guard>> {
+    fn guards(
+        &self,
+        config: &rampart_config::Config,
+        route: &rampart_config::Route,
+    ) -> Vec<Box<dyn Guard>> {
         let mut guards: Vec<Box<dyn Guard>> = Vec::new();
+        if let Some(honeypots) = &config.honeypots {
+            guards.push(Box::new(HoneypotGuard {
+                route: route.name.clone(),
+                honeypots: honeypots.clone(),
+                shared: Arc::clone(&self.limiter),
+                bans: Arc::clone(&self.bans),
+                audit: self.audit.clone(),
+                metrics: Arc::clone(&self.metrics),
+            }));
+        }
         // Cheapest refusals first: IP rules, then the request's shape, then CORS
         // preflights (which carry no credentials), then credentials.
         if let Some(rules) = &route.ip {
@@ -108,7 +134,11 @@ impl GuardFactory for Guards {
         guards
     }
 
-    fn response_filters(&self, route: &rampart_config::Route) -> Vec<Box<dyn ResponseFilter>> {
+    fn response_filters(
+        &self,
+        _config: &rampart_config::Config,
+        route: &rampart_config::Route,
+    ) -> Vec<Box<dyn ResponseFilter>> {
         let mut filters: Vec<Box<dyn ResponseFilter>> = Vec::new();
         if let Some(headers) = &route.security_headers {
             filters.push(Box::new(SecurityHeadersFilter(headers.clone())));

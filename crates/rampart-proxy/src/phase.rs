@@ -71,10 +71,18 @@ pub struct Principal {
 /// rate limits, later the WAF). The gateway calls it for every route on start and reload.
 pub trait GuardFactory: Send + Sync {
     /// Guards for `route`, in the order they run (after fault injection and the route bulkhead).
-    fn guards(&self, route: &rampart_config::Route) -> Vec<Box<dyn Guard>>;
+    fn guards(
+        &self,
+        config: &rampart_config::Config,
+        route: &rampart_config::Route,
+    ) -> Vec<Box<dyn Guard>>;
 
     /// Response filters that go with those guards.
-    fn response_filters(&self, _route: &rampart_config::Route) -> Vec<Box<dyn ResponseFilter>> {
+    fn response_filters(
+        &self,
+        _config: &rampart_config::Config,
+        _route: &rampart_config::Route,
+    ) -> Vec<Box<dyn ResponseFilter>> {
         Vec::new()
     }
 }
@@ -83,7 +91,11 @@ pub trait GuardFactory: Send + Sync {
 pub struct NoExtraGuards;
 
 impl GuardFactory for NoExtraGuards {
-    fn guards(&self, _route: &rampart_config::Route) -> Vec<Box<dyn Guard>> {
+    fn guards(
+        &self,
+        _config: &rampart_config::Config,
+        _route: &rampart_config::Route,
+    ) -> Vec<Box<dyn Guard>> {
         Vec::new()
     }
 }

@@ -86,9 +86,9 @@ impl Runtime {
                         metrics: Arc::clone(metrics),
                     }));
                 }
-                guards.extend(factory.guards(route));
+                guards.extend(factory.guards(&config, route));
                 let mut response_filters: Vec<Box<dyn ResponseFilter>> = Vec::new();
-                response_filters.extend(factory.response_filters(route));
+                response_filters.extend(factory.response_filters(&config, route));
                 if !route.response_headers.is_empty() {
                     response_filters
                         .push(Box::new(ResponseHeaders(route.response_headers.clone())));

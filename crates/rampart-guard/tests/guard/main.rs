@@ -5,5 +5,6 @@ mod support;
 
 mod api_keys;
 mod browser;
+mod honeypots;
 mod rate_limits;
 mod request_rules;

@@ -70,14 +70,26 @@ pub async fn gateway(
     upstream: SocketAddr,
     routes: &str,
 ) -> Setup {
+    gateway_with(store, shared, upstream, "", routes).await
+}
+
+/// Like [`gateway`], with top-level settings `top` (written before any table).
+pub async fn gateway_with(
+    store: Store,
+    shared: Arc<dyn SharedState>,
+    upstream: SocketAddr,
+    top: &str,
+    routes: &str,
+) -> Setup {
     let source = format!(
-        "log = {{ access_log = \"off\" }}\nlisteners = [{{ name = \"public\", address = \"127.0.0.1:0\" }}]\n\
+        "log = {{ access_log = \"off\" }}\n{top}\nlisteners = [{{ name = \"public\", address = \"127.0.0.1:0\" }}]\n\
          [upstreams.app]\ntargets = [\"http://{upstream}\"]\n{routes}"
     );
     let config =
         rampart_config::compile_str(&source, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     let metrics = Arc::new(Metrics::new());
-    let guards = Guards::new(Arc::new(store.clone()), shared, Arc::clone(&metrics));
+    let guards = Guards::new(Arc::new(store.clone()), shared, Arc::clone(&metrics))
+        .with_audit(Arc::new(store.clone()));
     let gateway = Gateway::start_with(config, Arc::clone(&metrics), Arc::new(guards))
         .await
         .expect("gateway");

@@ -1,0 +1,82 @@
+use std::sync::Arc;
+
+use rampart_store::{AuditStore, LocalState, RedisState, SharedState};
+
+use crate::support::*;
+
+const TOP: &str = r#"honeypots = { paths = ["/wp-admin", "/.env"], ban_for = "1h" }"#;
+const ROUTES: &str = r#"
+[[routes]]
+name = "site"
+upstream = "app"
+"#;
+
+#[tokio::test]
+async fn a_honeypot_hit_bans_the_client_everywhere_and_is_audited() {
+    let up = mirror().await;
+    let store = store().await;
+    let setup = gateway_with(
+        store.clone(),
+        Arc::new(LocalState::default()),
+        up,
+        TOP,
+        ROUTES,
+    )
+    .await;
+    assert_eq!(get(setup.addr, "/", &[]).await.status, 200);
+    assert_eq!(
+        get(setup.addr, "/wp-administrator", &[]).await.status,
+        200,
+        "prefixes match on segment boundaries"
+    );
+    let hit = get(setup.addr, "/.env", &[]).await;
+    assert_eq!(hit.status, 403);
+    assert_eq!(
+        get(setup.addr, "/", &[]).await.status,
+        403,
+        "banned from every path"
+    );
+    let events = store.audit_events(None, None).await.expect("audit");
+    let ban = &events.items[0].event;
+    assert_eq!(ban.action, "client.ban");
+    assert_eq!(ban.resource, "ip:127.0.0.1");
+    assert_eq!(ban.summary["path"], "/.env");
+    let metrics = setup.metrics.encode_prometheus();
+    assert!(
+        metrics.contains("rampart_guard_denials_total{route=\"site\",reason=\"honeypot\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rampart_guard_denials_total{route=\"site\",reason=\"banned\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_ban_is_shared_through_redis() {
+    let Ok(url) = std::env::var("RAMPART_TEST_REDIS_URL") else {
+        eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
+        return;
+    };
+    let prefix = format!("rampart-ban-test:{}:{}:", std::process::id(), rand_suffix());
+    let up = mirror().await;
+    let a: Arc<dyn SharedState> = RedisState::connect(&url, &prefix).await.expect("redis");
+    let b: Arc<dyn SharedState> = RedisState::connect(&url, &prefix).await.expect("redis");
+    let first = gateway_with(store().await, a, up, TOP, ROUTES).await;
+    let second = gateway_with(store().await, b, up, TOP, ROUTES).await;
+    assert_eq!(get(second.addr, "/", &[]).await.status, 200);
+    assert_eq!(
+        get(first.addr, "/wp-admin/setup.php", &[]).await.status,
+        403
+    );
+    // The second instance's cached "not banned" lasts at most a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(get(second.addr, "/", &[]).await.status, 403);
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
