@@ -903,6 +903,51 @@ impl Compiler {
         })
     }
 
+    fn jwt(&mut self, j: &JwtInput) -> JwtPolicy {
+        let keys = match (&j.jwks_url, &j.public_key_pem) {
+            (Some(url), None) => {
+                let ok = url.parse::<Uri>().ok().is_some_and(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+                });
+                if !ok {
+                    self.error_at("jwks_url", format!("{url:?} is not an http(s) URL"));
+                }
+                JwtKeys::Jwks(url.clone())
+            }
+            (None, Some(path)) => JwtKeys::Pem(self.file(path)),
+            _ => {
+                self.error("give exactly one of jwks_url and public_key_pem");
+                JwtKeys::Jwks(String::new())
+            }
+        };
+        let algorithms = j
+            .algorithms
+            .clone()
+            .unwrap_or_else(|| vec!["RS256".into(), "ES256".into(), "EdDSA".into()]);
+        for (i, alg) in algorithms.iter().enumerate() {
+            if !matches!(
+                alg.as_str(),
+                "RS256" | "RS384" | "RS512" | "PS256" | "ES256" | "ES384" | "EdDSA"
+            ) {
+                self.key("algorithms", |cx| {
+                    cx.within(Segment::Index(i), |cx| {
+                        cx.error(format!(
+                            "{alg:?}: use RS256, RS384, RS512, PS256, ES256, ES384 or EdDSA"
+                        ))
+                    })
+                });
+            }
+        }
+        JwtPolicy {
+            keys,
+            issuer: j.issuer.clone(),
+            audience: j.audience.clone(),
+            algorithms,
+            leeway: self.duration("leeway", j.leeway.as_deref(), Duration::from_secs(30)),
+            required_claims: j.required_claims.clone(),
+        }
+    }
+
     fn request_limits(&mut self, l: &RequestLimitsInput) -> RequestLimits {
         let methods = l
             .methods
@@ -927,6 +972,7 @@ impl Compiler {
         RequestLimits {
             max_body_bytes: l.max_body_bytes,
             max_headers: l.max_headers,
+            max_header_bytes: l.max_header_bytes,
             max_url_bytes: l.max_url_bytes,
             methods,
         }
@@ -1072,7 +1118,24 @@ impl Compiler {
                 });
             }
         }
+        let wants_jwt = a.methods.contains(&AuthMethodInput::Jwt);
+        let jwt = match (&a.jwt, wants_jwt) {
+            (Some(j), true) => Some(self.key("jwt", |cx| cx.jwt(j))),
+            (None, true) => {
+                self.error_at(
+                    "jwt",
+                    "the \"jwt\" method needs jwt = { jwks_url = … } or { public_key_pem = … }",
+                );
+                None
+            }
+            (Some(_), false) => {
+                self.error_at("jwt", "only used when methods include \"jwt\"");
+                None
+            }
+            (None, false) => None,
+        };
         AuthPolicy {
+            jwt,
             api_key: a.methods.contains(&AuthMethodInput::ApiKey),
             api_key_header,
             scopes: a.scopes.clone(),

@@ -394,6 +394,8 @@ pub struct RequestLimitsInput {
     pub max_body_bytes: Option<u64>,
     /// Most request headers; more gets 431.
     pub max_headers: Option<usize>,
+    /// Largest total size of request header names and values; more gets 431.
+    pub max_header_bytes: Option<usize>,
     /// Largest request target (path and query); longer gets 414.
     pub max_url_bytes: Option<usize>,
     /// Allowed methods; others get 405 with `Allow`.
@@ -416,8 +418,10 @@ pub struct IpRulesInput {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthInput {
-    /// Accepted credentials: `"api_key"`.
+    /// Accepted credentials, any of them: `"api_key"`, `"jwt"`.
     pub methods: Vec<AuthMethodInput>,
+    /// How JWT bearer tokens are checked (required with `"jwt"`).
+    pub jwt: Option<JwtInput>,
     /// Scopes the credential must carry, all of them. Default: none.
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -431,6 +435,30 @@ pub struct AuthInput {
 pub enum AuthMethodInput {
     /// A consumer's API key (`rk_…`).
     ApiKey,
+    /// A JWT bearer token from a trusted issuer.
+    Jwt,
+}
+
+/// JWT validation.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtInput {
+    /// JWKS URL of the issuer (cached; refetched on an unknown `kid`, at most every 10 s).
+    pub jwks_url: Option<String>,
+    /// Or a PEM public key file (RSA, EC P-256 or Ed25519).
+    pub public_key_pem: Option<String>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (any). Default: `aud` not checked.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Accepted algorithms. Default `["RS256", "ES256", "EdDSA"]`.
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew allowed on `exp` and `nbf`. Default `"30s"`.
+    pub leeway: Option<DurationText>,
+    /// Claims that must be present (besides `exp`).
+    #[serde(default)]
+    pub required_claims: Vec<String>,
 }
 
 /// One rate limit (GCRA).

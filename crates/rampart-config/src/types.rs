@@ -325,6 +325,8 @@ pub struct RequestLimits {
     pub max_body_bytes: Option<u64>,
     /// Most headers.
     pub max_headers: Option<usize>,
+    /// Largest total header size.
+    pub max_header_bytes: Option<usize>,
     /// Longest request target.
     pub max_url_bytes: Option<usize>,
     /// Allowed methods (empty: any).
@@ -345,10 +347,38 @@ pub struct IpRules {
 pub struct AuthPolicy {
     /// API keys are accepted.
     pub api_key: bool,
+    /// JWT bearer tokens are accepted, checked this way.
+    pub jwt: Option<JwtPolicy>,
     /// The header carrying an API key (besides `Authorization: Bearer`).
     pub api_key_header: HeaderName,
     /// Scopes required.
     pub scopes: Vec<String>,
+}
+
+/// How JWTs are validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtPolicy {
+    /// Where the verification keys come from.
+    pub keys: JwtKeys,
+    /// Required issuer.
+    pub issuer: Option<String>,
+    /// Accepted audiences (empty: not checked).
+    pub audience: Vec<String>,
+    /// Accepted algorithms (`RS256`, `ES256`, `EdDSA`).
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed.
+    pub leeway: Duration,
+    /// Claims that must be present.
+    pub required_claims: Vec<String>,
+}
+
+/// JWT verification keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKeys {
+    /// A JWKS document at this URL.
+    Jwks(String),
+    /// A PEM public key file.
+    Pem(PathBuf),
 }
 
 /// One rate limit.

@@ -105,19 +105,32 @@ impl KeyCache {
     }
 }
 
-/// Requires a valid API key with the route's scopes.
-pub struct ApiKeyGuard {
+/// Requires a valid credential (API key or JWT, as the route allows) with the route's scopes.
+pub struct AuthGuard {
     /// Route name (metrics).
     pub route: Arc<str>,
     /// What the route requires.
     pub policy: AuthPolicy,
     /// Key verification.
     pub keys: Arc<KeyCache>,
+    /// JWT verification, when the route accepts JWTs.
+    pub jwt: Option<crate::jwt::JwtVerifier>,
     /// Where decisions are counted.
     pub metrics: Arc<Metrics>,
 }
 
-impl ApiKeyGuard {
+impl AuthGuard {
+    /// A bearer token that is not an API key (a JWT candidate).
+    fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+        headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|v| !v.starts_with("rk_") && !v.is_empty() && v.len() <= 8192)
+            .map(str::to_string)
+    }
+
     /// The presented key: `Authorization: Bearer rk_…` or the configured header.
     fn presented(&self, headers: &http::HeaderMap) -> Option<String> {
         let bearer = headers
@@ -142,18 +155,49 @@ impl ApiKeyGuard {
         head: &mut http::request::Parts,
         ctx: &mut RequestContext,
     ) -> Result<(), ProxyError> {
-        let Some(presented) = self.presented(&head.headers) else {
-            crate::deny(&self.metrics, &self.route, "auth_missing");
-            return Err(ProxyError::new(ErrorKind::Unauthenticated, "no API key"));
+        let api_key = self
+            .policy
+            .api_key
+            .then(|| self.presented(&head.headers))
+            .flatten();
+        let principal = match (api_key, &self.jwt) {
+            (Some(presented), _) => self.api_key_principal(&presented).await?,
+            (None, Some(verifier)) => match Self::bearer_token(&head.headers) {
+                Some(token) => match verifier.verify(&token).await {
+                    Ok(p) => p,
+                    Err(crate::jwt::Rejected(why)) => {
+                        crate::deny(&self.metrics, &self.route, "auth_failed");
+                        return Err(ProxyError::new(
+                            ErrorKind::Unauthenticated,
+                            format!("JWT refused: {why}"),
+                        ));
+                    }
+                },
+                None => {
+                    crate::deny(&self.metrics, &self.route, "auth_missing");
+                    return Err(ProxyError::new(
+                        ErrorKind::Unauthenticated,
+                        "no credentials",
+                    ));
+                }
+            },
+            (None, None) => {
+                crate::deny(&self.metrics, &self.route, "auth_missing");
+                return Err(ProxyError::new(ErrorKind::Unauthenticated, "no API key"));
+            }
         };
-        let principal = match self.keys.principal(&presented).await {
-            Ok(Some(p)) => p,
+        self.admit(head, ctx, principal)
+    }
+
+    async fn api_key_principal(&self, presented: &str) -> Result<Principal, ProxyError> {
+        match self.keys.principal(presented).await {
+            Ok(Some(p)) => Ok(p),
             Ok(None) => {
                 crate::deny(&self.metrics, &self.route, "auth_failed");
-                return Err(ProxyError::new(
+                Err(ProxyError::new(
                     ErrorKind::Unauthenticated,
                     "unknown, revoked or expired API key",
-                ));
+                ))
             }
             Err(e) => {
                 self.metrics
@@ -164,12 +208,21 @@ impl ApiKeyGuard {
                     })
                     .inc();
                 // Never let an unverified key in.
-                return Err(ProxyError::new(
+                Err(ProxyError::new(
                     ErrorKind::GuardUnavailable,
                     format!("API key lookup: {e}"),
-                ));
+                ))
             }
-        };
+        }
+    }
+
+    /// Checks scopes, hides the credential from the upstream and names the principal.
+    fn admit(
+        &self,
+        head: &mut http::request::Parts,
+        ctx: &mut RequestContext,
+        principal: Principal,
+    ) -> Result<(), ProxyError> {
         if !self
             .policy
             .scopes
@@ -179,19 +232,12 @@ impl ApiKeyGuard {
             crate::deny(&self.metrics, &self.route, "forbidden");
             return Err(ProxyError::new(
                 ErrorKind::Forbidden,
-                "the key lacks a required scope",
+                "the credential lacks a required scope",
             ));
         }
-        // The secret stays here; the upstream learns who called.
+        // The credential stays here; the upstream learns who called.
         head.headers.remove(&self.policy.api_key_header);
-        if head
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start_matches("Bearer ").trim().starts_with("rk_"))
-        {
-            head.headers.remove(AUTHORIZATION);
-        }
+        head.headers.remove(AUTHORIZATION);
         for (name, value) in [
             (&CONSUMER, principal.consumer_id.as_str()),
             (&KEY_ID, principal.key_id.as_str()),
@@ -206,9 +252,9 @@ impl ApiKeyGuard {
     }
 }
 
-impl Guard for ApiKeyGuard {
+impl Guard for AuthGuard {
     fn name(&self) -> &'static str {
-        "api_key"
+        "auth"
     }
 
     fn check<'a>(

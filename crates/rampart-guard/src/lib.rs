@@ -10,6 +10,7 @@
 mod api_key;
 mod browser;
 mod honeypot;
+mod jwt;
 mod rate_limit;
 mod request;
 
@@ -22,9 +23,10 @@ use rampart_resilience::{BreakerSettings, CircuitBreaker};
 use rampart_store::{AuditSink, LocalState, SharedState};
 use rampart_telemetry::{GuardLabels, Metrics};
 
-pub use api_key::{ApiKeyGuard, KeyCache, KeyLookup};
+pub use api_key::{AuthGuard, KeyCache, KeyLookup};
 pub use browser::{CorsFilter, CorsGuard, SecurityHeadersFilter};
 pub use honeypot::{BanCache, HoneypotGuard};
+pub use jwt::JwtVerifier;
 pub use rate_limit::{RateLimitGuard, RateLimitHeaders};
 pub use request::{AllowHeader, IpGuard, RequestLimitGuard};
 
@@ -114,10 +116,11 @@ impl GuardFactory for Guards {
             guards.push(Box::new(CorsGuard(cors.clone())));
         }
         if let Some(policy) = &route.auth {
-            guards.push(Box::new(ApiKeyGuard {
+            guards.push(Box::new(AuthGuard {
                 route: route.name.clone(),
                 policy: policy.clone(),
                 keys: Arc::clone(&self.keys),
+                jwt: policy.jwt.clone().map(JwtVerifier::new),
                 metrics: Arc::clone(&self.metrics),
             }));
         }

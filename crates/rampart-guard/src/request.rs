@@ -49,6 +49,20 @@ impl RequestLimitGuard {
                 "header count over the route limit",
             );
         }
+        if let Some(max) = l.max_header_bytes {
+            let size: usize = head
+                .headers
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len())
+                .sum();
+            if size > max {
+                return refuse(
+                    "headers_too_large",
+                    ErrorKind::HeadersTooLarge,
+                    "header size over the route limit",
+                );
+            }
+        }
         let declared = head
             .headers
             .get(CONTENT_LENGTH)

@@ -6,5 +6,6 @@ mod support;
 mod api_keys;
 mod browser;
 mod honeypots;
+mod jwt;
 mod rate_limits;
 mod request_rules;

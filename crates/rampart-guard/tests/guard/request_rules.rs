@@ -37,7 +37,7 @@ async fn method_url_header_and_body_limits() {
 [[routes]]
 name = "strict"
 upstream = "app"
-limits = { methods = ["GET", "POST"], max_url_bytes = 64, max_headers = 20, max_body_bytes = 1000 }
+limits = { methods = ["GET", "POST"], max_url_bytes = 64, max_headers = 20, max_header_bytes = 2000, max_body_bytes = 1000 }
 "#,
     )
     .await;
@@ -56,6 +56,8 @@ limits = { methods = ["GET", "POST"], max_url_bytes = 64, max_headers = 20, max_
         .collect();
     let pairs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(get(setup.addr, "/", &pairs).await.status, 431);
+    let big = "z".repeat(3000);
+    assert_eq!(get(setup.addr, "/", &[("x-big", &big)]).await.status, 431);
     assert_eq!(send(setup.addr, "POST", "/", vec![b'x'; 999]).await.0, 200);
     assert_eq!(send(setup.addr, "POST", "/", vec![b'x'; 1001]).await.0, 413);
 
