@@ -481,26 +481,11 @@ impl Compiler {
             Duration::from_secs(30),
         );
         let trusted_proxies = self.key("trusted_proxies", |cx| {
-            input
-                .map(|s| s.trusted_proxies.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-                .filter_map(|(i, text)| {
-                    let parsed = text
-                        .parse::<IpNet>()
-                        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from));
-                    match parsed {
-                        Ok(net) => Some(net),
-                        Err(_) => {
-                            cx.within(Segment::Index(i), |cx| {
-                                cx.error(format!("{text:?} is not an IP address or CIDR"))
-                            });
-                            None
-                        }
-                    }
-                })
-                .collect()
+            cx.networks(
+                input
+                    .map(|s| s.trusted_proxies.as_slice())
+                    .unwrap_or_default(),
+            )
         });
         ServerSettings {
             max_header_bytes: max_header_bytes.clamp(8192, 1 << 20),

@@ -10,7 +10,7 @@ use rampart_config::AuthPolicy;
 use rampart_proxy::phase::{Guard, GuardFuture, Principal, RequestContext, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_store::{ApiKeyStore, ConsumerStatus, ConsumerStore, SharedState, Store, StoreError};
-use rampart_telemetry::{GuardLabels, Metrics};
+use rampart_telemetry::Metrics;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Headers carrying the principal upstream; copies sent by clients are removed.
@@ -200,13 +200,7 @@ impl AuthGuard {
                 ))
             }
             Err(e) => {
-                self.metrics
-                    .guard_backend_errors
-                    .get_or_create(&GuardLabels {
-                        route: self.route.to_string(),
-                        reason: "api_key_store",
-                    })
-                    .inc();
+                crate::backend_error(&self.metrics, &self.route, "api_key_store");
                 // Never let an unverified key in.
                 Err(ProxyError::new(
                     ErrorKind::GuardUnavailable,

@@ -9,7 +9,7 @@ use rampart_config::Honeypots;
 use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_store::{AuditEvent, AuditSink, SharedState};
-use rampart_telemetry::{GuardLabels, Metrics};
+use rampart_telemetry::Metrics;
 
 /// How long this instance trusts its own answer to "is this client banned?" before
 /// asking the shared state again (bounds how late a ban from another instance applies).
@@ -69,13 +69,7 @@ impl HoneypotGuard {
                 }
                 Err(e) => {
                     // A ban list that cannot be read does not stop traffic.
-                    self.metrics
-                        .guard_backend_errors
-                        .get_or_create(&GuardLabels {
-                            route: self.route.to_string(),
-                            reason: "ban_list",
-                        })
-                        .inc();
+                    crate::backend_error(&self.metrics, &self.route, "ban_list");
                     tracing::warn!("ban list unavailable: {e}");
                     false
                 }

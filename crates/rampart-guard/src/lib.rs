@@ -171,6 +171,17 @@ impl GuardFactory for Guards {
     }
 }
 
+/// Counts a failure of a guard's backend (store, Redis).
+fn backend_error(metrics: &Metrics, route: &str, backend: &'static str) {
+    metrics
+        .guard_backend_errors
+        .get_or_create(&GuardLabels {
+            route: route.to_string(),
+            reason: backend,
+        })
+        .inc();
+}
+
 /// Counts a refusal.
 fn deny(metrics: &Metrics, route: &str, reason: &'static str) {
     metrics

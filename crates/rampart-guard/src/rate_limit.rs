@@ -9,7 +9,7 @@ use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter, V
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_resilience::{Admission, CircuitBreaker};
 use rampart_store::{LocalState, RateDecision, RateSpec, SharedState, StoreError};
-use rampart_telemetry::{GuardLabels, Metrics};
+use rampart_telemetry::Metrics;
 use std::time::Instant;
 
 /// Enforces a route's rate limits; a request must conform to all of them.
@@ -92,13 +92,7 @@ impl RateLimitGuard {
         match shared {
             Ok(decision) => Ok(decision),
             Err(e) => {
-                self.metrics
-                    .guard_backend_errors
-                    .get_or_create(&GuardLabels {
-                        route: self.route.to_string(),
-                        reason: "rate_limiter",
-                    })
-                    .inc();
+                crate::backend_error(&self.metrics, &self.route, "rate_limiter");
                 tracing::warn!(route = %self.route, "shared rate limiter unavailable ({e}); {}", if fail_open { "using a local limit" } else { "refusing" });
                 if !fail_open {
                     return Err(ProxyError::new(
