@@ -306,7 +306,12 @@ impl Compiler {
     }
 
     fn compile(&mut self, input: ConfigInput) -> Option<Config> {
-        let data_dir = self.file(input.data_dir.as_deref().unwrap_or("data"));
+        // An explicit data_dir is relative to the config file; the default is ./data in
+        // the working directory, where the CLI also looks for the admin token.
+        let data_dir = input
+            .data_dir
+            .as_deref()
+            .map_or_else(|| PathBuf::from("data"), |d| self.file(d));
         let admin_listen = self.key("admin", |cx| {
             let text = input
                 .admin

@@ -13,8 +13,9 @@ pub type DurationText = String;
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigInput {
-    /// Directory for Rampart's own data (SQLite store, tokens, keys). Default `./data`;
-    /// `--data-dir` and `RAMPART_DATA_DIR` override it.
+    /// Directory for Rampart's own data (SQLite store, tokens, keys), relative to this
+    /// file. Default `./data` in the working directory; `--data-dir` and
+    /// `RAMPART_DATA_DIR` override it.
     pub data_dir: Option<String>,
     /// The admin listener (health, readiness, metrics, admin API).
     pub admin: Option<AdminInput>,

@@ -40,7 +40,11 @@ upstream = "app"
 fn a_valid_config_compiles_with_defaults_and_precedence() {
     let config = compile_str(VALID, Path::new("/etc/rampart")).expect("valid");
     assert_eq!(config.admin_listen.to_string(), "127.0.0.1:9090");
-    assert_eq!(config.data_dir, Path::new("/etc/rampart/data"));
+    assert_eq!(
+        config.data_dir,
+        Path::new("data"),
+        "default: ./data in the working directory"
+    );
     let names: Vec<&str> = config.routes.iter().map(|r| &*r.name).collect();
     assert_eq!(names, ["exact", "api", "catch-all"]);
     let api = &config.routes[1];
