@@ -1127,6 +1127,18 @@ impl Compiler {
         AuthPolicy {
             jwt,
             api_key: a.methods.contains(&AuthMethodInput::ApiKey),
+            api_key_query: a.api_key_query.clone().filter(|q| {
+                let ok = !q.is_empty()
+                    && q.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+                if !ok {
+                    self.error_at(
+                        "api_key_query",
+                        format!("{q:?} is not a query parameter name"),
+                    );
+                }
+                ok
+            }),
             api_key_header,
             scopes: a.scopes.clone(),
         }

@@ -428,6 +428,9 @@ pub struct AuthInput {
     pub scopes: Vec<String>,
     /// Header carrying the API key (besides `Authorization: Bearer rk_…`). Default `x-api-key`.
     pub api_key_header: Option<String>,
+    /// Query parameter that may carry the API key (removed before forwarding). Default:
+    /// keys in the query are not accepted (they end up in logs and browser history).
+    pub api_key_query: Option<String>,
 }
 
 /// An authentication method.

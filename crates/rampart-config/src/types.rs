@@ -351,6 +351,8 @@ pub struct AuthPolicy {
     pub jwt: Option<JwtPolicy>,
     /// The header carrying an API key (besides `Authorization: Bearer`).
     pub api_key_header: HeaderName,
+    /// The query parameter that may carry an API key.
+    pub api_key_query: Option<String>,
     /// Scopes required.
     pub scopes: Vec<String>,
 }

@@ -131,15 +131,17 @@ impl AuthGuard {
             .map(str::to_string)
     }
 
-    /// The presented key: `Authorization: Bearer rk_…` or the configured header.
-    fn presented(&self, headers: &http::HeaderMap) -> Option<String> {
+    /// The presented key: `Authorization: Bearer rk_…`, the configured header, or (when
+    /// allowed) the configured query parameter, which is then removed from the request.
+    fn presented(&self, head: &mut http::request::Parts) -> Option<String> {
+        let headers = &head.headers;
         let bearer = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|v| v.starts_with("rk_"));
-        bearer
+        let from_headers = bearer
             .or_else(|| {
                 headers
                     .get(&self.policy.api_key_header)
@@ -147,7 +149,37 @@ impl AuthGuard {
                     .map(str::trim)
             })
             .filter(|v| !v.is_empty() && v.len() <= 256)
-            .map(str::to_string)
+            .map(str::to_string);
+        if from_headers.is_some() {
+            return from_headers;
+        }
+        let name = self.policy.api_key_query.as_deref()?;
+        let query = head.uri.query()?;
+        let mut found = None;
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| match pair.split_once('=') {
+                Some((k, v)) if k == name => {
+                    found.get_or_insert_with(|| v.to_string());
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        let found = found.filter(|v| !v.is_empty() && v.len() <= 256)?;
+        // The key does not travel upstream.
+        let path = head.uri.path();
+        let rebuilt = if kept.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{}", kept.join("&"))
+        };
+        let mut parts = head.uri.clone().into_parts();
+        parts.path_and_query = rebuilt.parse().ok();
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            head.uri = uri;
+        }
+        Some(found)
     }
 
     async fn check_inner(
@@ -155,11 +187,11 @@ impl AuthGuard {
         head: &mut http::request::Parts,
         ctx: &mut RequestContext,
     ) -> Result<(), ProxyError> {
-        let api_key = self
-            .policy
-            .api_key
-            .then(|| self.presented(&head.headers))
-            .flatten();
+        let api_key = if self.policy.api_key {
+            self.presented(head)
+        } else {
+            None
+        };
         let principal = match (api_key, &self.jwt) {
             (Some(presented), _) => self.api_key_principal(&presented).await?,
             (None, Some(verifier)) => match Self::bearer_token(&head.headers) {

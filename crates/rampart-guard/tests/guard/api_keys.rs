@@ -65,6 +65,14 @@ async fn a_valid_key_reaches_the_upstream_as_a_principal_and_others_are_refused(
     assert_eq!(via_header.status, 200);
     assert!(via_header.body.get("x-api-key").is_none());
 
+    // Keys in the query are refused unless the route allows them.
+    assert_eq!(
+        get(setup.addr, &format!("/orders?api_key={secret}"), &[])
+            .await
+            .status,
+        401
+    );
+
     let forbidden = get(setup.addr, "/orders", &[("x-api-key", &weak_secret)]).await;
     assert_eq!(forbidden.status, 403);
     assert_eq!(forbidden.body["type"], "urn:rampart:problem:forbidden");
@@ -82,6 +90,39 @@ async fn a_valid_key_reaches_the_upstream_as_a_principal_and_others_are_refused(
     assert!(
         metrics.contains("rampart_guard_denials_total{route=\"orders\",reason=\"forbidden\"} 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_route_may_accept_keys_in_the_query_and_strips_them() {
+    let up = mirror().await;
+    let store = store().await;
+    let (_, _, secret) = key(&store, "partner", &[]).await;
+    let setup = gateway(
+        store,
+        Arc::new(LocalState::default()),
+        up,
+        r#"
+[[routes]]
+name = "legacy"
+upstream = "app"
+auth = { methods = ["api_key"], api_key_query = "api_key" }
+"#,
+    )
+    .await;
+    let ok = get(
+        setup.addr,
+        &format!("/items?page=2&api_key={secret}&sort=asc"),
+        &[],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["uri"], "/items?page=2&sort=asc");
+    let only = get(setup.addr, &format!("/items?api_key={secret}"), &[]).await;
+    assert_eq!(only.body["uri"], "/items");
+    assert_eq!(
+        get(setup.addr, "/items?api_key=rk_nope", &[]).await.status,
+        401
     );
 }
 

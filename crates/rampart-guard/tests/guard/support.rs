@@ -28,6 +28,7 @@ pub async fn mirror() -> SocketAddr {
             tokio::spawn(async move {
                 let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                     let mut map = serde_json::Map::new();
+                    map.insert("uri".into(), req.uri().to_string().into());
                     for (k, v) in req.headers() {
                         map.insert(k.to_string(), v.to_str().unwrap_or("").into());
                     }
