@@ -44,8 +44,6 @@ pub struct ApiError {
     pub detail: String,
     /// Field errors, for validation failures.
     pub errors: Vec<FieldError>,
-    /// The request id, filled in by the handler.
-    pub request_id: String,
 }
 
 impl ApiError {
@@ -56,7 +54,6 @@ impl ApiError {
             kind,
             detail: detail.into(),
             errors: Vec::new(),
-            request_id: String::new(),
         }
     }
 
@@ -88,12 +85,6 @@ impl ApiError {
                 "the request has invalid fields",
             )
         }
-    }
-
-    /// Carries the request id.
-    pub fn with_request_id(mut self, request_id: &str) -> Self {
-        self.request_id = request_id.to_string();
-        self
     }
 }
 
@@ -143,7 +134,8 @@ impl IntoResponse for ApiError {
                 .to_string(),
             status: self.status.as_u16(),
             detail: self.detail,
-            request_id: self.request_id,
+            // Filled in by the request-id middleware, which knows it for every response.
+            request_id: String::new(),
             errors: self.errors,
         };
         let mut response = (

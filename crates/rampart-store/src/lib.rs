@@ -25,7 +25,7 @@ pub use consumers::{Consumer, ConsumerPatch, ConsumerStatus, ConsumerStore, NewC
 pub use error::StoreError;
 pub use keys::{ApiKey, ApiKeyStore, NewApiKey};
 pub use secret::{Secret, SecretKind};
-pub use shared::{gcra_step, LocalState, RateDecision, RateSpec, RedisState, SharedState};
+pub use shared::{LocalState, RateDecision, RateSpec, RedisState, SharedState};
 pub use tokens::{AdminToken, AdminTokenStore, Role};
 
 /// The shared-state channel on which credential changes are announced, so that every

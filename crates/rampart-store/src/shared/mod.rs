@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 pub use self::redis::RedisState;
-pub use gcra::{step as gcra_step, RateDecision, RateSpec};
+pub use gcra::{RateDecision, RateSpec};
 pub use local::LocalState;
 
 use crate::StoreError;
