@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rampart_store::{
     AdminToken, AdminTokenStore, ApiKey, ApiKeyStore, AuditEvent, AuditStore, Consumer,
-    ConsumerPatch, ConsumerStatus, ConsumerStore, NewApiKey, NewConsumer, Role, StoredAuditEvent,
+    ConsumerPatch, ConsumerPlan, ConsumerStatus, ConsumerStore, NewApiKey, NewConsumer,
+    QuotaPeriod, Role, StoredAuditEvent, UsageStore,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -116,6 +117,15 @@ fn check_name(field: &str, value: &str, errors: &mut Vec<FieldError>) {
         errors.push(FieldError {
             field: field.into(),
             message: "1 to 128 characters: letters, digits, '.', '_' or '-'".into(),
+        });
+    }
+}
+
+fn check_plan(plan: Option<&ConsumerPlan>, errors: &mut Vec<FieldError>) {
+    if let Some(Err(e)) = plan.map(ConsumerPlan::validate) {
+        errors.push(FieldError {
+            field: "plan".into(),
+            message: e.to_string(),
         });
     }
 }
@@ -303,6 +313,8 @@ pub struct CreateConsumer {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
+    /// Limits replacing the routes' for this consumer.
+    plan: Option<ConsumerPlan>,
 }
 
 /// `create_consumer` handler.
@@ -320,13 +332,14 @@ pub async fn create_consumer(
     }
     let metadata = body.metadata.unwrap_or_else(|| serde_json::json!({}));
     check_metadata(&metadata, &mut errors);
+    check_plan(body.plan.as_ref(), &mut errors);
     validated(errors)?;
     let consumer = audited(&state, &caller, "consumer.create", format!("consumer-name:{}", body.name), async {
         let c = state
             .store
-            .create_consumer(NewConsumer { name: body.name.clone(), tenant: body.tenant.clone(), metadata })
+            .create_consumer(NewConsumer { name: body.name.clone(), tenant: body.tenant.clone(), metadata, plan: body.plan })
             .await?;
-        let summary = serde_json::json!({ "after": { "id": c.id, "name": c.name, "tenant": c.tenant, "status": c.status } });
+        let summary = serde_json::json!({ "after": { "id": c.id, "name": c.name, "tenant": c.tenant, "status": c.status, "plan": c.plan } });
         Ok((c, summary))
     })
     .await?;
@@ -363,16 +376,20 @@ pub struct UpdateConsumer {
     metadata: Option<serde_json::Value>,
     /// New status.
     status: Option<ConsumerStatus>,
+    /// New plan; `null` clears it.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<ConsumerPlan>)]
+    plan: Option<Option<ConsumerPlan>>,
 }
 
 /// Distinguishes an absent field from an explicit `null`.
 mod double_option {
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
         d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
     }
 }
 
@@ -397,6 +414,9 @@ pub async fn update_consumer(
     if let Some(m) = &body.metadata {
         check_metadata(m, &mut errors);
     }
+    if let Some(plan) = &body.plan {
+        check_plan(plan.as_ref(), &mut errors);
+    }
     validated(errors)?;
     let consumer = audited(&state, &caller, "consumer.update", format!("consumer:{id}"), async {
         let before = state.store.consumer(&id).await?;
@@ -405,12 +425,12 @@ pub async fn update_consumer(
             .update_consumer(
                 &id,
                 expected,
-                ConsumerPatch { name: body.name, tenant: body.tenant, metadata: body.metadata, status: body.status },
+                ConsumerPatch { name: body.name, tenant: body.tenant, metadata: body.metadata, status: body.status, plan: body.plan },
             )
             .await?;
         let summary = serde_json::json!({
-            "before": { "name": before.name, "tenant": before.tenant, "status": before.status, "version": before.version },
-            "after": { "name": after.name, "tenant": after.tenant, "status": after.status, "version": after.version },
+            "before": { "name": before.name, "tenant": before.tenant, "status": before.status, "plan": before.plan, "version": before.version },
+            "after": { "name": after.name, "tenant": after.tenant, "status": after.status, "plan": after.plan, "version": after.version },
         });
         Ok((after, summary))
     })
@@ -418,6 +438,61 @@ pub async fn update_consumer(
     invalidate(&state, format!("consumer:{id}")).await;
     let tag = etag(consumer.version);
     Ok(([(header::ETAG, tag)], Json(consumer)).into_response())
+}
+
+/// Requests counted against one quota period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeriodUsage {
+    /// The period (`d:YYYY-MM-DD` or `m:YYYY-MM`, UTC).
+    pub period: String,
+    /// Requests counted so far (instances flush their counts every second).
+    pub used: i64,
+    /// The consumer's own budget for the period, from its plan (routes' budgets apply otherwise).
+    pub plan_limit: Option<u64>,
+    /// Seconds until the period ends.
+    pub resets_in: i64,
+}
+
+/// A consumer's quota usage in the current periods.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsumerUsage {
+    /// The consumer.
+    pub consumer_id: String,
+    /// This UTC day.
+    pub daily: PeriodUsage,
+    /// This UTC month.
+    pub monthly: PeriodUsage,
+}
+
+/// `consumer_usage` handler.
+#[utoipa::path(get, path = "/consumers/{id}/usage", tag = "consumers", params(("id" = String, Path, description = "Consumer id")), responses((status = 200, description = "Usage in the current day and month", body = ConsumerUsage), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn consumer_usage(
+    State(state): AppState,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ConsumerUsage>> {
+    caller.require(Role::Auditor)?;
+    let consumer = state.store.consumer(&id).await?;
+    let now = rampart_store::now_ms() / 1000;
+    let usage = |period: QuotaPeriod, plan_limit: Option<u64>| {
+        let key = period.key(now);
+        let store = state.store.clone();
+        let id = id.clone();
+        async move {
+            Ok::<_, ApiError>(PeriodUsage {
+                used: store.usage(&id, &key).await?,
+                period: key,
+                plan_limit,
+                resets_in: period.seconds_left(now),
+            })
+        }
+    };
+    let plan = consumer.plan.unwrap_or_default();
+    Ok(Json(ConsumerUsage {
+        daily: usage(QuotaPeriod::Day, plan.daily_quota).await?,
+        monthly: usage(QuotaPeriod::Month, plan.monthly_quota).await?,
+        consumer_id: consumer.id,
+    }))
 }
 
 /// Cursor paging.

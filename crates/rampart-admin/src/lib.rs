@@ -50,6 +50,8 @@ pub struct AdminState {
     pub audit: Arc<dyn AuditSink>,
     /// Shared ephemeral state (in-process or Redis).
     pub shared: Arc<dyn SharedState>,
+    /// The JWKS upstreams verify principal assertions with.
+    pub assertion_jwks: serde_json::Value,
 }
 
 mod audit_sink {
@@ -86,6 +88,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi_json))
+        .route("/.well-known/jwks.json", get(assertion_jwks))
         .route("/upstreams", get(api::upstreams))
         .route("/config/routes", get(api::config_routes))
         .route(
@@ -96,6 +99,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/consumers/{id}",
             get(api::get_consumer).patch(api::update_consumer),
         )
+        .route("/consumers/{id}/usage", get(api::consumer_usage))
         .route(
             "/consumers/{id}/keys",
             get(api::list_keys).post(api::create_key),
@@ -116,12 +120,18 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 /// The state for `gateway`, `store` and `shared`, auditing to the store and the log.
-pub fn state(gateway: Arc<Gateway>, store: Store, shared: Arc<dyn SharedState>) -> Arc<AdminState> {
+pub fn state(
+    gateway: Arc<Gateway>,
+    store: Store,
+    shared: Arc<dyn SharedState>,
+    assertion_jwks: serde_json::Value,
+) -> Arc<AdminState> {
     Arc::new(AdminState {
         gateway,
         audit: Arc::new(LogAndStore(store.clone())),
         store,
         shared,
+        assertion_jwks,
     })
 }
 
@@ -200,6 +210,12 @@ pub use openapi::document as openapi_document;
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// The public keys of principal assertions (no token needed: they are public).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "health", responses((status = 200, description = "JWKS (RFC 7517) of the keys that sign principal assertions sent upstream", body = Object)))]
+async fn assertion_jwks(State(state): State<Arc<AdminState>>) -> Json<serde_json::Value> {
+    Json(state.assertion_jwks.clone())
 }
 
 /// Readiness and why not.

@@ -30,10 +30,11 @@ impl Modify for BearerAuth {
     info(title = "Rampart admin API", description = "Consumers, API keys, admin tokens, the audit trail and read-only views of the running gateway. Authenticate with `Authorization: Bearer <admin token>`; roles: auditor (read), operator (read, consumers and keys), admin (everything)."),
     paths(
         api::list_consumers, api::create_consumer, api::get_consumer, api::update_consumer,
+        api::consumer_usage,
         api::list_keys, api::create_key, api::get_key, api::revoke_key, api::rotate_key,
         api::list_tokens, api::create_token, api::revoke_token,
         api::audit_events, api::config_routes, api::upstreams,
-        crate::healthz, crate::readyz, crate::metrics, crate::openapi_json,
+        crate::healthz, crate::assertion_jwks, crate::readyz, crate::metrics, crate::openapi_json,
     ),
     components(schemas(Problem, FieldError, crate::ReadinessView)),
     modifiers(&BearerAuth),

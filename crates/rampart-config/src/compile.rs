@@ -867,7 +867,10 @@ impl Compiler {
             max_concurrent_requests: r.max_concurrent_requests,
             fault,
             retry_body_limit: r.retry_body_limit.unwrap_or(65536).min(16 << 20),
-            auth: r.auth.as_ref().map(|a| self.key("auth", |cx| cx.auth(a))),
+            auth: r
+                .auth
+                .as_ref()
+                .map(|a| self.key("auth", |cx| cx.auth(a, &r.upstream))),
             limits: r
                 .limits
                 .as_ref()
@@ -877,12 +880,16 @@ impl Compiler {
                 .as_ref()
                 .map(|h| self.key("security_headers", |cx| cx.security_headers(h))),
             cors: r.cors.as_ref().map(|c| self.key("cors", |cx| cx.cors(c))),
-            ip: r.ip.as_ref().map(|i| {
-                self.key("ip", |cx| IpRules {
-                    allow: cx.key("allow", |cx| cx.networks(&i.allow)),
-                    deny: cx.key("deny", |cx| cx.networks(&i.deny)),
-                })
-            }),
+            ip: r.ip.as_ref().map(|i| self.key("ip", |cx| cx.ip_rules(i))),
+            rate_limit_headers: r.rate_limit_headers.unwrap_or(false),
+            quota: r
+                .quota
+                .as_ref()
+                .map(|q| self.key("quota", |cx| cx.quota(q))),
+            idempotency: r
+                .idempotency
+                .as_ref()
+                .map(|i| self.key("idempotency", |cx| cx.idempotency(i))),
             rate_limits: self.key("rate_limits", |cx| {
                 r.rate_limits
                     .iter()
@@ -939,32 +946,105 @@ impl Compiler {
     }
 
     fn request_limits(&mut self, l: &RequestLimitsInput) -> RequestLimits {
-        let methods = l
-            .methods
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, name)| {
-                match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        self.key("methods", |cx| {
-                            cx.within(Segment::Index(i), |cx| {
-                                cx.error(format!("{name:?} is not a method"))
-                            })
-                        });
-                        None
-                    }
-                }
-            })
-            .collect();
+        let methods = self.key("methods", |cx| {
+            cx.methods(l.methods.as_deref().unwrap_or_default())
+        });
         RequestLimits {
             max_body_bytes: l.max_body_bytes,
             max_headers: l.max_headers,
             max_header_bytes: l.max_header_bytes,
             max_url_bytes: l.max_url_bytes,
             methods,
+        }
+    }
+
+    fn methods(&mut self, names: &[String]) -> Vec<Method> {
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                match Method::from_bytes(name.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        self.within(Segment::Index(i), |cx| {
+                            cx.error(format!("{name:?} is not a method"))
+                        });
+                        None
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn header_name(&mut self, key: &str, text: Option<&str>, default: &'static str) -> HeaderName {
+        let text = text.unwrap_or(default);
+        HeaderName::from_bytes(text.as_bytes()).unwrap_or_else(|_| {
+            self.error_at(key, format!("{text:?} is not a header name"));
+            HeaderName::from_static(default)
+        })
+    }
+
+    fn ip_rules(&mut self, i: &IpRulesInput) -> IpRules {
+        let files = |cx: &mut Self, key: &str, paths: &[String]| -> Vec<PathBuf> {
+            cx.key(key, |cx| {
+                paths
+                    .iter()
+                    .enumerate()
+                    .map(|(n, p)| {
+                        let path = cx.file(p);
+                        let checked = std::fs::read_to_string(&path)
+                            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                            .and_then(|text| {
+                                parse_ip_list(&text).map_err(|e| format!("{}: {e}", path.display()))
+                            });
+                        if let Err(e) = checked {
+                            cx.within(Segment::Index(n), |cx| cx.error(e));
+                        }
+                        path
+                    })
+                    .collect()
+            })
+        };
+        IpRules {
+            allow: self.key("allow", |cx| cx.networks(&i.allow)),
+            deny: self.key("deny", |cx| cx.networks(&i.deny)),
+            allow_files: files(self, "allow_files", &i.allow_files),
+            deny_files: files(self, "deny_files", &i.deny_files),
+        }
+    }
+
+    fn quota(&mut self, q: &QuotaInput) -> Quota {
+        if q.daily.is_none() && q.monthly.is_none() {
+            self.error("give daily, monthly or both");
+        }
+        if q.daily == Some(0) || q.monthly == Some(0) {
+            self.error("a budget must be at least 1");
+        }
+        Quota {
+            daily: q.daily,
+            monthly: q.monthly,
+        }
+    }
+
+    fn idempotency(&mut self, i: &IdempotencyInput) -> Idempotency {
+        let methods = match &i.methods {
+            Some(names) => self.key("methods", |cx| cx.methods(names)),
+            None => vec![Method::POST, Method::PATCH],
+        };
+        let limit = |cx: &mut Self, key: &str, value: Option<usize>| -> usize {
+            let value = value.unwrap_or(1 << 20);
+            if value == 0 || value > 64 << 20 {
+                cx.error_at(key, "must be between 1 and 67108864");
+            }
+            value.clamp(1, 64 << 20)
+        };
+        Idempotency {
+            header: self.header_name("header", i.header.as_deref(), "idempotency-key"),
+            methods,
+            required: i.required.unwrap_or(false),
+            ttl: self.duration("ttl", i.ttl.as_deref(), Duration::from_secs(24 * 3600)),
+            max_body_bytes: limit(self, "max_body_bytes", i.max_body_bytes),
+            max_response_bytes: limit(self, "max_response_bytes", i.max_response_bytes),
         }
     }
 
@@ -1089,15 +1169,12 @@ impl Compiler {
             .collect()
     }
 
-    fn auth(&mut self, a: &AuthInput) -> AuthPolicy {
+    fn auth(&mut self, a: &AuthInput, upstream: &str) -> AuthPolicy {
         if a.methods.is_empty() {
             self.error_at("methods", "name at least one method, such as \"api_key\"");
         }
-        let header = a.api_key_header.as_deref().unwrap_or("x-api-key");
-        let api_key_header = HeaderName::from_bytes(header.as_bytes()).unwrap_or_else(|_| {
-            self.error_at("api_key_header", format!("{header:?} is not a header name"));
-            HeaderName::from_static("x-api-key")
-        });
+        let api_key_header =
+            self.header_name("api_key_header", a.api_key_header.as_deref(), "x-api-key");
         for (i, scope) in a.scopes.iter().enumerate() {
             if scope.is_empty() || scope.len() > 64 || !scope.bytes().all(|b| b.is_ascii_graphic())
             {
@@ -1141,6 +1218,32 @@ impl Compiler {
             }),
             api_key_header,
             scopes: a.scopes.clone(),
+            forward_claims: self.key("forward_claims", |cx| {
+                a.forward_claims
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, claim)| {
+                        let ok =
+                            HeaderName::from_bytes(format!("x-rampart-claim-{claim}").as_bytes())
+                                .is_ok();
+                        if !ok {
+                            cx.within(Segment::Index(*i), |cx| {
+                                cx.error(format!("{claim:?} cannot be part of a header name"))
+                            });
+                        }
+                        ok
+                    })
+                    .map(|(_, claim)| claim.to_ascii_lowercase())
+                    .collect()
+            }),
+            assertion: a.assertion.as_ref().map(|s| {
+                self.key("assertion", |cx| Assertion {
+                    header: cx.header_name("header", s.header.as_deref(), "x-rampart-assertion"),
+                    ttl: cx.duration("ttl", s.ttl.as_deref(), Duration::from_secs(60)),
+                    audience: s.audience.clone().unwrap_or_else(|| upstream.to_string()),
+                    issuer: s.issuer.clone().unwrap_or_else(|| "rampart".to_string()),
+                })
+            }),
         }
     }
 
@@ -1158,15 +1261,18 @@ impl Compiler {
             "consumer" => LimitKey::Consumer,
             "api_key" => LimitKey::ApiKey,
             "route" => LimitKey::Route,
-            other => match other
-                .strip_prefix("header:")
-                .map(|h| HeaderName::from_bytes(h.as_bytes()))
-            {
-                Some(Ok(name)) => LimitKey::Header(name),
+            other => match (
+                other
+                    .strip_prefix("header:")
+                    .map(|h| HeaderName::from_bytes(h.as_bytes())),
+                other.strip_prefix("claim:").filter(|c| !c.is_empty()),
+            ) {
+                (Some(Ok(name)), _) => LimitKey::Header(name),
+                (_, Some(claim)) => LimitKey::Claim(claim.to_string()),
                 _ => {
                     self.error_at(
                         "key",
-                        format!("{other:?}: expected client_ip, consumer, api_key, route or header:<name>"),
+                        format!("{other:?}: expected client_ip, consumer, api_key, route, header:<name> or claim:<name>"),
                     );
                     LimitKey::ClientIp
                 }

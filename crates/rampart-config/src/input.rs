@@ -349,6 +349,43 @@ pub struct RouteInput {
     pub security_headers: Option<SecurityHeadersInput>,
     /// Cross-origin resource sharing, including preflight answers.
     pub cors: Option<CorsInput>,
+    /// Send the `RateLimit` and `RateLimit-Policy` headers on allowed responses too
+    /// (429 answers always carry them). Default false.
+    pub rate_limit_headers: Option<bool>,
+    /// Daily and monthly request budgets per consumer on this route; a consumer's plan
+    /// (set through the admin API) overrides them. Requests without a consumer are not counted.
+    pub quota: Option<QuotaInput>,
+    /// `Idempotency-Key` handling: the first response to a key is kept and replayed.
+    pub idempotency: Option<IdempotencyInput>,
+}
+
+/// Request budgets per consumer, counted in the store.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaInput {
+    /// Requests per UTC day. Default: no daily budget.
+    pub daily: Option<u64>,
+    /// Requests per UTC calendar month. Default: no monthly budget.
+    pub monthly: Option<u64>,
+}
+
+/// Idempotency keys (IETF httpapi `Idempotency-Key` draft).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyInput {
+    /// Request header carrying the key. Default `Idempotency-Key`.
+    pub header: Option<String>,
+    /// Methods the key applies to. Default `["POST", "PATCH"]`.
+    pub methods: Option<Vec<String>>,
+    /// Refuse such requests without a key (400). Default false.
+    pub required: Option<bool>,
+    /// How long a response is kept for replay. Default `"24h"`.
+    pub ttl: Option<DurationText>,
+    /// Largest request body fingerprinted; larger gets 413. Default 1048576.
+    pub max_body_bytes: Option<usize>,
+    /// Largest response body kept; a larger response is passed on but not kept, so a
+    /// repeat is processed again. Default 1048576.
+    pub max_response_bytes: Option<usize>,
 }
 
 /// Security response headers; unset fields take the default, `""` turns one off.
@@ -413,6 +450,14 @@ pub struct IpRulesInput {
     /// These addresses or CIDRs get 403 (checked before `allow`).
     #[serde(default)]
     pub deny: Vec<String>,
+    /// Files adding to `allow`: one address or CIDR per line, `#` starts a comment.
+    /// Reloaded within a second when they change; a file that no longer parses keeps
+    /// the previous list.
+    #[serde(default)]
+    pub allow_files: Vec<String>,
+    /// Files adding to `deny`, in the same format.
+    #[serde(default)]
+    pub deny_files: Vec<String>,
 }
 
 /// Route authentication.
@@ -431,6 +476,28 @@ pub struct AuthInput {
     /// Query parameter that may carry the API key (removed before forwarding). Default:
     /// keys in the query are not accepted (they end up in logs and browser history).
     pub api_key_query: Option<String>,
+    /// JWT claims forwarded upstream as `x-rampart-claim-<name>` headers (string, number
+    /// or boolean claims). Default: none.
+    #[serde(default)]
+    pub forward_claims: Vec<String>,
+    /// Also send the upstream a short-lived JWT, signed by Rampart (EdDSA), stating the
+    /// principal; its verification key is published at the admin listener's
+    /// `/.well-known/jwks.json`.
+    pub assertion: Option<AssertionInput>,
+}
+
+/// The signed principal assertion sent upstream.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionInput {
+    /// Header carrying it. Default `x-rampart-assertion`.
+    pub header: Option<String>,
+    /// Lifetime of each assertion. Default `"60s"`.
+    pub ttl: Option<DurationText>,
+    /// Its `aud` claim. Default: the upstream's name.
+    pub audience: Option<String>,
+    /// Its `iss` claim. Default `rampart`.
+    pub issuer: Option<String>,
 }
 
 /// An authentication method.
@@ -475,7 +542,9 @@ pub struct RateLimitInput {
     pub per: DurationText,
     /// Requests allowed at once. Default: `requests`.
     pub burst: Option<u32>,
-    /// What is limited: `client_ip` (default), `consumer`, `api_key`, `route` or `header:<name>`.
+    /// What is limited: `client_ip` (default), `consumer`, `api_key`, `route`,
+    /// `header:<name>` or `claim:<name>` (a JWT claim). A consumer's plan replaces the
+    /// numbers of `consumer` limits.
     pub key: Option<String>,
     /// When the shared limiter (Redis) is unreachable: `"open"` (default: enforce a local
     /// limit meanwhile) or `"closed"` (refuse with 503).

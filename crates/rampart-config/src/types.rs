@@ -282,6 +282,38 @@ pub struct Route {
     pub security_headers: Option<SecurityHeaders>,
     /// CORS, if any.
     pub cors: Option<Cors>,
+    /// Send rate-limit headers on allowed responses too.
+    pub rate_limit_headers: bool,
+    /// Per-consumer request budgets.
+    pub quota: Option<Quota>,
+    /// Idempotency-key handling.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// Request budgets per consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests per UTC day.
+    pub daily: Option<u64>,
+    /// Requests per UTC month.
+    pub monthly: Option<u64>,
+}
+
+/// Idempotency-key handling on a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The key's header.
+    pub header: HeaderName,
+    /// Methods it applies to.
+    pub methods: Vec<Method>,
+    /// Requests without a key are refused.
+    pub required: bool,
+    /// How long responses are kept.
+    pub ttl: Duration,
+    /// Largest request body fingerprinted.
+    pub max_body_bytes: usize,
+    /// Largest response body kept.
+    pub max_response_bytes: usize,
 }
 
 /// Security response headers to add.
@@ -340,6 +372,28 @@ pub struct IpRules {
     pub allow: Vec<IpNet>,
     /// Denied networks.
     pub deny: Vec<IpNet>,
+    /// Files of allowed networks.
+    pub allow_files: Vec<PathBuf>,
+    /// Files of denied networks.
+    pub deny_files: Vec<PathBuf>,
+}
+
+/// Parses an IP list file: one address or CIDR per line; `#` starts a comment.
+/// The error names the first bad line.
+pub fn parse_ip_list(text: &str) -> Result<Vec<IpNet>, String> {
+    let mut nets = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let net = entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("line {}: {entry:?} is not an IP address or CIDR", i + 1))?;
+        nets.push(net);
+    }
+    Ok(nets)
 }
 
 /// Route authentication.
@@ -355,6 +409,23 @@ pub struct AuthPolicy {
     pub api_key_query: Option<String>,
     /// Scopes required.
     pub scopes: Vec<String>,
+    /// JWT claims forwarded upstream.
+    pub forward_claims: Vec<String>,
+    /// The signed assertion sent upstream.
+    pub assertion: Option<Assertion>,
+}
+
+/// How the principal assertion is sent upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assertion {
+    /// Its header.
+    pub header: HeaderName,
+    /// Its lifetime.
+    pub ttl: Duration,
+    /// Its audience (default: the upstream's name).
+    pub audience: String,
+    /// Its issuer.
+    pub issuer: String,
 }
 
 /// How JWTs are validated.
@@ -411,6 +482,8 @@ pub enum LimitKey {
     Route,
     /// A request header's value (the client IP when absent).
     Header(HeaderName),
+    /// A JWT claim's value (the client IP when absent).
+    Claim(String),
 }
 
 /// Route match conditions.

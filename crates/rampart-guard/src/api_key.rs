@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use moka::sync::Cache;
 use rampart_config::AuthPolicy;
-use rampart_proxy::phase::{Guard, GuardFuture, Principal, RequestContext, Verdict};
+use rampart_crypto::SigningKey;
+use rampart_proxy::phase::{
+    Guard, GuardFuture, Plan, PlanRate, Principal, RequestContext, Verdict,
+};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_store::{ApiKeyStore, ConsumerStatus, ConsumerStore, SharedState, Store, StoreError};
 use rampart_telemetry::Metrics;
@@ -39,7 +42,22 @@ impl KeyLookup for Store {
             consumer_id: key.consumer_id,
             key_id: key.id,
             scopes: key.scopes,
+            claims: Vec::new(),
+            plan: consumer.plan.map(|p| Arc::new(plan_from(p))),
         }))
+    }
+}
+
+/// The data plane's view of a stored plan.
+fn plan_from(p: rampart_store::ConsumerPlan) -> Plan {
+    Plan {
+        rate: p.rate_limit.map(|r| PlanRate {
+            requests: r.requests.max(1),
+            per: Duration::from_secs(r.per_seconds.max(1)),
+            burst: r.burst.unwrap_or(r.requests).max(1),
+        }),
+        daily_quota: p.daily_quota,
+        monthly_quota: p.monthly_quota,
     }
 }
 
@@ -115,6 +133,10 @@ pub struct AuthGuard {
     pub keys: Arc<KeyCache>,
     /// JWT verification, when the route accepts JWTs.
     pub jwt: Option<crate::jwt::JwtVerifier>,
+    /// Forwarded JWT claims and their headers.
+    pub claim_headers: Vec<(String, HeaderName)>,
+    /// Signs the principal assertion, when the route sends one.
+    pub assertion_key: Option<Arc<SigningKey>>,
     /// Where decisions are counted.
     pub metrics: Arc<Metrics>,
 }
@@ -271,6 +293,50 @@ impl AuthGuard {
         ] {
             if let Ok(value) = HeaderValue::from_str(value) {
                 head.headers.insert(name.clone(), value);
+            }
+        }
+        for (claim, header) in &self.claim_headers {
+            let value = principal
+                .claims
+                .iter()
+                .find(|(name, _)| name == claim)
+                .and_then(|(_, v)| HeaderValue::from_str(v).ok());
+            if let Some(value) = value {
+                head.headers.insert(header.clone(), value);
+            }
+        }
+        if let (Some(settings), Some(key)) = (&self.policy.assertion, &self.assertion_key) {
+            head.headers.remove(&settings.header);
+            let now = rampart_store::now_ms() / 1000;
+            let claims: serde_json::Map<String, serde_json::Value> = principal
+                .claims
+                .iter()
+                .filter(|(name, _)| self.claim_headers.iter().any(|(c, _)| c == name))
+                .map(|(name, value)| (name.clone(), value.clone().into()))
+                .collect();
+            let assertion = serde_json::json!({
+                "iss": settings.issuer,
+                "aud": settings.audience,
+                "sub": principal.consumer_id,
+                "iat": now,
+                "exp": now + settings.ttl.as_secs().max(1) as i64,
+                "jti": ctx.request_id.to_str().unwrap_or(""),
+                "key_id": principal.key_id,
+                "scope": principal.scopes.join(" "),
+                "claims": claims,
+            });
+            match key.sign_jwt(&assertion) {
+                Ok(token) => {
+                    if let Ok(value) = HeaderValue::from_str(&token) {
+                        head.headers.insert(settings.header.clone(), value);
+                    }
+                }
+                Err(e) => {
+                    return Err(ProxyError::new(
+                        ErrorKind::Internal,
+                        format!("cannot sign the principal assertion: {e}"),
+                    ))
+                }
             }
         }
         ctx.principal = Some(principal);

@@ -20,6 +20,8 @@ use rampart_proxy::phase::Principal;
 const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// Largest JWKS document read.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Longest claim value copied into a principal (longer ones are left out).
+const MAX_CLAIM_BYTES: usize = 256;
 /// Time allowed for one JWKS fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -32,6 +34,8 @@ struct KeySet {
 /// Checks JWTs for one route's policy.
 pub struct JwtVerifier {
     policy: JwtPolicy,
+    /// Claims copied into the principal (lower-case names).
+    wanted_claims: Vec<String>,
     keys: RwLock<KeySet>,
     last_fetch: Mutex<Option<Instant>>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -49,8 +53,9 @@ fn pem_key(pem: &[u8]) -> Option<DecodingKey> {
 }
 
 impl JwtVerifier {
-    /// A verifier for `policy`. A PEM key is read now; a JWKS on the first token.
-    pub fn new(policy: JwtPolicy) -> Self {
+    /// A verifier for `policy`, copying `wanted_claims` into principals. A PEM key is
+    /// read now; a JWKS on the first token.
+    pub fn new(policy: JwtPolicy, wanted_claims: Vec<String>) -> Self {
         let mut keys = KeySet::default();
         if let JwtKeys::Pem(path) = &policy.keys {
             match std::fs::read(path).ok().and_then(|pem| pem_key(&pem)) {
@@ -69,6 +74,7 @@ impl JwtVerifier {
             .build();
         Self {
             policy,
+            wanted_claims,
             keys: RwLock::new(keys),
             last_fetch: Mutex::new(None),
             client: Client::builder(TokioExecutor::new()).build(https),
@@ -216,10 +222,29 @@ impl JwtVerifier {
             }
             _ => Vec::new(),
         };
+        let claims = self
+            .wanted_claims
+            .iter()
+            .filter_map(|name| {
+                let value = claims
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)?;
+                let text = match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                (text.len() <= MAX_CLAIM_BYTES).then(|| (name.clone(), text))
+            })
+            .collect();
         Ok(Principal {
             consumer_id: subject,
             key_id: format!("jwt:{}", kid.unwrap_or("-")),
             scopes,
+            claims,
+            plan: None,
         })
     }
 }

@@ -10,7 +10,9 @@
 mod api_key;
 mod browser;
 mod honeypot;
+mod idempotency;
 mod jwt;
+mod quota;
 mod rate_limit;
 mod request;
 
@@ -18,15 +20,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rampart_proxy::phase::{Guard, GuardFactory, ResponseFilter};
+use rampart_config::LimitKey;
+use rampart_crypto::SigningKey;
+use rampart_proxy::phase::{Exchange, Guard, GuardFactory, ResponseFilter};
 use rampart_resilience::{BreakerSettings, CircuitBreaker};
-use rampart_store::{AuditSink, LocalState, SharedState};
+use rampart_store::{AuditSink, LocalState, SharedState, Store};
 use rampart_telemetry::{GuardLabels, Metrics};
 
 pub use api_key::{AuthGuard, KeyCache, KeyLookup};
 pub use browser::{CorsFilter, CorsGuard, SecurityHeadersFilter};
 pub use honeypot::{BanCache, HoneypotGuard};
+pub use idempotency::IdempotencyExchange;
 pub use jwt::JwtVerifier;
+pub use quota::{QuotaGuard, UsageCounter, USAGE_SYNC_INTERVAL};
 pub use rate_limit::{RateLimitGuard, RateLimitHeaders};
 pub use request::{AllowHeader, IpGuard, RequestLimitGuard};
 
@@ -41,20 +47,27 @@ pub struct Guards {
     fallback: Arc<LocalState>,
     breaker: Arc<Mutex<CircuitBreaker>>,
     bans: Arc<BanCache>,
+    usage: Arc<UsageCounter>,
+    assertion_key: Arc<SigningKey>,
     audit: Option<Arc<dyn AuditSink>>,
     metrics: Arc<Metrics>,
 }
 
 impl Guards {
-    /// Guards verifying keys through `lookup` and counting limits in `shared`.
+    /// Guards verifying keys and counting quotas in `store`, and counting rate limits
+    /// and keeping idempotent responses in `shared`. Principal assertions are signed
+    /// with a key made for this process unless [`Guards::with_assertion_key`] gives one.
+    ///
+    /// # Errors
+    /// When no signing key can be generated.
     pub fn new(
-        lookup: Arc<dyn KeyLookup>,
+        store: Store,
         shared: Arc<dyn SharedState>,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        let keys = Arc::new(KeyCache::new(lookup, KEY_CACHE_TTL));
+    ) -> Result<Self, rampart_crypto::CryptoError> {
+        let keys = Arc::new(KeyCache::new(Arc::new(store.clone()), KEY_CACHE_TTL));
         keys.listen_for_invalidations(Arc::clone(&shared));
-        Self {
+        Ok(Self {
             keys,
             limiter: shared,
             fallback: Arc::new(LocalState::default()),
@@ -67,9 +80,27 @@ impl Guards {
                 half_open_probes: 1,
             }))),
             bans: Arc::new(BanCache::new()),
+            usage: UsageCounter::start(Arc::new(store)),
+            assertion_key: Arc::new(SigningKey::generate()?),
             audit: None,
             metrics,
-        }
+        })
+    }
+
+    /// Principal assertions are signed with `key`.
+    pub fn with_assertion_key(mut self, key: Arc<SigningKey>) -> Self {
+        self.assertion_key = key;
+        self
+    }
+
+    /// The assertion key's public half as a JWKS document, for upstreams to verify with.
+    pub fn assertion_jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.assertion_key.jwk()] })
+    }
+
+    /// Writes quota counts not yet in the store (call on shutdown).
+    pub async fn flush_usage(&self) -> Result<(), rampart_store::StoreError> {
+        self.usage.flush().await
     }
 
     /// Bans (honeypot hits) are recorded through `audit`.
@@ -99,11 +130,11 @@ impl GuardFactory for Guards {
         // Cheapest refusals first: IP rules, then the request's shape, then CORS
         // preflights (which carry no credentials), then credentials.
         if let Some(rules) = &route.ip {
-            guards.push(Box::new(IpGuard {
-                route: route.name.clone(),
-                rules: rules.clone(),
-                metrics: Arc::clone(&self.metrics),
-            }));
+            guards.push(Box::new(IpGuard::new(
+                route.name.clone(),
+                rules.clone(),
+                Arc::clone(&self.metrics),
+            )));
         }
         if let Some(limits) = &route.limits {
             guards.push(Box::new(RequestLimitGuard {
@@ -116,11 +147,43 @@ impl GuardFactory for Guards {
             guards.push(Box::new(CorsGuard(cors.clone())));
         }
         if let Some(policy) = &route.auth {
+            // Claims the principal carries: forwarded ones and rate-limit keys.
+            let mut wanted = policy.forward_claims.clone();
+            for rule in &route.rate_limits {
+                if let LimitKey::Claim(claim) = &rule.key {
+                    wanted.push(claim.to_ascii_lowercase());
+                }
+            }
+            let claim_headers = policy
+                .forward_claims
+                .iter()
+                .filter_map(|claim| {
+                    http::HeaderName::from_bytes(format!("x-rampart-claim-{claim}").as_bytes())
+                        .ok()
+                        .map(|h| (claim.clone(), h))
+                })
+                .collect();
             guards.push(Box::new(AuthGuard {
                 route: route.name.clone(),
                 policy: policy.clone(),
                 keys: Arc::clone(&self.keys),
-                jwt: policy.jwt.clone().map(JwtVerifier::new),
+                jwt: policy
+                    .jwt
+                    .clone()
+                    .map(|jwt| JwtVerifier::new(jwt, wanted.clone())),
+                claim_headers,
+                assertion_key: policy
+                    .assertion
+                    .as_ref()
+                    .map(|_| Arc::clone(&self.assertion_key)),
+                metrics: Arc::clone(&self.metrics),
+            }));
+        }
+        if let Some(quota) = route.quota {
+            guards.push(Box::new(QuotaGuard {
+                route: route.name.clone(),
+                quota,
+                usage: Arc::clone(&self.usage),
                 metrics: Arc::clone(&self.metrics),
             }));
         }
@@ -137,6 +200,21 @@ impl GuardFactory for Guards {
         guards
     }
 
+    fn exchange(
+        &self,
+        _config: &rampart_config::Config,
+        route: &rampart_config::Route,
+    ) -> Option<Box<dyn Exchange>> {
+        let settings = route.idempotency.clone()?;
+        Some(Box::new(IdempotencyExchange {
+            route: route.name.clone(),
+            settings,
+            pending_ttl: route.total_timeout + std::time::Duration::from_secs(5),
+            shared: Arc::clone(&self.limiter),
+            metrics: Arc::clone(&self.metrics),
+        }))
+    }
+
     fn response_filters(
         &self,
         _config: &rampart_config::Config,
@@ -150,7 +228,9 @@ impl GuardFactory for Guards {
             filters.push(Box::new(CorsFilter(cors.clone())));
         }
         if !route.rate_limits.is_empty() {
-            filters.push(Box::new(RateLimitHeaders));
+            filters.push(Box::new(RateLimitHeaders {
+                always: route.rate_limit_headers,
+            }));
         }
         let methods = route
             .limits

@@ -66,7 +66,38 @@ impl RateLimitGuard {
                 .get(name)
                 .map(|v| format!("h:{}", String::from_utf8_lossy(v.as_bytes())))
                 .unwrap_or_else(ip),
+            LimitKey::Claim(claim) => ctx
+                .principal
+                .as_ref()
+                .and_then(|p| p.claims.iter().find(|(name, _)| name == claim))
+                .map(|(_, value)| format!("c:{value}"))
+                .unwrap_or_else(ip),
         }
+    }
+
+    /// The rule's numbers, or the consumer's plan's for a `consumer` limit.
+    fn spec(rule: &RateLimitRule, ctx: &RequestContext) -> (RateSpec, u32, u64) {
+        let plan_rate = match rule.key {
+            LimitKey::Consumer => ctx
+                .principal
+                .as_ref()
+                .and_then(|p| p.plan.as_ref())
+                .and_then(|plan| plan.rate),
+            _ => None,
+        };
+        let (rate, period, burst) = match plan_rate {
+            Some(p) => (p.requests, p.per, p.burst),
+            None => (rule.requests, rule.per, rule.burst),
+        };
+        (
+            RateSpec {
+                rate,
+                period,
+                burst,
+            },
+            rate,
+            period.as_secs().max(1),
+        )
     }
 
     async fn decide(
@@ -115,16 +146,12 @@ impl RateLimitGuard {
     ) -> Result<(), ProxyError> {
         let mut tightest: Option<RateLimitState> = None;
         for (i, rule) in self.rules.iter().enumerate() {
-            let spec = RateSpec {
-                rate: rule.requests,
-                period: rule.per,
-                burst: rule.burst,
-            };
+            let (spec, limit, window_secs) = Self::spec(rule, ctx);
             let key = format!("{}:{i}:{}", self.route, self.subject(rule, head, ctx));
             let decision = self.decide(&key, &spec, rule.fail_open).await?;
             let state = RateLimitState {
-                limit: rule.requests,
-                window_secs: rule.per.as_secs().max(1),
+                limit,
+                window_secs,
                 remaining: decision.remaining,
                 reset_secs: ceil_secs(decision.reset_after),
             };
@@ -172,11 +199,17 @@ impl Guard for RateLimitGuard {
 }
 
 /// Adds the IETF `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers)
-/// for the tightest limit to every response of a rate-limited route.
-pub struct RateLimitHeaders;
+/// for the tightest limit to 429 answers, and to every response when `always`.
+pub struct RateLimitHeaders {
+    /// Also on allowed responses.
+    pub always: bool,
+}
 
 impl ResponseFilter for RateLimitHeaders {
     fn filter(&self, ctx: &RequestContext, head: &mut http::response::Parts) {
+        if !self.always && head.status != http::StatusCode::TOO_MANY_REQUESTS {
+            return;
+        }
         let Some(state) = ctx
             .held
             .iter()

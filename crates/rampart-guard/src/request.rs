@@ -1,10 +1,14 @@
 //! Request shape limits (methods, target length, header count, declared body size) and
-//! client IP rules.
+//! client IP rules (inline, and from files reloaded when they change).
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
-use rampart_config::{IpRules, RequestLimits};
+use ipnet::IpNet;
+use rampart_config::{parse_ip_list, IpRules, RequestLimits};
 use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_telemetry::Metrics;
@@ -108,14 +112,107 @@ impl ResponseFilter for AllowHeader {
     }
 }
 
-/// Refuses clients outside a route's IP rules (deny first, then allow).
+/// The networks an [`IpGuard`] checks: inline ones plus the files' current contents.
+#[derive(Debug, Default)]
+struct IpLists {
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+    /// Whether an allow list is configured (then everyone else is refused).
+    allow_only: bool,
+}
+
+/// The files of an [`IpGuard`] and when each last changed.
+type FileStamps = Vec<(PathBuf, Option<SystemTime>)>;
+
+fn stamps(rules: &IpRules) -> FileStamps {
+    rules
+        .allow_files
+        .iter()
+        .chain(&rules.deny_files)
+        .map(|p| {
+            (
+                p.clone(),
+                std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+            )
+        })
+        .collect()
+}
+
+fn load(rules: &IpRules) -> Result<IpLists, String> {
+    let read = |paths: &[PathBuf]| -> Result<Vec<IpNet>, String> {
+        let mut nets = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            nets.extend(parse_ip_list(&text).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        Ok(nets)
+    };
+    let mut allow = rules.allow.clone();
+    allow.extend(read(&rules.allow_files)?);
+    let mut deny = rules.deny.clone();
+    deny.extend(read(&rules.deny_files)?);
+    Ok(IpLists {
+        allow,
+        deny,
+        allow_only: !rules.allow.is_empty() || !rules.allow_files.is_empty(),
+    })
+}
+
+/// Refuses clients outside a route's IP rules (deny first, then allow). Lists from
+/// files are re-read within a second of a change; a file that no longer parses keeps
+/// the previous lists (and says why in the log).
 pub struct IpGuard {
-    /// Route name (metrics).
-    pub route: Arc<str>,
-    /// The rules.
-    pub rules: IpRules,
-    /// Where refusals are counted.
-    pub metrics: Arc<Metrics>,
+    route: Arc<str>,
+    lists: Arc<ArcSwap<IpLists>>,
+    metrics: Arc<Metrics>,
+}
+
+impl IpGuard {
+    /// A guard for `rules`; watches their files while it lives.
+    pub fn new(route: Arc<str>, rules: IpRules, metrics: Arc<Metrics>) -> Self {
+        let initial = load(&rules).unwrap_or_else(|e| {
+            // The compile step checked the files; if one broke since, the inline rules
+            // hold until it is mended.
+            tracing::error!(route = %route, "IP list: {e}; using the inline rules only");
+            IpLists {
+                allow: rules.allow.clone(),
+                deny: rules.deny.clone(),
+                allow_only: !rules.allow.is_empty() || !rules.allow_files.is_empty(),
+            }
+        });
+        let lists = Arc::new(ArcSwap::from_pointee(initial));
+        if !rules.allow_files.is_empty() || !rules.deny_files.is_empty() {
+            let weak = Arc::downgrade(&lists);
+            let route = Arc::clone(&route);
+            tokio::spawn(async move {
+                let mut seen = stamps(&rules);
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let Some(lists) = weak.upgrade() else { return };
+                    let now = stamps(&rules);
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    match load(&rules) {
+                        Ok(fresh) => {
+                            tracing::info!(route = %route, allow = fresh.allow.len(), deny = fresh.deny.len(), "IP lists reloaded");
+                            lists.store(Arc::new(fresh));
+                        }
+                        Err(e) => {
+                            tracing::error!(route = %route, "IP list not reloaded, the previous one stays: {e}")
+                        }
+                    }
+                }
+            });
+        }
+        Self {
+            route,
+            lists,
+            metrics,
+        }
+    }
 }
 
 impl Guard for IpGuard {
@@ -134,8 +231,9 @@ impl Guard for IpGuard {
                 .map_or(ctx.client_ip, std::net::IpAddr::V4),
             v4 => v4,
         };
-        let denied = self.rules.deny.iter().any(|n| n.contains(&ip))
-            || (!self.rules.allow.is_empty() && !self.rules.allow.iter().any(|n| n.contains(&ip)));
+        let lists = self.lists.load();
+        let denied = lists.deny.iter().any(|n| n.contains(&ip))
+            || (lists.allow_only && !lists.allow.iter().any(|n| n.contains(&ip)));
         let verdict = if denied {
             crate::deny(&self.metrics, &self.route, "ip_denied");
             Err(ProxyError::new(

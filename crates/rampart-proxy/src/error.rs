@@ -48,6 +48,12 @@ pub enum ErrorKind {
     Forbidden,
     /// A rate limit was reached (429); retry after this many seconds.
     RateLimited(u32),
+    /// A consumer's daily or monthly budget is spent (429); retry after this many seconds.
+    QuotaExceeded(u32),
+    /// A request with the same idempotency key is still being processed (409).
+    IdempotencyInFlight,
+    /// The idempotency key was used before with a different request (422).
+    IdempotencyKeyReused,
     /// A guard's backing service is unreachable and the guard fails closed (503).
     GuardUnavailable,
     /// The method is not allowed on this route (405).
@@ -76,7 +82,11 @@ impl ErrorKind {
             ErrorKind::FaultAbort(status) => status,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::RateLimited(_) | ErrorKind::QuotaExceeded(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ErrorKind::IdempotencyInFlight => StatusCode::CONFLICT,
+            ErrorKind::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::GuardUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -103,6 +113,9 @@ impl ErrorKind {
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::RateLimited(_) => "rate-limited",
+            ErrorKind::QuotaExceeded(_) => "quota-exceeded",
+            ErrorKind::IdempotencyInFlight => "idempotency-in-flight",
+            ErrorKind::IdempotencyKeyReused => "idempotency-key-reused",
             ErrorKind::GuardUnavailable => "guard-unavailable",
             ErrorKind::MethodNotAllowed => "method-not-allowed",
             ErrorKind::UriTooLong => "uri-too-long",
@@ -128,6 +141,13 @@ impl ErrorKind {
             ErrorKind::Unauthenticated => "Valid credentials are required",
             ErrorKind::Forbidden => "The credentials do not allow this request",
             ErrorKind::RateLimited(_) => "Too many requests",
+            ErrorKind::QuotaExceeded(_) => "The request budget for this period is spent",
+            ErrorKind::IdempotencyInFlight => {
+                "A request with this idempotency key is still being processed"
+            }
+            ErrorKind::IdempotencyKeyReused => {
+                "This idempotency key was used with a different request"
+            }
             ErrorKind::GuardUnavailable => "A security check is temporarily unavailable",
             ErrorKind::MethodNotAllowed => "The method is not allowed here",
             ErrorKind::UriTooLong => "The request target is too long",
@@ -143,7 +163,9 @@ impl ErrorKind {
             | ErrorKind::BulkheadFull
             | ErrorKind::NoHealthyTarget
             | ErrorKind::GuardUnavailable => Some(1),
-            ErrorKind::RateLimited(seconds) => Some(seconds.max(1)),
+            ErrorKind::RateLimited(seconds) | ErrorKind::QuotaExceeded(seconds) => {
+                Some(seconds.max(1))
+            }
             _ => None,
         }
     }
@@ -174,6 +196,9 @@ impl ProxyError {
             | ErrorKind::Unauthenticated
             | ErrorKind::Forbidden
             | ErrorKind::RateLimited(_)
+            | ErrorKind::QuotaExceeded(_)
+            | ErrorKind::IdempotencyInFlight
+            | ErrorKind::IdempotencyKeyReused
             | ErrorKind::MethodNotAllowed
             | ErrorKind::UriTooLong
             | ErrorKind::HeadersTooLarge => Side::Client,

@@ -18,7 +18,7 @@ mod runtime;
 mod service;
 mod tls;
 
-pub use body::{empty, full, BoxError, ProxyBody};
+pub use body::{collect_limited, empty, full, BoxError, CollectError, ProxyBody};
 pub use error::{problem_response, ErrorKind, ProxyError, Side};
 pub use gateway::{Gateway, Readiness, ReloadError, StartError};
 pub use tls::TlsError;

@@ -65,6 +65,33 @@ pub struct Principal {
     pub key_id: String,
     /// Scopes granted.
     pub scopes: Vec<String>,
+    /// JWT claims a route asked for (forwarded upstream or used as rate-limit keys),
+    /// lower-case name and value.
+    pub claims: Vec<(String, String)>,
+    /// The consumer's own limits, overriding the route's.
+    pub plan: Option<Arc<Plan>>,
+}
+
+/// A consumer's plan: limits that replace a route's for this consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Replaces the numbers of the route's `consumer` rate limits: requests per period.
+    pub rate: Option<PlanRate>,
+    /// Replaces the route's daily budget.
+    pub daily_quota: Option<u64>,
+    /// Replaces the route's monthly budget.
+    pub monthly_quota: Option<u64>,
+}
+
+/// A plan's rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanRate {
+    /// Requests per period.
+    pub requests: u32,
+    /// The period.
+    pub per: std::time::Duration,
+    /// Requests at once.
+    pub burst: u32,
 }
 
 /// Builds the guards a route's config asks for beyond the core ones (authentication,
@@ -76,6 +103,15 @@ pub trait GuardFactory: Send + Sync {
         config: &rampart_config::Config,
         route: &rampart_config::Route,
     ) -> Vec<Box<dyn Guard>>;
+
+    /// The phase wrapped around forwarding on `route`, if it needs one (idempotency keys).
+    fn exchange(
+        &self,
+        _config: &rampart_config::Config,
+        _route: &rampart_config::Route,
+    ) -> Option<Box<dyn Exchange>> {
+        None
+    }
 
     /// Response filters that go with those guards.
     fn response_filters(
@@ -139,6 +175,40 @@ pub trait Guard: Send + Sync {
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
     ) -> GuardFuture<'a>;
+}
+
+/// The response future of an [`Exchange`].
+pub type ExchangeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<crate::ProxyBody>, ProxyError>> + Send + 'a>>;
+
+/// A phase wrapped around forwarding: it sees the whole request, body included, and
+/// the upstream's response, and decides whether to forward at all.
+pub trait Exchange: Send + Sync {
+    /// Answers `request`, calling `next.forward` to send it upstream (at most once).
+    fn around<'a>(
+        &'a self,
+        request: http::Request<crate::ProxyBody>,
+        ctx: &'a mut RequestContext,
+        next: Next<'a>,
+    ) -> ExchangeFuture<'a>;
+}
+
+/// Forwarding, as handed to an [`Exchange`].
+pub struct Next<'a> {
+    pub(crate) route: &'a crate::runtime::RouteRuntime,
+    pub(crate) hash: Option<u64>,
+    pub(crate) metrics: &'a rampart_telemetry::Metrics,
+}
+
+impl Next<'_> {
+    /// Sends the request upstream, with the route's retries, timeouts and breaker.
+    pub async fn forward(
+        self,
+        request: http::Request<crate::ProxyBody>,
+        ctx: &mut RequestContext,
+    ) -> Result<http::Response<crate::ProxyBody>, ProxyError> {
+        crate::forward::forward(self.route, ctx, request, self.hash, self.metrics).await
+    }
 }
 
 /// A phase that changes the response head before it goes to the client.

@@ -10,7 +10,7 @@ use rampart_resilience::Bulkhead;
 use rampart_telemetry::Metrics;
 
 use crate::phase::{
-    FaultGuard, Guard, GuardFactory, ResponseFilter, ResponseHeaders, RouteBulkheadGuard,
+    Exchange, FaultGuard, Guard, GuardFactory, ResponseFilter, ResponseHeaders, RouteBulkheadGuard,
 };
 use crate::pool::Pool;
 
@@ -24,6 +24,8 @@ pub struct RouteRuntime {
     pub fallback_pool: Option<Arc<Pool>>,
     /// Guards, in order.
     pub guards: Vec<Box<dyn Guard>>,
+    /// The phase wrapped around forwarding, if any.
+    pub exchange: Option<Box<dyn Exchange>>,
     /// Response filters, in order.
     pub response_filters: Vec<Box<dyn ResponseFilter>>,
     /// This route's request metrics.
@@ -98,6 +100,7 @@ impl Runtime {
                     pool,
                     fallback_pool,
                     guards,
+                    exchange: factory.exchange(&config, route),
                     response_filters,
                     metrics: rampart_telemetry::RouteMetrics::new(&route.name),
                 }))

@@ -26,7 +26,7 @@ use crate::forward;
 use crate::framing::FramingVerdicts;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
-use crate::phase::{AttemptSpan, RequestContext, Verdict};
+use crate::phase::{AttemptSpan, Next, RequestContext, Verdict};
 use crate::runtime::{RouteRuntime, Runtime};
 
 /// State shared by every connection of a gateway.
@@ -287,7 +287,17 @@ async fn run_phases(
         _ => None,
     };
     let request = Request::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
-    let result = forward::forward(&route, ctx, request, hash, metrics).await;
+    let result = match &route.exchange {
+        Some(exchange) => {
+            let next = Next {
+                route: &route,
+                hash,
+                metrics,
+            };
+            exchange.around(request, ctx, next).await
+        }
+        None => forward::forward(&route, ctx, request, hash, metrics).await,
+    };
     ctx.phases.upstream = ms(started.elapsed());
     result
 }

@@ -47,12 +47,60 @@ pub struct Consumer {
     pub metadata: serde_json::Value,
     /// Status.
     pub status: ConsumerStatus,
+    /// Limits replacing the routes' for this consumer.
+    pub plan: Option<ConsumerPlan>,
     /// Incremented on every change (the ETag).
     pub version: i64,
     /// Milliseconds since the epoch.
     pub created_at: i64,
     /// Milliseconds since the epoch.
     pub updated_at: i64,
+}
+
+/// A consumer's own limits; each given one replaces the route's.
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerPlan {
+    /// Replaces the numbers of routes' `consumer` rate limits.
+    pub rate_limit: Option<PlanRateLimit>,
+    /// Requests per UTC day, replacing routes' daily quota.
+    pub daily_quota: Option<u64>,
+    /// Requests per UTC month, replacing routes' monthly quota.
+    pub monthly_quota: Option<u64>,
+}
+
+/// A plan's rate limit.
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRateLimit {
+    /// Requests per period (at least 1).
+    pub requests: u32,
+    /// The period in seconds (at least 1).
+    pub per_seconds: u64,
+    /// Requests at once. Default: `requests`.
+    pub burst: Option<u32>,
+}
+
+impl ConsumerPlan {
+    /// Checks the numbers; the error says which one is wrong.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let bad = |what: &str| Err(StoreError::Invalid(format!("plan: {what}")));
+        if let Some(rate) = &self.rate_limit {
+            if rate.requests == 0 {
+                return bad("rate_limit.requests must be at least 1");
+            }
+            if rate.per_seconds == 0 || rate.per_seconds > 366 * 86_400 {
+                return bad("rate_limit.per_seconds must be between 1 and 31622400");
+            }
+            if rate.burst == Some(0) {
+                return bad("rate_limit.burst must be at least 1");
+            }
+        }
+        if self.daily_quota == Some(0) || self.monthly_quota == Some(0) {
+            return bad("a quota must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// Fields of a new consumer.
@@ -64,6 +112,8 @@ pub struct NewConsumer {
     pub tenant: Option<String>,
     /// JSON object.
     pub metadata: serde_json::Value,
+    /// Its plan.
+    pub plan: Option<ConsumerPlan>,
 }
 
 /// Changes to a consumer; `None` leaves a field as it is.
@@ -77,6 +127,8 @@ pub struct ConsumerPatch {
     pub metadata: Option<serde_json::Value>,
     /// New status.
     pub status: Option<ConsumerStatus>,
+    /// New plan (`Some(None)` clears it).
+    pub plan: Option<Option<ConsumerPlan>>,
 }
 
 /// Consumer storage.
@@ -111,13 +163,24 @@ fn consumer_from(row: &AnyRow) -> Result<Consumer, StoreError> {
         tenant: row.try_get("tenant")?,
         metadata: serde_json::from_str(&metadata).unwrap_or(serde_json::Value::Null),
         status: ConsumerStatus::parse(&row.try_get::<String, _>("status")?),
+        plan: row
+            .try_get::<Option<String>, _>("plan")?
+            .and_then(|p| serde_json::from_str(&p).ok()),
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
 
-const COLUMNS: &str = "id, name, tenant, metadata, status, version, created_at, updated_at";
+const COLUMNS: &str = "id, name, tenant, metadata, status, plan, version, created_at, updated_at";
+
+fn plan_text(plan: Option<&ConsumerPlan>) -> Result<Option<String>, StoreError> {
+    plan.map(|p| {
+        p.validate()?;
+        serde_json::to_string(p).map_err(|e| StoreError::Invalid(e.to_string()))
+    })
+    .transpose()
+}
 
 #[async_trait]
 impl ConsumerStore for Store {
@@ -130,14 +193,15 @@ impl ConsumerStore for Store {
             new.metadata
         };
         sqlx::query(
-            "INSERT INTO consumers (id, name, tenant, metadata, status, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'active', 1, $5, $5)",
+            "INSERT INTO consumers (id, name, tenant, metadata, status, plan, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'active', $6, 1, $5, $5)",
         )
         .bind(&id)
         .bind(&new.name)
         .bind(&new.tenant)
         .bind(metadata.to_string())
         .bind(now)
+        .bind(plan_text(new.plan.as_ref())?)
         .execute(self.pool())
         .await
         .map_err(|e| match StoreError::from(e) {
@@ -197,10 +261,11 @@ impl ConsumerStore for Store {
         let tenant = patch.tenant.unwrap_or(current.tenant);
         let metadata = patch.metadata.unwrap_or(current.metadata);
         let status = patch.status.unwrap_or(current.status);
+        let plan = plan_text(patch.plan.unwrap_or(current.plan).as_ref())?;
         // The version check is part of the UPDATE: a concurrent change makes it match nothing.
         let updated = sqlx::query(
             "UPDATE consumers SET name = $1, tenant = $2, metadata = $3, status = $4, \
-             version = version + 1, updated_at = $5 WHERE id = $6 AND version = $7",
+             plan = $8, version = version + 1, updated_at = $5 WHERE id = $6 AND version = $7",
         )
         .bind(&name)
         .bind(&tenant)
@@ -209,6 +274,7 @@ impl ConsumerStore for Store {
         .bind(now_ms())
         .bind(id)
         .bind(version)
+        .bind(plan)
         .execute(self.pool())
         .await
         .map_err(|e| match StoreError::from(e) {

@@ -1,5 +1,6 @@
 //! Rampart's store: the living data operators change while the gateway runs —
-//! consumers, API keys, admin tokens — and the audit events of every change.
+//! consumers and their plans, API keys, admin tokens, quota usage — and the audit
+//! events of every change.
 //!
 //! SQLite in the data dir by default (WAL mode), Postgres when a database URL is set.
 //! Both run the same SQL through sqlx's `Any` driver (only the migrations differ), so
@@ -13,6 +14,7 @@ mod keys;
 mod secret;
 mod shared;
 mod tokens;
+mod usage;
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,12 +23,16 @@ use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEvent, AuditSink, AuditStore, StoredAuditEvent};
-pub use consumers::{Consumer, ConsumerPatch, ConsumerStatus, ConsumerStore, NewConsumer};
+pub use consumers::{
+    Consumer, ConsumerPatch, ConsumerPlan, ConsumerStatus, ConsumerStore, NewConsumer,
+    PlanRateLimit,
+};
 pub use error::StoreError;
 pub use keys::{ApiKey, ApiKeyStore, NewApiKey};
 pub use secret::{Secret, SecretKind};
 pub use shared::{LocalState, RateDecision, RateSpec, RedisState, SharedState};
 pub use tokens::{AdminToken, AdminTokenStore, Role};
+pub use usage::{QuotaPeriod, UsageStore};
 
 /// The shared-state channel on which credential changes are announced, so that every
 /// instance drops its cached credentials at once.

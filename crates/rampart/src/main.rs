@@ -307,14 +307,18 @@ async fn serve(source: Source) -> anyhow::Result<()> {
     let shared = open_shared_state(&config).await?;
     let admin_address = config.admin_listen;
     let metrics = Arc::new(Metrics::new());
-    let guards = rampart_guard::Guards::new(
-        Arc::new(store.clone()),
-        Arc::clone(&shared),
-        Arc::clone(&metrics),
+    let assertion_key = rampart_crypto::SigningKey::load_or_create(
+        &config.data_dir.join("assertion-signing-key.p8"),
+    )?;
+    let guards = Arc::new(
+        rampart_guard::Guards::new(store.clone(), Arc::clone(&shared), Arc::clone(&metrics))?
+            .with_assertion_key(Arc::new(assertion_key))
+            .with_audit(Arc::new(store.clone())),
     );
-    let gateway = Arc::new(Gateway::start_with(config, metrics, Arc::new(guards)).await?);
+    let assertion_jwks = guards.assertion_jwks();
+    let gateway = Arc::new(Gateway::start_with(config, metrics, Arc::clone(&guards) as _).await?);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_state = rampart_admin::state(Arc::clone(&gateway), store, shared);
+    let admin_state = rampart_admin::state(Arc::clone(&gateway), store, shared, assertion_jwks);
     let (_, admin_task) = rampart_admin::bind(admin_address, admin_state, async {
         let _ = admin_stopped.await;
     })
@@ -329,6 +333,9 @@ async fn serve(source: Source) -> anyhow::Result<()> {
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: no new connections; finishing requests in flight");
     gateway.shutdown().await;
+    if let Err(e) = guards.flush_usage().await {
+        tracing::error!("quota counts of the last second could not be written: {e}");
+    }
     let _ = stop_admin.send(());
     let _ = admin_task.await;
     tracing::info!("stopped");

@@ -440,3 +440,80 @@ async fn read_only_views_of_the_running_config() {
         401
     );
 }
+
+#[tokio::test]
+async fn plans_are_set_through_the_api_and_usage_is_visible() {
+    use rampart_store::{QuotaPeriod, UsageStore};
+    let admin = start().await;
+    let created = admin
+        .admin(
+            "POST",
+            "/consumers",
+            Some(r#"{"name":"metered","plan":{"daily_quota":1000,"rate_limit":{"requests":10,"per_seconds":1}}}"#),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    assert_eq!(created.json["plan"]["daily_quota"], 1000);
+    let id = created.json["id"].as_str().expect("id").to_string();
+    let bad = admin
+        .admin(
+            "PATCH",
+            &format!("/consumers/{id}"),
+            Some(r#"{"plan":{"monthly_quota":0}}"#),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.json);
+    assert_eq!(bad.json["errors"][0]["field"], "plan");
+    let unknown = admin
+        .admin(
+            "PATCH",
+            &format!("/consumers/{id}"),
+            Some(r#"{"plan":{"dayly_quota":5}}"#),
+        )
+        .await;
+    assert!(
+        (400..500).contains(&unknown.status),
+        "{} {}",
+        unknown.status,
+        unknown.json
+    );
+
+    let now = rampart_store::now_ms() / 1000;
+    admin
+        .store
+        .add_usage(&id, &QuotaPeriod::Day.key(now), 7)
+        .await
+        .expect("usage");
+    let usage = admin
+        .admin("GET", &format!("/consumers/{id}/usage"), None)
+        .await;
+    assert_eq!(usage.status, 200, "{}", usage.json);
+    assert_eq!(usage.json["daily"]["used"], 7);
+    assert_eq!(usage.json["daily"]["plan_limit"], 1000);
+    assert_eq!(usage.json["monthly"]["used"], 0);
+    assert!(
+        usage.json["daily"]["resets_in"]
+            .as_i64()
+            .expect("resets_in")
+            <= 86_400
+    );
+
+    let cleared = admin
+        .admin(
+            "PATCH",
+            &format!("/consumers/{id}"),
+            Some(r#"{"plan":null}"#),
+        )
+        .await;
+    assert_eq!(cleared.status, 200, "{}", cleared.json);
+    assert!(cleared.json["plan"].is_null());
+    let missing = admin.admin("GET", "/consumers/nope/usage", None).await;
+    assert_eq!(missing.status, 404);
+
+    // The assertion JWKS is public.
+    let jwks = admin
+        .call(None, "GET", "/.well-known/jwks.json", None, &[])
+        .await;
+    assert_eq!(jwks.status, 200);
+    assert!(jwks.json["keys"].is_array());
+}

@@ -70,6 +70,7 @@ upstream = "echo"
         gateway,
         store.clone(),
         Arc::new(rampart_store::LocalState::default()),
+        serde_json::json!({ "keys": [] }),
     );
     let (addr, _task) = rampart_admin::bind(
         "127.0.0.1:0".parse().expect("addr"),

@@ -332,3 +332,119 @@ auth = {{ methods = ["jwt"], jwt = {{ public_key_pem = "{}", algorithms = ["RS25
         401
     );
 }
+
+/// Chosen claims reach the upstream (spoofed copies do not), a claim can key a rate
+/// limit, and the upstream gets an assertion it can verify with the published JWKS.
+#[tokio::test]
+async fn claims_are_forwarded_limited_on_and_asserted() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guard/fixtures");
+    let private = std::fs::read(dir.join("rsa-test-private.pem")).expect("fixture");
+    let signer = Signer {
+        kid: "rsa".into(),
+        alg: Algorithm::RS256,
+        encoding: EncodingKey::from_rsa_pem(&private).expect("pem"),
+        jwk: serde_json::Value::Null,
+    };
+    let up = mirror().await;
+    let routes = format!(
+        r#"
+[[routes]]
+name = "claims"
+upstream = "app"
+auth = {{ methods = ["jwt"], forward_claims = ["tenant", "level"], jwt = {{ public_key_pem = "{}", algorithms = ["RS256"] }}, assertion = {{ ttl = "30s", audience = "orders" }} }}
+rate_limits = [{{ requests = 2, per = "1m", key = "claim:tenant" }}]
+"#,
+        dir.join("rsa-test-public.pem").display()
+    );
+    let setup = gateway(store().await, Arc::new(LocalState::default()), up, &routes).await;
+    let bearer = |sub: &str, tenant: &str| {
+        format!(
+            "Bearer {}",
+            token(
+                &signer,
+                claims(serde_json::json!({ "sub": sub, "tenant": tenant, "level": 3 }))
+            )
+        )
+    };
+    let first = get(
+        setup.addr,
+        "/",
+        &[
+            ("authorization", &bearer("alice", "acme")),
+            ("x-rampart-claim-tenant", "spoofed"),
+        ],
+    )
+    .await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body["x-rampart-claim-tenant"], "acme");
+    assert_eq!(first.body["x-rampart-claim-level"], "3");
+    assert_eq!(first.body["x-rampart-consumer"], "alice");
+
+    // The assertion verifies with the published key and names the principal.
+    let assertion = first.body["x-rampart-assertion"]
+        .as_str()
+        .expect("assertion sent");
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(setup.guards.assertion_jwks()).expect("jwks");
+    let kid = jsonwebtoken::decode_header(assertion)
+        .expect("header")
+        .kid
+        .expect("kid");
+    let jwk = jwks.find(&kid).expect("published key");
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
+    validation.set_audience(&["orders"]);
+    validation.set_issuer(&["rampart"]);
+    let verified = jsonwebtoken::decode::<serde_json::Value>(
+        assertion,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).expect("key"),
+        &validation,
+    )
+    .expect("the assertion verifies");
+    assert_eq!(verified.claims["sub"], "alice");
+    assert_eq!(verified.claims["claims"]["tenant"], "acme");
+    let lifetime = verified.claims["exp"].as_i64().expect("exp")
+        - verified.claims["iat"].as_i64().expect("iat");
+    assert_eq!(lifetime, 30);
+    // A tampered assertion does not verify.
+    let mut tampered = assertion.to_string();
+    tampered.pop();
+    tampered.push(if assertion.ends_with('A') { 'B' } else { 'A' });
+    assert!(jsonwebtoken::decode::<serde_json::Value>(
+        &tampered,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).expect("key"),
+        &validation,
+    )
+    .is_err());
+
+    // The tenant's limit is shared by its users; another tenant has its own.
+    assert_eq!(
+        get(
+            setup.addr,
+            "/",
+            &[("authorization", &bearer("bob", "acme"))]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        get(
+            setup.addr,
+            "/",
+            &[("authorization", &bearer("carol", "acme"))]
+        )
+        .await
+        .status,
+        429
+    );
+    assert_eq!(
+        get(
+            setup.addr,
+            "/",
+            &[("authorization", &bearer("dave", "globex"))]
+        )
+        .await
+        .status,
+        200
+    );
+}

@@ -6,6 +6,8 @@ mod support;
 mod api_keys;
 mod browser;
 mod honeypots;
+mod idempotency;
 mod jwt;
+mod quotas;
 mod rate_limits;
 mod request_rules;

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
-use rampart_store::{LocalState, RedisState, SharedState};
+use rampart_store::{
+    ConsumerPatch, ConsumerPlan, ConsumerStore, LocalState, PlanRateLimit, RedisState, SharedState,
+};
 
 use crate::support::*;
 
@@ -13,8 +15,14 @@ async fn limits_answer_429_with_retry_after_and_ratelimit_headers() {
         up,
         r#"
 [[routes]]
+name = "quiet"
+match = { path = "/quiet" }
+upstream = "app"
+rate_limits = [{ requests = 1, per = "10s" }]
+[[routes]]
 name = "limited"
 upstream = "app"
+rate_limit_headers = true
 rate_limits = [{ requests = 3, per = "10s", burst = 3 }, { requests = 100, per = "1h" }]
 "#,
     )
@@ -42,6 +50,17 @@ rate_limits = [{ requests = 3, per = "10s", burst = 3 }, { requests = 100, per =
         .expect("seconds");
     assert!((1..=4).contains(&retry), "{retry}");
     assert!(limited.headers.contains_key("ratelimit"));
+    // Without `rate_limit_headers`, only the 429 carries them.
+    let quiet = get(setup.addr, "/quiet", &[]).await;
+    assert_eq!(quiet.status, 200);
+    assert!(
+        !quiet.headers.contains_key("ratelimit"),
+        "{:?}",
+        quiet.headers
+    );
+    let quiet = get(setup.addr, "/quiet", &[]).await;
+    assert_eq!(quiet.status, 429);
+    assert_eq!(quiet.headers["ratelimit-policy"], "\"default\";q=1;w=10");
     let metrics = setup.metrics.encode_prometheus();
     assert!(
         metrics
@@ -55,7 +74,26 @@ async fn consumer_limits_count_each_consumer_separately() {
     let up = mirror().await;
     let store = store().await;
     let (_, _, a) = key(&store, "a", &[]).await;
-    let (_, _, b) = key(&store, "b", &[]).await;
+    let (b_id, _, b) = key(&store, "b", &[]).await;
+    // b's plan allows 3 per minute instead of the route's 2.
+    store
+        .update_consumer(
+            &b_id,
+            None,
+            ConsumerPatch {
+                plan: Some(Some(ConsumerPlan {
+                    rate_limit: Some(PlanRateLimit {
+                        requests: 3,
+                        per_seconds: 60,
+                        burst: None,
+                    }),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("plan");
     let setup = gateway(
         store,
         Arc::new(LocalState::default()),
@@ -70,10 +108,10 @@ rate_limits = [{ requests = 2, per = "1m", key = "consumer" }]
     )
     .await;
     let mut seen = Vec::new();
-    for secret in [&a, &a, &a, &b, &b, &b] {
+    for secret in [&a, &a, &a, &b, &b, &b, &b] {
         seen.push(get(setup.addr, "/", &[("x-api-key", secret)]).await.status);
     }
-    assert_eq!(seen, [200, 200, 429, 200, 200, 429]);
+    assert_eq!(seen, [200, 200, 429, 200, 200, 200, 429]);
 }
 
 /// Two gateways sharing Redis enforce one limit; with Redis gone, `on_error = "open"`
@@ -168,6 +206,80 @@ rate_limits = [{ requests = 5, per = "1m", key = "route", on_error = "closed" }]
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Three gateways sharing Redis hold one global limit within 1%.
+#[tokio::test]
+async fn three_gateways_hold_one_global_limit() {
+    let Ok(url) = std::env::var("RAMPART_TEST_REDIS_URL") else {
+        eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
+        return;
+    };
+    let prefix = format!(
+        "rampart-guard-test:{}:{}:",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let routes = r#"
+[[routes]]
+name = "global"
+upstream = "app"
+rate_limits = [{ requests = 500, per = "1h", key = "route" }]
+"#;
+    let up = mirror().await;
+    let mut gateways = Vec::new();
+    for _ in 0..3 {
+        let shared: Arc<dyn SharedState> = RedisState::connect(&url, &prefix).await.expect("redis");
+        gateways.push(gateway(store().await, shared, up, routes).await);
+    }
+    // 1,200 requests, 400 per gateway, 16 at a time per gateway.
+    let mut tasks = Vec::new();
+    for g in &gateways {
+        for _ in 0..16 {
+            let addr = g.addr;
+            tasks.push(tokio::spawn(async move {
+                let mut allowed = 0u32;
+                for _ in 0..25 {
+                    if get(addr, "/", &[]).await.status == 200 {
+                        allowed += 1;
+                    }
+                }
+                allowed
+            }));
+        }
+    }
+    let mut allowed = 0;
+    for task in tasks {
+        allowed += task.await.expect("join");
+    }
+    // The budget refills 500 per hour (one per 7.2 s): the run may earn a few more.
+    assert!(
+        (495..=505).contains(&allowed),
+        "{allowed} allowed across three gateways; the limit is 500"
+    );
+    let per_gateway: Vec<u32> = gateways
+        .iter()
+        .map(|g| {
+            let text = g.metrics.encode_prometheus();
+            text.lines()
+                .find(|l| {
+                    l.starts_with(
+                        "rampart_guard_denials_total{route=\"global\",reason=\"rate_limited\"}",
+                    )
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse::<f64>().ok())
+                .map_or(0, |n| n as u32)
+        })
+        .collect();
+    assert_eq!(
+        per_gateway.iter().sum::<u32>(),
+        1200 - allowed,
+        "{per_gateway:?}"
+    );
 }
 
 /// Relays connections to `target` until aborted (aborting drops every relayed connection).

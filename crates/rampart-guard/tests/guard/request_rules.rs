@@ -116,3 +116,65 @@ ip = { allow = ["10.0.0.0/8"] }
         "{metrics}"
     );
 }
+
+/// IP lists from files apply, follow edits within a couple of seconds, and keep the
+/// previous list while a file does not parse.
+#[tokio::test]
+async fn ip_lists_from_files_reload_on_change() {
+    let dir = std::env::temp_dir().join(format!(
+        "rampart-ip-lists-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let deny = dir.join("deny.txt");
+    std::fs::write(
+        &deny,
+        "# scanners\n203.0.113.0/24\n127.0.0.1  # this host\n",
+    )
+    .expect("write");
+    let up = mirror().await;
+    let setup = gateway(
+        store().await,
+        Arc::new(LocalState::default()),
+        up,
+        &format!(
+            r#"
+[[routes]]
+name = "listed"
+upstream = "app"
+ip = {{ deny_files = ["{}"] }}
+"#,
+            deny.display()
+        ),
+    )
+    .await;
+    assert_eq!(get(setup.addr, "/", &[]).await.status, 403);
+
+    let wait_for = |want: u16| async move {
+        let started = std::time::Instant::now();
+        loop {
+            let status = get(setup.addr, "/", &[]).await.status;
+            if status == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "still {status}, want {want}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    std::fs::write(&deny, "203.0.113.0/24\n").expect("write");
+    wait_for(200).await;
+    // A broken file keeps the previous list (which lets this host in).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    std::fs::write(&deny, "127.0.0.1\nnot-an-address\n").expect("write");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(get(setup.addr, "/", &[]).await.status, 200);
+    std::fs::write(&deny, "::1\n127.0.0.0/8\n").expect("write");
+    wait_for(403).await;
+}

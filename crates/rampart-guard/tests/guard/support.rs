@@ -50,6 +50,7 @@ pub struct Setup {
     pub addr: SocketAddr,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    pub guards: Arc<Guards>,
 }
 
 pub async fn store() -> Store {
@@ -89,9 +90,12 @@ pub async fn gateway_with(
     let config =
         rampart_config::compile_str(&source, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     let metrics = Arc::new(Metrics::new());
-    let guards = Guards::new(Arc::new(store.clone()), shared, Arc::clone(&metrics))
-        .with_audit(Arc::new(store.clone()));
-    let gateway = Gateway::start_with(config, Arc::clone(&metrics), Arc::new(guards))
+    let guards = Arc::new(
+        Guards::new(store.clone(), shared, Arc::clone(&metrics))
+            .expect("guards")
+            .with_audit(Arc::new(store.clone())),
+    );
+    let gateway = Gateway::start_with(config, Arc::clone(&metrics), Arc::clone(&guards) as _)
         .await
         .expect("gateway");
     let addr = gateway.local_addr("public").expect("addr");
@@ -100,6 +104,7 @@ pub async fn gateway_with(
         addr,
         store,
         metrics,
+        guards,
     }
 }
 

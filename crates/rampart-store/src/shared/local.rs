@@ -16,6 +16,8 @@ use crate::StoreError;
 #[derive(Clone)]
 struct Entry {
     value: i64,
+    /// A stored value (see [`SharedState::put`]).
+    bytes: Option<std::sync::Arc<[u8]>>,
     ttl: Duration,
     /// Whether an update restarts the time to live (rate-limit state) or keeps the
     /// expiry set at creation (counters).
@@ -53,11 +55,17 @@ pub struct LocalState {
 }
 
 impl LocalState {
-    /// Holds at most `capacity` counters and flags (least recently used go first).
+    /// Holds at most `capacity` counters and flags, a stored value counting one per 128
+    /// bytes (least recently used go first).
     pub fn new(capacity: u64) -> Self {
         Self {
             entries: Cache::builder()
                 .max_capacity(capacity)
+                // A stored value weighs one unit per 128 bytes besides its entry.
+                .weigher(|_key, entry: &Entry| {
+                    let len = entry.bytes.as_ref().map_or(0, |b| b.len());
+                    u32::try_from(1 + len / 128).unwrap_or(u32::MAX)
+                })
                 .expire_after(PerEntryTtl)
                 .build(),
             epoch: Instant::now(),
@@ -83,12 +91,14 @@ impl SharedState for LocalState {
                         let e = e.into_value();
                         Entry {
                             value: e.value + delta,
+                            bytes: None,
                             ttl: e.ttl,
                             restart_ttl_on_update: false,
                         }
                     }
                     None => Entry {
                         value: delta,
+                        bytes: None,
                         ttl,
                         restart_ttl_on_update: false,
                     },
@@ -103,6 +113,7 @@ impl SharedState for LocalState {
             key.to_string(),
             Entry {
                 value: 1,
+                bytes: None,
                 ttl,
                 restart_ttl_on_update: false,
             },
@@ -142,6 +153,7 @@ impl SharedState for LocalState {
                 match next {
                     Some(tat) => Op::Put(Entry {
                         value: tat as i64,
+                        bytes: None,
                         ttl: d.reset_after.max(Duration::from_millis(1)),
                         restart_ttl_on_update: true,
                     }),
@@ -149,6 +161,42 @@ impl SharedState for LocalState {
                 }
             });
         decision.ok_or_else(|| StoreError::Database("rate limit decision missing".into()))
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
+        let entry = Entry {
+            value: 0,
+            bytes: Some(value.into()),
+            ttl,
+            restart_ttl_on_update: true,
+        };
+        if only_if_absent {
+            return Ok(self
+                .entries
+                .entry(key.to_string())
+                .or_insert_with(|| entry)
+                .is_fresh());
+        }
+        self.entries.insert(key.to_string(), entry);
+        Ok(true)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .entries
+            .get(key)
+            .and_then(|e| e.bytes.map(|b| b.to_vec())))
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.entries.invalidate(key);
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -45,6 +45,19 @@ pub trait SharedState: Send + Sync {
         spec: &RateSpec,
         cost: u32,
     ) -> Result<RateDecision, StoreError>;
+    /// Stores `value` under `key` for `ttl`; with `only_if_absent`, only when no value
+    /// is there (atomically). Returns whether it was stored.
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError>;
+    /// The value stored under `key`.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes the value under `key`.
+    async fn remove(&self, key: &str) -> Result<(), StoreError>;
     /// Checks that the backing service answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }

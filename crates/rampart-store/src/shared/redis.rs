@@ -155,6 +155,49 @@ impl SharedState for RedisState {
         })
     }
 
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        if only_if_absent {
+            command.arg("NX");
+        }
+        command
+            .query_async::<Option<String>>(&mut connection)
+            .await
+            .map(|reply| reply.is_some())
+            .map_err(unavailable)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("GET")
+            .arg(self.key(key))
+            .query_async::<Option<Vec<u8>>>(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("DEL")
+            .arg(self.key(key))
+            .query_async::<i64>(&mut connection)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         redis::cmd("PING")

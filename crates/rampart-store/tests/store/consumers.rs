@@ -1,4 +1,7 @@
-use rampart_store::{ConsumerPatch, ConsumerStatus, ConsumerStore, NewConsumer, Store, StoreError};
+use rampart_store::{
+    ConsumerPatch, ConsumerPlan, ConsumerStatus, ConsumerStore, NewConsumer, PlanRateLimit,
+    QuotaPeriod, Store, StoreError, UsageStore,
+};
 
 use crate::both_backends;
 
@@ -7,6 +10,7 @@ fn named(name: &str) -> NewConsumer {
         name: name.into(),
         tenant: Some("acme".into()),
         metadata: serde_json::json!({ "plan": "gold" }),
+        plan: None,
     }
 }
 
@@ -148,3 +152,67 @@ async fn concurrent_updates_with_the_same_version_let_one_win(store: Store) {
     assert_eq!(store.consumer(&c.id).await.expect("read").version, 2);
 }
 both_backends!(concurrent_updates_with_the_same_version_let_one_win);
+
+async fn plans_are_kept_validated_and_cleared(store: Store) {
+    let plan = ConsumerPlan {
+        rate_limit: Some(PlanRateLimit {
+            requests: 100,
+            per_seconds: 60,
+            burst: None,
+        }),
+        daily_quota: Some(1000),
+        monthly_quota: None,
+    };
+    let mut new = named("planned");
+    new.plan = Some(plan);
+    let c = store.create_consumer(new).await.expect("create");
+    assert_eq!(store.consumer(&c.id).await.expect("read").plan, Some(plan));
+    let bad = ConsumerPlan {
+        daily_quota: Some(0),
+        ..plan
+    };
+    let refused = store
+        .update_consumer(
+            &c.id,
+            None,
+            ConsumerPatch {
+                plan: Some(Some(bad)),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    let cleared = store
+        .update_consumer(
+            &c.id,
+            None,
+            ConsumerPatch {
+                plan: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("clear");
+    assert_eq!(cleared.plan, None);
+}
+both_backends!(plans_are_kept_validated_and_cleared);
+
+async fn usage_accumulates_per_consumer_and_period(store: Store) {
+    let a = store.create_consumer(named("usage-a")).await.expect("a");
+    let b = store.create_consumer(named("usage-b")).await.expect("b");
+    let day = QuotaPeriod::Day.key(1_795_460_400);
+    assert_eq!(store.usage(&a.id, &day).await.expect("usage"), 0);
+    assert_eq!(store.add_usage(&a.id, &day, 3).await.expect("add"), 3);
+    // Concurrent additions are all counted.
+    let adds = (0..10).map(|_| store.add_usage(&a.id, &day, 2));
+    for result in futures_util::future::join_all(adds).await {
+        result.expect("add");
+    }
+    assert_eq!(store.usage(&a.id, &day).await.expect("usage"), 23);
+    assert_eq!(store.usage(&b.id, &day).await.expect("usage"), 0);
+    assert_eq!(store.usage(&a.id, "d:2000-01-01").await.expect("usage"), 0);
+}
+both_backends!(usage_accumulates_per_consumer_and_period);

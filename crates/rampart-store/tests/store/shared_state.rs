@@ -258,3 +258,42 @@ async fn three_redis_clients_hold_one_global_limit_within_one_percent() {
         error * 100.0
     );
 }
+
+async fn values_are_stored_once_read_and_removed<S: SharedState + 'static>(state: Arc<S>) {
+    let ttl = Duration::from_secs(60);
+    assert!(state.put("v", b"first", ttl, true).await.expect("put"));
+    assert!(!state.put("v", b"second", ttl, true).await.expect("put"));
+    assert_eq!(
+        state.get("v").await.expect("get").as_deref(),
+        Some(&b"first"[..])
+    );
+    assert!(state.put("v", b"third", ttl, false).await.expect("put"));
+    assert_eq!(
+        state.get("v").await.expect("get").as_deref(),
+        Some(&b"third"[..])
+    );
+    state.remove("v").await.expect("remove");
+    assert_eq!(state.get("v").await.expect("get"), None);
+    // Of concurrent conditional puts exactly one wins.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move { state.put("once", &[i], ttl, true).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if task.await.expect("join").expect("put") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    // Values expire.
+    state
+        .put("short", b"x", Duration::from_millis(200), false)
+        .await
+        .expect("put");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(state.get("short").await.expect("get"), None);
+}
+both_states!(values_are_stored_once_read_and_removed);
