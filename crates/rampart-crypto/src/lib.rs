@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use sha2::{Digest, Sha256};
@@ -122,6 +123,125 @@ impl SigningKey {
             "use": "sig",
         })
     }
+}
+
+/// Per-data-subject encryption keys (ChaCha20-Poly1305), one file each under a
+/// directory (mode 0600). Destroying a subject's key ([`SubjectKeys::forget`]) makes
+/// everything sealed for them unreadable — crypto-shredding — without touching the
+/// sealed bytes themselves.
+pub struct SubjectKeys {
+    dir: PathBuf,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for SubjectKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectKeys")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl SubjectKeys {
+    /// Keys kept in `dir` (created if needed).
+    pub fn open(dir: &Path) -> Result<Self, CryptoError> {
+        std::fs::create_dir_all(dir).map_err(|source| CryptoError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            rng: SystemRandom::new(),
+        })
+    }
+
+    fn path(&self, subject: &str) -> PathBuf {
+        // File names reveal nothing about the subject.
+        let digest = Sha256::digest(subject.as_bytes());
+        let name: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(name)
+    }
+
+    fn key(&self, subject: &str, create: bool) -> Result<Option<LessSafeKey>, CryptoError> {
+        let path = self.path(subject);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                let mut fresh = [0u8; 32];
+                ring::rand::SecureRandom::fill(&self.rng, &mut fresh)
+                    .map_err(|_| CryptoError::Signing("no randomness".into()))?;
+                match write_private(&path, &fresh) {
+                    Ok(()) => fresh.to_vec(),
+                    // Another writer made it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path)
+                        .map_err(|source| CryptoError::Io {
+                            path: path.clone(),
+                            source,
+                        })?,
+                    Err(source) => return Err(CryptoError::Io { path, source }),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CryptoError::Io { path, source }),
+        };
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
+            .map_err(|_| CryptoError::Malformed(path.clone()))?;
+        Ok(Some(LessSafeKey::new(key)))
+    }
+
+    /// Encrypts `plaintext` for `subject` (creating their key on first use); returns
+    /// base64url of nonce ‖ ciphertext ‖ tag.
+    pub fn seal(&self, subject: &str, plaintext: &[u8]) -> Result<String, CryptoError> {
+        let key = self
+            .key(subject, true)?
+            .ok_or_else(|| CryptoError::Signing("subject key missing".into()))?;
+        let mut nonce = [0u8; 12];
+        ring::rand::SecureRandom::fill(&self.rng, &mut nonce)
+            .map_err(|_| CryptoError::Signing("no randomness".into()))?;
+        let mut data = plaintext.to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(subject.as_bytes()),
+            &mut data,
+        )
+        .map_err(|_| CryptoError::Signing("sealing failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Decrypts what [`SubjectKeys::seal`] made; `None` when the key is gone or the
+    /// data was altered.
+    pub fn open_sealed(&self, subject: &str, sealed: &str) -> Option<Vec<u8>> {
+        let key = self.key(subject, false).ok()??;
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        if bytes.len() < 12 + 16 {
+            return None;
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&bytes[..12]).ok()?;
+        let mut data = bytes[12..].to_vec();
+        let clear = key
+            .open_in_place(nonce, Aad::from(subject.as_bytes()), &mut data)
+            .ok()?;
+        Some(clear.to_vec())
+    }
+
+    /// Destroys `subject`'s key.
+    pub fn forget(&self, subject: &str) -> Result<(), CryptoError> {
+        let path = self.path(subject);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(CryptoError::Io { path, source }),
+        }
+    }
+}
+
+/// Checks an Ed25519 `signature` of `message` by `public_key` (32 bytes).
+pub fn verify_ed25519(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
+        .verify(message, signature)
+        .is_ok()
 }
 
 /// The RFC 7638 thumbprint of an Ed25519 public key's JWK.
