@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,7 +15,7 @@ use rampart_store::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Caller, JsonBody};
+use crate::auth::{Caller, JsonBody, QueryParams};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::AdminState;
 
@@ -285,7 +285,7 @@ pub struct ConsumerQuery {
 pub async fn list_consumers(
     State(state): AppState,
     caller: Caller,
-    Query(q): Query<ConsumerQuery>,
+    QueryParams(q): QueryParams<ConsumerQuery>,
 ) -> Result<Response> {
     caller.require(Role::Auditor)?;
     let page = state
@@ -513,7 +513,7 @@ pub async fn list_keys(
     State(state): AppState,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
 ) -> Result<Response> {
     caller.require(Role::Auditor)?;
     state.store.consumer(&id).await?;
@@ -746,7 +746,7 @@ pub struct AuditQuery {
 pub async fn audit_events(
     State(state): AppState,
     caller: Caller,
-    Query(q): Query<AuditQuery>,
+    QueryParams(q): QueryParams<AuditQuery>,
 ) -> Result<Response> {
     caller.require(Role::Auditor)?;
     let page = state.store.audit_events(q.after, q.limit).await?;

@@ -163,3 +163,32 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
     })
 }
+
+/// Query parameters; a malformed query is a 400 problem naming the parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize::<_, T>(deserializer)
+            .map(QueryParams)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let message = e.into_inner().to_string();
+                ApiError {
+                    errors: vec![FieldError {
+                        field: if field == "." { String::new() } else { field },
+                        message: message.clone(),
+                    }],
+                    ..ApiError::new(StatusCode::BAD_REQUEST, "malformed-query", message)
+                }
+            })
+    }
+}

@@ -3,6 +3,7 @@
 //! API keys, admin tokens, the audit trail and read-only views of the running config.
 
 mod api;
+mod audit_api;
 mod auth;
 mod openapi;
 mod problem;
@@ -52,6 +53,8 @@ pub struct AdminState {
     pub shared: Arc<dyn SharedState>,
     /// The JWKS upstreams verify principal assertions with.
     pub assertion_jwks: serde_json::Value,
+    /// The tamper-evident audit log, when the binary opened one.
+    pub audit_log: Option<Arc<rampart_audit::AuditLog>>,
 }
 
 mod audit_sink {
@@ -113,26 +116,53 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/admin/tokens/{id}/revoke", post(api::revoke_token))
         .route("/audit/events", get(api::audit_events))
+        .route(
+            "/audit/checkpoint",
+            get(audit_api::checkpoint).post(audit_api::publish_checkpoint),
+        )
+        .route("/audit/key", get(audit_api::key))
+        .route("/audit/entries", get(audit_api::entries))
+        .route("/audit/proof/inclusion", get(audit_api::inclusion_proof))
+        .route(
+            "/audit/proof/consistency",
+            get(audit_api::consistency_proof),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(auth::MAX_BODY))
         .layer(axum::middleware::from_fn(auth::request_id))
         .with_state(state)
 }
 
-/// The state for `gateway`, `store` and `shared`, auditing to the store and the log.
-pub fn state(
-    gateway: Arc<Gateway>,
-    store: Store,
-    shared: Arc<dyn SharedState>,
-    assertion_jwks: serde_json::Value,
-) -> Arc<AdminState> {
-    Arc::new(AdminState {
-        gateway,
-        audit: Arc::new(LogAndStore(store.clone())),
-        store,
-        shared,
-        assertion_jwks,
-    })
+impl AdminState {
+    /// The state for `gateway`, `store` and `shared`, auditing to the store's table and
+    /// the log, without an assertion JWKS or audit log until they are given.
+    pub fn new(gateway: Arc<Gateway>, store: Store, shared: Arc<dyn SharedState>) -> Self {
+        Self {
+            gateway,
+            audit: Arc::new(LogAndStore(store.clone())),
+            store,
+            shared,
+            assertion_jwks: serde_json::json!({ "keys": [] }),
+            audit_log: None,
+        }
+    }
+
+    /// Publishes `jwks` at `/.well-known/jwks.json`.
+    pub fn with_assertion_jwks(mut self, jwks: serde_json::Value) -> Self {
+        self.assertion_jwks = jwks;
+        self
+    }
+
+    /// Records audit events through `sink` and serves `log` under `/audit/`.
+    pub fn with_audit_log(
+        mut self,
+        log: Arc<rampart_audit::AuditLog>,
+        sink: Arc<dyn AuditSink>,
+    ) -> Self {
+        self.audit_log = Some(log);
+        self.audit = sink;
+        self
+    }
 }
 
 /// On first start with no usable admin token, creates an admin token and writes it to

@@ -6,29 +6,9 @@ use serde_json::Value;
 /// Encodes `event` canonically: an object with sorted keys at every depth, no
 /// whitespace, times in RFC 3339 UTC with milliseconds. These bytes are what the tree
 /// hashes; they never change once written.
-///
-/// Values under a key named in `sensitive` (at any depth of the details) are replaced
-/// by `{"sealed": …}`, encrypted with the data subject's own key (see
-/// [`rampart_crypto::SubjectKeys`]); the subject is `details.subject` when present,
-/// else the event's resource. Destroying that key later makes them unreadable while
-/// the entry's bytes, and so the tree, stay as they are.
-pub fn encode(
-    event: &AuditEvent,
-    sensitive: &[String],
-    subjects: Option<&rampart_crypto::SubjectKeys>,
-) -> Vec<u8> {
+pub fn encode(event: &AuditEvent) -> Vec<u8> {
     let time = std::time::UNIX_EPOCH
         + std::time::Duration::from_millis(u64::try_from(event.time).unwrap_or(0));
-    let subject = event
-        .summary
-        .get("subject")
-        .and_then(Value::as_str)
-        .unwrap_or(&event.resource)
-        .to_string();
-    let mut details = event.summary.clone();
-    if !sensitive.is_empty() {
-        seal(&mut details, sensitive, &subject, subjects);
-    }
     let value = serde_json::json!({
         "time": humantime::format_rfc3339_millis(time).to_string(),
         "actor": event.actor,
@@ -37,14 +17,38 @@ pub fn encode(
         "outcome": event.outcome,
         "request_id": event.request_id,
         "source_ip": event.source_ip,
-        "details": details,
+        "details": event.summary,
     });
     let mut out = Vec::with_capacity(256);
     write_canonical(&value, &mut out);
     out
 }
 
-fn seal(
+/// `event` with the values under keys named in `sensitive` (at any depth of its
+/// details) replaced by `{"sealed": …}`, encrypted with the data subject's own key
+/// (see [`rampart_crypto::SubjectKeys`]); the subject is `details.subject` when
+/// present, else the event's resource. Destroying that key later makes them
+/// unreadable while the entry's bytes, and so the tree, stay as they are. Without a
+/// key store the values are dropped: they are never kept in clear.
+pub fn seal(
+    event: &AuditEvent,
+    sensitive: &[String],
+    subjects: Option<&rampart_crypto::SubjectKeys>,
+) -> AuditEvent {
+    let mut sealed = event.clone();
+    if !sensitive.is_empty() {
+        let subject = event
+            .summary
+            .get("subject")
+            .and_then(Value::as_str)
+            .unwrap_or(&event.resource)
+            .to_string();
+        seal_values(&mut sealed.summary, sensitive, &subject, subjects);
+    }
+    sealed
+}
+
+fn seal_values(
     value: &mut Value,
     sensitive: &[String],
     subject: &str,
@@ -61,13 +65,13 @@ fn seal(
                         None => serde_json::json!({ "redacted": true }),
                     };
                 } else {
-                    seal(v, sensitive, subject, subjects);
+                    seal_values(v, sensitive, subject, subjects);
                 }
             }
         }
         Value::Array(items) => {
             for item in items {
-                seal(item, sensitive, subject, subjects);
+                seal_values(item, sensitive, subject, subjects);
             }
         }
         _ => {}
@@ -125,16 +129,12 @@ mod tests {
 
     #[test]
     fn the_encoding_is_canonical() {
-        let a = encode(
-            &event(serde_json::json!({ "b": 1, "a": { "y": 2, "x": [3, { "q": 1, "p": 0 }] } })),
-            &[],
-            None,
-        );
-        let b = encode(
-            &event(serde_json::json!({ "a": { "x": [3, { "p": 0, "q": 1 }], "y": 2 }, "b": 1 })),
-            &[],
-            None,
-        );
+        let a = encode(&event(
+            serde_json::json!({ "b": 1, "a": { "y": 2, "x": [3, { "q": 1, "p": 0 }] } }),
+        ));
+        let b = encode(&event(
+            serde_json::json!({ "a": { "x": [3, { "p": 0, "q": 1 }], "y": 2 }, "b": 1 }),
+        ));
         assert_eq!(a, b);
         let text = String::from_utf8(a).expect("utf8");
         assert!(text.starts_with(r#"{"action":"consumer.update","actor":"token:1","details":{"a":{"x":[3,{"p":0,"q":1}],"y":2},"b":1}"#), "{text}");
@@ -156,13 +156,13 @@ mod tests {
                 .unwrap_or(0)
         ));
         let keys = rampart_crypto::SubjectKeys::open(&dir).expect("keys");
-        let bytes = encode(
+        let bytes = encode(&seal(
             &event(
                 serde_json::json!({ "subject": "user-7", "after": { "email": "ann@example.com" } }),
             ),
             &["email".to_string()],
             Some(&keys),
-        );
+        ));
         let text = String::from_utf8(bytes).expect("utf8");
         assert!(!text.contains("ann@example.com"), "{text}");
         let entry: Value = serde_json::from_str(&text).expect("json");
@@ -176,11 +176,11 @@ mod tests {
         keys.forget("user-7").expect("forget");
         assert!(keys.open_sealed("user-7", sealed).is_none());
         // Without a key store the value is dropped, never kept in clear.
-        let text = String::from_utf8(encode(
+        let text = String::from_utf8(encode(&seal(
             &event(serde_json::json!({ "email": "ann@example.com" })),
             &["email".to_string()],
             None,
-        ))
+        )))
         .expect("utf8");
         assert!(!text.contains("ann@"), "{text}");
     }

@@ -9,11 +9,13 @@
 //! holding the verifier key can check that history was only ever appended to.
 
 pub mod event;
+pub mod export;
 mod log;
 pub mod merkle;
 pub mod note;
 pub mod verify;
 
+pub use export::{AuditTrail, SyslogForwarder};
 pub use log::{
     repair, rotate_key, AuditLog, AuditLogError, AuditLogSettings, Entry, Health, MAX_ENTRY_BYTES,
 };

@@ -504,17 +504,19 @@ impl AuditLog {
         done.await.map_err(|_| AuditLogError::Closed)?
     }
 
-    /// Encodes and appends an audit event (sealing sensitive details).
+    /// Seals an event's sensitive details, encodes it and appends it; returns its
+    /// index and the sealed event (the only form in which it may be stored elsewhere).
     pub async fn append_event(
         &self,
         event: &rampart_store::AuditEvent,
-    ) -> Result<u64, AuditLogError> {
-        let bytes = crate::event::encode(
+    ) -> Result<(u64, rampart_store::AuditEvent), AuditLogError> {
+        let sealed = crate::event::seal(
             event,
             &self.shared.settings.sensitive_fields,
             Some(&self.shared.subjects),
         );
-        self.append(bytes).await
+        let index = self.append(crate::event::encode(&sealed)).await?;
+        Ok((index, sealed))
     }
 
     /// The per-subject keys sensitive details are sealed with.

@@ -182,6 +182,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "server",
     "tracing",
     "honeypots",
+    "audit",
     "listeners",
     "upstreams",
     "routes",
@@ -247,6 +248,7 @@ impl Compiler {
                 "server" => input.server = self.deserialize(value),
                 "tracing" => input.tracing = self.deserialize(value),
                 "honeypots" => input.honeypots = self.deserialize(value),
+                "audit" => input.audit = self.deserialize(value),
                 "listeners" => input.listeners = self.each_in_array(value),
                 "routes" => input.routes = self.each_in_array(value),
                 "upstreams" => match value {
@@ -381,6 +383,7 @@ impl Compiler {
                 }
             })
         });
+        let audit = self.key("audit", |cx| cx.audit(input.audit.as_ref()));
         let upstreams = self.key("upstreams", |cx| {
             input
                 .upstreams
@@ -424,10 +427,53 @@ impl Compiler {
             server,
             tracing,
             honeypots,
+            audit,
             listeners,
             upstreams,
             routes,
         })
+    }
+
+    fn audit(&mut self, a: Option<&AuditInput>) -> AuditSettings {
+        let a = a.cloned().unwrap_or_default();
+        let syslog = a.syslog.as_deref().and_then(|text| {
+            let parsed = text
+                .strip_prefix("udp://")
+                .map(|rest| (false, rest))
+                .or_else(|| text.strip_prefix("tcp://").map(|rest| (true, rest)))
+                .filter(|(_, rest)| {
+                    rest.rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                });
+            match parsed {
+                Some((tcp, address)) => Some(SyslogTarget {
+                    tcp,
+                    address: address.to_string(),
+                }),
+                None => {
+                    self.error_at(
+                        "syslog",
+                        format!("{text:?}: expected udp://host:port or tcp://host:port"),
+                    );
+                    None
+                }
+            }
+        });
+        let interval = self.duration(
+            "checkpoint_interval",
+            a.checkpoint_interval.as_deref(),
+            Duration::from_secs(10),
+        );
+        if interval < Duration::from_millis(100) {
+            self.error_at("checkpoint_interval", "must be at least 100ms");
+        }
+        AuditSettings {
+            checkpoint_interval: interval.max(Duration::from_millis(100)),
+            sensitive_fields: a
+                .sensitive_fields
+                .unwrap_or_else(|| ["email", "phone", "address"].map(String::from).to_vec()),
+            syslog,
+        }
     }
 
     fn socket_addr(&mut self, key: &str, text: &str) -> Option<SocketAddr> {

@@ -35,6 +35,8 @@ pub struct ConfigInput {
     /// Honeypot paths: a client that requests one is banned from every route for a
     /// while (shared by all instances through Redis when configured).
     pub honeypots: Option<HoneypotsInput>,
+    /// The tamper-evident audit log (kept in `<data_dir>/audit`). Changes take effect on restart.
+    pub audit: Option<AuditInput>,
     /// Public listeners. At least one is required.
     #[serde(default)]
     pub listeners: Vec<ListenerInput>,
@@ -44,6 +46,20 @@ pub struct ConfigInput {
     /// Routes. The most specific matching route wins (see the config reference).
     #[serde(default)]
     pub routes: Vec<RouteInput>,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditInput {
+    /// How often a signed checkpoint is published while the log grows. Default `"10s"`.
+    pub checkpoint_interval: Option<DurationText>,
+    /// Keys of event details holding personal data: their values are stored only
+    /// encrypted with the data subject's own key. Default `["email", "phone", "address"]`.
+    pub sensitive_fields: Option<Vec<String>>,
+    /// Also send each entry to a syslog collector (SIEM), RFC 5424, such as
+    /// `"udp://10.0.0.5:514"` or `"tcp://siem.internal:601"`.
+    pub syslog: Option<String>,
 }
 
 /// Honeypots.

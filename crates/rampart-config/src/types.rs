@@ -34,12 +34,34 @@ pub struct Config {
     pub tracing: Option<TracingSettings>,
     /// Honeypot paths and the ban they trigger.
     pub honeypots: Option<Honeypots>,
+    /// The audit log's settings.
+    pub audit: AuditSettings,
     /// Public listeners.
     pub listeners: Vec<Listener>,
     /// Upstream pools by name.
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// Routes, most specific first.
     pub routes: Vec<Route>,
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// Checkpoint publication interval.
+    pub checkpoint_interval: Duration,
+    /// Detail keys holding personal data.
+    pub sensitive_fields: Vec<String>,
+    /// Syslog forwarding, if configured.
+    pub syslog: Option<SyslogTarget>,
+}
+
+/// A syslog collector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogTarget {
+    /// `true` for TCP (octet-counted framing, RFC 6587), `false` for UDP.
+    pub tcp: bool,
+    /// `host:port`.
+    pub address: String,
 }
 
 /// Honeypots.

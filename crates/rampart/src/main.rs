@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+mod audit_cli;
 mod client;
 
 use anyhow::Context;
@@ -80,6 +81,9 @@ enum Command {
         #[command(subcommand)]
         command: client::KeysCommand,
     },
+    /// The tamper-evident audit log: verify, tail, export, repair, rotate the key.
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
     /// Admin API administration.
     Admin {
         #[command(flatten)]
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
             connection,
             command: AdminCommand::Token(command),
         } => admin_call(client::tokens(&connection, command)),
+        Command::Audit(command) => audit_cli::run(command),
         Command::Serve {
             config,
             data_dir,
@@ -310,15 +315,35 @@ async fn serve(source: Source) -> anyhow::Result<()> {
     let assertion_key = rampart_crypto::SigningKey::load_or_create(
         &config.data_dir.join("assertion-signing-key.p8"),
     )?;
+    let mut audit_settings = rampart_audit::AuditLogSettings::new(config.data_dir.join("audit"));
+    audit_settings.sensitive_fields = config.audit.sensitive_fields.clone();
+    let audit_log = Arc::new(rampart_audit::AuditLog::open(audit_settings)?);
+    if let rampart_audit::Health::Corrupt { index, reason } = audit_log.health() {
+        tracing::error!(index, "the audit log is corrupt ({reason}): audited actions fail until an operator runs `rampart audit verify` and `rampart audit repair`");
+    }
+    audit_log.publish_every(config.audit.checkpoint_interval);
+    let audit_trail: Arc<dyn rampart_store::AuditSink> = Arc::new(rampart_audit::AuditTrail {
+        log: Arc::clone(&audit_log),
+        index: Arc::new(store.clone()),
+        syslog: config
+            .audit
+            .syslog
+            .as_ref()
+            .map(|s| rampart_audit::SyslogForwarder::start(s.address.clone(), s.tcp)),
+    });
     let guards = Arc::new(
         rampart_guard::Guards::new(store.clone(), Arc::clone(&shared), Arc::clone(&metrics))?
             .with_assertion_key(Arc::new(assertion_key))
-            .with_audit(Arc::new(store.clone())),
+            .with_audit(Arc::clone(&audit_trail)),
     );
     let assertion_jwks = guards.assertion_jwks();
     let gateway = Arc::new(Gateway::start_with(config, metrics, Arc::clone(&guards) as _).await?);
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_state = rampart_admin::state(Arc::clone(&gateway), store, shared, assertion_jwks);
+    let admin_state = Arc::new(
+        rampart_admin::AdminState::new(Arc::clone(&gateway), store, shared)
+            .with_assertion_jwks(assertion_jwks)
+            .with_audit_log(Arc::clone(&audit_log), audit_trail),
+    );
     let (_, admin_task) = rampart_admin::bind(admin_address, admin_state, async {
         let _ = admin_stopped.await;
     })
@@ -335,6 +360,9 @@ async fn serve(source: Source) -> anyhow::Result<()> {
     gateway.shutdown().await;
     if let Err(e) = guards.flush_usage().await {
         tracing::error!("quota counts of the last second could not be written: {e}");
+    }
+    if let Err(e) = audit_log.publish_checkpoint() {
+        tracing::error!("no final audit checkpoint: {e}");
     }
     let _ = stop_admin.send(());
     let _ = admin_task.await;

@@ -517,3 +517,168 @@ async fn plans_are_set_through_the_api_and_usage_is_visible() {
     assert_eq!(jwks.status, 200);
     assert!(jwks.json["keys"].is_array());
 }
+
+#[tokio::test]
+async fn admin_mutations_land_in_the_audit_log_with_verifiable_proofs() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use rampart_audit::merkle::{verify_consistency, verify_inclusion, Hash};
+    use rampart_audit::note::{self, Checkpoint, Verifier};
+
+    let admin = start().await;
+    for name in ["audited-a", "audited-b", "audited-c"] {
+        let created = admin
+            .admin(
+                "POST",
+                "/consumers",
+                Some(&format!(r#"{{"name":"{name}","tenant":"secret-{name}"}}"#)),
+            )
+            .await;
+        assert_eq!(created.status, 201);
+    }
+    let auditor = admin.token_with_role("auditor").await;
+    let get_text = |path: &'static str, token: Option<String>| {
+        let admin = &admin;
+        async move {
+            let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build(hyper_util::client::legacy::connect::HttpConnector::new());
+            let mut request = http::Request::get(format!("http://{}{path}", admin.addr));
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let response = client
+                .request(request.body(Default::default()).expect("request"))
+                .await
+                .expect("response");
+            let status = response.status().as_u16();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            (status, String::from_utf8_lossy(&body).to_string())
+        }
+    };
+    let (status, _) = get_text("/audit/checkpoint", None).await;
+    assert_eq!(status, 401);
+    let (status, keys) = get_text("/audit/key", Some(auditor.clone())).await;
+    assert_eq!(status, 200);
+    let verifiers: Vec<Verifier> = keys
+        .lines()
+        .map(|k| Verifier::parse(k).expect("verifier key"))
+        .collect();
+    let (status, signed) = get_text("/audit/checkpoint", Some(auditor.clone())).await;
+    assert_eq!(status, 200);
+    let checkpoint =
+        Checkpoint::parse(note::open(&signed, &verifiers).expect("signed")).expect("checkpoint");
+    // Three creations and the auditor token's creation.
+    assert!(checkpoint.size >= 4, "{checkpoint:?}");
+
+    let (status, lines) = get_text("/audit/entries?start=0", Some(auditor.clone())).await;
+    assert_eq!(status, 200);
+    let entries: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(entries.len() as u64, admin.audit_log.size());
+    let bytes = STANDARD
+        .decode(entries[0]["entry"].as_str().expect("entry"))
+        .expect("base64");
+    let first: serde_json::Value = serde_json::from_slice(&bytes).expect("canonical json");
+    assert_eq!(first["action"], "consumer.create");
+    assert_eq!(first["outcome"], "success");
+    // Fields marked sensitive (here the tenant) are sealed, never in clear.
+    assert!(!String::from_utf8_lossy(&bytes).contains("secret-audited-a"));
+    assert!(
+        first["details"]["after"]["tenant"]["sealed"].is_string(),
+        "{first}"
+    );
+
+    let proof = admin
+        .call(
+            Some(&auditor),
+            "GET",
+            &format!("/audit/proof/inclusion?index=0&size={}", checkpoint.size),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(proof.status, 200, "{}", proof.json);
+    let hash = |v: &serde_json::Value| -> Hash {
+        Hash::try_from(
+            STANDARD
+                .decode(v.as_str().expect("b64"))
+                .expect("b64")
+                .as_slice(),
+        )
+        .expect("32 bytes")
+    };
+    let hashes: Vec<Hash> = proof.json["hashes"]
+        .as_array()
+        .expect("hashes")
+        .iter()
+        .map(hash)
+        .collect();
+    verify_inclusion(
+        0,
+        checkpoint.size,
+        &rampart_audit::merkle::leaf_hash(&bytes),
+        &hashes,
+        &checkpoint.root,
+    )
+    .expect("entry 0 is in the signed checkpoint");
+
+    // Later changes extend the same history.
+    admin
+        .admin("POST", "/consumers", Some(r#"{"name":"audited-d"}"#))
+        .await;
+    let fresh = admin.admin("POST", "/audit/checkpoint", None).await;
+    assert_eq!(fresh.status, 200);
+    let size = admin.audit_log.size();
+    let consistency = admin
+        .call(
+            Some(&auditor),
+            "GET",
+            &format!(
+                "/audit/proof/consistency?from={}&to={size}",
+                checkpoint.size
+            ),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(consistency.status, 200, "{}", consistency.json);
+    let hashes: Vec<Hash> = consistency.json["hashes"]
+        .as_array()
+        .expect("hashes")
+        .iter()
+        .map(hash)
+        .collect();
+    verify_consistency(
+        checkpoint.size,
+        size,
+        &hashes,
+        &checkpoint.root,
+        &hash(&consistency.json["to_root"]),
+    )
+    .expect("consistent");
+
+    // Out-of-range requests are 400 problems.
+    for path in [
+        format!("/audit/proof/inclusion?index={size}&size={size}"),
+        format!("/audit/proof/consistency?from={}&to=1", size),
+        format!("/audit/proof/consistency?from=1&to={}", size + 5),
+        format!("/audit/entries?start={}&end=1", size),
+        "/audit/entries?start=0&end=5000".to_string(),
+        "/audit/proof/inclusion?index=-1&size=2".to_string(),
+    ] {
+        let answer = admin.call(Some(&auditor), "GET", &path, None, &[]).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.json);
+        assert!(answer.json["request_id"].is_string(), "{path}");
+    }
+    // Auditors cannot force a checkpoint.
+    let refused = admin
+        .call(Some(&auditor), "POST", "/audit/checkpoint", None, &[])
+        .await;
+    assert_eq!(refused.status, 403);
+}

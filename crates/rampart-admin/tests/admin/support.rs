@@ -17,6 +17,7 @@ use rampart_store::Store;
 
 pub struct Admin {
     pub addr: SocketAddr,
+    pub audit_log: Arc<rampart_audit::AuditLog>,
     pub gateway_addr: SocketAddr,
     pub store: Store,
     pub data_dir: PathBuf,
@@ -66,11 +67,21 @@ upstream = "echo"
             .expect("gateway"),
     );
     let gateway_addr = gateway.local_addr("public").expect("listener");
-    let state = rampart_admin::state(
-        gateway,
-        store.clone(),
-        Arc::new(rampart_store::LocalState::default()),
-        serde_json::json!({ "keys": [] }),
+    let mut audit_settings = rampart_audit::AuditLogSettings::new(data_dir.join("audit"));
+    audit_settings.sensitive_fields = vec!["tenant".into()];
+    let audit_log = Arc::new(rampart_audit::AuditLog::open(audit_settings).expect("audit log"));
+    let trail = Arc::new(rampart_audit::AuditTrail {
+        log: Arc::clone(&audit_log),
+        index: Arc::new(store.clone()),
+        syslog: None,
+    });
+    let state = Arc::new(
+        rampart_admin::AdminState::new(
+            gateway,
+            store.clone(),
+            Arc::new(rampart_store::LocalState::default()),
+        )
+        .with_audit_log(Arc::clone(&audit_log), trail),
     );
     let (addr, _task) = rampart_admin::bind(
         "127.0.0.1:0".parse().expect("addr"),
@@ -81,6 +92,7 @@ upstream = "echo"
     .expect("admin");
     Admin {
         addr,
+        audit_log,
         gateway_addr,
         store,
         data_dir,

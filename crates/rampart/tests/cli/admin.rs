@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn config(public: u16, admin: u16) -> String {
+pub fn config(public: u16, admin: u16) -> String {
     format!(
         r#"
 admin = {{ listen = "127.0.0.1:{admin}" }}
@@ -23,7 +23,7 @@ upstream = "echo"
 }
 
 /// Runs the CLI in `dir` against `admin`; returns (exit code, stdout, stderr).
-fn cli(
+pub fn cli(
     dir: &std::path::Path,
     admin: u16,
     args: &[&str],

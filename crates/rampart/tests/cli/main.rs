@@ -3,5 +3,6 @@
 mod support;
 
 mod admin;
+mod audit;
 mod commands;
 mod serve;
