@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rampart_audit::{AuditLog, AuditLogError};
+use rampart_audit::{AuditLogError, Ledger};
 use rampart_store::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,7 +20,7 @@ use crate::AdminState;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-fn log(state: &AdminState) -> Result<&Arc<AuditLog>> {
+fn log(state: &AdminState) -> Result<&Arc<dyn Ledger>> {
     state.audit_log.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -60,15 +60,10 @@ fn text(body: String) -> Response {
 #[utoipa::path(get, path = "/audit/checkpoint", tag = "audit", responses((status = 200, description = "The latest checkpoint, a C2SP signed note", body = String, content_type = "text/plain"), (status = 401, description = "Missing or invalid admin token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "No audit log, or it is corrupt", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn checkpoint(State(state): State<Arc<AdminState>>, caller: Caller) -> Result<Response> {
     caller.require(Role::Auditor)?;
-    let log = Arc::clone(log(&state)?);
-    let note = match log.latest_checkpoint() {
+    let log = log(&state)?;
+    let note = match log.latest_checkpoint().await.map_err(log_error)? {
         Some(note) => note,
-        None => tokio::task::spawn_blocking(move || log.publish_checkpoint())
-            .await
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })?
-            .map_err(log_error)?,
+        None => log.publish_checkpoint().await.map_err(log_error)?,
     };
     Ok(text(note))
 }
@@ -80,11 +75,7 @@ pub async fn publish_checkpoint(
     caller: Caller,
 ) -> Result<Response> {
     caller.require(Role::Admin)?;
-    let log = Arc::clone(log(&state)?);
-    let note = tokio::task::spawn_blocking(move || log.publish_checkpoint())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(log_error)?;
+    let note = log(&state)?.publish_checkpoint().await.map_err(log_error)?;
     Ok(text(note))
 }
 
@@ -92,7 +83,8 @@ pub async fn publish_checkpoint(
 #[utoipa::path(get, path = "/audit/key", tag = "audit", responses((status = 200, description = "Verifier keys, one per line, the current one first", body = String, content_type = "text/plain"), (status = 401, description = "Missing or invalid admin token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "No audit log", body = crate::problem::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn key(State(state): State<Arc<AdminState>>, caller: Caller) -> Result<Response> {
     caller.require(Role::Auditor)?;
-    Ok(text(log(&state)?.verifier_keys().join("\n") + "\n"))
+    let keys = log(&state)?.verifier_keys().await.map_err(log_error)?;
+    Ok(text(keys.join("\n") + "\n"))
 }
 
 /// A range of entries.
@@ -127,22 +119,18 @@ pub async fn entries(
     QueryParams(q): QueryParams<EntriesQuery>,
 ) -> Result<Response> {
     caller.require(Role::Auditor)?;
-    let log = Arc::clone(log(&state)?);
+    let log = log(&state)?;
+    let size = log.size().await.map_err(log_error)?;
     let end = q
         .end
-        .unwrap_or_else(|| log.size().min(q.start.saturating_add(1000)).max(q.start));
-    let start = q.start;
-    let entries = tokio::task::spawn_blocking(move || log.entries(start, end).map(|e| (e, log)))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(log_error)?;
-    let (entries, log) = entries;
+        .unwrap_or_else(|| size.min(q.start.saturating_add(1000)).max(q.start));
+    let entries = log.entries(q.start, end).await.map_err(log_error)?;
     let mut body = String::new();
     for e in entries {
         let view = EntryView {
             index: e.index,
             entry: STANDARD.encode(&e.bytes),
-            leaf_hash: STANDARD.encode(log.leaf_hash(e.index).unwrap_or_default()),
+            leaf_hash: STANDARD.encode(rampart_audit::merkle::leaf_hash(&e.bytes)),
         };
         body.push_str(&serde_json::to_string(&view).unwrap_or_default());
         body.push('\n');
@@ -187,12 +175,16 @@ pub async fn inclusion_proof(
 ) -> Result<Json<InclusionProof>> {
     caller.require(Role::Auditor)?;
     let log = log(&state)?;
-    let hashes = log.inclusion_proof(q.index, q.size).map_err(log_error)?;
-    let root = log.root(q.size).map_err(log_error)?;
+    let hashes = log
+        .inclusion_proof(q.index, q.size)
+        .await
+        .map_err(log_error)?;
+    let root = log.root(q.size).await.map_err(log_error)?;
+    let leaf = log.leaf_hash(q.index).await.map_err(log_error)?;
     Ok(Json(InclusionProof {
         index: q.index,
         size: q.size,
-        leaf_hash: STANDARD.encode(log.leaf_hash(q.index).unwrap_or_default()),
+        leaf_hash: STANDARD.encode(leaf.unwrap_or_default()),
         root: STANDARD.encode(root),
         hashes: hashes.iter().map(|h| STANDARD.encode(h)).collect(),
     }))
@@ -240,12 +232,15 @@ pub async fn consistency_proof(
             "from must be at least 1".into(),
         )));
     }
-    let hashes = log.consistency_proof(q.from, q.to).map_err(log_error)?;
+    let hashes = log
+        .consistency_proof(q.from, q.to)
+        .await
+        .map_err(log_error)?;
     Ok(Json(ConsistencyProof {
         from: q.from,
         to: q.to,
-        from_root: STANDARD.encode(log.root(q.from).map_err(log_error)?),
-        to_root: STANDARD.encode(log.root(q.to).map_err(log_error)?),
+        from_root: STANDARD.encode(log.root(q.from).await.map_err(log_error)?),
+        to_root: STANDARD.encode(log.root(q.to).await.map_err(log_error)?),
         hashes: hashes.iter().map(|h| STANDARD.encode(h)).collect(),
     }))
 }

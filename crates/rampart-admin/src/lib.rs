@@ -54,7 +54,7 @@ pub struct AdminState {
     /// The JWKS upstreams verify principal assertions with.
     pub assertion_jwks: serde_json::Value,
     /// The tamper-evident audit log, when the binary opened one.
-    pub audit_log: Option<Arc<rampart_audit::AuditLog>>,
+    pub audit_log: Option<Arc<dyn rampart_audit::Ledger>>,
 }
 
 mod audit_sink {
@@ -156,7 +156,7 @@ impl AdminState {
     /// Records audit events through `sink` and serves `log` under `/audit/`.
     pub fn with_audit_log(
         mut self,
-        log: Arc<rampart_audit::AuditLog>,
+        log: Arc<dyn rampart_audit::Ledger>,
         sink: Arc<dyn AuditSink>,
     ) -> Self {
         self.audit_log = Some(log);

@@ -67,7 +67,9 @@ async fn postgres_rate(url: &str, writers: usize, duration: Duration) -> Option<
     for t in tasks {
         total += t.await.expect("join");
     }
-    let _ = sqlx::query("DROP TABLE rampart_bench_audit").execute(&pool).await;
+    let _ = sqlx::query("DROP TABLE rampart_bench_audit")
+        .execute(&pool)
+        .await;
     Some(total as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -106,7 +108,10 @@ async fn main() {
         checksum ^= proof.first().map_or(0, |h| h[0]);
     }
     let per = started.elapsed() / rounds as u32;
-    println!("inclusion proof at size {size}: {:.1} us each (checksum {checksum})", per.as_secs_f64() * 1e6);
+    println!(
+        "inclusion proof at size {size}: {:.1} us each (checksum {checksum})",
+        per.as_secs_f64() * 1e6
+    );
     drop(log);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::AuditLog;
+use crate::Ledger;
 
 /// Escapes a CEF header field (`\` and `|`).
 fn cef_header(text: &str) -> String {
@@ -171,7 +171,7 @@ impl SyslogForwarder {
 /// configured. An event counts as recorded only once the log has it.
 pub struct AuditTrail {
     /// The log.
-    pub log: Arc<AuditLog>,
+    pub log: Arc<dyn Ledger>,
     /// Where the queryable copy goes (the store's audit table).
     pub index: Arc<dyn AuditSink>,
     /// Syslog forwarding.

@@ -12,7 +12,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use rampart_crypto::{SigningKey, SubjectKeys};
@@ -504,24 +503,14 @@ impl AuditLog {
         done.await.map_err(|_| AuditLogError::Closed)?
     }
 
-    /// Seals an event's sensitive details, encodes it and appends it; returns its
-    /// index and the sealed event (the only form in which it may be stored elsewhere).
-    pub async fn append_event(
-        &self,
-        event: &rampart_store::AuditEvent,
-    ) -> Result<(u64, rampart_store::AuditEvent), AuditLogError> {
-        let sealed = crate::event::seal(
-            event,
-            &self.shared.settings.sensitive_fields,
-            Some(&self.shared.subjects),
-        );
-        let index = self.append(crate::event::encode(&sealed)).await?;
-        Ok((index, sealed))
-    }
-
     /// The per-subject keys sensitive details are sealed with.
     pub fn subject_keys(&self) -> &SubjectKeys {
         &self.shared.subjects
+    }
+
+    /// Keys of event details that are sealed.
+    pub fn sensitive_fields(&self) -> &[String] {
+        &self.shared.settings.sensitive_fields
     }
 
     /// Entries `start..end` (at most 1000).
@@ -638,27 +627,6 @@ impl AuditLog {
         file.sync_data()?;
         checkpoints.push(stored);
         Ok(signed)
-    }
-
-    /// Publishes a checkpoint every `interval` while the log grows, until dropped.
-    pub fn publish_every(self: &Arc<Self>, interval: Duration) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(log) = weak.upgrade() else { return };
-                if let Health::Ok = log.health() {
-                    let log2 = Arc::clone(&log);
-                    match tokio::task::spawn_blocking(move || log2.publish_checkpoint()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => tracing::error!("audit checkpoint not published: {e}"),
-                        Err(e) => tracing::error!("audit checkpoint task failed: {e}"),
-                    }
-                }
-            }
-        });
     }
 }
 

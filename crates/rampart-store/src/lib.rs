@@ -8,6 +8,7 @@
 //! Only this crate writes SQL.
 
 mod audit;
+mod audit_log;
 mod consumers;
 mod error;
 mod keys;
@@ -23,6 +24,7 @@ use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEvent, AuditSink, AuditStore, StoredAuditEvent};
+pub use audit_log::{AuditLogStore, StoredEntry};
 pub use consumers::{
     Consumer, ConsumerPatch, ConsumerPlan, ConsumerStatus, ConsumerStore, NewConsumer,
     PlanRateLimit,

@@ -315,13 +315,11 @@ async fn serve(source: Source) -> anyhow::Result<()> {
     let assertion_key = rampart_crypto::SigningKey::load_or_create(
         &config.data_dir.join("assertion-signing-key.p8"),
     )?;
-    let mut audit_settings = rampart_audit::AuditLogSettings::new(config.data_dir.join("audit"));
-    audit_settings.sensitive_fields = config.audit.sensitive_fields.clone();
-    let audit_log = Arc::new(rampart_audit::AuditLog::open(audit_settings)?);
+    let audit_log = open_audit_log(&config, &store).await?;
     if let rampart_audit::Health::Corrupt { index, reason } = audit_log.health() {
         tracing::error!(index, "the audit log is corrupt ({reason}): audited actions fail until an operator runs `rampart audit verify` and `rampart audit repair`");
     }
-    audit_log.publish_every(config.audit.checkpoint_interval);
+    rampart_audit::publish_every(&audit_log, config.audit.checkpoint_interval);
     let audit_trail: Arc<dyn rampart_store::AuditSink> = Arc::new(rampart_audit::AuditTrail {
         log: Arc::clone(&audit_log),
         index: Arc::new(store.clone()),
@@ -361,13 +359,33 @@ async fn serve(source: Source) -> anyhow::Result<()> {
     if let Err(e) = guards.flush_usage().await {
         tracing::error!("quota counts of the last second could not be written: {e}");
     }
-    if let Err(e) = audit_log.publish_checkpoint() {
+    if let Err(e) = audit_log.publish_checkpoint().await {
         tracing::error!("no final audit checkpoint: {e}");
     }
     let _ = stop_admin.send(());
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The audit log: in the shared database when the store is Postgres (one log for every
+/// instance), else segment files in the data dir.
+async fn open_audit_log(
+    config: &Config,
+    store: &rampart_store::Store,
+) -> anyhow::Result<Arc<dyn rampart_audit::Ledger>> {
+    let dir = config.data_dir.join("audit");
+    let sensitive = config.audit.sensitive_fields.clone();
+    Ok(match store.backend() {
+        rampart_store::Backend::Postgres => {
+            Arc::new(rampart_audit::SharedAuditLog::open(store.clone(), &dir, sensitive).await?)
+        }
+        rampart_store::Backend::Sqlite => {
+            let mut settings = rampart_audit::AuditLogSettings::new(dir);
+            settings.sensitive_fields = sensitive;
+            Arc::new(rampart_audit::AuditLog::open(settings)?)
+        }
+    })
 }
 
 fn source_data_dir(source: &Source) -> Option<PathBuf> {

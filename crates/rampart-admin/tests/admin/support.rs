@@ -71,7 +71,7 @@ upstream = "echo"
     audit_settings.sensitive_fields = vec!["tenant".into()];
     let audit_log = Arc::new(rampart_audit::AuditLog::open(audit_settings).expect("audit log"));
     let trail = Arc::new(rampart_audit::AuditTrail {
-        log: Arc::clone(&audit_log),
+        log: Arc::clone(&audit_log) as _,
         index: Arc::new(store.clone()),
         syslog: None,
     });
@@ -81,7 +81,7 @@ upstream = "echo"
             store.clone(),
             Arc::new(rampart_store::LocalState::default()),
         )
-        .with_audit_log(Arc::clone(&audit_log), trail),
+        .with_audit_log(Arc::clone(&audit_log) as _, trail),
     );
     let (addr, _task) = rampart_admin::bind(
         "127.0.0.1:0".parse().expect("addr"),

@@ -6,4 +6,5 @@ mod support;
 mod crash;
 mod log;
 mod proofs;
+mod shared;
 mod vectors;
