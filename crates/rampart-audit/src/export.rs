@@ -259,4 +259,44 @@ mod tests {
             "{text}"
         );
     }
+
+    #[tokio::test]
+    async fn syslog_over_tcp_uses_octet_counting() {
+        use tokio::io::AsyncReadExt;
+        let collector = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = collector.local_addr().expect("addr").to_string();
+        let forwarder = SyslogForwarder::start(address, true);
+        forwarder.send(1, br#"{"outcome":"success"}"#);
+        forwarder.send(2, br#"{"outcome":"failure"}"#);
+        let (mut stream, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), collector.accept())
+                .await
+                .expect("in time")
+                .expect("accept");
+        let mut received = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&received).contains(r#""index":2"#) {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("in time")
+                .expect("read");
+            assert!(n > 0, "connection closed early");
+            received.extend_from_slice(&buf[..n]);
+        }
+        // Each frame is "<length> <message>", the length counting the message's bytes.
+        let text = String::from_utf8(received).expect("utf8");
+        let (len, rest) = text.split_once(' ').expect("frame");
+        let len: usize = len.parse().expect("length");
+        let first = &rest[..len];
+        assert!(first.starts_with("<110>1 "), "{first}");
+        assert!(
+            first.ends_with(r#"{"index":1,"entry":{"outcome":"success"}}"#),
+            "{first}"
+        );
+        let (len2, second) = rest[len..].split_once(' ').expect("second frame");
+        assert_eq!(len2.parse::<usize>().expect("length"), second.len());
+        assert!(second.starts_with("<108>1 "), "{second}");
+    }
 }

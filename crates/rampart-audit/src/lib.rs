@@ -20,5 +20,6 @@ pub mod verify;
 pub use export::{AuditTrail, SyslogForwarder};
 pub use ledger::{publish_every, Ledger, SharedAuditLog};
 pub use log::{
-    repair, rotate_key, AuditLog, AuditLogError, AuditLogSettings, Entry, Health, MAX_ENTRY_BYTES,
+    parse_records, repair, rotate_key, AuditLog, AuditLogError, AuditLogSettings, Entry, Health,
+    Parsed, MAX_ENTRY_BYTES,
 };

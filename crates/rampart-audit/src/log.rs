@@ -186,57 +186,118 @@ pub(crate) fn scan(
             });
         }
         let data = std::fs::read(&segment.path)?;
-        let mut at = 0usize;
-        while at < data.len() {
-            let rest = &data[at..];
-            let incomplete = |why: &str| {
-                if last {
-                    Ok(ScanEnd::TornTail {
-                        segment: n,
-                        offset: at as u64,
-                    })
-                } else {
-                    Ok(ScanEnd::Corrupt {
-                        index,
-                        reason: format!("{why} in {}", segment.path.display()),
-                    })
-                }
-            };
-            if rest.len() < RECORD_HEADER {
-                return incomplete("a truncated record header");
-            }
-            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            if len > MAX_ENTRY_BYTES {
-                return Ok(ScanEnd::Corrupt {
-                    index,
-                    reason: format!("record length {len} is impossible"),
-                });
-            }
-            if rest.len() < RECORD_HEADER + len {
-                return incomplete("a truncated record");
-            }
-            let mut stored_hash = [0u8; 32];
-            stored_hash.copy_from_slice(&rest[4..36]);
-            let bytes = &rest[RECORD_HEADER..RECORD_HEADER + len];
-            if leaf_hash(bytes) != stored_hash {
-                return Ok(ScanEnd::Corrupt {
-                    index,
-                    reason: "the entry's bytes do not match its hash".into(),
-                });
-            }
+        let path = segment.path.display().to_string();
+        let parsed = parse_records(&data, last, index, &path, |offset, stored_hash, bytes| {
             each(&Record {
                 segment: n,
-                offset: (at + RECORD_HEADER) as u64,
+                offset,
                 stored_hash,
                 bytes,
             });
-            index += 1;
-            at += RECORD_HEADER + len;
-            read += (RECORD_HEADER + len) as u64;
-            progress(read);
+        });
+        index += parsed.records;
+        read += parsed.bytes;
+        progress(read);
+        match parsed.end {
+            None => {}
+            Some(ScanEnd::TornTail { offset, .. }) => {
+                return Ok(ScanEnd::TornTail { segment: n, offset })
+            }
+            Some(end) => return Ok(end),
         }
     }
     Ok(ScanEnd::Clean)
+}
+
+/// What [`parse_records`] found in one segment's bytes.
+pub struct Parsed {
+    /// Whole records.
+    pub records: u64,
+    /// Bytes they take.
+    pub bytes: u64,
+    /// How the segment ended when it did not end cleanly.
+    pub(crate) end: Option<ScanEnd>,
+}
+
+impl Parsed {
+    /// Whether the bytes ended in a bad or incomplete record.
+    pub fn is_clean(&self) -> bool {
+        self.end.is_none()
+    }
+}
+
+/// Parses the records of one segment's bytes, calling `each(offset of the entry,
+/// stored hash, entry)` for every whole record whose hash matches; `first_index` is the
+/// segment's first entry, `last` says whether it is the log's last segment (where an
+/// incomplete record is a torn tail rather than corruption).
+pub fn parse_records(
+    data: &[u8],
+    last: bool,
+    first_index: u64,
+    name: &str,
+    mut each: impl FnMut(u64, Hash, &[u8]),
+) -> Parsed {
+    let mut at = 0usize;
+    let mut index = first_index;
+    let end = |at: usize, index: u64, end: ScanEnd| Parsed {
+        records: index - first_index,
+        bytes: at as u64,
+        end: Some(end),
+    };
+    while at < data.len() {
+        let rest = &data[at..];
+        let incomplete = |why: &str| {
+            if last {
+                ScanEnd::TornTail {
+                    segment: 0,
+                    offset: at as u64,
+                }
+            } else {
+                ScanEnd::Corrupt {
+                    index,
+                    reason: format!("{why} in {name}"),
+                }
+            }
+        };
+        if rest.len() < RECORD_HEADER {
+            return end(at, index, incomplete("a truncated record header"));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len > MAX_ENTRY_BYTES {
+            return end(
+                at,
+                index,
+                ScanEnd::Corrupt {
+                    index,
+                    reason: format!("record length {len} is impossible"),
+                },
+            );
+        }
+        if rest.len() < RECORD_HEADER + len {
+            return end(at, index, incomplete("a truncated record"));
+        }
+        let mut stored_hash = [0u8; 32];
+        stored_hash.copy_from_slice(&rest[4..36]);
+        let bytes = &rest[RECORD_HEADER..RECORD_HEADER + len];
+        if leaf_hash(bytes) != stored_hash {
+            return end(
+                at,
+                index,
+                ScanEnd::Corrupt {
+                    index,
+                    reason: "the entry's bytes do not match its hash".into(),
+                },
+            );
+        }
+        each((at + RECORD_HEADER) as u64, stored_hash, bytes);
+        index += 1;
+        at += RECORD_HEADER + len;
+    }
+    Parsed {
+        records: index - first_index,
+        bytes: at as u64,
+        end: None,
+    }
 }
 
 /// A checkpoint as kept in `checkpoints.jsonl`.

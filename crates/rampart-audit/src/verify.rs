@@ -1,10 +1,11 @@
-//! Offline verification of a log directory: recompute the tree from the entries and
-//! check every stored checkpoint against it, using only public keys.
+//! Offline verification of a log directory (or of the shared log in the database):
+//! recompute the tree from the entries and check every stored checkpoint against it,
+//! using only public keys.
 
 use std::path::Path;
 
 use crate::log::{read_checkpoints, scan, segments, ScanEnd};
-use crate::merkle::{verify_consistency, Tree};
+use crate::merkle::{leaf_hash, verify_consistency, Tree};
 use crate::note::{self, Checkpoint, Verifier};
 
 /// What verification found.
@@ -51,59 +52,115 @@ pub fn verify(
             .map(str::to_string)
             .collect(),
     };
-    let verifiers: Vec<Verifier> = key_lines
+    let verifiers = parse_keys(&key_lines);
+    let checkpoints: Vec<(u64, String)> = read_checkpoints(dir)?
+        .into_iter()
+        .map(|c| (c.size, c.note))
+        .collect();
+    if problem.is_none() {
+        problem = check_checkpoints(&tree, &checkpoints, &verifiers)?;
+    }
+    Ok(Report {
+        entries: tree.size(),
+        checkpoints: checkpoints.len(),
+        problem,
+    })
+}
+
+fn parse_keys(lines: &[String]) -> Vec<Verifier> {
+    lines
         .iter()
         .filter(|l| !l.trim().is_empty())
         .filter_map(|l| Verifier::parse(l).ok())
-        .collect();
-    let checkpoints = read_checkpoints(dir)?;
+        .collect()
+}
+
+/// Checks each checkpoint's signature, that the tree has its entries with its root,
+/// and that consecutive checkpoints are consistent; returns the first problem.
+fn check_checkpoints(
+    tree: &Tree,
+    checkpoints: &[(u64, String)],
+    verifiers: &[Verifier],
+) -> Result<Option<(u64, String)>, crate::AuditLogError> {
     let mut previous: Option<Checkpoint> = None;
-    for stored in &checkpoints {
-        if problem.is_some() {
-            break;
-        }
-        let checkpoint = match note::open(&stored.note, &verifiers).map(Checkpoint::parse) {
+    for (size, signed) in checkpoints {
+        let checkpoint = match note::open(signed, verifiers).map(Checkpoint::parse) {
             Ok(Ok(c)) => c,
             Ok(Err(e)) | Err(e) => {
-                problem = Some((
-                    stored.size,
-                    format!("checkpoint of size {}: {e}", stored.size),
-                ));
-                break;
+                return Ok(Some((*size, format!("checkpoint of size {size}: {e}"))));
             }
         };
         if checkpoint.size > tree.size() {
-            problem = Some((
+            return Ok(Some((
                 tree.size(),
                 format!(
                     "a signed checkpoint covers {} entries but the log has {}: entries were removed",
                     checkpoint.size,
                     tree.size()
                 ),
-            ));
-            break;
+            )));
         }
-        let root = tree.root(checkpoint.size)?;
-        if root != checkpoint.root {
-            problem = Some((
+        if tree.root(checkpoint.size)? != checkpoint.root {
+            return Ok(Some((
                 previous.as_ref().map_or(0, |p| p.size),
                 format!(
                     "entries before {} do not match the signed checkpoint of that size",
                     checkpoint.size
                 ),
-            ));
-            break;
+            )));
         }
         if let Some(p) = previous.as_ref().filter(|p| p.size > 0) {
             let proof = tree.consistency_proof(p.size, checkpoint.size)?;
             if verify_consistency(p.size, checkpoint.size, &proof, &p.root, &checkpoint.root)
                 .is_err()
             {
-                problem = Some((p.size, "checkpoints are not consistent".into()));
-                break;
+                return Ok(Some((p.size, "checkpoints are not consistent".into())));
             }
         }
         previous = Some(checkpoint);
+    }
+    Ok(None)
+}
+
+/// Verifies the shared log in `store` like [`verify`]: every entry against its hash,
+/// every checkpoint against the tree, with the registered verifier keys (or `keys`).
+/// `progress` is told (entries read, entries so far known).
+pub async fn verify_database(
+    store: &rampart_store::Store,
+    keys: Option<&[String]>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Report, crate::AuditLogError> {
+    use rampart_store::AuditLogStore;
+    let db = |e: rampart_store::StoreError| crate::AuditLogError::Io(e.to_string());
+    let mut tree = Tree::new();
+    let mut problem = None;
+    'read: loop {
+        let rows = store.audit_read(tree.size(), 5000).await.map_err(db)?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            let index = tree.size();
+            if row.index != index {
+                problem = Some((index, format!("entry {index} is missing")));
+                break 'read;
+            }
+            let hash = leaf_hash(&row.entry);
+            if row.leaf_hash != hash {
+                problem = Some((index, "the entry's bytes do not match its hash".into()));
+                break 'read;
+            }
+            tree.push(hash);
+        }
+        progress(tree.size(), tree.size());
+    }
+    let key_lines = match keys {
+        Some(k) => k.to_vec(),
+        None => store.audit_keys().await.map_err(db)?,
+    };
+    let checkpoints = store.audit_checkpoints().await.map_err(db)?;
+    if problem.is_none() {
+        problem = check_checkpoints(&tree, &checkpoints, &parse_keys(&key_lines))?;
     }
     Ok(Report {
         entries: tree.size(),

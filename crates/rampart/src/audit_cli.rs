@@ -15,7 +15,10 @@ pub enum AuditCommand {
         /// Rampart's data dir.
         #[arg(long, env = "RAMPART_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
-        /// Trust these verifier keys instead of the data dir's `verifier-keys` file.
+        /// Verify the shared log in this Postgres database instead of the data dir's.
+        #[arg(long, env = "RAMPART_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Trust these verifier keys instead of the published ones.
         #[arg(long = "key")]
         keys: Vec<String>,
         /// No progress bar.
@@ -76,9 +79,10 @@ pub fn run(command: AuditCommand) -> ExitCode {
     match command {
         AuditCommand::Verify {
             data_dir,
+            database_url,
             keys,
             quiet,
-        } => verify(&audit_dir(&data_dir), &keys, quiet),
+        } => verify(&audit_dir(&data_dir), database_url.as_deref(), &keys, quiet),
         AuditCommand::Tail { data_dir, lines } => {
             let dir = audit_dir(&data_dir);
             let mut last: std::collections::VecDeque<(u64, Vec<u8>)> = Default::default();
@@ -160,21 +164,49 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn verify(dir: &Path, keys: &[String], quiet: bool) -> ExitCode {
+fn verify(dir: &Path, database_url: Option<&str>, keys: &[String], quiet: bool) -> ExitCode {
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
     } else {
         indicatif::ProgressBar::new(0)
     };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("verifying {bar:40} {bytes}/{total_bytes} ({eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let keys = (!keys.is_empty()).then_some(keys);
-    let report = rampart_audit::verify::verify(dir, keys, |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    });
+    let report = match database_url {
+        None => {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "verifying {bar:40} {bytes}/{total_bytes} ({eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            rampart_audit::verify::verify(dir, keys, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+        }
+        Some(url) => {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("verifying {pos} entries")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e),
+            };
+            runtime.block_on(async {
+                let store = rampart_store::Store::open_postgres(url)
+                    .await
+                    .map_err(|e| rampart_audit::AuditLogError::Io(e.to_string()))?;
+                rampart_audit::verify::verify_database(&store, keys, |done, _| {
+                    bar.set_position(done);
+                })
+                .await
+            })
+        }
+    };
     bar.finish_and_clear();
     match report {
         Ok(report) => match report.problem {

@@ -95,6 +95,15 @@ async fn two_instances_agree(store: Store) {
         .expect("consistent");
     }
     assert!(a.entries(0, size + 1).await.is_err());
+    // The whole shared log verifies offline with the registered keys.
+    let report = rampart_audit::verify::verify_database(&store, None, |_, _| {})
+        .await
+        .expect("verify");
+    assert_eq!(report.problem, None);
+    assert!(
+        report.entries >= size && report.checkpoints >= 1,
+        "{report:?}"
+    );
 }
 
 #[tokio::test]
