@@ -61,10 +61,38 @@ fn plan_from(p: rampart_store::ConsumerPlan) -> Plan {
     }
 }
 
+/// A verified principal with the headers that name it upstream, built once.
+#[derive(Debug)]
+pub struct Admitted {
+    /// Who.
+    pub principal: Arc<Principal>,
+    /// `x-rampart-consumer`, `-key-id` and `-scopes`, as sent upstream.
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Admitted {
+    /// Wraps `principal`, building its headers.
+    pub fn new(principal: Principal) -> Self {
+        let scopes = principal.scopes.join(" ");
+        let headers = [
+            (&CONSUMER, principal.consumer_id.as_str()),
+            (&KEY_ID, principal.key_id.as_str()),
+            (&SCOPES, scopes.as_str()),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| HeaderValue::from_str(value).ok().map(|v| (name.clone(), v)))
+        .collect();
+        Self {
+            principal: Arc::new(principal),
+            headers,
+        }
+    }
+}
+
 /// Verified (and refused) keys, kept briefly.
 pub struct KeyCache {
     lookup: Arc<dyn KeyLookup>,
-    entries: Cache<String, Option<Principal>>,
+    entries: Cache<String, Option<Arc<Admitted>>>,
 }
 
 impl KeyCache {
@@ -80,11 +108,15 @@ impl KeyCache {
     }
 
     /// The principal for a presented key (cached, including refusals).
-    pub async fn principal(&self, presented: &str) -> Result<Option<Principal>, StoreError> {
+    pub async fn principal(&self, presented: &str) -> Result<Option<Arc<Admitted>>, StoreError> {
         if let Some(cached) = self.entries.get(presented) {
             return Ok(cached);
         }
-        let answer = self.lookup.principal(presented).await?;
+        let answer = self
+            .lookup
+            .principal(presented)
+            .await?
+            .map(|p| Arc::new(Admitted::new(p)));
         self.entries.insert(presented.to_string(), answer.clone());
         Ok(answer)
     }
@@ -218,7 +250,7 @@ impl AuthGuard {
             (Some(presented), _) => self.api_key_principal(&presented).await?,
             (None, Some(verifier)) => match Self::bearer_token(&head.headers) {
                 Some(token) => match verifier.verify(&token).await {
-                    Ok(p) => p,
+                    Ok(p) => Arc::new(Admitted::new(p)),
                     Err(crate::jwt::Rejected(why)) => {
                         crate::deny(&self.metrics, &self.route, "auth_failed");
                         return Err(ProxyError::new(
@@ -243,7 +275,7 @@ impl AuthGuard {
         self.admit(head, ctx, principal)
     }
 
-    async fn api_key_principal(&self, presented: &str) -> Result<Principal, ProxyError> {
+    async fn api_key_principal(&self, presented: &str) -> Result<Arc<Admitted>, ProxyError> {
         match self.keys.principal(presented).await {
             Ok(Some(p)) => Ok(p),
             Ok(None) => {
@@ -269,8 +301,9 @@ impl AuthGuard {
         &self,
         head: &mut http::request::Parts,
         ctx: &mut RequestContext,
-        principal: Principal,
+        admitted: Arc<Admitted>,
     ) -> Result<(), ProxyError> {
+        let principal = &admitted.principal;
         if !self
             .policy
             .scopes
@@ -286,14 +319,8 @@ impl AuthGuard {
         // The credential stays here; the upstream learns who called.
         head.headers.remove(&self.policy.api_key_header);
         head.headers.remove(AUTHORIZATION);
-        for (name, value) in [
-            (&CONSUMER, principal.consumer_id.as_str()),
-            (&KEY_ID, principal.key_id.as_str()),
-            (&SCOPES, &principal.scopes.join(" ")),
-        ] {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                head.headers.insert(name.clone(), value);
-            }
+        for (name, value) in &admitted.headers {
+            head.headers.insert(name.clone(), value.clone());
         }
         for (claim, header) in &self.claim_headers {
             let value = principal
@@ -339,7 +366,7 @@ impl AuthGuard {
                 }
             }
         }
-        ctx.principal = Some(principal);
+        ctx.principal = Some(Arc::clone(principal));
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ use rampart_resilience::{BreakerSettings, CircuitBreaker};
 use rampart_store::{AuditSink, LocalState, SharedState, Store};
 use rampart_telemetry::{GuardLabels, Metrics};
 
-pub use api_key::{AuthGuard, KeyCache, KeyLookup};
+pub use api_key::{Admitted, AuthGuard, KeyCache, KeyLookup};
 pub use browser::{CorsFilter, CorsGuard, SecurityHeadersFilter};
 pub use honeypot::{BanCache, HoneypotGuard};
 pub use idempotency::IdempotencyExchange;

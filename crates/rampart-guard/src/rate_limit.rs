@@ -43,36 +43,48 @@ fn ceil_secs(d: std::time::Duration) -> u64 {
 }
 
 impl RateLimitGuard {
-    fn subject(
+    /// The limiter key of rule `i` for this request: `<route>:<i>:<subject>`, built in
+    /// one buffer.
+    fn key(
         &self,
+        i: usize,
         rule: &RateLimitRule,
         head: &http::request::Parts,
         ctx: &RequestContext,
     ) -> String {
-        let ip = || format!("ip:{}", ctx.client_ip);
-        match &rule.key {
-            LimitKey::ClientIp => ip(),
-            LimitKey::Route => "route".to_string(),
-            LimitKey::Consumer => ctx
-                .principal
-                .as_ref()
-                .map_or_else(ip, |p| format!("consumer:{}", p.consumer_id)),
-            LimitKey::ApiKey => ctx
-                .principal
-                .as_ref()
-                .map_or_else(ip, |p| format!("key:{}", p.key_id)),
-            LimitKey::Header(name) => head
-                .headers
-                .get(name)
-                .map(|v| format!("h:{}", String::from_utf8_lossy(v.as_bytes())))
-                .unwrap_or_else(ip),
-            LimitKey::Claim(claim) => ctx
-                .principal
-                .as_ref()
+        use std::fmt::Write;
+        let mut key = String::with_capacity(self.route.len() + 48);
+        let _ = write!(key, "{}:{i}:", self.route);
+        let principal = ctx.principal.as_deref();
+        let written = match &rule.key {
+            LimitKey::ClientIp => false,
+            LimitKey::Route => {
+                key.push_str("route");
+                true
+            }
+            LimitKey::Consumer => principal.is_some_and(|p| {
+                let _ = write!(key, "consumer:{}", p.consumer_id);
+                true
+            }),
+            LimitKey::ApiKey => principal.is_some_and(|p| {
+                let _ = write!(key, "key:{}", p.key_id);
+                true
+            }),
+            LimitKey::Header(name) => head.headers.get(name).is_some_and(|v| {
+                let _ = write!(key, "h:{}", String::from_utf8_lossy(v.as_bytes()));
+                true
+            }),
+            LimitKey::Claim(claim) => principal
                 .and_then(|p| p.claims.iter().find(|(name, _)| name == claim))
-                .map(|(_, value)| format!("c:{value}"))
-                .unwrap_or_else(ip),
+                .is_some_and(|(_, value)| {
+                    let _ = write!(key, "c:{value}");
+                    true
+                }),
+        };
+        if !written {
+            let _ = write!(key, "ip:{}", ctx.client_ip);
         }
+        key
     }
 
     /// The rule's numbers, or the consumer's plan's for a `consumer` limit.
@@ -106,6 +118,13 @@ impl RateLimitGuard {
         spec: &RateSpec,
         fail_open: bool,
     ) -> Result<RateDecision, ProxyError> {
+        if !self.limiter.can_fail() {
+            return self
+                .limiter
+                .rate_limit(key, spec, 1)
+                .await
+                .map_err(|e| ProxyError::new(ErrorKind::Internal, e.to_string()));
+        }
         let admission = self.breaker.lock().try_acquire(Instant::now());
         let shared = match admission {
             Admission::Rejected => Err(StoreError::Unavailable(
@@ -147,7 +166,7 @@ impl RateLimitGuard {
         let mut tightest: Option<RateLimitState> = None;
         for (i, rule) in self.rules.iter().enumerate() {
             let (spec, limit, window_secs) = Self::spec(rule, ctx);
-            let key = format!("{}:{i}:{}", self.route, self.subject(rule, head, ctx));
+            let key = self.key(i, rule, head, ctx);
             let decision = self.decide(&key, &spec, rule.fail_open).await?;
             let state = RateLimitState {
                 limit,

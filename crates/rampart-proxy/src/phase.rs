@@ -53,7 +53,7 @@ pub struct RequestContext {
     /// Upstream attempts, recorded for tracing when the trace is exported.
     pub attempt_spans: Option<Vec<AttemptSpan>>,
     /// Who the request is from, once an authentication guard has established it.
-    pub principal: Option<Principal>,
+    pub principal: Option<Arc<Principal>>,
 }
 
 /// An authenticated caller.

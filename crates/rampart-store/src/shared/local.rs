@@ -49,6 +49,9 @@ impl Expiry<String, Entry> for PerEntryTtl {
 /// In-process shared state (one instance only).
 pub struct LocalState {
     entries: Cache<String, Entry>,
+    /// GCRA state (theoretical arrival times), apart from the other entries so that
+    /// its keys need no prefix.
+    gcra: Cache<String, Entry>,
     /// The clock GCRA times are measured on.
     epoch: Instant,
     channels: Channels,
@@ -66,6 +69,10 @@ impl LocalState {
                     let len = entry.bytes.as_ref().map_or(0, |b| b.len());
                     u32::try_from(1 + len / 128).unwrap_or(u32::MAX)
                 })
+                .expire_after(PerEntryTtl)
+                .build(),
+            gcra: Cache::builder()
+                .max_capacity(capacity)
                 .expire_after(PerEntryTtl)
                 .build(),
             epoch: Instant::now(),
@@ -144,22 +151,20 @@ impl SharedState for LocalState {
         let now = self.epoch.elapsed().as_nanos() as u64;
         let mut decision = None;
         // The step runs under the entry's lock, so concurrent decisions on one key serialize.
-        self.entries
-            .entry(format!("gcra:{key}"))
-            .and_compute_with(|existing| {
-                let tat = existing.map(|e| e.into_value().value as u64);
-                let (d, next) = gcra::step(tat, now, spec, cost);
-                decision = Some(d);
-                match next {
-                    Some(tat) => Op::Put(Entry {
-                        value: tat as i64,
-                        bytes: None,
-                        ttl: d.reset_after.max(Duration::from_millis(1)),
-                        restart_ttl_on_update: true,
-                    }),
-                    None => Op::Nop,
-                }
-            });
+        self.gcra.entry_by_ref(key).and_compute_with(|existing| {
+            let tat = existing.map(|e| e.into_value().value as u64);
+            let (d, next) = gcra::step(tat, now, spec, cost);
+            decision = Some(d);
+            match next {
+                Some(tat) => Op::Put(Entry {
+                    value: tat as i64,
+                    bytes: None,
+                    ttl: d.reset_after.max(Duration::from_millis(1)),
+                    restart_ttl_on_update: true,
+                }),
+                None => Op::Nop,
+            }
+        });
         decision.ok_or_else(|| StoreError::Database("rate limit decision missing".into()))
     }
 
@@ -201,5 +206,9 @@ impl SharedState for LocalState {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn can_fail(&self) -> bool {
+        false
     }
 }

@@ -140,7 +140,7 @@ impl SharedState for RedisState {
         let mut connection = self.connection.clone();
         let (allowed, remaining, retry_after, reset_after): (i64, i64, i64, i64) = self
             .gcra
-            .key(self.key(&format!("gcra:{key}")))
+            .key(format!("{}gcra:{key}", self.prefix))
             .arg(spec.emission_ns())
             .arg(spec.limit_ns())
             .arg(cost)
