@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use moka::ops::compute::Op;
 use moka::sync::Cache;
 use moka::Expiry;
 use tokio::sync::broadcast;
 
-use super::gcra::{self, RateDecision, RateSpec};
+use super::gcra::{RateDecision, RateSpec};
+use super::gcra_table::GcraTable;
 use super::{Channels, SharedState};
 use crate::StoreError;
 
@@ -50,8 +50,8 @@ impl Expiry<String, Entry> for PerEntryTtl {
 pub struct LocalState {
     entries: Cache<String, Entry>,
     /// GCRA state (theoretical arrival times), apart from the other entries so that
-    /// its keys need no prefix.
-    gcra: Cache<String, Entry>,
+    /// its keys need no prefix, in plain sharded maps: a decision is on every request.
+    gcra: GcraTable,
     /// The clock GCRA times are measured on.
     epoch: Instant,
     channels: Channels,
@@ -71,10 +71,7 @@ impl LocalState {
                 })
                 .expire_after(PerEntryTtl)
                 .build(),
-            gcra: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(PerEntryTtl)
-                .build(),
+            gcra: GcraTable::new(capacity),
             epoch: Instant::now(),
             channels: Default::default(),
         }
@@ -149,23 +146,7 @@ impl SharedState for LocalState {
         cost: u32,
     ) -> Result<RateDecision, StoreError> {
         let now = self.epoch.elapsed().as_nanos() as u64;
-        let mut decision = None;
-        // The step runs under the entry's lock, so concurrent decisions on one key serialize.
-        self.gcra.entry_by_ref(key).and_compute_with(|existing| {
-            let tat = existing.map(|e| e.into_value().value as u64);
-            let (d, next) = gcra::step(tat, now, spec, cost);
-            decision = Some(d);
-            match next {
-                Some(tat) => Op::Put(Entry {
-                    value: tat as i64,
-                    bytes: None,
-                    ttl: d.reset_after.max(Duration::from_millis(1)),
-                    restart_ttl_on_update: true,
-                }),
-                None => Op::Nop,
-            }
-        });
-        decision.ok_or_else(|| StoreError::Database("rate limit decision missing".into()))
+        Ok(self.gcra.decide(key, now, spec, cost))
     }
 
     async fn put(

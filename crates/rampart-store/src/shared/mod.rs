@@ -5,6 +5,7 @@
 //! that may be lost (on restart, or with Redis): durable data lives in [`crate::Store`].
 
 mod gcra;
+mod gcra_table;
 mod local;
 mod redis;
 
