@@ -1,5 +1,7 @@
-//! Rampart's WAF engine. This first part reads SecLang — the ModSecurity rule language
-//! the OWASP Core Rule Set is written in — into typed directives, with every error
-//! reported by file, line and directive.
+//! Rampart's WAF engine: SecLang — the ModSecurity rule language the OWASP Core Rule
+//! Set is written in — parsed into typed directives (every error reported by file,
+//! line and directive), compiled once, and evaluated per request phase by phase.
 
+pub mod conformance;
+pub mod engine;
 pub mod seclang;

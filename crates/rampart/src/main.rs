@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 mod audit_cli;
 mod client;
+mod waf_cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -84,6 +85,9 @@ enum Command {
     /// The tamper-evident audit log: verify, tail, export, repair, rotate the key.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
+    /// The WAF engine: run a rule set's conformance tests.
+    #[command(subcommand)]
+    Waf(waf_cli::WafCommand),
     /// Admin API administration.
     Admin {
         #[command(flatten)]
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
             command: AdminCommand::Token(command),
         } => admin_call(client::tokens(&connection, command)),
         Command::Audit(command) => audit_cli::run(command),
+        Command::Waf(command) => waf_cli::run(command),
         Command::Serve {
             config,
             data_dir,

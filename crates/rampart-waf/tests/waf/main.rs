@@ -95,3 +95,31 @@ fn a_broken_rule_file_is_reported_by_file_line_and_directive() {
     assert_eq!(errors[1].location.line, 3);
     assert_eq!(errors[1].directive, "Include");
 }
+
+/// The CRS regression corpus: the pass count may only go up (the baseline is in
+/// `conformance-baseline.txt`).
+#[test]
+fn the_regression_corpus_passes_at_least_the_recorded_count() {
+    let Some(crs) = crs_dir() else { return };
+    let engine = rampart_waf::conformance::engine_for_tests(&entry_file(&crs))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let results = rampart_waf::conformance::run(&engine, &crs.join("regression"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let summary = rampart_waf::conformance::summarize(&results);
+    eprintln!(
+        "{} passed, {} failed, {} skipped",
+        summary.passed, summary.failed, summary.skipped
+    );
+    let baseline: usize = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance-baseline.txt"),
+    )
+    .expect("baseline file")
+    .trim()
+    .parse()
+    .expect("a number");
+    assert!(
+        summary.passed >= baseline,
+        "{} passed, fewer than the recorded {baseline}",
+        summary.passed
+    );
+}

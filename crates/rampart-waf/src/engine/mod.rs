@@ -1,0 +1,897 @@
+//! Rule evaluation: rules compiled once ([`Engine`]), evaluated per request in a
+//! [`Transaction`] phase by phase, with anomaly scoring done by the rules themselves
+//! (`setvar`), as the Core Rule Set expects.
+
+mod body;
+pub mod operator;
+pub mod transform;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::seclang::{
+    Action, Collection, Ctl, Directive, Location, Operator, OperatorKind, Rule, RuleSet, Selector,
+    SetVarOp, Transformation, Variable,
+};
+
+/// A rule that failed to compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: rule {id}: {message}")]
+pub struct CompileError {
+    /// Where the rule is.
+    pub location: Location,
+    /// Its id.
+    pub id: u64,
+    /// Why.
+    pub message: String,
+}
+
+/// A compiled rule.
+#[derive(Debug)]
+pub struct CompiledRule {
+    /// Its id (0 for chained rules).
+    pub id: u64,
+    /// Phase 1–5.
+    pub phase: u8,
+    /// Where it is.
+    pub location: Location,
+    variables: Vec<Variable>,
+    operator: Operator,
+    compiled: operator::Compiled,
+    transforms: Vec<Transformation>,
+    actions: Vec<Action>,
+    /// Tags (for removals and logs).
+    pub tags: Vec<String>,
+    nolog: bool,
+    capture: bool,
+    multi_match: bool,
+    chained: Option<Box<CompiledRule>>,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Rule(Arc<CompiledRule>),
+    Marker(String),
+}
+
+/// Whether rules may interrupt a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Rules run and disruptive actions apply.
+    On,
+    /// Rules run and log; nothing is blocked.
+    DetectionOnly,
+    /// Rules do not run.
+    Off,
+}
+
+/// A compiled rule set.
+#[derive(Debug)]
+pub struct Engine {
+    phases: [Vec<Step>; 5],
+    /// Compiled `/regex/` selectors, by source.
+    selectors: HashMap<String, regex::Regex>,
+    /// The configured engine mode.
+    pub mode: Mode,
+    /// Largest request body inspected.
+    pub request_body_limit: usize,
+}
+
+fn ranges_contain(ranges: &[(u64, u64)], id: u64) -> bool {
+    ranges.iter().any(|(a, b)| *a <= id && id <= *b)
+}
+
+impl Engine {
+    /// Compiles `set`; `base` is where data files (`@pmFromFile`) are looked up when a
+    /// rule's own directory does not have them. Reports every rule that fails.
+    pub fn compile(set: &RuleSet) -> Result<Self, Vec<CompileError>> {
+        let mut errors = Vec::new();
+        let mut defaults: HashMap<u8, Vec<Action>> = HashMap::new();
+        let mut steps: Vec<Step> = Vec::new();
+        let mut mode = Mode::On;
+        let mut request_body_limit = 128 * 1024;
+        for (location, directive) in &set.directives {
+            match directive {
+                Directive::Rule(rule) | Directive::Action(rule) => {
+                    match compile_rule(rule, &defaults, true) {
+                        Ok(r) => steps.push(Step::Rule(Arc::new(r))),
+                        Err(message) => errors.push(CompileError {
+                            location: location.clone(),
+                            id: rule.id().unwrap_or(0),
+                            message,
+                        }),
+                    }
+                }
+                Directive::Marker(name) => steps.push(Step::Marker(name.clone())),
+                Directive::DefaultAction(actions) => {
+                    let phase = actions
+                        .iter()
+                        .find_map(|a| match a {
+                            Action::Phase(p) => Some(*p),
+                            _ => None,
+                        })
+                        .unwrap_or(2);
+                    defaults.insert(phase, actions.clone());
+                }
+                Directive::RemoveById(ranges) => steps.retain(|s| {
+                    !matches!(s, Step::Rule(r) if ranges_contain(ranges, r.id))
+                }),
+                Directive::RemoveByTag(tag) => steps.retain(|s| {
+                    !matches!(s, Step::Rule(r) if r.tags.iter().any(|t| t == tag))
+                }),
+                Directive::RemoveByMsg(_) | Directive::UpdateActionById(..) => {}
+                Directive::UpdateTargetById(ranges, variables) => {
+                    for s in &mut steps {
+                        if let Step::Rule(r) = s {
+                            if ranges_contain(ranges, r.id) {
+                                if let Some(rule) = Arc::get_mut(r) {
+                                    rule.variables.extend(variables.iter().cloned());
+                                }
+                            }
+                        }
+                    }
+                }
+                Directive::UpdateTargetByTag(tag, variables) => {
+                    for s in &mut steps {
+                        if let Step::Rule(r) = s {
+                            if r.tags.iter().any(|t| t == tag) {
+                                if let Some(rule) = Arc::get_mut(r) {
+                                    rule.variables.extend(variables.iter().cloned());
+                                }
+                            }
+                        }
+                    }
+                }
+                Directive::Setting(name, value) => match name.as_str() {
+                    "SecRuleEngine" => {
+                        mode = match value.to_ascii_lowercase().as_str() {
+                            "off" => Mode::Off,
+                            "detectiononly" => Mode::DetectionOnly,
+                            _ => Mode::On,
+                        }
+                    }
+                    "SecRequestBodyLimit" => {
+                        request_body_limit = value.trim().parse().unwrap_or(request_body_limit)
+                    }
+                    _ => {}
+                },
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut phases: [Vec<Step>; 5] = Default::default();
+        for step in steps {
+            match &step {
+                Step::Rule(r) => phases[usize::from(r.phase.clamp(1, 5) - 1)].push(step),
+                Step::Marker(_) => {
+                    for p in &mut phases {
+                        p.push(step.clone());
+                    }
+                }
+            }
+        }
+        let mut selectors = HashMap::new();
+        let mut add = |vars: &[Variable]| {
+            for v in vars {
+                if let Selector::Regex(re) = &v.selector {
+                    if !selectors.contains_key(re) {
+                        if let Ok(compiled) =
+                            regex::RegexBuilder::new(re).case_insensitive(true).build()
+                        {
+                            selectors.insert(re.clone(), compiled);
+                        }
+                    }
+                }
+            }
+        };
+        for step in phases.iter().flatten() {
+            if let Step::Rule(rule) = step {
+                let mut r: Option<&CompiledRule> = Some(rule);
+                while let Some(current) = r {
+                    add(&current.variables);
+                    for a in &current.actions {
+                        if let Action::Ctl(
+                            Ctl::RuleRemoveTargetById(_, vars) | Ctl::RuleRemoveTargetByTag(_, vars),
+                        ) = a
+                        {
+                            add(vars);
+                        }
+                    }
+                    r = current.chained.as_deref();
+                }
+            }
+        }
+        Ok(Self {
+            phases,
+            selectors,
+            mode,
+            request_body_limit,
+        })
+    }
+
+    /// Number of rules (chain heads).
+    pub fn rule_count(&self) -> usize {
+        self.phases
+            .iter()
+            .flatten()
+            .filter(|s| matches!(s, Step::Rule(_)))
+            .count()
+    }
+}
+
+fn compile_rule(
+    rule: &Rule,
+    defaults: &HashMap<u8, Vec<Action>>,
+    head: bool,
+) -> Result<CompiledRule, String> {
+    let phase = rule
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Phase(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(2);
+    let mut actions: Vec<Action> = if head {
+        defaults.get(&phase).cloned().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    actions.extend(rule.actions.iter().cloned());
+    let mut transforms = Vec::new();
+    for a in &actions {
+        if let Action::Transform(t) = a {
+            if *t == Transformation::None {
+                transforms.clear();
+            } else {
+                transforms.push(*t);
+            }
+        }
+    }
+    let base = rule.location.file.parent().unwrap_or(Path::new("."));
+    let compiled = operator::compile(&rule.operator, base)?;
+    let chained = match &rule.chained {
+        Some(next) => Some(Box::new(compile_rule(next, defaults, false)?)),
+        None => None,
+    };
+    Ok(CompiledRule {
+        id: rule.id().unwrap_or(0),
+        phase,
+        location: rule.location.clone(),
+        variables: rule.variables.clone(),
+        operator: rule.operator.clone(),
+        compiled,
+        transforms,
+        tags: rule
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Tag(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect(),
+        nolog: actions.iter().rev().find_map(|a| match a {
+            Action::NoLog => Some(true),
+            Action::Log => Some(false),
+            _ => None,
+        }) == Some(true),
+        capture: actions.iter().any(|a| matches!(a, Action::Capture)),
+        multi_match: actions.iter().any(|a| matches!(a, Action::MultiMatch)),
+        actions,
+        chained,
+    })
+}
+
+/// An HTTP request as the engine sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Method.
+    pub method: String,
+    /// The request target as sent (path and query).
+    pub uri: String,
+    /// `HTTP/1.1` and so on.
+    pub protocol: String,
+    /// Headers in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The client's address.
+    pub remote_addr: String,
+}
+
+/// A response as the engine sees it (for phases 3 and 4).
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    /// Status.
+    pub status: u16,
+    /// `HTTP/1.1`.
+    pub protocol: String,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// The body (up to the inspection limit).
+    pub body: Vec<u8>,
+}
+
+/// A rule that matched and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    /// Its id.
+    pub id: u64,
+    /// Its expanded message.
+    pub msg: String,
+}
+
+type Entries = Vec<(String, Vec<u8>)>;
+
+/// One request's evaluation state.
+pub struct Transaction<'e> {
+    engine: &'e Engine,
+    mode: Mode,
+    collections: HashMap<Collection, Entries>,
+    tx: HashMap<String, Vec<u8>>,
+    removed_ids: Vec<(u64, u64)>,
+    removed_tags: Vec<String>,
+    removed_targets: Vec<(Option<Vec<(u64, u64)>>, Option<String>, Vec<Variable>)>,
+    body_processor: Option<String>,
+    matched_var: (String, Vec<u8>),
+    matched_vars: Entries,
+    /// Rules that matched and log, in order.
+    pub matched: Vec<Matched>,
+    /// Set when a disruptive action fired in `On` mode: the status to answer.
+    pub interruption: Option<u16>,
+    rule_id: u64,
+}
+
+/// Collections whose keys are compared without regard to case.
+fn key_eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+impl<'e> Transaction<'e> {
+    /// A transaction for `request`.
+    pub fn new(engine: &'e Engine, request: &Request) -> Self {
+        let mut t = Self {
+            engine,
+            mode: engine.mode,
+            collections: HashMap::new(),
+            tx: HashMap::new(),
+            removed_ids: Vec::new(),
+            removed_tags: Vec::new(),
+            removed_targets: Vec::new(),
+            body_processor: None,
+            matched_var: Default::default(),
+            matched_vars: Vec::new(),
+            matched: Vec::new(),
+            interruption: None,
+            rule_id: 0,
+        };
+        t.load_request(request);
+        t
+    }
+
+    fn set(&mut self, c: Collection, entries: Entries) {
+        self.collections.insert(c, entries);
+    }
+
+    fn single(&mut self, c: Collection, name: &str, value: impl Into<Vec<u8>>) {
+        self.collections.insert(c, vec![(name.to_string(), value.into())]);
+    }
+
+    fn load_request(&mut self, r: &Request) {
+        use Collection as C;
+        let (path, query) = r.uri.split_once('?').unwrap_or((&r.uri, ""));
+        let path = path.to_string();
+        let protocol = if r.protocol.is_empty() { "HTTP/1.1" } else { &r.protocol };
+        self.single(C::RequestMethod, "REQUEST_METHOD", r.method.as_bytes());
+        self.single(C::RequestUri, "REQUEST_URI", r.uri.as_bytes());
+        self.single(C::RequestUriRaw, "REQUEST_URI_RAW", r.uri.as_bytes());
+        self.single(C::RequestFilename, "REQUEST_FILENAME", path.as_bytes());
+        self.single(
+            C::RequestBasename,
+            "REQUEST_BASENAME",
+            path.rsplit('/').next().unwrap_or("").as_bytes(),
+        );
+        self.single(C::QueryString, "QUERY_STRING", query.as_bytes());
+        self.single(C::RequestProtocol, "REQUEST_PROTOCOL", protocol.as_bytes());
+        self.single(
+            C::RequestLine,
+            "REQUEST_LINE",
+            format!("{} {} {protocol}", r.method, r.uri).into_bytes(),
+        );
+        self.single(C::RemoteAddr, "REMOTE_ADDR", r.remote_addr.as_bytes());
+        self.single(C::UniqueId, "UNIQUE_ID", b"rampart-waf".to_vec());
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.single(C::TimeEpoch, "TIME_EPOCH", epoch.to_string().into_bytes());
+        let headers: Entries = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+            .collect();
+        self.set(
+            C::RequestHeadersNames,
+            headers.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect(),
+        );
+        let mut cookies = Vec::new();
+        for (_, v) in headers.iter().filter(|(k, _)| key_eq(k, "cookie")) {
+            for pair in String::from_utf8_lossy(v).split(';') {
+                let pair = pair.trim();
+                if pair.is_empty() {
+                    continue;
+                }
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                cookies.push((name.to_string(), value.as_bytes().to_vec()));
+            }
+        }
+        self.set(
+            C::RequestCookiesNames,
+            cookies.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect(),
+        );
+        self.set(C::RequestCookies, cookies);
+        self.set(C::RequestHeaders, headers);
+        let get = body::parse_urlencoded(query.as_bytes());
+        self.set(C::ArgsGet, get);
+        self.set(C::ArgsPost, Vec::new());
+        self.single(C::RequestBody, "REQUEST_BODY", r.body.clone());
+        self.single(C::RequestBodyLength, "REQUEST_BODY_LENGTH", r.body.len().to_string().into_bytes());
+        self.single(C::FullRequestLength, "FULL_REQUEST_LENGTH", r.body.len().to_string().into_bytes());
+        self.refresh_args();
+    }
+
+    /// Recomputes `ARGS`, `ARGS_NAMES` and the combined size from GET and POST.
+    fn refresh_args(&mut self) {
+        use Collection as C;
+        let mut args = self.collections.get(&C::ArgsGet).cloned().unwrap_or_default();
+        args.extend(self.collections.get(&C::ArgsPost).cloned().unwrap_or_default());
+        let size: usize = args.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let names = |c: C, s: &Self| -> Entries {
+            s.collections
+                .get(&c)
+                .map(|e| e.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect())
+                .unwrap_or_default()
+        };
+        let get_names = names(C::ArgsGet, self);
+        let post_names = names(C::ArgsPost, self);
+        self.set(C::ArgsGetNames, get_names);
+        self.set(C::ArgsPostNames, post_names);
+        self.set(
+            C::ArgsNames,
+            args.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect(),
+        );
+        self.single(C::ArgsCombinedSize, "ARGS_COMBINED_SIZE", size.to_string().into_bytes());
+        self.set(C::Args, args);
+    }
+
+    /// Parses the request body with the chosen processor (after phase 1, so that
+    /// `ctl:requestBodyProcessor` can pick one).
+    fn process_body(&mut self) {
+        use Collection as C;
+        let body = self
+            .collections
+            .get(&C::RequestBody)
+            .and_then(|e| e.first())
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let content_type = self
+            .collections
+            .get(&C::RequestHeaders)
+            .and_then(|h| h.iter().find(|(k, _)| key_eq(k, "content-type")))
+            .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
+            .unwrap_or_default();
+        let processor = self.body_processor.clone().or_else(|| {
+            if content_type.starts_with("application/x-www-form-urlencoded") {
+                Some("URLENCODED".to_string())
+            } else if content_type.starts_with("multipart/form-data") {
+                Some("MULTIPART".to_string())
+            } else {
+                None
+            }
+        });
+        let Some(processor) = processor else { return };
+        self.single(C::ReqbodyProcessor, "REQBODY_PROCESSOR", processor.as_bytes());
+        let outcome = match processor.as_str() {
+            "URLENCODED" => Ok(body::Parsed {
+                args: body::parse_urlencoded(&body),
+                ..Default::default()
+            }),
+            "MULTIPART" => body::parse_multipart(&body, &content_type),
+            "JSON" => body::parse_json(&body),
+            "XML" => Ok(body::Parsed {
+                xml: body::xml_text(&body),
+                ..Default::default()
+            }),
+            _ => Ok(Default::default()),
+        };
+        match outcome {
+            Ok(parsed) => {
+                self.set(C::ArgsPost, parsed.args);
+                self.set(
+                    C::FilesNames,
+                    parsed.files.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                );
+                self.set(C::Files, parsed.files);
+                self.set(C::MultipartPartHeaders, parsed.part_headers);
+                if let Some(xml) = parsed.xml {
+                    self.single(C::Xml, "XML", xml);
+                }
+                self.single(C::ReqbodyError, "REQBODY_ERROR", b"0".to_vec());
+                for (flag, value) in parsed.flags {
+                    self.single(flag, "", value.to_string().into_bytes());
+                }
+            }
+            Err(message) => {
+                self.single(C::ReqbodyError, "REQBODY_ERROR", b"1".to_vec());
+                self.single(C::ReqbodyErrorMsg, "REQBODY_ERROR_MSG", message.into_bytes());
+                self.single(C::ReqbodyProcessorError, "REQBODY_PROCESSOR_ERROR", b"1".to_vec());
+            }
+        }
+        self.refresh_args();
+    }
+
+    /// Adds the response for phases 3 and 4.
+    pub fn set_response(&mut self, r: &Response) {
+        use Collection as C;
+        self.single(C::ResponseStatus, "RESPONSE_STATUS", r.status.to_string().into_bytes());
+        self.single(
+            C::ResponseProtocol,
+            "RESPONSE_PROTOCOL",
+            if r.protocol.is_empty() { "HTTP/1.1" } else { &r.protocol }.as_bytes(),
+        );
+        let headers: Entries = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+            .collect();
+        self.set(
+            C::ResponseHeadersNames,
+            headers.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect(),
+        );
+        if let Some((_, ct)) = headers.iter().find(|(k, _)| key_eq(k, "content-type")) {
+            self.single(C::ResponseContentType, "RESPONSE_CONTENT_TYPE", ct.clone());
+        }
+        self.set(C::ResponseHeaders, headers);
+        self.single(C::ResponseBody, "RESPONSE_BODY", r.body.clone());
+        self.single(
+            C::ResponseContentLength,
+            "RESPONSE_CONTENT_LENGTH",
+            r.body.len().to_string().into_bytes(),
+        );
+    }
+
+    /// Runs phases 1 and 2.
+    pub fn run_request_phases(&mut self) {
+        self.run_phase(1);
+        self.process_body();
+        self.run_phase(2);
+    }
+
+    /// Runs phases 3 and 4 (after [`Transaction::set_response`]) and 5.
+    pub fn run_response_phases(&mut self) {
+        self.run_phase(3);
+        self.run_phase(4);
+        self.run_phase(5);
+    }
+
+    /// A TX variable.
+    pub fn tx(&self, name: &str) -> Option<&[u8]> {
+        self.tx.get(&name.to_ascii_lowercase()).map(Vec::as_slice)
+    }
+
+    fn run_phase(&mut self, phase: u8) {
+        if self.mode == Mode::Off || self.interruption.is_some() {
+            return;
+        }
+        let steps = &self.engine.phases[usize::from(phase - 1)];
+        let mut skip_to: Option<String> = None;
+        let mut skip_count = 0u32;
+        for step in steps {
+            match step {
+                Step::Marker(name) => {
+                    if skip_to.as_deref() == Some(name.as_str()) {
+                        skip_to = None;
+                    }
+                }
+                Step::Rule(rule) => {
+                    if skip_to.is_some() {
+                        continue;
+                    }
+                    if skip_count > 0 {
+                        skip_count -= 1;
+                        continue;
+                    }
+                    if ranges_contain(&self.removed_ids, rule.id)
+                        || rule.tags.iter().any(|t| self.removed_tags.contains(t))
+                    {
+                        continue;
+                    }
+                    if self.evaluate(rule, rule) {
+                        for a in &rule.actions {
+                            match a {
+                                Action::SkipAfter(m) => skip_to = Some(m.clone()),
+                                Action::Skip(n) => skip_count = *n,
+                                _ => {}
+                            }
+                        }
+                        if self.interruption.is_some() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `rule` (part of the chain headed by `head`) matches; runs its actions
+    /// when the whole chain matched.
+    fn evaluate(&mut self, head: &CompiledRule, rule: &CompiledRule) -> bool {
+        self.rule_id = head.id;
+        let targets = if rule.variables.is_empty() {
+            vec![(String::new(), Vec::new())]
+        } else {
+            self.targets(head, rule)
+        };
+        let argument = if rule.operator.argument.contains("%{") {
+            self.expand(&rule.operator.argument)
+        } else {
+            rule.operator.argument.clone()
+        };
+        let mut any = false;
+        for (name, value) in targets {
+            let candidates: Vec<Vec<u8>> = if rule.multi_match {
+                let mut out = vec![value.clone()];
+                let mut v = value;
+                for t in &rule.transforms {
+                    v = transform::apply(*t, &v);
+                    out.push(v.clone());
+                }
+                out
+            } else {
+                let mut v = value;
+                for t in &rule.transforms {
+                    v = transform::apply(*t, &v);
+                }
+                vec![v]
+            };
+            for candidate in candidates {
+                let outcome = operator::run(&rule.compiled, &argument, &candidate, rule.capture);
+                if outcome.matched != rule.operator.negated {
+                    any = true;
+                    if rule.capture {
+                        for (i, c) in outcome.captures.iter().enumerate() {
+                            self.tx.insert(i.to_string(), c.clone());
+                        }
+                    }
+                    self.matched_var = (name.clone(), candidate.clone());
+                    self.matched_vars.push((name.clone(), candidate));
+                    break;
+                }
+            }
+        }
+        if !any {
+            return false;
+        }
+        if let Some(next) = &rule.chained {
+            if !self.evaluate(head, next) {
+                return false;
+            }
+        }
+        self.act(head, rule);
+        true
+    }
+
+    /// The (name, value) pairs `rule`'s variables select, exclusions applied.
+    fn targets(&self, head: &CompiledRule, rule: &CompiledRule) -> Entries {
+        let mut exclusions: Vec<&Variable> = rule.variables.iter().filter(|v| v.exclude).collect();
+        for (ids, tag, vars) in &self.removed_targets {
+            let applies = ids.as_ref().is_some_and(|r| ranges_contain(r, head.id))
+                || tag.as_ref().is_some_and(|t| head.tags.contains(t));
+            if applies {
+                exclusions.extend(vars.iter());
+            }
+        }
+        let mut out = Vec::new();
+        for var in rule.variables.iter().filter(|v| !v.exclude) {
+            let entries = self.entries(var.collection);
+            let selected: Vec<&(String, Vec<u8>)> = entries
+                .iter()
+                .filter(|(k, _)| self.selects(&var.selector, k))
+                .filter(|(k, _)| {
+                    !exclusions
+                        .iter()
+                        .any(|x| x.collection == var.collection && self.selects(&x.selector, k))
+                })
+                .collect();
+            let label = collection_label(var.collection);
+            if var.count {
+                out.push((label.clone(), selected.len().to_string().into_bytes()));
+            } else {
+                for (k, v) in selected {
+                    let name = if k.is_empty() { label.clone() } else { format!("{label}:{k}") };
+                    out.push((name, v.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn entries(&self, c: Collection) -> Entries {
+        match c {
+            Collection::Tx => self.tx.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Collection::MatchedVar => vec![(String::new(), self.matched_var.1.clone())],
+            Collection::MatchedVarName => {
+                vec![(String::new(), self.matched_var.0.clone().into_bytes())]
+            }
+            Collection::MatchedVars => self.matched_vars.clone(),
+            Collection::MatchedVarsNames => self
+                .matched_vars
+                .iter()
+                .map(|(k, _)| (k.clone(), k.clone().into_bytes()))
+                .collect(),
+            other => self.collections.get(&other).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Runs a matched rule's non-disruptive actions, then its disruption.
+    fn act(&mut self, head: &CompiledRule, rule: &CompiledRule) {
+        let mut msg = String::new();
+        for a in &rule.actions {
+            match a {
+                Action::SetVar { collection, name, op } if collection == "tx" => {
+                    let name = self.expand(name).to_ascii_lowercase();
+                    match op {
+                        SetVarOp::Delete => {
+                            self.tx.remove(&name);
+                        }
+                        SetVarOp::Set(v) => {
+                            let v = self.expand(v).into_bytes();
+                            self.tx.insert(name, v);
+                        }
+                        SetVarOp::Add(v) | SetVarOp::Subtract(v) => {
+                            let delta: i64 = self.expand(v).trim().parse().unwrap_or(0);
+                            let current: i64 = self
+                                .tx
+                                .get(&name)
+                                .and_then(|c| String::from_utf8_lossy(c).trim().parse().ok())
+                                .unwrap_or(0);
+                            let next = if matches!(op, SetVarOp::Add(_)) {
+                                current.saturating_add(delta)
+                            } else {
+                                current.saturating_sub(delta)
+                            };
+                            self.tx.insert(name, next.to_string().into_bytes());
+                        }
+                    }
+                }
+                Action::Ctl(ctl) => self.ctl(ctl),
+                Action::Msg(m) => msg = self.expand(m),
+                _ => {}
+            }
+        }
+        if std::ptr::eq(head, rule) {
+            if !head.nolog && head.id != 0 {
+                self.matched.push(Matched { id: head.id, msg });
+            }
+            if self.mode == Mode::On {
+                let disruptive = head.actions.iter().rev().find_map(|a| match a {
+                    Action::Deny | Action::Drop | Action::Block => Some(403),
+                    Action::Pass | Action::Allow(_) => Some(0),
+                    _ => None,
+                });
+                let status = head
+                    .actions
+                    .iter()
+                    .find_map(|a| match a {
+                        Action::Status(s) => Some(*s),
+                        _ => None,
+                    })
+                    .unwrap_or(403);
+                // `block` defers to the default action; CRS blocks in its 949/959 rules with deny.
+                if head.actions.iter().any(|a| matches!(a, Action::Deny | Action::Drop))
+                    && disruptive == Some(403)
+                {
+                    self.interruption = Some(status);
+                }
+            }
+        }
+    }
+
+    fn ctl(&mut self, ctl: &Ctl) {
+        match ctl {
+            Ctl::RuleEngine(v) => {
+                self.mode = match v.to_ascii_lowercase().as_str() {
+                    "off" => Mode::Off,
+                    "detectiononly" => Mode::DetectionOnly,
+                    _ => Mode::On,
+                }
+            }
+            Ctl::RuleRemoveById(r) => self.removed_ids.extend(r.iter().copied()),
+            Ctl::RuleRemoveByTag(t) => self.removed_tags.push(t.clone()),
+            Ctl::RuleRemoveTargetById(ids, vars) => {
+                self.removed_targets.push((Some(ids.clone()), None, vars.clone()))
+            }
+            Ctl::RuleRemoveTargetByTag(tag, vars) => {
+                self.removed_targets.push((None, Some(tag.clone()), vars.clone()))
+            }
+            Ctl::RequestBodyProcessor(p) => self.body_processor = Some(p.clone()),
+            _ => {}
+        }
+    }
+
+    /// Expands `%{collection.name}` macros.
+    fn expand(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("%{") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let inner = &after[..end];
+            out.push_str(&self.macro_value(inner));
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn macro_value(&self, inner: &str) -> String {
+        let (collection, key) = inner.split_once('.').unwrap_or((inner, ""));
+        let value: Option<Vec<u8>> = match collection.to_ascii_uppercase().as_str() {
+            "TX" => self.tx.get(&key.to_ascii_lowercase()).cloned(),
+            "MATCHED_VAR" => Some(self.matched_var.1.clone()),
+            "MATCHED_VAR_NAME" => Some(self.matched_var.0.clone().into_bytes()),
+            "RULE" if key.eq_ignore_ascii_case("id") => Some(self.rule_id.to_string().into_bytes()),
+            other => Collection::parse(other).and_then(|c| {
+                self.entries(c)
+                    .into_iter()
+                    .find(|(k, _)| key.is_empty() || key_eq(k, key))
+                    .map(|(_, v)| v)
+            }),
+        };
+        value.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default()
+    }
+}
+
+impl Transaction<'_> {
+    fn selects(&self, selector: &Selector, key: &str) -> bool {
+        match selector {
+            Selector::All => true,
+            Selector::Key(k) => key_eq(k, key),
+            Selector::Regex(re) => match self.engine.selectors.get(re) {
+                Some(compiled) => compiled.is_match(key),
+                None => regex::RegexBuilder::new(re)
+                    .case_insensitive(true)
+                    .build()
+                    .is_ok_and(|r| r.is_match(key)),
+            },
+        }
+    }
+}
+
+fn collection_label(c: Collection) -> String {
+    format!("{c:?}")
+        .chars()
+        .enumerate()
+        .flat_map(|(i, ch)| {
+            let upper = ch.to_ascii_uppercase();
+            if i > 0 && ch.is_ascii_uppercase() {
+                vec!['_', upper]
+            } else {
+                vec![upper]
+            }
+        })
+        .collect()
+}
+
+impl OperatorKind {
+    /// Whether the operator's argument is text compared per transaction.
+    pub fn is_text(self) -> bool {
+        !matches!(self, OperatorKind::Rx | OperatorKind::Pm | OperatorKind::PmFromFile)
+    }
+}
