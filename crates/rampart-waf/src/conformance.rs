@@ -208,8 +208,20 @@ fn request_from(input: &Value) -> Result<Request, String> {
     }
     let body = text(input.get("data")).unwrap_or_default().into_bytes();
     let autocomplete = input.get("autocomplete_headers").and_then(Value::as_bool) != Some(false);
-    if autocomplete && !body.is_empty() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
-        headers.push(("Content-Length".into(), body.len().to_string()));
+    // go-ftw completes requests that carry data: a length and a form content type.
+    let has = |headers: &[(String, String)], name: &str| {
+        headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+    };
+    if autocomplete && !body.is_empty() {
+        if !has(&headers, "content-length") {
+            headers.push(("Content-Length".into(), body.len().to_string()));
+        }
+        if !has(&headers, "content-type") {
+            headers.push((
+                "Content-Type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ));
+        }
     }
     Ok(Request {
         method: text(input.get("method")).unwrap_or_else(|| "GET".into()),
