@@ -639,6 +639,8 @@ impl<'e> Transaction<'e> {
         } else {
             rule.operator.argument.clone()
         };
+        // MATCHED_VARS is this rule's (the targets above could still read the previous one's).
+        self.matched_vars.clear();
         let mut any = false;
         for (name, value) in targets {
             let candidates: Vec<Vec<u8>> = if rule.multi_match {
@@ -667,6 +669,9 @@ impl<'e> Transaction<'e> {
                     }
                     self.matched_var = (name.clone(), candidate.clone());
                     self.matched_vars.push((name.clone(), candidate));
+                    // Non-disruptive actions run per match, before any chained rule
+                    // (which may read what they set), as in ModSecurity.
+                    self.run_actions(rule);
                     break;
                 }
             }
@@ -679,7 +684,9 @@ impl<'e> Transaction<'e> {
                 return false;
             }
         }
-        self.act(head, rule);
+        if std::ptr::eq(head, rule) {
+            self.conclude(head);
+        }
         true
     }
 
@@ -735,9 +742,8 @@ impl<'e> Transaction<'e> {
         }
     }
 
-    /// Runs a matched rule's non-disruptive actions, then its disruption.
-    fn act(&mut self, head: &CompiledRule, rule: &CompiledRule) {
-        let mut msg = String::new();
+    /// Runs a matched rule's non-disruptive actions.
+    fn run_actions(&mut self, rule: &CompiledRule) {
         for a in &rule.actions {
             match a {
                 Action::SetVar { collection, name, op } if collection == "tx" => {
@@ -767,12 +773,23 @@ impl<'e> Transaction<'e> {
                     }
                 }
                 Action::Ctl(ctl) => self.ctl(ctl),
-                Action::Msg(m) => msg = self.expand(m),
                 _ => {}
             }
         }
-        if std::ptr::eq(head, rule) {
+    }
+
+    /// Logs a chain that matched whole, and applies its disruption.
+    fn conclude(&mut self, head: &CompiledRule) {
+        {
             if !head.nolog && head.id != 0 {
+                let msg = head
+                    .actions
+                    .iter()
+                    .find_map(|a| match a {
+                        Action::Msg(m) => Some(self.expand(m)),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
                 self.matched.push(Matched { id: head.id, msg });
             }
             if self.mode == Mode::On {
