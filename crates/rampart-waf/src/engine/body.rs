@@ -18,8 +18,8 @@ pub struct Parsed {
     pub files: Vec<(String, Vec<u8>)>,
     /// Multipart part headers.
     pub part_headers: Vec<(String, Vec<u8>)>,
-    /// XML text content.
-    pub xml: Option<Vec<u8>>,
+    /// XML content (`/*`) and attribute values (`//@*`).
+    pub xml: Vec<(String, Vec<u8>)>,
     /// Multipart strictness flags.
     pub flags: Vec<(Collection, u8)>,
 }
@@ -82,19 +82,39 @@ fn flatten(
     Ok(())
 }
 
-/// The text content of an XML document (tags removed), for `XML:/*`.
-pub fn xml_text(body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(body.len());
-    let mut in_tag = false;
-    for &b in body {
-        match b {
-            b'<' => in_tag = true,
-            b'>' => in_tag = false,
-            _ if !in_tag => out.push(b),
-            _ => {}
+/// An XML document as `XML:/*` (its text content) and `XML://@*` (each attribute
+/// value) see it.
+pub fn xml_entries(body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut text = Vec::with_capacity(body.len());
+    let mut attributes = Vec::new();
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'<' {
+            // A tag: collect quoted attribute values up to its end.
+            i += 1;
+            while i < body.len() && body[i] != b'>' {
+                if body[i] == b'"' || body[i] == b'\'' {
+                    let quote = body[i];
+                    let start = i + 1;
+                    i = start;
+                    while i < body.len() && body[i] != quote {
+                        i += 1;
+                    }
+                    if attributes.len() < MAX_ARGS {
+                        attributes.push(body[start..i.min(body.len())].to_vec());
+                    }
+                }
+                i += 1;
+            }
+            i += 1;
+        } else {
+            text.push(body[i]);
+            i += 1;
         }
     }
-    Some(out)
+    let mut out = vec![("/*".to_string(), text)];
+    out.extend(attributes.into_iter().map(|a| ("//@*".to_string(), a)));
+    out
 }
 
 /// `multipart/form-data`: fields become arguments, files are listed, part headers kept.

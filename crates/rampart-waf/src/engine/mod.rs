@@ -487,6 +487,11 @@ impl<'e> Transaction<'e> {
                 Some("URLENCODED".to_string())
             } else if content_type.starts_with("multipart/form-data") {
                 Some("MULTIPART".to_string())
+            } else if is_xml(&content_type) {
+                // As ModSecurity's recommended configuration (rules 200000/200001) does.
+                Some("XML".to_string())
+            } else if is_json(&content_type) {
+                Some("JSON".to_string())
             } else {
                 None
             }
@@ -501,7 +506,7 @@ impl<'e> Transaction<'e> {
             "MULTIPART" => body::parse_multipart(&body, &content_type),
             "JSON" => body::parse_json(&body),
             "XML" => Ok(body::Parsed {
-                xml: body::xml_text(&body),
+                xml: body::xml_entries(&body),
                 ..Default::default()
             }),
             _ => Ok(Default::default()),
@@ -515,8 +520,8 @@ impl<'e> Transaction<'e> {
                 );
                 self.set(C::Files, parsed.files);
                 self.set(C::MultipartPartHeaders, parsed.part_headers);
-                if let Some(xml) = parsed.xml {
-                    self.single(C::Xml, "XML", xml);
+                if !parsed.xml.is_empty() {
+                    self.set(C::Xml, parsed.xml);
                 }
                 self.single(C::ReqbodyError, "REQBODY_ERROR", b"0".to_vec());
                 for (flag, value) in parsed.flags {
@@ -889,6 +894,18 @@ impl Transaction<'_> {
             },
         }
     }
+}
+
+/// `application/xml`, `text/xml`, `application/soap+xml`, `application/atom+xml`, …
+fn is_xml(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    media == "text/xml" || (media.starts_with("application/") && (media.ends_with("/xml") || media.ends_with("+xml")))
+}
+
+/// `application/json`, `application/problem+json`, …
+fn is_json(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    media.starts_with("application/") && (media.ends_with("/json") || media.ends_with("+json"))
 }
 
 fn collection_label(c: Collection) -> String {
