@@ -88,7 +88,10 @@ pub fn run(engine: &Engine, tests: &Path) -> Result<Vec<CaseResult>, Conformance
             continue;
         };
         for (n, test) in tests.iter().enumerate() {
-            let test_id = test.get("test_id").and_then(Value::as_u64).unwrap_or(n as u64 + 1);
+            let test_id = test
+                .get("test_id")
+                .and_then(Value::as_u64)
+                .unwrap_or(n as u64 + 1);
             results.push(CaseResult {
                 name: format!("{rule_id}-{test_id}"),
                 verdict: run_case(engine, test),
@@ -108,7 +111,9 @@ fn run_case(engine: &Engine, test: &Value) -> Verdict {
             return Verdict::Skipped("a stage without input or output".into());
         };
         if output.get("expect_error").and_then(Value::as_bool) == Some(true) {
-            return Verdict::Skipped("expects a client-side error (a malformed request no HTTP server accepts)".into());
+            return Verdict::Skipped(
+                "expects a client-side error (a malformed request no HTTP server accepts)".into(),
+            );
         }
         if let Some(status) = output.get("status") {
             let wants_200 = match status {
@@ -117,11 +122,14 @@ fn run_case(engine: &Engine, test: &Value) -> Verdict {
                 _ => false,
             };
             if !wants_200 {
-                return Verdict::Skipped("expects the web server's own status for the request".into());
+                return Verdict::Skipped(
+                    "expects the web server's own status for the request".into(),
+                );
             }
         }
         let log = output.get("log");
-        if log.is_some_and(|l| l.get("match_regex").is_some() || l.get("no_match_regex").is_some()) {
+        if log.is_some_and(|l| l.get("match_regex").is_some() || l.get("no_match_regex").is_some())
+        {
             return Verdict::Skipped("checks the text of another engine's log".into());
         }
         let request = match request_from(input) {

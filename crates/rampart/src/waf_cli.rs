@@ -62,13 +62,18 @@ pub fn run(command: WafCommand) -> ExitCode {
                         serde_json::json!({ "case": r.name, "verdict": verdict, "reason": reason })
                     })
                     .collect();
-                if let Err(e) = std::fs::write(&path, serde_json::to_vec_pretty(&cases).unwrap_or_default()) {
+                if let Err(e) =
+                    std::fs::write(&path, serde_json::to_vec_pretty(&cases).unwrap_or_default())
+                {
                     eprintln!("cannot write {}: {e}", path.display());
                     return ExitCode::FAILURE;
                 }
             }
             let s = conformance::summarize(&results);
-            println!("{} passed, {} failed, {} skipped", s.passed, s.failed, s.skipped);
+            println!(
+                "{} passed, {} failed, {} skipped",
+                s.passed, s.failed, s.skipped
+            );
             if s.failed == 0 {
                 ExitCode::SUCCESS
             } else {

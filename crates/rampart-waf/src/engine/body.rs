@@ -138,7 +138,10 @@ pub fn parse_multipart(body: &[u8], content_type: &str) -> Result<Parsed, String
             closed = true;
             break;
         }
-        let section = section.strip_prefix(b"\r\n").or_else(|| section.strip_prefix(b"\n")).unwrap_or(section);
+        let section = section
+            .strip_prefix(b"\r\n")
+            .or_else(|| section.strip_prefix(b"\n"))
+            .unwrap_or(section);
         let (head, content) = match find(section, b"\r\n\r\n") {
             Some(i) => (&section[..i], &section[i + 4..]),
             None => match find(section, b"\n\n") {
@@ -156,14 +159,22 @@ pub fn parse_multipart(body: &[u8], content_type: &str) -> Result<Parsed, String
         for line in head.lines() {
             let line = line.trim_end_matches('\r');
             if let Some((hn, hv)) = line.split_once(':') {
-                parsed.part_headers.push((hn.trim().to_string(), line.as_bytes().to_vec()));
+                parsed
+                    .part_headers
+                    .push((hn.trim().to_string(), line.as_bytes().to_vec()));
                 if hn.trim().eq_ignore_ascii_case("content-disposition") {
-                    for param in hv.split(';') {
+                    for param in split_params(hv) {
                         let param = param.trim();
+                        let unquote = |v: &str| {
+                            v.strip_prefix('"')
+                                .and_then(|v| v.strip_suffix('"'))
+                                .unwrap_or(v)
+                                .to_string()
+                        };
                         if let Some(v) = param.strip_prefix("name=") {
-                            name = Some(v.trim_matches('"').to_string());
+                            name = Some(unquote(v));
                         } else if let Some(v) = param.strip_prefix("filename=") {
-                            filename = Some(v.trim_matches('"').to_string());
+                            filename = Some(unquote(v));
                         }
                     }
                 }
@@ -176,10 +187,31 @@ pub fn parse_multipart(body: &[u8], content_type: &str) -> Result<Parsed, String
         }
     }
     if !closed {
-        parsed.flags.push((Collection::MultipartUnmatchedBoundary, 1));
+        parsed
+            .flags
+            .push((Collection::MultipartUnmatchedBoundary, 1));
         parsed.flags.push((Collection::MultipartStrictError, 1));
     }
     Ok(parsed)
+}
+
+/// Splits header parameters on `;` outside double quotes.
+fn split_params(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                out.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&value[start..]);
+    out
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -195,4 +227,25 @@ fn split_bytes<'a>(hay: &'a [u8], needle: &[u8]) -> Vec<&'a [u8]> {
     }
     out.push(rest);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_fields_and_files() {
+        let body = b"-----------------------------6276\nContent-Disposition: form-data; name=\"fi=le\"; filename=\"test\"\nContent-Type: text/plain\n\nemail: x@example.com\n\n-----------------------------6276\nContent-Disposition: form-data; name=\"note\"\n\nContact info.\n-----------------------------6276--\n";
+        let parsed = parse_multipart(
+            body,
+            "multipart/form-data; boundary=---------------------------6276",
+        )
+        .expect("parses");
+        assert_eq!(parsed.files, vec![("fi=le".to_string(), b"test".to_vec())]);
+        assert_eq!(
+            parsed.args,
+            vec![("note".to_string(), b"Contact info.".to_vec())]
+        );
+        assert!(parsed.flags.is_empty());
+    }
 }

@@ -114,12 +114,12 @@ impl Engine {
                         .unwrap_or(2);
                     defaults.insert(phase, actions.clone());
                 }
-                Directive::RemoveById(ranges) => steps.retain(|s| {
-                    !matches!(s, Step::Rule(r) if ranges_contain(ranges, r.id))
-                }),
-                Directive::RemoveByTag(tag) => steps.retain(|s| {
-                    !matches!(s, Step::Rule(r) if r.tags.iter().any(|t| t == tag))
-                }),
+                Directive::RemoveById(ranges) => {
+                    steps.retain(|s| !matches!(s, Step::Rule(r) if ranges_contain(ranges, r.id)))
+                }
+                Directive::RemoveByTag(tag) => {
+                    steps.retain(|s| !matches!(s, Step::Rule(r) if r.tags.iter().any(|t| t == tag)))
+                }
                 Directive::RemoveByMsg(_) | Directive::UpdateActionById(..) => {}
                 Directive::UpdateTargetById(ranges, variables) => {
                     for s in &mut steps {
@@ -193,7 +193,8 @@ impl Engine {
                     add(&current.variables);
                     for a in &current.actions {
                         if let Action::Ctl(
-                            Ctl::RuleRemoveTargetById(_, vars) | Ctl::RuleRemoveTargetByTag(_, vars),
+                            Ctl::RuleRemoveTargetById(_, vars)
+                            | Ctl::RuleRemoveTargetByTag(_, vars),
                         ) = a
                         {
                             add(vars);
@@ -376,14 +377,19 @@ impl<'e> Transaction<'e> {
     }
 
     fn single(&mut self, c: Collection, name: &str, value: impl Into<Vec<u8>>) {
-        self.collections.insert(c, vec![(name.to_string(), value.into())]);
+        self.collections
+            .insert(c, vec![(name.to_string(), value.into())]);
     }
 
     fn load_request(&mut self, r: &Request) {
         use Collection as C;
         let (path, query) = r.uri.split_once('?').unwrap_or((&r.uri, ""));
         let path = path.to_string();
-        let protocol = if r.protocol.is_empty() { "HTTP/1.1" } else { &r.protocol };
+        let protocol = if r.protocol.is_empty() {
+            "HTTP/1.1"
+        } else {
+            &r.protocol
+        };
         self.single(C::RequestMethod, "REQUEST_METHOD", r.method.as_bytes());
         self.single(C::RequestUri, "REQUEST_URI", r.uri.as_bytes());
         self.single(C::RequestUriRaw, "REQUEST_URI_RAW", r.uri.as_bytes());
@@ -414,7 +420,10 @@ impl<'e> Transaction<'e> {
             .collect();
         self.set(
             C::RequestHeadersNames,
-            headers.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect(),
+            headers
+                .iter()
+                .map(|(k, _)| (k.clone(), k.as_bytes().to_vec()))
+                .collect(),
         );
         let mut cookies = Vec::new();
         for (_, v) in headers.iter().filter(|(k, _)| key_eq(k, "cookie")) {
@@ -429,29 +438,64 @@ impl<'e> Transaction<'e> {
         }
         self.set(
             C::RequestCookiesNames,
-            cookies.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect(),
+            cookies
+                .iter()
+                .map(|(k, _)| (k.clone(), k.as_bytes().to_vec()))
+                .collect(),
         );
         self.set(C::RequestCookies, cookies);
         self.set(C::RequestHeaders, headers);
         let get = body::parse_urlencoded(query.as_bytes());
         self.set(C::ArgsGet, get);
         self.set(C::ArgsPost, Vec::new());
+        // The body processor follows the content type (phase-1 rules may change it).
+        let content_type = r
+            .headers
+            .iter()
+            .find(|(k, _)| key_eq(k, "content-type"))
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        self.body_processor = default_processor(&content_type).map(str::to_string);
+        if let Some(p) = self.body_processor.clone() {
+            self.single(C::ReqbodyProcessor, "REQBODY_PROCESSOR", p.into_bytes());
+        }
         self.single(C::RequestBody, "REQUEST_BODY", r.body.clone());
-        self.single(C::RequestBodyLength, "REQUEST_BODY_LENGTH", r.body.len().to_string().into_bytes());
-        self.single(C::FullRequestLength, "FULL_REQUEST_LENGTH", r.body.len().to_string().into_bytes());
+        self.single(
+            C::RequestBodyLength,
+            "REQUEST_BODY_LENGTH",
+            r.body.len().to_string().into_bytes(),
+        );
+        self.single(
+            C::FullRequestLength,
+            "FULL_REQUEST_LENGTH",
+            r.body.len().to_string().into_bytes(),
+        );
         self.refresh_args();
     }
 
     /// Recomputes `ARGS`, `ARGS_NAMES` and the combined size from GET and POST.
     fn refresh_args(&mut self) {
         use Collection as C;
-        let mut args = self.collections.get(&C::ArgsGet).cloned().unwrap_or_default();
-        args.extend(self.collections.get(&C::ArgsPost).cloned().unwrap_or_default());
+        let mut args = self
+            .collections
+            .get(&C::ArgsGet)
+            .cloned()
+            .unwrap_or_default();
+        args.extend(
+            self.collections
+                .get(&C::ArgsPost)
+                .cloned()
+                .unwrap_or_default(),
+        );
         let size: usize = args.iter().map(|(k, v)| k.len() + v.len()).sum();
         let names = |c: C, s: &Self| -> Entries {
             s.collections
                 .get(&c)
-                .map(|e| e.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect())
+                .map(|e| {
+                    e.iter()
+                        .map(|(k, _)| (k.clone(), k.as_bytes().to_vec()))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let get_names = names(C::ArgsGet, self);
@@ -460,9 +504,15 @@ impl<'e> Transaction<'e> {
         self.set(C::ArgsPostNames, post_names);
         self.set(
             C::ArgsNames,
-            args.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect(),
+            args.iter()
+                .map(|(k, _)| (k.clone(), k.as_bytes().to_vec()))
+                .collect(),
         );
-        self.single(C::ArgsCombinedSize, "ARGS_COMBINED_SIZE", size.to_string().into_bytes());
+        self.single(
+            C::ArgsCombinedSize,
+            "ARGS_COMBINED_SIZE",
+            size.to_string().into_bytes(),
+        );
         self.set(C::Args, args);
     }
 
@@ -482,22 +532,14 @@ impl<'e> Transaction<'e> {
             .and_then(|h| h.iter().find(|(k, _)| key_eq(k, "content-type")))
             .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
             .unwrap_or_default();
-        let processor = self.body_processor.clone().or_else(|| {
-            if content_type.starts_with("application/x-www-form-urlencoded") {
-                Some("URLENCODED".to_string())
-            } else if content_type.starts_with("multipart/form-data") {
-                Some("MULTIPART".to_string())
-            } else if is_xml(&content_type) {
-                // As ModSecurity's recommended configuration (rules 200000/200001) does.
-                Some("XML".to_string())
-            } else if is_json(&content_type) {
-                Some("JSON".to_string())
-            } else {
-                None
-            }
-        });
-        let Some(processor) = processor else { return };
-        self.single(C::ReqbodyProcessor, "REQBODY_PROCESSOR", processor.as_bytes());
+        let Some(processor) = self.body_processor.clone() else {
+            return;
+        };
+        self.single(
+            C::ReqbodyProcessor,
+            "REQBODY_PROCESSOR",
+            processor.as_bytes(),
+        );
         let outcome = match processor.as_str() {
             "URLENCODED" => Ok(body::Parsed {
                 args: body::parse_urlencoded(&body),
@@ -514,9 +556,14 @@ impl<'e> Transaction<'e> {
         match outcome {
             Ok(parsed) => {
                 self.set(C::ArgsPost, parsed.args);
+                // FILES: field → file name; FILES_NAMES: the fields' names.
                 self.set(
                     C::FilesNames,
-                    parsed.files.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    parsed
+                        .files
+                        .iter()
+                        .map(|(k, _)| (k.clone(), k.as_bytes().to_vec()))
+                        .collect(),
                 );
                 self.set(C::Files, parsed.files);
                 self.set(C::MultipartPartHeaders, parsed.part_headers);
@@ -530,8 +577,16 @@ impl<'e> Transaction<'e> {
             }
             Err(message) => {
                 self.single(C::ReqbodyError, "REQBODY_ERROR", b"1".to_vec());
-                self.single(C::ReqbodyErrorMsg, "REQBODY_ERROR_MSG", message.into_bytes());
-                self.single(C::ReqbodyProcessorError, "REQBODY_PROCESSOR_ERROR", b"1".to_vec());
+                self.single(
+                    C::ReqbodyErrorMsg,
+                    "REQBODY_ERROR_MSG",
+                    message.into_bytes(),
+                );
+                self.single(
+                    C::ReqbodyProcessorError,
+                    "REQBODY_PROCESSOR_ERROR",
+                    b"1".to_vec(),
+                );
             }
         }
         self.refresh_args();
@@ -540,11 +595,20 @@ impl<'e> Transaction<'e> {
     /// Adds the response for phases 3 and 4.
     pub fn set_response(&mut self, r: &Response) {
         use Collection as C;
-        self.single(C::ResponseStatus, "RESPONSE_STATUS", r.status.to_string().into_bytes());
+        self.single(
+            C::ResponseStatus,
+            "RESPONSE_STATUS",
+            r.status.to_string().into_bytes(),
+        );
         self.single(
             C::ResponseProtocol,
             "RESPONSE_PROTOCOL",
-            if r.protocol.is_empty() { "HTTP/1.1" } else { &r.protocol }.as_bytes(),
+            if r.protocol.is_empty() {
+                "HTTP/1.1"
+            } else {
+                &r.protocol
+            }
+            .as_bytes(),
         );
         let headers: Entries = r
             .headers
@@ -553,7 +617,10 @@ impl<'e> Transaction<'e> {
             .collect();
         self.set(
             C::ResponseHeadersNames,
-            headers.iter().map(|(k, _)| (k.clone(), k.as_bytes().to_vec())).collect(),
+            headers
+                .iter()
+                .map(|(k, _)| (k.clone(), k.as_bytes().to_vec()))
+                .collect(),
         );
         if let Some((_, ct)) = headers.iter().find(|(k, _)| key_eq(k, "content-type")) {
             self.single(C::ResponseContentType, "RESPONSE_CONTENT_TYPE", ct.clone());
@@ -579,6 +646,11 @@ impl<'e> Transaction<'e> {
         self.run_phase(3);
         self.run_phase(4);
         self.run_phase(5);
+    }
+
+    /// The entries of a collection as rules see them now.
+    pub fn collection(&self, c: Collection) -> Vec<(String, Vec<u8>)> {
+        self.entries(c)
     }
 
     /// A TX variable.
@@ -722,7 +794,11 @@ impl<'e> Transaction<'e> {
                 out.push((label.clone(), selected.len().to_string().into_bytes()));
             } else {
                 for (k, v) in selected {
-                    let name = if k.is_empty() { label.clone() } else { format!("{label}:{k}") };
+                    let name = if k.is_empty() {
+                        label.clone()
+                    } else {
+                        format!("{label}:{k}")
+                    };
                     out.push((name, v.clone()));
                 }
             }
@@ -732,7 +808,11 @@ impl<'e> Transaction<'e> {
 
     fn entries(&self, c: Collection) -> Entries {
         match c {
-            Collection::Tx => self.tx.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Collection::Tx => self
+                .tx
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             Collection::MatchedVar => vec![(String::new(), self.matched_var.1.clone())],
             Collection::MatchedVarName => {
                 vec![(String::new(), self.matched_var.0.clone().into_bytes())]
@@ -751,7 +831,11 @@ impl<'e> Transaction<'e> {
     fn run_actions(&mut self, rule: &CompiledRule) {
         for a in &rule.actions {
             match a {
-                Action::SetVar { collection, name, op } if collection == "tx" => {
+                Action::SetVar {
+                    collection,
+                    name,
+                    op,
+                } if collection == "tx" => {
                     let name = self.expand(name).to_ascii_lowercase();
                     match op {
                         SetVarOp::Delete => {
@@ -812,7 +896,10 @@ impl<'e> Transaction<'e> {
                     })
                     .unwrap_or(403);
                 // `block` defers to the default action; CRS blocks in its 949/959 rules with deny.
-                if head.actions.iter().any(|a| matches!(a, Action::Deny | Action::Drop))
+                if head
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Deny | Action::Drop))
                     && disruptive == Some(403)
                 {
                     self.interruption = Some(status);
@@ -833,10 +920,12 @@ impl<'e> Transaction<'e> {
             Ctl::RuleRemoveById(r) => self.removed_ids.extend(r.iter().copied()),
             Ctl::RuleRemoveByTag(t) => self.removed_tags.push(t.clone()),
             Ctl::RuleRemoveTargetById(ids, vars) => {
-                self.removed_targets.push((Some(ids.clone()), None, vars.clone()))
+                self.removed_targets
+                    .push((Some(ids.clone()), None, vars.clone()))
             }
             Ctl::RuleRemoveTargetByTag(tag, vars) => {
-                self.removed_targets.push((None, Some(tag.clone()), vars.clone()))
+                self.removed_targets
+                    .push((None, Some(tag.clone()), vars.clone()))
             }
             Ctl::RequestBodyProcessor(p) => self.body_processor = Some(p.clone()),
             _ => {}
@@ -876,7 +965,9 @@ impl<'e> Transaction<'e> {
                     .map(|(_, v)| v)
             }),
         };
-        value.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default()
+        value
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -896,10 +987,28 @@ impl Transaction<'_> {
     }
 }
 
+/// The body processor a content type calls for: urlencoded and multipart forms, and —
+/// as ModSecurity's recommended configuration (rules 200000/200001) does — XML and JSON.
+fn default_processor(content_type: &str) -> Option<&'static str> {
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        Some("URLENCODED")
+    } else if content_type.starts_with("multipart/form-data") {
+        Some("MULTIPART")
+    } else if is_xml(content_type) {
+        Some("XML")
+    } else if is_json(content_type) {
+        Some("JSON")
+    } else {
+        None
+    }
+}
+
 /// `application/xml`, `text/xml`, `application/soap+xml`, `application/atom+xml`, …
 fn is_xml(content_type: &str) -> bool {
     let media = content_type.split(';').next().unwrap_or("").trim();
-    media == "text/xml" || (media.starts_with("application/") && (media.ends_with("/xml") || media.ends_with("+xml")))
+    media == "text/xml"
+        || (media.starts_with("application/")
+            && (media.ends_with("/xml") || media.ends_with("+xml")))
 }
 
 /// `application/json`, `application/problem+json`, …
@@ -926,6 +1035,40 @@ fn collection_label(c: Collection) -> String {
 impl OperatorKind {
     /// Whether the operator's argument is text compared per transaction.
     pub fn is_text(self) -> bool {
-        !matches!(self, OperatorKind::Rx | OperatorKind::Pm | OperatorKind::PmFromFile)
+        !matches!(
+            self,
+            OperatorKind::Rx | OperatorKind::Pm | OperatorKind::PmFromFile
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(rules: &str) -> Engine {
+        let set =
+            crate::seclang::parse_str(rules, Path::new("t.conf")).unwrap_or_else(|e| panic!("{e}"));
+        Engine::compile(&set).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn multipart_field_names_reach_files_names() {
+        let e = engine("SecRuleEngine DetectionOnly\nSecRule FILES_NAMES \"@rx =\" \"id:1,phase:2,pass,log\"\n");
+        let body = "-----------------------------6276\nContent-Disposition: form-data; name=\"fi=le\"; filename=\"test\"\nContent-Type: text/plain\n\nemail: x@example.com\n\n-----------------------------6276--\n";
+        let request = Request {
+            method: "POST".into(),
+            uri: "/".into(),
+            protocol: "HTTP/1.1".into(),
+            headers: vec![(
+                "Content-Type".into(),
+                "multipart/form-data; boundary=---------------------------6276".into(),
+            )],
+            body: body.as_bytes().to_vec(),
+            remote_addr: "127.0.0.1".into(),
+        };
+        let mut tx = Transaction::new(&e, &request);
+        tx.run_request_phases();
+        assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
     }
 }

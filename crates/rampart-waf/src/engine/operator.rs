@@ -60,11 +60,22 @@ pub fn compile(op: &Operator, base: &Path) -> Result<Compiled, String> {
         K::ValidateByteRange => Compiled::ByteRange(byte_ranges(&op.argument)?),
         K::IpMatch => Compiled::Ip(networks(&op.argument)?),
         K::UnconditionalMatch => Compiled::Always,
-        K::StrEq | K::StrMatch | K::Contains | K::ContainsWord | K::BeginsWith | K::EndsWith
-        | K::Within | K::Eq | K::Ge | K::Gt | K::Le | K::Lt | K::ValidateUrlEncoding
-        | K::ValidateUtf8Encoding | K::DetectSqli | K::DetectXss => {
-            Compiled::Text(op.kind, op.argument.clone())
-        }
+        K::StrEq
+        | K::StrMatch
+        | K::Contains
+        | K::ContainsWord
+        | K::BeginsWith
+        | K::EndsWith
+        | K::Within
+        | K::Eq
+        | K::Ge
+        | K::Gt
+        | K::Le
+        | K::Lt
+        | K::ValidateUrlEncoding
+        | K::ValidateUtf8Encoding
+        | K::DetectSqli
+        | K::DetectXss => Compiled::Text(op.kind, op.argument.clone()),
         _ => Compiled::Never,
     })
 }
@@ -87,7 +98,10 @@ fn byte_ranges(text: &str) -> Result<Vec<(u8, u8)>, String> {
             let part = part.trim();
             let bad = || format!("{part:?} is not a byte or range");
             let (a, b) = part.split_once('-').unwrap_or((part, part));
-            Ok((a.trim().parse::<u8>().map_err(|_| bad())?, b.trim().parse::<u8>().map_err(|_| bad())?))
+            Ok((
+                a.trim().parse::<u8>().map_err(|_| bad())?,
+                b.trim().parse::<u8>().map_err(|_| bad())?,
+            ))
         })
         .collect()
 }
@@ -97,9 +111,16 @@ fn networks(text: &str) -> Result<Vec<(std::net::IpAddr, u8)>, String> {
         .filter(|p| !p.is_empty())
         .map(|part| {
             let (addr, bits) = part.split_once('/').unwrap_or((part, ""));
-            let ip: std::net::IpAddr = addr.parse().map_err(|_| format!("{part:?} is not an address"))?;
+            let ip: std::net::IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{part:?} is not an address"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
-            let bits = if bits.is_empty() { max } else { bits.parse::<u8>().map_err(|_| format!("{part:?}: bad prefix"))? };
+            let bits = if bits.is_empty() {
+                max
+            } else {
+                bits.parse::<u8>()
+                    .map_err(|_| format!("{part:?}: bad prefix"))?
+            };
             Ok((ip, bits.min(max)))
         })
         .collect()
@@ -108,11 +129,19 @@ fn networks(text: &str) -> Result<Vec<(std::net::IpAddr, u8)>, String> {
 fn in_network(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (std::net::IpAddr::V4(a), std::net::IpAddr::V4(n)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(bits))
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (std::net::IpAddr::V6(a), std::net::IpAddr::V6(n)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(bits))
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -156,11 +185,9 @@ pub fn run(op: &Compiled, argument: &str, value: &[u8], want_captures: bool) -> 
         Compiled::Regex(re) => {
             if want_captures {
                 match re.captures(value) {
-                    Some(c) => yes(
-                        (0..c.len().min(10))
-                            .map(|i| c.get(i).map(|m| m.as_bytes().to_vec()).unwrap_or_default())
-                            .collect(),
-                    ),
+                    Some(c) => yes((0..c.len().min(10))
+                        .map(|i| c.get(i).map(|m| m.as_bytes().to_vec()).unwrap_or_default())
+                        .collect()),
                     None => no(),
                 }
             } else if re.is_match(value) {
@@ -174,8 +201,14 @@ pub fn run(op: &Compiled, argument: &str, value: &[u8], want_captures: bool) -> 
             None => no(),
         },
         Compiled::ByteRange(ranges) => {
-            let bad = value.iter().any(|b| !ranges.iter().any(|(lo, hi)| lo <= b && b <= hi));
-            if bad { yes(Vec::new()) } else { no() }
+            let bad = value
+                .iter()
+                .any(|b| !ranges.iter().any(|(lo, hi)| lo <= b && b <= hi));
+            if bad {
+                yes(Vec::new())
+            } else {
+                no()
+            }
         }
         Compiled::Ip(nets) => {
             let text = String::from_utf8_lossy(value);
@@ -188,7 +221,9 @@ pub fn run(op: &Compiled, argument: &str, value: &[u8], want_captures: bool) -> 
             let arg = argument.as_bytes();
             let matched = match kind {
                 K::StrEq => value == arg,
-                K::StrMatch | K::Contains => !arg.is_empty() && value.windows(arg.len()).any(|w| w == arg) || arg.is_empty(),
+                K::StrMatch | K::Contains => {
+                    !arg.is_empty() && value.windows(arg.len()).any(|w| w == arg) || arg.is_empty()
+                }
                 K::ContainsWord => contains_word(value, arg),
                 K::BeginsWith => value.starts_with(arg),
                 K::EndsWith => value.ends_with(arg),
@@ -205,7 +240,10 @@ pub fn run(op: &Compiled, argument: &str, value: &[u8], want_captures: bool) -> 
                 _ => false,
             };
             if matched {
-                let capture = if matches!(kind, K::Contains | K::StrEq | K::Within | K::BeginsWith | K::EndsWith) {
+                let capture = if matches!(
+                    kind,
+                    K::Contains | K::StrEq | K::Within | K::BeginsWith | K::EndsWith
+                ) {
                     vec![arg.to_vec()]
                 } else {
                     Vec::new()

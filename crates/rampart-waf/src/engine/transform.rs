@@ -22,7 +22,10 @@ pub fn apply(t: Transformation, input: &[u8]) -> Vec<u8> {
             .filter(|b| !is_space(*b) && *b != 0xa0)
             .collect(),
         T::RemoveNulls => input.iter().copied().filter(|b| *b != 0).collect(),
-        T::ReplaceNulls => input.iter().map(|b| if *b == 0 { b' ' } else { *b }).collect(),
+        T::ReplaceNulls => input
+            .iter()
+            .map(|b| if *b == 0 { b' ' } else { *b })
+            .collect(),
         T::ReplaceComments => replace_comments(input),
         T::RemoveComments => remove_comments(input),
         T::RemoveCommentsChar => remove_comment_chars(input),
@@ -32,7 +35,11 @@ pub fn apply(t: Transformation, input: &[u8]) -> Vec<u8> {
         T::Base64Decode | T::Base64DecodeExt => base64_decode(input),
         T::Base64Encode => base64_encode(input),
         T::HexDecode => hex_decode(input),
-        T::HexEncode => input.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes(),
+        T::HexEncode => input
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into_bytes(),
         T::UrlEncode => url_encode(input),
         T::Length => input.len().to_string().into_bytes(),
         T::Sha1 => {
@@ -76,9 +83,14 @@ pub fn url_decode(input: &[u8], unicode: bool) -> Vec<u8> {
         let b = input[i];
         if b == b'%' {
             if unicode && matches!(input.get(i + 1), Some(b'u' | b'U')) {
-                let digits: Option<Vec<u8>> = (2..6).map(|k| input.get(i + k).and_then(|d| hex_value(*d))).collect();
+                let digits: Option<Vec<u8>> = (2..6)
+                    .map(|k| input.get(i + k).and_then(|d| hex_value(*d)))
+                    .collect();
                 if let Some(d) = digits {
-                    let code = (u32::from(d[0]) << 12) | (u32::from(d[1]) << 8) | (u32::from(d[2]) << 4) | u32::from(d[3]);
+                    let code = (u32::from(d[0]) << 12)
+                        | (u32::from(d[1]) << 8)
+                        | (u32::from(d[2]) << 4)
+                        | u32::from(d[3]);
                     // Full-width ASCII (U+FF01–U+FF5E) maps to ASCII.
                     let byte = if (0xff01..=0xff5e).contains(&code) {
                         (code - 0xff00 + 0x20) as u8
@@ -138,7 +150,13 @@ fn html_entity_decode(input: &[u8]) -> Vec<u8> {
                 let digits: Vec<u8> = rest[start..]
                     .iter()
                     .copied()
-                    .take_while(|c| if hex { c.is_ascii_hexdigit() } else { c.is_ascii_digit() })
+                    .take_while(|c| {
+                        if hex {
+                            c.is_ascii_hexdigit()
+                        } else {
+                            c.is_ascii_digit()
+                        }
+                    })
                     .take(8)
                     .collect();
                 if !digits.is_empty() {
@@ -161,9 +179,10 @@ fn html_entity_decode(input: &[u8]) -> Vec<u8> {
                     (b"nbsp", 0xa0),
                     (b"apos", b'\''),
                 ];
-                if let Some((name, ch)) = named.iter().find(|(n, _)| {
-                    rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n)
-                }) {
+                if let Some((name, ch)) = named
+                    .iter()
+                    .find(|(n, _)| rest.len() >= n.len() && rest[..n.len()].eq_ignore_ascii_case(n))
+                {
                     out.push(*ch);
                     let mut used = 1 + name.len();
                     if rest.get(name.len()) == Some(&b';') {
@@ -189,7 +208,10 @@ fn js_decode(input: &[u8]) -> Vec<u8> {
             let n = input[i + 1];
             let hexes = |from: usize, count: usize| -> Option<u32> {
                 (0..count).try_fold(0u32, |acc, k| {
-                    input.get(from + k).and_then(|d| hex_value(*d)).map(|v| (acc << 4) | u32::from(v))
+                    input
+                        .get(from + k)
+                        .and_then(|d| hex_value(*d))
+                        .map(|v| (acc << 4) | u32::from(v))
                 })
             };
             match n {
@@ -202,7 +224,11 @@ fn js_decode(input: &[u8]) -> Vec<u8> {
                 }
                 b'u' | b'U' => {
                     if let Some(v) = hexes(i + 2, 4) {
-                        let byte = if (0xff01..=0xff5e).contains(&v) { (v - 0xff00 + 0x20) as u8 } else { (v & 0xff) as u8 };
+                        let byte = if (0xff01..=0xff5e).contains(&v) {
+                            (v - 0xff00 + 0x20) as u8
+                        } else {
+                            (v & 0xff) as u8
+                        };
                         out.push(byte);
                         i += 6;
                         continue;
@@ -247,10 +273,21 @@ fn css_decode(input: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < input.len() {
         if input[i] == b'\\' && i + 1 < input.len() {
-            let digits: Vec<u8> = input[i + 1..].iter().copied().take_while(u8::is_ascii_hexdigit).take(6).collect();
+            let digits: Vec<u8> = input[i + 1..]
+                .iter()
+                .copied()
+                .take_while(u8::is_ascii_hexdigit)
+                .take(6)
+                .collect();
             if !digits.is_empty() {
-                let v = digits.iter().fold(0u32, |acc, d| (acc << 4) | u32::from(hex_value(*d).unwrap_or(0)));
-                let byte = if (0xff01..=0xff5e).contains(&v) { (v - 0xff00 + 0x20) as u8 } else { (v & 0xff) as u8 };
+                let v = digits.iter().fold(0u32, |acc, d| {
+                    (acc << 4) | u32::from(hex_value(*d).unwrap_or(0))
+                });
+                let byte = if (0xff01..=0xff5e).contains(&v) {
+                    (v - 0xff00 + 0x20) as u8
+                } else {
+                    (v & 0xff) as u8
+                };
                 out.push(byte);
                 i += 1 + digits.len();
                 if input.get(i).is_some_and(|b| is_space(*b)) {
@@ -384,7 +421,10 @@ fn remove_comment_chars(input: &[u8]) -> Vec<u8> {
 /// Removes `.` segments, resolves `..`, collapses `//`; with `windows`, `\` is `/` first.
 fn normalize_path(input: &[u8], windows: bool) -> Vec<u8> {
     let text: Vec<u8> = if windows {
-        input.iter().map(|b| if *b == b'\\' { b'/' } else { *b }).collect()
+        input
+            .iter()
+            .map(|b| if *b == b'\\' { b'/' } else { *b })
+            .collect()
     } else {
         input.to_vec()
     };
@@ -459,7 +499,8 @@ fn base64_encode(input: &[u8]) -> Vec<u8> {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
         for k in 0..4 {
             if k <= chunk.len() {
                 out.push(TABLE[((n >> (18 - 6 * k)) & 63) as usize]);
@@ -507,7 +548,11 @@ fn sql_hex_decode(input: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < input.len() {
         if input[i] == b'0' && matches!(input.get(i + 1), Some(b'x' | b'X')) {
-            let digits: Vec<u8> = input[i + 2..].iter().copied().take_while(u8::is_ascii_hexdigit).collect();
+            let digits: Vec<u8> = input[i + 2..]
+                .iter()
+                .copied()
+                .take_while(u8::is_ascii_hexdigit)
+                .collect();
             if digits.len() >= 2 {
                 out.extend(hex_decode(&digits[..digits.len() / 2 * 2]));
                 i += 2 + digits.len() / 2 * 2;
@@ -536,7 +581,10 @@ mod tests {
         assert_eq!(t(T::HtmlEntityDecode, "&lt;a&#x41;&#66&quot;"), "<aAB\"");
         assert_eq!(t(T::JsDecode, "\\x3c\\u0041\\n\\'"), "<A\n'");
         assert_eq!(t(T::CssDecode, "\\3c script\\000041"), "<scriptA");
-        assert_eq!(t(T::CmdLine, "C^at  \"/etc/pass\"wd, x"), "cat/etc/passwd x");
+        assert_eq!(
+            t(T::CmdLine, "C^at  \"/etc/pass\"wd, x"),
+            "cat/etc/passwd x"
+        );
         assert_eq!(t(T::CompressWhitespace, "a \t\n b"), "a b");
         assert_eq!(t(T::RemoveWhitespace, " a b "), "ab");
         assert_eq!(t(T::ReplaceComments, "a/*x*/b/*c"), "a b ");
@@ -555,8 +603,20 @@ mod tests {
 
     #[test]
     fn never_panics_on_truncated_escapes() {
-        for input in ["%", "%u12", "&#", "&#x", "\\", "\\x4", "\\u12", "0x", "/*", "<!--", "\\1"] {
-            for tf in [T::UrlDecodeUni, T::HtmlEntityDecode, T::JsDecode, T::CssDecode, T::SqlHexDecode, T::RemoveComments, T::EscapeSeqDecode, T::Base64Decode, T::HexDecode] {
+        for input in [
+            "%", "%u12", "&#", "&#x", "\\", "\\x4", "\\u12", "0x", "/*", "<!--", "\\1",
+        ] {
+            for tf in [
+                T::UrlDecodeUni,
+                T::HtmlEntityDecode,
+                T::JsDecode,
+                T::CssDecode,
+                T::SqlHexDecode,
+                T::RemoveComments,
+                T::EscapeSeqDecode,
+                T::Base64Decode,
+                T::HexDecode,
+            ] {
                 let _ = apply(tf, input.as_bytes());
             }
         }
