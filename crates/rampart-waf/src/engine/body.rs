@@ -121,7 +121,12 @@ pub fn xml_entries(body: &[u8]) -> Vec<(String, Vec<u8>)> {
 pub fn parse_multipart(body: &[u8], content_type: &str) -> Result<Parsed, String> {
     let boundary = content_type
         .split(';')
-        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .find_map(|p| {
+            let p = p.trim();
+            p.get(..9)
+                .filter(|k| k.eq_ignore_ascii_case("boundary="))
+                .map(|_| &p[9..])
+        })
         .map(|b| b.trim_matches('"').to_string())
         .filter(|b| !b.is_empty())
         .ok_or_else(|| "multipart without a boundary".to_string())?;

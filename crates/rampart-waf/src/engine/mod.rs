@@ -530,7 +530,7 @@ impl<'e> Transaction<'e> {
             .collections
             .get(&C::RequestHeaders)
             .and_then(|h| h.iter().find(|(k, _)| key_eq(k, "content-type")))
-            .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
         let Some(processor) = self.body_processor.clone() else {
             return;
@@ -1070,5 +1070,31 @@ mod tests {
         let mut tx = Transaction::new(&e, &request);
         tx.run_request_phases();
         assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn per_match_setvar_with_captures_feeds_a_later_rule() {
+        let e = engine(concat!(
+            "SecRuleEngine DetectionOnly\n",
+            "SecRule &MULTIPART_PART_HEADERS \"@gt 0\" \"id:1,phase:2,pass,nolog,setvar:'tx.counter=0'\"\n",
+            "SecRule MULTIPART_PART_HEADERS \"@rx ^content-type\\s*:\\s*(.*)$\" \"id:2,phase:2,pass,capture,t:none,t:lowercase,nolog,setvar:'tx.types_%{tx.counter}=%{tx.1}',setvar:'tx.counter=+1'\"\n",
+            "SecRule TX:/TYPES_*/ \"@rx utf-7\" \"id:3,phase:2,pass,log\"\n",
+        ));
+        let body = "------B\nContent-Disposition: form-data; name=\"u\"\nContent-Type: text/plain; charset=utf-7\n\nx\n------B--\n";
+        let request = Request {
+            method: "POST".into(),
+            uri: "/".into(),
+            protocol: "HTTP/1.1".into(),
+            headers: vec![(
+                "Content-Type".into(),
+                "multipart/form-data; boundary=----B".into(),
+            )],
+            body: body.as_bytes().to_vec(),
+            remote_addr: "127.0.0.1".into(),
+        };
+        let mut tx = Transaction::new(&e, &request);
+        tx.run_request_phases();
+        assert_eq!(tx.tx("types_0"), Some(&b"text/plain; charset=utf-7"[..]));
+        assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [3]);
     }
 }
