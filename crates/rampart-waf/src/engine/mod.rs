@@ -336,6 +336,10 @@ pub struct Transaction<'e> {
     removed_tags: Vec<String>,
     removed_targets: Vec<(Option<Vec<(u64, u64)>>, Option<String>, Vec<Variable>)>,
     body_processor: Option<String>,
+    /// `ctl:forceRequestBodyVariable=On`.
+    force_body_variable: bool,
+    /// The raw body (`REQUEST_BODY` shows it only for urlencoded or forced bodies).
+    raw_body: Vec<u8>,
     matched_var: (String, Vec<u8>),
     matched_vars: Entries,
     /// Rules that matched and log, in order.
@@ -362,6 +366,8 @@ impl<'e> Transaction<'e> {
             removed_tags: Vec::new(),
             removed_targets: Vec::new(),
             body_processor: None,
+            force_body_variable: false,
+            raw_body: request.body.clone(),
             matched_var: Default::default(),
             matched_vars: Vec::new(),
             matched: Vec::new(),
@@ -459,7 +465,7 @@ impl<'e> Transaction<'e> {
         if let Some(p) = self.body_processor.clone() {
             self.single(C::ReqbodyProcessor, "REQBODY_PROCESSOR", p.into_bytes());
         }
-        self.single(C::RequestBody, "REQUEST_BODY", r.body.clone());
+        self.single(C::RequestBody, "REQUEST_BODY", Vec::new());
         self.single(
             C::RequestBodyLength,
             "REQUEST_BODY_LENGTH",
@@ -520,12 +526,12 @@ impl<'e> Transaction<'e> {
     /// `ctl:requestBodyProcessor` can pick one).
     fn process_body(&mut self) {
         use Collection as C;
-        let body = self
-            .collections
-            .get(&C::RequestBody)
-            .and_then(|e| e.first())
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        let body = self.raw_body.clone();
+        // As in ModSecurity, REQUEST_BODY holds the raw body for urlencoded bodies, or
+        // when a rule forces it.
+        if self.force_body_variable || self.body_processor.as_deref() == Some("URLENCODED") {
+            self.single(C::RequestBody, "REQUEST_BODY", body.clone());
+        }
         let content_type = self
             .collections
             .get(&C::RequestHeaders)
@@ -928,6 +934,7 @@ impl<'e> Transaction<'e> {
                     .push((None, Some(tag.clone()), vars.clone()))
             }
             Ctl::RequestBodyProcessor(p) => self.body_processor = Some(p.clone()),
+            Ctl::ForceRequestBodyVariable(on) => self.force_body_variable = *on,
             _ => {}
         }
     }

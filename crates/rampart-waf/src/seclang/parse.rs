@@ -543,7 +543,14 @@ fn split_variables(text: &str) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
         match c {
-            '/' if !in_regex && (current.ends_with(':') || current.ends_with(":'")) => {
+            // A `/…/` selector is a regex, except for XML, whose selectors are XPath.
+            '/' if !in_regex
+                && (current.ends_with(':') || current.ends_with(":'"))
+                && !current
+                    .to_ascii_uppercase()
+                    .trim_start_matches(['!', '&'])
+                    .starts_with("XML:") =>
+            {
                 in_regex = true;
                 current.push(c);
             }
