@@ -326,6 +326,9 @@ pub struct Matched {
 
 type Entries = Vec<(String, Vec<u8>)>;
 
+/// Variables a `ctl:ruleRemoveTarget…` took away from rules (by id ranges or tag).
+type RemovedTarget = (Option<Vec<(u64, u64)>>, Option<String>, Vec<Variable>);
+
 /// One request's evaluation state.
 pub struct Transaction<'e> {
     engine: &'e Engine,
@@ -334,7 +337,7 @@ pub struct Transaction<'e> {
     tx: HashMap<String, Vec<u8>>,
     removed_ids: Vec<(u64, u64)>,
     removed_tags: Vec<String>,
-    removed_targets: Vec<(Option<Vec<(u64, u64)>>, Option<String>, Vec<Variable>)>,
+    removed_targets: Vec<RemovedTarget>,
     body_processor: Option<String>,
     /// `ctl:forceRequestBodyVariable=On`.
     force_body_variable: bool,
@@ -462,9 +465,14 @@ impl<'e> Transaction<'e> {
             .map(|(_, v)| v.to_ascii_lowercase())
             .unwrap_or_default();
         self.body_processor = default_processor(&content_type).map(str::to_string);
-        if let Some(p) = self.body_processor.clone() {
-            self.single(C::ReqbodyProcessor, "REQBODY_PROCESSOR", p.into_bytes());
-        }
+        // A scalar variable exists even when empty (rules test `!@rx …` on it).
+        let processor = self.body_processor.clone().unwrap_or_default();
+        self.single(
+            C::ReqbodyProcessor,
+            "REQBODY_PROCESSOR",
+            processor.into_bytes(),
+        );
+        self.single(C::ReqbodyError, "REQBODY_ERROR", b"0".to_vec());
         self.single(C::RequestBody, "REQUEST_BODY", Vec::new());
         self.single(
             C::RequestBodyLength,
