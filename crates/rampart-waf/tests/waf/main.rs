@@ -24,9 +24,10 @@ fn crs_dir() -> Option<PathBuf> {
     }
 }
 
-/// An entry file the way operators write one: the setup, then every rule file.
-fn entry_file(crs: &Path) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rampart-waf-crs-{}", std::process::id()));
+/// An entry file the way operators write one: the setup, then every rule file (one per
+/// test: tests run in parallel).
+fn entry_file(crs: &Path, test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rampart-waf-crs-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let entry = dir.join("crs.conf");
     std::fs::write(
@@ -44,7 +45,7 @@ fn entry_file(crs: &Path) -> PathBuf {
 #[test]
 fn the_stock_crs_v4_parses_completely() {
     let Some(crs) = crs_dir() else { return };
-    let set = seclang::load(&entry_file(&crs)).unwrap_or_else(|e| panic!("{e}"));
+    let set = seclang::load(&entry_file(&crs, "parse")).unwrap_or_else(|e| panic!("{e}"));
     let rules = set.rules().count();
     let markers = set
         .directives
@@ -101,7 +102,7 @@ fn a_broken_rule_file_is_reported_by_file_line_and_directive() {
 #[test]
 fn the_regression_corpus_passes_at_least_the_recorded_count() {
     let Some(crs) = crs_dir() else { return };
-    let engine = rampart_waf::conformance::engine_for_tests(&entry_file(&crs))
+    let engine = rampart_waf::conformance::engine_for_tests(&entry_file(&crs, "corpus"))
         .unwrap_or_else(|e| panic!("{e}"));
     let results = rampart_waf::conformance::run(&engine, &crs.join("regression"))
         .unwrap_or_else(|e| panic!("{e}"));
