@@ -936,6 +936,7 @@ impl Compiler {
                 .idempotency
                 .as_ref()
                 .map(|i| self.key("idempotency", |cx| cx.idempotency(i))),
+            waf: r.waf.as_ref().and_then(|w| self.key("waf", |cx| cx.waf(w))),
             rate_limits: self.key("rate_limits", |cx| {
                 r.rate_limits
                     .iter()
@@ -1069,6 +1070,61 @@ impl Compiler {
         Quota {
             daily: q.daily,
             monthly: q.monthly,
+        }
+    }
+
+    fn waf(&mut self, w: &WafInput) -> Option<Waf> {
+        let block = match w.mode.as_deref() {
+            None | Some("block") => true,
+            Some("detect") => false,
+            Some(other) => {
+                self.error_at(
+                    "mode",
+                    format!("{other:?}: expected \"block\" or \"detect\""),
+                );
+                true
+            }
+        };
+        let paranoia = w.paranoia.unwrap_or(1);
+        if !(1..=4).contains(&paranoia) {
+            self.error_at("paranoia", "must be 1 to 4");
+        }
+        let reject_large_bodies = match w.on_large_body.as_deref() {
+            None | Some("reject") => true,
+            Some("pass") => false,
+            Some(other) => {
+                self.error_at(
+                    "on_large_body",
+                    format!("{other:?}: expected \"reject\" or \"pass\""),
+                );
+                true
+            }
+        };
+        let body_limit = w.body_limit.unwrap_or(128 * 1024);
+        if body_limit == 0 || body_limit > 64 << 20 {
+            self.error_at("body_limit", "must be between 1 and 67108864");
+        }
+        let settings = rampart_waf::WafSettings {
+            rules: w.rules.as_deref().map(|r| self.file(r)),
+            block,
+            paranoia: paranoia.clamp(1, 4),
+            anomaly_threshold: w.anomaly_threshold.unwrap_or(5),
+            exclusions: w.exclusions.clone(),
+        };
+        match rampart_waf::build(&settings) {
+            Ok(engine) => Some(Waf {
+                settings,
+                engine: Arc::new(engine),
+                body_limit: body_limit.clamp(1, 64 << 20),
+                reject_large_bodies,
+            }),
+            Err(e) => {
+                // One error per rule problem, each naming its file, line and directive.
+                for line in e.to_string().lines() {
+                    self.error_at("rules", line);
+                }
+                None
+            }
         }
     }
 

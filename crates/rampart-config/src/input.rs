@@ -373,6 +373,32 @@ pub struct RouteInput {
     pub quota: Option<QuotaInput>,
     /// `Idempotency-Key` handling: the first response to a key is kept and replayed.
     pub idempotency: Option<IdempotencyInput>,
+    /// Web application firewall (`{}` for the built-in baseline rules).
+    pub waf: Option<WafInput>,
+}
+
+/// The WAF on a route.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WafInput {
+    /// The rules' entry file (SecLang, such as an OWASP CRS `crs.conf` including
+    /// `crs-setup.conf` and `rules/*.conf`), relative to this file. Default: Rampart's
+    /// built-in baseline rules.
+    pub rules: Option<String>,
+    /// `"block"` (default: refuse with 403) or `"detect"` (log and count only).
+    pub mode: Option<String>,
+    /// CRS paranoia level, 1 to 4. Default 1.
+    pub paranoia: Option<u8>,
+    /// CRS inbound anomaly score at which a request is blocked. Default 5.
+    pub anomaly_threshold: Option<u32>,
+    /// Rule ids not run on this route (false positives).
+    #[serde(default)]
+    pub exclusions: Vec<u64>,
+    /// Largest request body inspected. Default 131072.
+    pub body_limit: Option<usize>,
+    /// Bodies larger than `body_limit`: `"reject"` (413, default) or `"pass"`
+    /// (forwarded; the rules see the headers only).
+    pub on_large_body: Option<String>,
 }
 
 /// Request budgets per consumer, counted in the store.

@@ -310,6 +310,21 @@ pub struct Route {
     pub quota: Option<Quota>,
     /// Idempotency-key handling.
     pub idempotency: Option<Idempotency>,
+    /// The WAF.
+    pub waf: Option<Waf>,
+}
+
+/// A route's WAF: its compiled rules and how requests meet them.
+#[derive(Debug, Clone)]
+pub struct Waf {
+    /// How the engine was built.
+    pub settings: rampart_waf::WafSettings,
+    /// The compiled rules (shared by requests, rebuilt on reload).
+    pub engine: Arc<rampart_waf::engine::Engine>,
+    /// Largest body inspected.
+    pub body_limit: usize,
+    /// Refuse larger bodies (413) rather than pass them uninspected.
+    pub reject_large_bodies: bool,
 }
 
 /// Request budgets per consumer.

@@ -15,6 +15,7 @@ mod jwt;
 mod quota;
 mod rate_limit;
 mod request;
+mod waf;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub use jwt::JwtVerifier;
 pub use quota::{QuotaGuard, UsageCounter, USAGE_SYNC_INTERVAL};
 pub use rate_limit::{RateLimitGuard, RateLimitHeaders};
 pub use request::{AllowHeader, IpGuard, RequestLimitGuard};
+pub use waf::WafExchange;
 
 /// How long a verified (or refused) API key is trusted without asking the store again;
 /// this bounds how late an instance that missed an invalidation notices a revocation.
@@ -200,19 +202,30 @@ impl GuardFactory for Guards {
         guards
     }
 
-    fn exchange(
+    fn exchanges(
         &self,
         _config: &rampart_config::Config,
         route: &rampart_config::Route,
-    ) -> Option<Box<dyn Exchange>> {
-        let settings = route.idempotency.clone()?;
-        Some(Box::new(IdempotencyExchange {
-            route: route.name.clone(),
-            settings,
-            pending_ttl: route.total_timeout + std::time::Duration::from_secs(5),
-            shared: Arc::clone(&self.limiter),
-            metrics: Arc::clone(&self.metrics),
-        }))
+    ) -> Vec<Box<dyn Exchange>> {
+        let mut exchanges: Vec<Box<dyn Exchange>> = Vec::new();
+        // The WAF sees every request first; idempotency keys only what it lets through.
+        if let Some(waf) = route.waf.clone() {
+            exchanges.push(Box::new(WafExchange {
+                route: route.name.clone(),
+                waf,
+                metrics: Arc::clone(&self.metrics),
+            }));
+        }
+        if let Some(settings) = route.idempotency.clone() {
+            exchanges.push(Box::new(IdempotencyExchange {
+                route: route.name.clone(),
+                settings,
+                pending_ttl: route.total_timeout + std::time::Duration::from_secs(5),
+                shared: Arc::clone(&self.limiter),
+                metrics: Arc::clone(&self.metrics),
+            }));
+        }
+        exchanges
     }
 
     fn response_filters(

@@ -46,6 +46,8 @@ pub enum ErrorKind {
     Unauthenticated,
     /// Valid credentials without the rights this route needs (403).
     Forbidden,
+    /// The web application firewall refused the request (403).
+    WafBlocked,
     /// A rate limit was reached (429); retry after this many seconds.
     RateLimited(u32),
     /// A consumer's daily or monthly budget is spent (429); retry after this many seconds.
@@ -81,7 +83,7 @@ impl ErrorKind {
             }
             ErrorKind::FaultAbort(status) => status,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Forbidden | ErrorKind::WafBlocked => StatusCode::FORBIDDEN,
             ErrorKind::RateLimited(_) | ErrorKind::QuotaExceeded(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -112,6 +114,7 @@ impl ErrorKind {
             ErrorKind::FaultAbort(_) => "fault-injected",
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::WafBlocked => "waf-blocked",
             ErrorKind::RateLimited(_) => "rate-limited",
             ErrorKind::QuotaExceeded(_) => "quota-exceeded",
             ErrorKind::IdempotencyInFlight => "idempotency-in-flight",
@@ -140,6 +143,7 @@ impl ErrorKind {
             ErrorKind::FaultAbort(_) => "Aborted by fault injection",
             ErrorKind::Unauthenticated => "Valid credentials are required",
             ErrorKind::Forbidden => "The credentials do not allow this request",
+            ErrorKind::WafBlocked => "The request was refused by the web application firewall",
             ErrorKind::RateLimited(_) => "Too many requests",
             ErrorKind::QuotaExceeded(_) => "The request budget for this period is spent",
             ErrorKind::IdempotencyInFlight => {
@@ -195,6 +199,7 @@ impl ProxyError {
             | ErrorKind::BodyTooLarge
             | ErrorKind::Unauthenticated
             | ErrorKind::Forbidden
+            | ErrorKind::WafBlocked
             | ErrorKind::RateLimited(_)
             | ErrorKind::QuotaExceeded(_)
             | ErrorKind::IdempotencyInFlight

@@ -104,13 +104,14 @@ pub trait GuardFactory: Send + Sync {
         route: &rampart_config::Route,
     ) -> Vec<Box<dyn Guard>>;
 
-    /// The phase wrapped around forwarding on `route`, if it needs one (idempotency keys).
-    fn exchange(
+    /// The phases wrapped around forwarding on `route`, outermost first (WAF,
+    /// idempotency keys).
+    fn exchanges(
         &self,
         _config: &rampart_config::Config,
         _route: &rampart_config::Route,
-    ) -> Option<Box<dyn Exchange>> {
-        None
+    ) -> Vec<Box<dyn Exchange>> {
+        Vec::new()
     }
 
     /// Response filters that go with those guards.
@@ -193,21 +194,39 @@ pub trait Exchange: Send + Sync {
     ) -> ExchangeFuture<'a>;
 }
 
-/// Forwarding, as handed to an [`Exchange`].
+/// The rest of the request path, as handed to an [`Exchange`]: the inner exchanges,
+/// then forwarding.
 pub struct Next<'a> {
     pub(crate) route: &'a crate::runtime::RouteRuntime,
     pub(crate) hash: Option<u64>,
     pub(crate) metrics: &'a rampart_telemetry::Metrics,
+    pub(crate) inner: &'a [Box<dyn Exchange>],
 }
 
-impl Next<'_> {
-    /// Sends the request upstream, with the route's retries, timeouts and breaker.
-    pub async fn forward(
+impl<'a> Next<'a> {
+    /// Passes the request on: to the next exchange, or upstream with the route's
+    /// retries, timeouts and breaker.
+    pub fn forward(
         self,
         request: http::Request<crate::ProxyBody>,
-        ctx: &mut RequestContext,
-    ) -> Result<http::Response<crate::ProxyBody>, ProxyError> {
-        crate::forward::forward(self.route, ctx, request, self.hash, self.metrics).await
+        ctx: &'a mut RequestContext,
+    ) -> ExchangeFuture<'a> {
+        match self.inner.split_first() {
+            Some((exchange, rest)) => {
+                let next = Next {
+                    inner: rest,
+                    ..self
+                };
+                exchange.around(request, ctx, next)
+            }
+            None => Box::pin(crate::forward::forward(
+                self.route,
+                ctx,
+                request,
+                self.hash,
+                self.metrics,
+            )),
+        }
     }
 }
 

@@ -24,8 +24,8 @@ pub struct RouteRuntime {
     pub fallback_pool: Option<Arc<Pool>>,
     /// Guards, in order.
     pub guards: Vec<Box<dyn Guard>>,
-    /// The phase wrapped around forwarding, if any.
-    pub exchange: Option<Box<dyn Exchange>>,
+    /// The phases wrapped around forwarding, outermost first.
+    pub exchanges: Vec<Box<dyn Exchange>>,
     /// Response filters, in order.
     pub response_filters: Vec<Box<dyn ResponseFilter>>,
     /// This route's request metrics.
@@ -100,7 +100,7 @@ impl Runtime {
                     pool,
                     fallback_pool,
                     guards,
-                    exchange: factory.exchange(&config, route),
+                    exchanges: factory.exchanges(&config, route),
                     response_filters,
                     metrics: rampart_telemetry::RouteMetrics::new(&route.name),
                 }))

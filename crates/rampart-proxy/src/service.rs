@@ -287,17 +287,13 @@ async fn run_phases(
         _ => None,
     };
     let request = Request::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
-    let result = match &route.exchange {
-        Some(exchange) => {
-            let next = Next {
-                route: &route,
-                hash,
-                metrics,
-            };
-            exchange.around(request, ctx, next).await
-        }
-        None => forward::forward(&route, ctx, request, hash, metrics).await,
+    let next = Next {
+        route: &route,
+        hash,
+        metrics,
+        inner: &route.exchanges,
     };
+    let result = next.forward(request, ctx).await;
     ctx.phases.upstream = ms(started.elapsed());
     result
 }

@@ -8,7 +8,7 @@ mod tracing_export;
 pub use access_log::{AccessLog, AccessLogError, AccessRecord, PhaseTimes};
 pub use metrics::{
     status_class, BreakerLabels, GuardLabels, Method, Metrics, RequestSeries, RouteLabels,
-    RouteMetrics, TargetLabels, UpstreamLabels,
+    RouteMetrics, TargetLabels, UpstreamLabels, WafRuleLabels,
 };
 pub use opentelemetry::KeyValue;
 pub use tracing_export::{SpanRecord, SpanRole, TraceExporter, TracingError};

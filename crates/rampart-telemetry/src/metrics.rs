@@ -170,6 +170,17 @@ pub struct Metrics {
     pub guard_denials: Family<GuardLabels, Counter>,
     /// Times a guard's shared backend (Redis, the store) failed, by guard.
     pub guard_backend_errors: Family<GuardLabels, Counter>,
+    /// WAF rule matches, by route and rule id.
+    pub waf_rule_matches: Family<WafRuleLabels, Counter>,
+}
+
+/// Labels of WAF rule matches.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WafRuleLabels {
+    /// Route name.
+    pub route: String,
+    /// The rule's id.
+    pub rule: String,
 }
 
 /// Labels of guard decisions.
@@ -292,9 +303,16 @@ impl Metrics {
             "Failures of a guard's shared backend (the request then follows the guard's on_error policy)",
             guard_backend_errors.clone(),
         );
+        let waf_rule_matches = Family::<WafRuleLabels, Counter>::default();
+        registry.register(
+            "waf_rule_matches",
+            "WAF rules that matched (and log), by route and rule id",
+            waf_rule_matches.clone(),
+        );
         Self {
             guard_denials,
             guard_backend_errors,
+            waf_rule_matches,
             registry,
             requests,
             request_duration,

@@ -2,6 +2,9 @@
 //! Set is written in — parsed into typed directives (every error reported by file,
 //! line and directive), compiled once, and evaluated per request phase by phase.
 
+mod build;
 pub mod conformance;
 pub mod engine;
 pub mod seclang;
+
+pub use build::{build, BuildError, WafSettings, BASELINE};

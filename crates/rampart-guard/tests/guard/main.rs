@@ -11,3 +11,4 @@ mod jwt;
 mod quotas;
 mod rate_limits;
 mod request_rules;
+mod waf;

