@@ -16,6 +16,9 @@ const REGEX_SIZE_LIMIT: usize = 8 << 20;
 pub enum Compiled {
     /// `@rx`.
     Regex(Regex),
+    /// `@rx` with PCRE-only syntax (look-around, back-references, possessive
+    /// quantifiers), as in CRS 3.3: a backtracking engine with a step limit.
+    Backtracking(fancy_regex::Regex),
     /// `@pm` / `@pmFromFile`: any of the phrases, case-insensitive.
     Phrases(AhoCorasick),
     /// A string operator whose argument may hold macros (expanded per transaction).
@@ -34,13 +37,7 @@ pub enum Compiled {
 pub fn compile(op: &Operator, base: &Path) -> Result<Compiled, String> {
     use OperatorKind as K;
     Ok(match op.kind {
-        K::Rx | K::RxGlobal => Compiled::Regex(
-            RegexBuilder::new(&op.argument)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .dfa_size_limit(REGEX_SIZE_LIMIT)
-                .build()
-                .map_err(|e| format!("@rx does not compile: {e}"))?,
-        ),
+        K::Rx | K::RxGlobal => regex(&op.argument)?,
         K::Pm => phrases(op.argument.split_whitespace().map(str::to_string).collect())?,
         K::PmFromFile | K::Pmf => {
             let mut words = Vec::new();
@@ -78,6 +75,116 @@ pub fn compile(op: &Operator, base: &Path) -> Result<Compiled, String> {
         | K::DetectXss => Compiled::Text(op.kind, op.argument.clone()),
         _ => Compiled::Never,
     })
+}
+
+/// A regex: the linear-time engine when the pattern allows it (after PCRE's lenient
+/// escapes and literal braces are normalised), else the backtracking one.
+fn regex(pattern: &str) -> Result<Compiled, String> {
+    let linear = |p: &str| {
+        RegexBuilder::new(p)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+    };
+    let first = match linear(pattern) {
+        Ok(re) => return Ok(Compiled::Regex(re)),
+        Err(e) => e,
+    };
+    let normalised = normalise_pcre(pattern);
+    if let Ok(re) = linear(&normalised) {
+        return Ok(Compiled::Regex(re));
+    }
+    fancy_regex::RegexBuilder::new(&normalised)
+        .backtrack_limit(BACKTRACK_LIMIT)
+        .build()
+        .map(Compiled::Backtracking)
+        .map_err(|e| format!("@rx does not compile: {first}; nor as PCRE: {e}"))
+}
+
+/// Steps a backtracking regex may take on one value before giving up (no match).
+const BACKTRACK_LIMIT: usize = 500_000;
+
+/// PCRE accepts needless escapes (`\'`, `\"`), `{` that starts no repetition, and `[`,
+/// `&&` or `~~` inside a character class as literals; the Rust engines do not.
+fn normalise_pcre(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut in_class = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' && i + 1 < chars.len() {
+            let n = chars[i + 1];
+            if matches!(
+                n,
+                '\'' | '"' | '`' | '/' | '@' | '%' | '<' | '>' | '=' | ':' | ';' | ',' | '!'
+            ) {
+                out.push(n);
+            } else {
+                out.push(c);
+                out.push(n);
+            }
+            i += 2;
+            continue;
+        }
+        if in_class {
+            match c {
+                ']' => {
+                    in_class = false;
+                    out.push(c);
+                }
+                '[' if chars.get(i + 1) != Some(&':') => out.push_str("\\["),
+                '&' | '~' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                _ => out.push(c),
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '[' => {
+                in_class = true;
+                out.push(c);
+                if chars.get(i + 1) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                // A `]` right after the opening is a literal.
+                if chars.get(i + 1) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+            }
+            '{' => {
+                // A repetition is `{n}`, `{n,}` or `{n,m}`; anything else is a literal brace.
+                let rest: String = chars[i + 1..].iter().take_while(|c| **c != '}').collect();
+                let closed = i + 1 + rest.chars().count() < chars.len();
+                let mut bounds = rest.split(',');
+                let counted = closed
+                    && rest.split(',').count() <= 2
+                    && bounds
+                        .next()
+                        .is_some_and(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()))
+                    && bounds
+                        .next()
+                        .is_none_or(|b| b.chars().all(|c| c.is_ascii_digit()));
+                if counted {
+                    out.push('{');
+                    out.push_str(&rest);
+                    out.push('}');
+                    i += rest.chars().count() + 2;
+                    continue;
+                }
+                out.push_str("\\{");
+            }
+            '}' => out.push_str("\\}"),
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    out
 }
 
 fn phrases(words: Vec<String>) -> Result<Compiled, String> {
@@ -196,6 +303,24 @@ pub fn run(op: &Compiled, argument: &str, value: &[u8], want_captures: bool) -> 
                 no()
             }
         }
+        Compiled::Backtracking(re) => {
+            let text = String::from_utf8_lossy(value);
+            match re.captures(&text) {
+                // A pattern that runs out of steps does not match.
+                Ok(Some(c)) => yes(if want_captures {
+                    (0..c.len().min(10))
+                        .map(|i| {
+                            c.get(i)
+                                .map(|m| m.as_str().as_bytes().to_vec())
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                }),
+                _ => no(),
+            }
+        }
         Compiled::Phrases(ac) => match ac.find(value) {
             Some(m) => yes(vec![value[m.start()..m.end()].to_vec()]),
             None => no(),
@@ -283,4 +408,37 @@ fn valid_url_encoding(value: &[u8]) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcre_only_syntax_is_normalised_or_backtracked() {
+        assert_eq!(
+            normalise_pcre(r#"[\'\"]a{2}b{x}[([]"#),
+            r#"['"]a{2}b\{x\}[(\[]"#
+        );
+        let op = |p: &str| crate::seclang::Operator {
+            negated: false,
+            kind: OperatorKind::Rx,
+            argument: p.to_string(),
+        };
+        let base = Path::new(".");
+        // Look-ahead needs the backtracking engine; it still matches correctly.
+        let c = compile(&op(r"<\?(?!xml)"), base).expect("compiles");
+        assert!(matches!(c, Compiled::Backtracking(_)));
+        assert!(run(&c, "", b"<?php echo 1", false).matched);
+        assert!(!run(&c, "", b"<?xml version", false).matched);
+        // Back-references too.
+        let c = compile(&op(r"\b(\w+)\s*=\s*\1\b"), base).expect("compiles");
+        assert!(run(&c, "", b"1 or a = a", false).matched);
+        assert!(!run(&c, "", b"a = b", false).matched);
+        // Plain patterns stay on the linear-time engine.
+        assert!(matches!(
+            compile(&op("^abc$"), base).expect("compiles"),
+            Compiled::Regex(_)
+        ));
+    }
 }

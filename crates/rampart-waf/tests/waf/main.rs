@@ -124,3 +124,60 @@ fn the_regression_corpus_passes_at_least_the_recorded_count() {
         summary.passed
     );
 }
+
+/// CRS 3.3 as Debian's `modsecurity-crs` package installs it (PCRE-only regexes
+/// included) loads, and its anomaly scoring blocks an attack.
+#[test]
+fn debian_crs_3_3_loads_and_blocks() {
+    let rules = Path::new("/usr/share/modsecurity-crs/rules");
+    let setup = Path::new("/etc/modsecurity/crs/crs-setup.conf");
+    if !rules.is_dir() || !setup.is_file() {
+        assert!(
+            std::env::var_os("RAMPART_REQUIRE_CRS33").is_none(),
+            "CRS 3.3 (Debian package modsecurity-crs) is required here but not installed"
+        );
+        eprintln!("SKIPPED (CRS 3.3): install the Debian package modsecurity-crs");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("rampart-waf-crs33-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let entry = dir.join("crs.conf");
+    std::fs::write(
+        &entry,
+        format!(
+            "Include {}\nInclude {}/*.conf\n",
+            setup.display(),
+            rules.display()
+        ),
+    )
+    .expect("write");
+    let engine = rampart_waf::build(&rampart_waf::WafSettings {
+        rules: Some(entry),
+        block: true,
+        paranoia: 1,
+        anomaly_threshold: 5,
+        exclusions: vec![],
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(engine.rule_count() > 400, "{} rules", engine.rule_count());
+    let request = |uri: &str| rampart_waf::engine::Request {
+        method: "GET".into(),
+        uri: uri.into(),
+        protocol: "HTTP/1.1".into(),
+        headers: vec![
+            ("Host".into(), "example.com".into()),
+            ("User-Agent".into(), "Mozilla/5.0".into()),
+            ("Accept".into(), "text/html".into()),
+        ],
+        body: Vec::new(),
+        remote_addr: "10.0.0.1".into(),
+    };
+    let verdict = |uri: &str| {
+        let r = request(uri);
+        let mut tx = rampart_waf::engine::Transaction::new(&engine, &r);
+        tx.run_request_phases();
+        tx.interruption
+    };
+    assert_eq!(verdict("/products?id=42"), None);
+    assert!(verdict("/p?q=%3Cscript%3Ealert(1)%3C/script%3E").is_some());
+}
