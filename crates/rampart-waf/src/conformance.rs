@@ -201,8 +201,10 @@ fn text(v: Option<&Value>) -> Option<String> {
 /// Builds the request a stage describes (fields, or a base64 raw request).
 fn request_from(input: &Value) -> Result<Request, String> {
     if let Some(encoded) = text(input.get("encoded_request")) {
+        // The suite wraps long encodings over several lines.
+        let compact: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
         let raw = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
+            .decode(compact)
             .map_err(|_| "encoded_request is not base64".to_string())?;
         return parse_raw(&raw);
     }
