@@ -1,5 +1,6 @@
 //! The WAF as a phase around forwarding: the request (body included, up to a limit) is
-//! evaluated before it goes upstream; the response's status and headers after.
+//! evaluated before it goes upstream; the response's status, headers and (when the rules
+//! enable `SecResponseBodyAccess`) text body after.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -189,12 +190,44 @@ impl WafExchange {
         let response = next
             .forward(http::Request::from_parts(parts, upstream_body), ctx)
             .await?;
-        // The response's status and headers (its body streams on uninspected).
+        let (head, body) = response.into_parts();
+        // Text responses are read (up to the limit) when the rules ask for response bodies.
+        let textual = head
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let ct = ct.to_ascii_lowercase();
+                (ct.starts_with("text/") && !ct.starts_with("text/event-stream"))
+                    || ct.contains("json")
+                    || ct.contains("xml")
+                    || ct.contains("javascript")
+            });
+        let engine = &self.waf.engine;
+        let (inspected, body) = if engine.response_body_access && textual {
+            match read_up_to(body, engine.response_body_limit)
+                .await
+                .map_err(|e| ProxyError::new(ErrorKind::UpstreamProtocol, e.to_string()))?
+            {
+                ReadBody::Whole(bytes) => (bytes.to_vec(), rampart_proxy::full(bytes)),
+                // Too large to inspect: it streams on as it is.
+                ReadBody::Partial(prefix, rest) => (
+                    Vec::new(),
+                    Prefixed {
+                        prefix: Some(prefix),
+                        rest,
+                    }
+                    .boxed(),
+                ),
+            }
+        } else {
+            (Vec::new(), body)
+        };
         tx.set_response(&Response {
-            status: response.status().as_u16(),
-            protocol: format!("{:?}", response.version()),
-            headers: headers_of(response.headers()),
-            body: Vec::new(),
+            status: head.status.as_u16(),
+            protocol: format!("{:?}", head.version),
+            headers: headers_of(&head.headers),
+            body: inspected,
         });
         tx.run_response_phases();
         if tx.matched.len() > already {
@@ -204,7 +237,7 @@ impl WafExchange {
                 return Err(ProxyError::new(ErrorKind::WafBlocked, "WAF response rules"));
             }
         }
-        Ok(response)
+        Ok(http::Response::from_parts(head, body))
     }
 }
 

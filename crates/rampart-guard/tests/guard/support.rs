@@ -32,9 +32,14 @@ pub async fn mirror() -> SocketAddr {
                     for (k, v) in req.headers() {
                         map.insert(k.to_string(), v.to_str().unwrap_or("").into());
                     }
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(
+                    let mut response = http::Response::new(Full::new(Bytes::from(
                         serde_json::Value::Object(map).to_string(),
-                    ))))
+                    )));
+                    response.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    Ok::<_, Infallible>(response)
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)

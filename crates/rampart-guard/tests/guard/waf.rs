@@ -189,3 +189,37 @@ fn a_rule_file_that_does_not_parse_is_a_config_error_naming_file_and_line() {
     );
     assert!(errors.contains("paranoia"), "{errors}");
 }
+
+/// With `SecResponseBodyAccess On`, text response bodies are inspected (data leakage
+/// rules) and a match replaces the response with a 403.
+#[tokio::test]
+async fn response_bodies_are_inspected_when_the_rules_ask() {
+    let dir = std::env::temp_dir().join(format!("rampart-guard-resp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let rules = dir.join("leak.conf");
+    std::fs::write(
+        &rules,
+        "SecResponseBodyAccess On\n\
+         SecRule RESPONSE_BODY \"@contains BEGIN PRIVATE KEY\" \"id:500001,phase:4,deny,msg:'key leak'\"\n",
+    )
+    .expect("write");
+    let up = mirror().await;
+    let routes = format!(
+        "[[routes]]\nname = \"leaky\"\nupstream = \"app\"\nwaf = {{ rules = \"{}\" }}\n",
+        rules.display()
+    );
+    let setup = gateway(store().await, Arc::new(LocalState::default()), up, &routes).await;
+    // The mirror upstream answers with the request headers, so this one leaks.
+    assert_eq!(
+        get(setup.addr, "/", &[("x-note", "hello")]).await.status,
+        200
+    );
+    let leaked = get(
+        setup.addr,
+        "/",
+        &[("x-note", "-----BEGIN PRIVATE KEY-----")],
+    )
+    .await;
+    assert_eq!(leaked.status, 403);
+    assert_eq!(leaked.body["type"], "urn:rampart:problem:waf-blocked");
+}

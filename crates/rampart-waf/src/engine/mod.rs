@@ -76,6 +76,10 @@ pub struct Engine {
     pub mode: Mode,
     /// Largest request body inspected.
     pub request_body_limit: usize,
+    /// Whether response bodies are inspected (`SecResponseBodyAccess On`).
+    pub response_body_access: bool,
+    /// Largest response body inspected.
+    pub response_body_limit: usize,
 }
 
 fn ranges_contain(ranges: &[(u64, u64)], id: u64) -> bool {
@@ -91,6 +95,8 @@ impl Engine {
         let mut steps: Vec<Step> = Vec::new();
         let mut mode = Mode::On;
         let mut request_body_limit = 128 * 1024;
+        let mut response_body_access = false;
+        let mut response_body_limit = 512 * 1024;
         for (location, directive) in &set.directives {
             match directive {
                 Directive::Rule(rule) | Directive::Action(rule) => {
@@ -154,6 +160,12 @@ impl Engine {
                     "SecRequestBodyLimit" => {
                         request_body_limit = value.trim().parse().unwrap_or(request_body_limit)
                     }
+                    "SecResponseBodyAccess" => {
+                        response_body_access = value.trim().eq_ignore_ascii_case("on")
+                    }
+                    "SecResponseBodyLimit" => {
+                        response_body_limit = value.trim().parse().unwrap_or(response_body_limit)
+                    }
                     _ => {}
                 },
             }
@@ -209,6 +221,8 @@ impl Engine {
             selectors,
             mode,
             request_body_limit,
+            response_body_access,
+            response_body_limit,
         })
     }
 
