@@ -61,36 +61,8 @@ async fn slow_counter() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 async fn post(addr: SocketAddr, key: Option<&str>, body: &str) -> Answer {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut request = http::Request::post(format!("http://{addr}/orders"));
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    let response = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.request(
-            request
-                .body(Full::new(Bytes::from(body.to_string())))
-                .expect("request"),
-        ),
-    )
-    .await
-    .expect("in time")
-    .expect("response");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    }
+    let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
+    send(addr, "POST", "/orders", &headers, body).await
 }
 
 const ROUTES: &str = r#"

@@ -140,15 +140,32 @@ pub struct Answer {
 }
 
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
+    send(addr, "GET", path, headers, "").await
+}
+
+/// Sends one request and reads the whole answer (JSON bodies parsed, others `Null`).
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let mut request = http::Request::get(format!("http://{addr}{path}"));
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
     let response = tokio::time::timeout(
         Duration::from_secs(10),
-        client.request(request.body(Full::default()).expect("request")),
+        client.request(
+            request
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("request"),
+        ),
     )
     .await
     .expect("in time")

@@ -4,11 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use rampart_store::LocalState;
 
 use crate::support::*;
@@ -32,20 +27,8 @@ waf = { body_limit = 64, on_large_body = "pass" }
 "#;
 
 async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> u16 {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let response = client
-        .request(
-            http::Request::post(format!("http://{addr}{path}"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Full::new(Bytes::from(body.to_string())))
-                .expect("request"),
-        )
-        .await
-        .expect("response");
-    let status = response.status().as_u16();
-    let _ = response.into_body().collect().await;
-    status
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    send(addr, "POST", path, &form, body).await.status
 }
 
 #[tokio::test]
