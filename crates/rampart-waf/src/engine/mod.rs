@@ -6,6 +6,7 @@ mod body;
 pub mod operator;
 pub mod transform;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -734,55 +735,69 @@ impl<'e> Transaction<'e> {
     /// when the whole chain matched.
     fn evaluate(&mut self, head: &CompiledRule, rule: &CompiledRule) -> bool {
         self.rule_id = head.id;
-        let targets = if rule.variables.is_empty() {
-            vec![(String::new(), Vec::new())]
-        } else {
-            self.targets(head, rule)
-        };
         let argument = if rule.operator.argument.contains("%{") {
             self.expand(&rule.operator.argument)
         } else {
             rule.operator.argument.clone()
         };
-        // MATCHED_VARS is this rule's (the targets above could still read the previous one's).
-        self.matched_vars.clear();
-        let mut any = false;
-        for (name, value) in targets {
-            let candidates: Vec<Vec<u8>> = if rule.multi_match {
-                let mut out = vec![value.clone()];
-                let mut v = value;
+        // Find the matches with the transaction borrowed (values are not copied unless
+        // they match), then run the actions for each.
+        let mut matches: Vec<(String, Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+        {
+            let mut check = |collection: Option<Collection>, key: &str, value: &[u8]| {
+                let mut current: Cow<'_, [u8]> = Cow::Borrowed(value);
+                let try_candidate = |candidate: &[u8]| {
+                    let outcome = operator::run(&rule.compiled, &argument, candidate, rule.capture);
+                    (outcome.matched != rule.operator.negated).then_some(outcome.captures)
+                };
+                let mut found = if rule.multi_match {
+                    try_candidate(&current).map(|c| (current.to_vec(), c))
+                } else {
+                    None
+                };
                 for t in &rule.transforms {
-                    v = transform::apply(*t, &v);
-                    out.push(v.clone());
-                }
-                out
-            } else {
-                let mut v = value;
-                for t in &rule.transforms {
-                    v = transform::apply(*t, &v);
-                }
-                vec![v]
-            };
-            for candidate in candidates {
-                let outcome = operator::run(&rule.compiled, &argument, &candidate, rule.capture);
-                if outcome.matched != rule.operator.negated {
-                    any = true;
-                    if rule.capture {
-                        for (i, c) in outcome.captures.iter().enumerate() {
-                            self.tx.insert(i.to_string(), c.clone());
-                        }
+                    if found.is_some() {
+                        break;
                     }
-                    self.matched_var = (name.clone(), candidate.clone());
-                    self.matched_vars.push((name.clone(), candidate));
-                    // Non-disruptive actions run per match, before any chained rule
-                    // (which may read what they set), as in ModSecurity.
-                    self.run_actions(rule);
-                    break;
+                    current = Cow::Owned(transform::apply(*t, &current));
+                    if rule.multi_match {
+                        found = try_candidate(&current).map(|c| (current.to_vec(), c));
+                    }
                 }
+                if !rule.multi_match {
+                    found = try_candidate(&current).map(|c| (current.into_owned(), c));
+                }
+                if let Some((candidate, captures)) = found {
+                    let name = match collection {
+                        None => String::new(),
+                        Some(c) if key.is_empty() => collection_label(c),
+                        Some(c) => format!("{}:{key}", collection_label(c)),
+                    };
+                    matches.push((name, candidate, captures));
+                }
+            };
+            if rule.variables.is_empty() {
+                check(None, "", b"");
+            } else {
+                self.for_each_target(head, rule, &mut check);
             }
         }
-        if !any {
+        // MATCHED_VARS is this rule's (the targets above could still read the previous one's).
+        self.matched_vars.clear();
+        if matches.is_empty() {
             return false;
+        }
+        for (name, candidate, captures) in matches {
+            if rule.capture {
+                for (i, c) in captures.into_iter().enumerate() {
+                    self.tx.insert(i.to_string(), c);
+                }
+            }
+            self.matched_var = (name.clone(), candidate.clone());
+            self.matched_vars.push((name, candidate));
+            // Non-disruptive actions run per match, before any chained rule (which may
+            // read what they set), as in ModSecurity.
+            self.run_actions(rule);
         }
         if let Some(next) = &rule.chained {
             if !self.evaluate(head, next) {
@@ -795,8 +810,14 @@ impl<'e> Transaction<'e> {
         true
     }
 
-    /// The (name, value) pairs `rule`'s variables select, exclusions applied.
-    fn targets(&self, head: &CompiledRule, rule: &CompiledRule) -> Entries {
+    /// Calls `f(collection, key, value)` for every value `rule`'s variables select,
+    /// exclusions applied, without copying values.
+    fn for_each_target(
+        &self,
+        head: &CompiledRule,
+        rule: &CompiledRule,
+        f: &mut dyn FnMut(Option<Collection>, &str, &[u8]),
+    ) {
         let mut exclusions: Vec<&Variable> = rule.variables.iter().filter(|v| v.exclude).collect();
         for (ids, tag, vars) in &self.removed_targets {
             let applies = ids.as_ref().is_some_and(|r| ranges_contain(r, head.id))
@@ -805,33 +826,60 @@ impl<'e> Transaction<'e> {
                 exclusions.extend(vars.iter());
             }
         }
-        let mut out = Vec::new();
         for var in rule.variables.iter().filter(|v| !v.exclude) {
-            let entries = self.entries(var.collection);
-            let selected: Vec<&(String, Vec<u8>)> = entries
-                .iter()
-                .filter(|(k, _)| self.selects(&var.selector, k))
-                .filter(|(k, _)| {
-                    !exclusions
+            let kept = |key: &str| {
+                self.selects(&var.selector, key)
+                    && !exclusions
                         .iter()
-                        .any(|x| x.collection == var.collection && self.selects(&x.selector, k))
-                })
-                .collect();
-            let label = collection_label(var.collection);
-            if var.count {
-                out.push((label.clone(), selected.len().to_string().into_bytes()));
-            } else {
-                for (k, v) in selected {
-                    let name = if k.is_empty() {
-                        label.clone()
-                    } else {
-                        format!("{label}:{k}")
-                    };
-                    out.push((name, v.clone()));
+                        .any(|x| x.collection == var.collection && self.selects(&x.selector, key))
+            };
+            let mut count = 0usize;
+            let mut visit =
+                |key: &str, value: &[u8], f: &mut dyn FnMut(Option<Collection>, &str, &[u8])| {
+                    if kept(key) {
+                        count += 1;
+                        if !var.count {
+                            f(Some(var.collection), key, value);
+                        }
+                    }
+                };
+            match var.collection {
+                Collection::Tx => match &var.selector {
+                    Selector::Key(k) => {
+                        if let Some(v) = self.tx.get(&k.to_ascii_lowercase()) {
+                            visit(k, v, f);
+                        }
+                    }
+                    _ => {
+                        for (k, v) in &self.tx {
+                            visit(k, v, f);
+                        }
+                    }
+                },
+                Collection::MatchedVar => visit("", &self.matched_var.1, f),
+                Collection::MatchedVarName => visit("", self.matched_var.0.as_bytes(), f),
+                Collection::MatchedVars => {
+                    for (k, v) in &self.matched_vars {
+                        visit(k, v, f);
+                    }
+                }
+                Collection::MatchedVarsNames => {
+                    for (k, _) in &self.matched_vars {
+                        visit(k, k.as_bytes(), f);
+                    }
+                }
+                other => {
+                    if let Some(entries) = self.collections.get(&other) {
+                        for (k, v) in entries {
+                            visit(k, v, f);
+                        }
+                    }
                 }
             }
+            if var.count {
+                f(Some(var.collection), "", count.to_string().as_bytes());
+            }
         }
-        out
     }
 
     fn entries(&self, c: Collection) -> Entries {
