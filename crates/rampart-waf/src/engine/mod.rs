@@ -341,6 +341,9 @@ pub struct Matched {
 
 type Entries = Vec<(String, Vec<u8>)>;
 
+/// What [`Transaction::for_each_target`] calls with each selected value.
+type TargetVisitor<'a> = dyn FnMut(Option<Collection>, &str, &[u8]) + 'a;
+
 /// Variables a `ctl:ruleRemoveTarget…` took away from rules (by id ranges or tag).
 type RemovedTarget = (Option<Vec<(u64, u64)>>, Option<String>, Vec<Variable>);
 
@@ -812,12 +815,7 @@ impl<'e> Transaction<'e> {
 
     /// Calls `f(collection, key, value)` for every value `rule`'s variables select,
     /// exclusions applied, without copying values.
-    fn for_each_target(
-        &self,
-        head: &CompiledRule,
-        rule: &CompiledRule,
-        f: &mut dyn FnMut(Option<Collection>, &str, &[u8]),
-    ) {
+    fn for_each_target(&self, head: &CompiledRule, rule: &CompiledRule, f: &mut TargetVisitor<'_>) {
         let mut exclusions: Vec<&Variable> = rule.variables.iter().filter(|v| v.exclude).collect();
         for (ids, tag, vars) in &self.removed_targets {
             let applies = ids.as_ref().is_some_and(|r| ranges_contain(r, head.id))
@@ -834,15 +832,14 @@ impl<'e> Transaction<'e> {
                         .any(|x| x.collection == var.collection && self.selects(&x.selector, key))
             };
             let mut count = 0usize;
-            let mut visit =
-                |key: &str, value: &[u8], f: &mut dyn FnMut(Option<Collection>, &str, &[u8])| {
-                    if kept(key) {
-                        count += 1;
-                        if !var.count {
-                            f(Some(var.collection), key, value);
-                        }
+            let mut visit = |key: &str, value: &[u8], f: &mut TargetVisitor<'_>| {
+                if kept(key) {
+                    count += 1;
+                    if !var.count {
+                        f(Some(var.collection), key, value);
                     }
-                };
+                }
+            };
             match var.collection {
                 Collection::Tx => match &var.selector {
                     Selector::Key(k) => {
