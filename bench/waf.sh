@@ -2,7 +2,8 @@
 # WAF benchmark: the same OWASP CRS (v4, paranoia level 1, anomaly threshold 5, blocking)
 # in Rampart and in nginx + ModSecurity v3 (Debian's libnginx-mod-http-modsecurity), in
 # one run, in front of the same tiny upstream. Measures a clean request and SQLi, XSS and
-# RCE attacks with wrk, and prints the Rampart/ModSecurity throughput ratio for each.
+# RCE attacks with wrk, and prints the Rampart/ModSecurity throughput ratio for each; first,
+# the engine's own cost per request in process.
 #
 # Needs: nginx, libnginx-mod-http-modsecurity, wrk; the CRS rules (../shared/crs, or
 # set CRS_DIR). Usage: bench/waf.sh [duration-seconds] [connections]
@@ -38,6 +39,9 @@ trap cleanup EXIT
 
 cargo build --release --quiet -p rampart
 RAMPART=$PWD/target/release/rampart
+
+echo "== in-process (the engine alone, one core)"
+cargo run --release --quiet -p rampart-waf --example waf_inprocess -- "$CRS_DIR"
 
 # One entry file for both engines: blocking mode, the CRS setup, every rule file.
 cat > "$work/crs.conf" <<CONF
