@@ -290,14 +290,15 @@ pub fn run(op: &Compiled, argument: &str, value: &[u8], want_captures: bool) -> 
         Compiled::Always => yes(Vec::new()),
         Compiled::Never => no(),
         Compiled::Regex(re) => {
-            if want_captures {
+            // Most values do not match: find that out before paying for capture groups.
+            if want_captures && re.is_match(value) {
                 match re.captures(value) {
                     Some(c) => yes((0..c.len().min(10))
                         .map(|i| c.get(i).map(|m| m.as_bytes().to_vec()).unwrap_or_default())
                         .collect()),
                     None => no(),
                 }
-            } else if re.is_match(value) {
+            } else if !want_captures && re.is_match(value) {
                 yes(Vec::new())
             } else {
                 no()
