@@ -16,7 +16,7 @@ pub struct Parsed {
     pub args: Vec<(String, Vec<u8>)>,
     /// Uploaded files (field name, file name).
     pub files: Vec<(String, Vec<u8>)>,
-    /// Multipart part headers.
+    /// Multipart part headers (part name, header line).
     pub part_headers: Vec<(String, Vec<u8>)>,
     /// XML content (`/*`) and attribute values (`//@*`).
     pub xml: Vec<(String, Vec<u8>)>,
@@ -161,12 +161,11 @@ pub fn parse_multipart(body: &[u8], content_type: &str) -> Result<Parsed, String
         let head = String::from_utf8_lossy(head);
         let mut name = None;
         let mut filename = None;
+        let mut lines = Vec::new();
         for line in head.lines() {
             let line = line.trim_end_matches('\r');
             if let Some((hn, hv)) = line.split_once(':') {
-                parsed
-                    .part_headers
-                    .push((hn.trim().to_string(), line.as_bytes().to_vec()));
+                lines.push(line.as_bytes().to_vec());
                 if hn.trim().eq_ignore_ascii_case("content-disposition") {
                     for param in split_params(hv) {
                         let param = param.trim();
@@ -186,6 +185,10 @@ pub fn parse_multipart(body: &[u8], content_type: &str) -> Result<Parsed, String
             }
         }
         let name = name.ok_or_else(|| "multipart part without a name".to_string())?;
+        // MULTIPART_PART_HEADERS is keyed by the part's name, as in ModSecurity.
+        parsed
+            .part_headers
+            .extend(lines.into_iter().map(|l| (name.clone(), l)));
         match filename {
             Some(f) => parsed.files.push((name, f.into_bytes())),
             None => parsed.args.push((name, content.to_vec())),

@@ -410,8 +410,11 @@ impl<'e> Transaction<'e> {
 
     fn load_request(&mut self, r: &Request) {
         use Collection as C;
-        let (path, query) = r.uri.split_once('?').unwrap_or((&r.uri, ""));
-        let path = path.to_string();
+        let (raw_path, query) = r.uri.split_once('?').unwrap_or((&r.uri, ""));
+        // REQUEST_FILENAME and REQUEST_BASENAME are percent-decoded, as in ModSecurity
+        // (a `+` stays: it means a space only in query strings).
+        let path =
+            String::from_utf8_lossy(&transform::percent_decode(raw_path.as_bytes())).into_owned();
         let protocol = if r.protocol.is_empty() {
             "HTTP/1.1"
         } else {

@@ -121,6 +121,27 @@ pub fn url_decode(input: &[u8], unicode: bool) -> Vec<u8> {
     out
 }
 
+/// `%XX` only (paths: `+` is not a space there).
+pub fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                input.get(i + 1).and_then(|d| hex_value(*d)),
+                input.get(i + 2).and_then(|d| hex_value(*d)),
+            ) {
+                out.push((h << 4) | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
 fn url_encode(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     for &b in input {
