@@ -306,6 +306,9 @@ async fn open_shared_state(config: &Config) -> anyhow::Result<Arc<dyn rampart_st
 }
 
 async fn serve(source: Source) -> anyhow::Result<()> {
+    // SIGHUP means "reload" from the start: its default action would end the process
+    // if one arrived before the config watcher runs.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let config = load(&source).map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
@@ -356,6 +359,7 @@ async fn serve(source: Source) -> anyhow::Result<()> {
             path.clone(),
             source_data_dir(&source),
             Arc::clone(&gateway),
+            hangup,
         ));
     }
     wait_for_shutdown_signal().await;
@@ -419,9 +423,12 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 /// Reloads on SIGHUP and when the file changes (checked every second). A config
 /// that does not compile is refused with its errors logged; the old one keeps serving.
-async fn watch_config(path: PathBuf, data_dir: Option<PathBuf>, gateway: Arc<Gateway>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = signal(SignalKind::hangup()).ok();
+async fn watch_config(
+    path: PathBuf,
+    data_dir: Option<PathBuf>,
+    gateway: Arc<Gateway>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
+) {
     let mut stamp = file_stamp(&path);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
