@@ -112,8 +112,15 @@ pub fn xml_entries(body: &[u8]) -> Vec<(String, Vec<u8>)> {
             i += 1;
         }
     }
-    let mut out = vec![("/*".to_string(), text)];
-    out.extend(attributes.into_iter().map(|a| ("//@*".to_string(), a)));
+    // As an XML parser would, resolve character and predefined entity references.
+    let decode =
+        |v: Vec<u8>| super::transform::apply(crate::seclang::Transformation::HtmlEntityDecode, &v);
+    let mut out = vec![("/*".to_string(), decode(text))];
+    out.extend(
+        attributes
+            .into_iter()
+            .map(|a| ("//@*".to_string(), decode(a))),
+    );
     out
 }
 
