@@ -178,11 +178,14 @@ fn html_entity_decode(input: &[u8]) -> Vec<u8> {
                             c.is_ascii_digit()
                         }
                     })
-                    .take(8)
                     .collect();
                 if !digits.is_empty() {
-                    let text = String::from_utf8_lossy(&digits);
-                    let code = u32::from_str_radix(&text, if hex { 16 } else { 10 }).unwrap_or(0);
+                    // Any number of digits (zero padding is an evasion); the value saturates.
+                    let radix = if hex { 16 } else { 10 };
+                    let code = digits.iter().fold(0u32, |acc, d| {
+                        acc.saturating_mul(radix)
+                            .saturating_add(u32::from(hex_value(*d).unwrap_or(0)))
+                    });
                     out.push((code & 0xff) as u8);
                     let mut used = 1 + start + digits.len();
                     if rest.get(start + digits.len()) == Some(&b';') {
@@ -600,6 +603,10 @@ mod tests {
         assert_eq!(t(T::UrlDecodeUni, "a%20b+c%u0041%uff1c%zz"), "a b cA<%zz");
         assert_eq!(t(T::UrlDecode, "%3Cscript%3E"), "<script>");
         assert_eq!(t(T::HtmlEntityDecode, "&lt;a&#x41;&#66&quot;"), "<aAB\"");
+        assert_eq!(
+            t(T::HtmlEntityDecode, "&#0000000000000000000000000000000123;"),
+            "{"
+        );
         assert_eq!(t(T::JsDecode, "\\x3c\\u0041\\n\\'"), "<A\n'");
         assert_eq!(t(T::CssDecode, "\\3c script\\000041"), "<scriptA");
         assert_eq!(
