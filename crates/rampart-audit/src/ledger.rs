@@ -155,14 +155,7 @@ impl SharedAuditLog {
         std::fs::create_dir_all(dir)?;
         let key = SigningKey::load_or_create(&dir.join("shared-signing-key.p8"))
             .map_err(|e| AuditLogError::Key(e.to_string()))?;
-        let proposed = format!(
-            "rampart.audit/{}",
-            &key.key_id()
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .take(16)
-                .collect::<String>()
-        );
+        let proposed = crate::log::origin_for(&key);
         let origin = store.audit_origin(&proposed).await.map_err(db)?;
         store
             .audit_register_key(&note::verifier_key(&origin, key.public_key()))

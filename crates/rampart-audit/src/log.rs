@@ -336,31 +336,28 @@ fn load_keys(dir: &Path) -> Result<Vec<Arc<SigningKey>>, AuditLogError> {
         .collect()
 }
 
-/// The log's origin line (and key name), made once per log.
-fn origin(dir: &Path) -> Result<String, AuditLogError> {
+/// The origin line (and key name) of a log whose first signing key is `key`.
+pub(crate) fn origin_for(key: &SigningKey) -> String {
+    let id: String = key
+        .key_id()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(16)
+        .collect();
+    format!("rampart.audit/{id}")
+}
+
+/// The log's origin, fixed in `dir/origin` when the log is made.
+fn origin(dir: &Path, first_key: &SigningKey) -> Result<String, AuditLogError> {
     let path = dir.join("origin");
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
         _ => {
-            let id: String = (0..8).map(|_| format!("{:02x}", rand_byte())).collect();
-            let origin = format!("rampart.audit/{id}");
+            let origin = origin_for(first_key);
             write_synced(&path, format!("{origin}\n").as_bytes())?;
             Ok(origin)
         }
     }
-}
-
-fn rand_byte() -> u8 {
-    let mut buf = [0u8; 1];
-    // A hash of the time and process id is unique enough for an origin name.
-    let seed = format!(
-        "{:?}{}{:?}",
-        std::time::SystemTime::now(),
-        std::process::id(),
-        std::thread::current().id()
-    );
-    buf[0] = leaf_hash(seed.as_bytes())[0];
-    buf[0]
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -446,8 +443,8 @@ impl AuditLog {
     pub fn open(settings: AuditLogSettings) -> Result<Self, AuditLogError> {
         let dir = settings.dir.clone();
         std::fs::create_dir_all(&dir)?;
-        let origin = origin(&dir)?;
         let keys = load_keys(&dir)?;
+        let origin = origin(&dir, &keys[0])?;
         write_synced(
             &dir.join("verifier-keys"),
             (verifier_keys(&origin, &keys).join("\n") + "\n").as_bytes(),
@@ -705,7 +702,7 @@ pub fn rotate_key(dir: &Path) -> Result<String, AuditLogError> {
     let keys = load_keys(dir)?;
     let next = dir.join(format!("signing-key-{}.p8", keys.len() + 1));
     let key = SigningKey::load_or_create(&next).map_err(|e| AuditLogError::Key(e.to_string()))?;
-    let origin = origin(dir)?;
+    let origin = origin(dir, &keys[0])?;
     let mut all = keys;
     all.push(Arc::new(key));
     let published = verifier_keys(&origin, &all);

@@ -12,15 +12,7 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("rampart-waf-inprocess-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let entry = dir.join("crs.conf");
-    std::fs::write(
-        &entry,
-        format!(
-            "Include {}\nInclude {}/rules/*.conf\n",
-            crs.join("crs-setup.conf.example").display(),
-            crs.display()
-        ),
-    )
-    .expect("write");
+    std::fs::write(&entry, rampart_waf::conformance::crs_entry(&crs)).expect("write");
     let started = Instant::now();
     let engine = rampart_waf::build(&rampart_waf::WafSettings {
         rules: Some(entry),

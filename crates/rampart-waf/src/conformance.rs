@@ -49,6 +49,16 @@ pub enum ConformanceError {
     Tests(String),
 }
 
+/// The entry file operators write for a CRS checkout at `crs`: its example setup, then
+/// every rule file.
+pub fn crs_entry(crs: &Path) -> String {
+    format!(
+        "Include {}\nInclude {}/rules/*.conf\n",
+        crs.join("crs-setup.conf.example").display(),
+        crs.display()
+    )
+}
+
 /// Loads `entry` (which includes the CRS setup and rules) with the suite's setup first.
 pub fn engine_for_tests(entry: &Path) -> Result<Engine, ConformanceError> {
     let mut set = seclang::parse_str(TEST_SETUP, Path::new("test-setup.conf"))?;

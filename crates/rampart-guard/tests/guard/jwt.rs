@@ -417,34 +417,15 @@ rate_limits = [{{ requests = 2, per = "1m", key = "claim:tenant" }}]
     .is_err());
 
     // The tenant's limit is shared by its users; another tenant has its own.
-    assert_eq!(
-        get(
-            setup.addr,
-            "/",
-            &[("authorization", &bearer("bob", "acme"))]
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        get(
-            setup.addr,
-            "/",
-            &[("authorization", &bearer("carol", "acme"))]
-        )
-        .await
-        .status,
-        429
-    );
-    assert_eq!(
-        get(
-            setup.addr,
-            "/",
-            &[("authorization", &bearer("dave", "globex"))]
-        )
-        .await
-        .status,
-        200
-    );
+    for (sub, tenant, want) in [
+        ("bob", "acme", 200),
+        ("carol", "acme", 429),
+        ("dave", "globex", 200),
+    ] {
+        let auth = bearer(sub, tenant);
+        let status = get(setup.addr, "/", &[("authorization", &auth)])
+            .await
+            .status;
+        assert_eq!(status, want, "{sub} of {tenant}");
+    }
 }

@@ -113,15 +113,7 @@ async fn the_stock_crs_blocks_by_anomaly_score() {
     let dir = std::env::temp_dir().join(format!("rampart-guard-crs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let entry = dir.join("crs.conf");
-    std::fs::write(
-        &entry,
-        format!(
-            "Include {}\nInclude {}/rules/*.conf\n",
-            crs.join("crs-setup.conf.example").display(),
-            crs.display()
-        ),
-    )
-    .expect("write");
+    std::fs::write(&entry, rampart_waf::conformance::crs_entry(&crs)).expect("write");
     let up = mirror().await;
     let routes = format!(
         "[[routes]]\nname = \"crs\"\nupstream = \"app\"\nwaf = {{ rules = \"{}\" }}\n",

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::seclang::{
-    Action, Collection, Ctl, Directive, Location, Operator, OperatorKind, Rule, RuleSet, Selector,
-    SetVarOp, Transformation, Variable,
+    Action, Collection, Ctl, Directive, Location, Operator, Rule, RuleSet, Selector, SetVarOp,
+    Transformation, Variable,
 };
 
 /// A rule that failed to compile.
@@ -958,10 +958,13 @@ impl<'e> Transaction<'e> {
                 self.matched.push(Matched { id: head.id, msg });
             }
             if self.mode == Mode::On {
-                let disruptive = head.actions.iter().rev().find_map(|a| match a {
-                    Action::Deny | Action::Drop | Action::Block => Some(403),
-                    Action::Pass | Action::Allow(_) => Some(0),
-                    _ => None,
+                // The last disruptive action decides; `block` means "what the default
+                // action says", and the defaults come first in the rule's actions.
+                let disruptive = head.actions.iter().rev().find(|a| {
+                    matches!(
+                        a,
+                        Action::Deny | Action::Drop | Action::Pass | Action::Allow(_)
+                    )
                 });
                 let status = head
                     .actions
@@ -971,13 +974,7 @@ impl<'e> Transaction<'e> {
                         _ => None,
                     })
                     .unwrap_or(403);
-                // `block` defers to the default action; CRS blocks in its 949/959 rules with deny.
-                if head
-                    .actions
-                    .iter()
-                    .any(|a| matches!(a, Action::Deny | Action::Drop))
-                    && disruptive == Some(403)
-                {
+                if matches!(disruptive, Some(Action::Deny | Action::Drop)) {
                     self.interruption = Some(status);
                 }
             }
@@ -1107,16 +1104,6 @@ fn collection_label(c: Collection) -> String {
             }
         })
         .collect()
-}
-
-impl OperatorKind {
-    /// Whether the operator's argument is text compared per transaction.
-    pub fn is_text(self) -> bool {
-        !matches!(
-            self,
-            OperatorKind::Rx | OperatorKind::Pm | OperatorKind::PmFromFile
-        )
-    }
 }
 
 #[cfg(test)]

@@ -92,11 +92,7 @@ pub fn url_decode(input: &[u8], unicode: bool) -> Vec<u8> {
                         | (u32::from(d[2]) << 4)
                         | u32::from(d[3]);
                     // Full-width ASCII (U+FF01–U+FF5E) maps to ASCII.
-                    let byte = if (0xff01..=0xff5e).contains(&code) {
-                        (code - 0xff00 + 0x20) as u8
-                    } else {
-                        (code & 0xff) as u8
-                    };
+                    let byte = unicode_byte(code);
                     out.push(byte);
                     i += 6;
                     continue;
@@ -140,6 +136,16 @@ pub fn percent_decode(input: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// The byte ModSecurity keeps of a `%uXXXX`-style code point: full-width ASCII
+/// (U+FF01–U+FF5E) becomes ASCII, anything else its low byte.
+fn unicode_byte(code: u32) -> u8 {
+    if (0xff01..=0xff5e).contains(&code) {
+        (code - 0xff00 + 0x20) as u8
+    } else {
+        (code & 0xff) as u8
+    }
 }
 
 fn url_encode(input: &[u8]) -> Vec<u8> {
@@ -248,11 +254,7 @@ fn js_decode(input: &[u8]) -> Vec<u8> {
                 }
                 b'u' | b'U' => {
                     if let Some(v) = hexes(i + 2, 4) {
-                        let byte = if (0xff01..=0xff5e).contains(&v) {
-                            (v - 0xff00 + 0x20) as u8
-                        } else {
-                            (v & 0xff) as u8
-                        };
+                        let byte = unicode_byte(v);
                         out.push(byte);
                         i += 6;
                         continue;
@@ -307,11 +309,7 @@ fn css_decode(input: &[u8]) -> Vec<u8> {
                 let v = digits.iter().fold(0u32, |acc, d| {
                     (acc << 4) | u32::from(hex_value(*d).unwrap_or(0))
                 });
-                let byte = if (0xff01..=0xff5e).contains(&v) {
-                    (v - 0xff00 + 0x20) as u8
-                } else {
-                    (v & 0xff) as u8
-                };
+                let byte = unicode_byte(v);
                 out.push(byte);
                 i += 1 + digits.len();
                 if input.get(i).is_some_and(|b| is_space(*b)) {

@@ -30,15 +30,7 @@ fn entry_file(crs: &Path, test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rampart-waf-crs-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let entry = dir.join("crs.conf");
-    std::fs::write(
-        &entry,
-        format!(
-            "Include {}\nInclude {}/rules/*.conf\n",
-            crs.join("crs-setup.conf.example").display(),
-            crs.display()
-        ),
-    )
-    .expect("write");
+    std::fs::write(&entry, rampart_waf::conformance::crs_entry(crs)).expect("write");
     entry
 }
 
