@@ -13,14 +13,15 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
-use rampart_config::{Endpoint, Fallback, HashKey, HostHeader, Protocol, RetryPolicy};
+use rampart_config::{Endpoint, Fallback, HashKey, HostHeader, RetryPolicy};
 use rampart_resilience::{Admission, AttemptOutcome};
 use rampart_telemetry::{BreakerLabels, Metrics, UpstreamLabels};
 
 use crate::body::{collect_limited, full, BoxError, ProxyBody};
 use crate::echo;
 use crate::error::{ErrorKind, ProxyError};
+use crate::h1::client::SendError;
+use crate::h1::upgrade::{OnUpgrade, UpstreamUpgraded, Upgraded};
 use crate::headers::{self, TRACEPARENT, X_REQUEST_ID};
 use crate::phase::{AttemptSpan, RequestContext};
 use crate::pool::{hash_bytes, Pool};
@@ -150,7 +151,9 @@ async fn forward_inner(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let upgrade =
         request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let client_upgrade = upgrade
+        .then(|| request.extensions_mut().remove::<OnUpgrade>())
+        .flatten();
     let (parts, body) = request.into_parts();
     let config = &route.config;
 
@@ -208,7 +211,13 @@ async fn forward_inner(
         Ok(mut response) => {
             if let Some(client_upgrade) = client_upgrade {
                 if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                    splice_upgrade(client_upgrade, hyper::upgrade::on(&mut response));
+                    if let Some(upstream) = response
+                        .extensions_mut()
+                        .remove::<UpstreamUpgraded>()
+                        .and_then(|u| u.take())
+                    {
+                        splice_upgrade(client_upgrade, upstream);
+                    }
                 }
             }
             Ok(response)
@@ -486,25 +495,23 @@ async fn send(
                     None => e,
                 })
         }
-        Endpoint::Http { scheme, authority } => {
-            *request.uri_mut() = Uri::builder()
-                .scheme(scheme.clone())
-                .authority(authority.clone())
-                .path_and_query(outgoing.path_and_query.clone())
-                .build()
-                .map_err(|e| ProxyError::new(ErrorKind::Internal, e.to_string()))?;
-            *request.version_mut() = match pool.config.protocol {
-                Protocol::H2c => Version::HTTP_2,
-                _ => Version::HTTP_11,
-            };
+        Endpoint::Http { .. } => {
+            let (parts, request_body) = request.into_parts();
+            let mut headers = parts.headers;
             if outgoing.upgrade {
-                request.headers_mut().insert(
+                headers.insert(
                     http::header::CONNECTION,
                     HeaderValue::from_static("upgrade"),
                 );
             }
-            let sent = tokio::time::timeout(per_try, pool.client().request(request)).await;
-            match sent {
+            let sent = pool.send(
+                target,
+                &outgoing.method,
+                &outgoing.path_and_query,
+                headers,
+                request_body,
+            );
+            match tokio::time::timeout(per_try, sent).await {
                 Err(_) => Err(ProxyError::new(
                     ErrorKind::UpstreamTimeout,
                     format!("{} gave no response headers within {per_try:?}", slot.label),
@@ -513,40 +520,40 @@ async fn send(
                     body.client_failure().unwrap_or(ErrorKind::ClientBody),
                     e.to_string(),
                 )),
-                Ok(Err(e)) if e.is_connect() => Err(ProxyError::new(
+                Ok(Err(SendError::Body(e))) => {
+                    Err(ProxyError::new(ErrorKind::ClientBody, e.to_string()))
+                }
+                Ok(Err(SendError::Connect(e))) => Err(ProxyError::new(
                     ErrorKind::UpstreamConnect,
-                    format!("{}: {e:?}", slot.label),
+                    format!("{}: {e}", slot.label),
                 )),
-                Ok(Err(e)) => Err(ProxyError::new(
-                    ErrorKind::UpstreamProtocol,
-                    format!("{}: {e:?}", slot.label),
-                )),
+                Ok(Err(SendError::Protocol { detail, retryable })) => {
+                    let mut error = ProxyError::new(
+                        ErrorKind::UpstreamProtocol,
+                        format!("{}: {detail}", slot.label),
+                    );
+                    error.retryable = retryable;
+                    Err(error)
+                }
                 Ok(Ok(response)) => {
                     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
                     let (mut parts, incoming) = response.into_parts();
                     headers::remove_hop_by_hop(&mut parts.headers, switching && outgoing.upgrade);
-                    Ok(Response::from_parts(
-                        parts,
-                        incoming.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
-                    ))
+                    Ok(Response::from_parts(parts, incoming))
                 }
             }
         }
     }
 }
 
-/// Copies bytes both ways between the upgraded client and upstream connections.
-fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// Copies bytes both ways between the upgraded client and upstream connections,
+/// once the `101` has reached the client.
+fn splice_upgrade(client: OnUpgrade, mut upstream: Upgraded) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!("upgrade failed: {e}");
-                return;
-            }
+        let Some(mut client) = client.connection().await else {
+            tracing::debug!("upgrade failed: the client connection was not handed over");
+            return;
         };
-        let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
         if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             tracing::debug!("upgraded connection ended: {e}");
         }

@@ -1,5 +1,6 @@
-//! Accept loops: plain and TLS listeners serving HTTP/1.1, HTTP/2 and upgrades,
-//! closing idle connections and draining gracefully on shutdown.
+//! Accept loops: plain and TLS listeners. HTTP/1.1 (with upgrades) is served by
+//! [`crate::h1::server`]; HTTP/2 (ALPN `h2`, or h2c by prior knowledge) by hyper.
+//! Idle connections are closed and all of them drain gracefully on shutdown.
 
 use std::io;
 use std::pin::Pin;
@@ -8,17 +9,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use rampart_config::ServerSettings;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::framing::{FramingScanner, FramingVerdicts, ScannedIo};
+use crate::body::{BoxError, ProxyBody};
+use crate::h1::server::ServerLimits;
+use crate::h1::upgrade::{Io, Upgraded};
 use crate::service::{handle, ConnectionInfo, LoggedBody, Shared};
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The boxed future of one request (boxing pins down its `Send` bound).
 type ResponseFuture = Pin<
@@ -62,13 +68,14 @@ impl ConnectionActivity {
     }
 }
 
-/// A stream that records when bytes last moved.
-struct ActivityIo {
-    inner: TcpStream,
+/// A stream that records when bytes last moved (HTTP/2 connections, whose idle
+/// timeout hyper does not know).
+struct ActivityIo<I> {
+    inner: I,
     activity: Arc<ConnectionActivity>,
 }
 
-impl AsyncRead for ActivityIo {
+impl<I: AsyncRead + Unpin> AsyncRead for ActivityIo<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -83,7 +90,7 @@ impl AsyncRead for ActivityIo {
     }
 }
 
-impl AsyncWrite for ActivityIo {
+impl<I: AsyncWrite + Unpin> AsyncWrite for ActivityIo<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -121,25 +128,18 @@ impl AsyncWrite for ActivityIo {
     }
 }
 
-fn connection_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn http2_builder(server: &ServerSettings) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.idle_timeout)
-        .max_buf_size(server.max_header_bytes)
-        .keep_alive(true);
-    builder
-        .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(1024);
     builder
 }
 
-/// Serves one connection until it ends, it idles out, or shutdown asks it to finish.
-async fn drive<I>(
-    builder: &auto::Builder<TokioExecutor>,
+/// Serves one HTTP/2 connection until it ends, it idles out, or shutdown asks it to finish.
+async fn drive_http2<I: Io>(
+    builder: &hyper::server::conn::http2::Builder<TokioExecutor>,
     io: I,
     service: impl hyper::service::Service<
             http::Request<hyper::body::Incoming>,
@@ -152,10 +152,8 @@ async fn drive<I>(
     activity: &ConnectionActivity,
     idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+) {
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut check = tokio::time::interval((idle_timeout / 4).max(Duration::from_millis(10)));
     let mut closing = *stop.borrow();
@@ -184,6 +182,65 @@ async fn drive<I>(
     }
 }
 
+/// Serves one connection: HTTP/2 when ALPN chose it or the client opens with the
+/// HTTP/2 preface, HTTP/1.1 otherwise.
+async fn serve_connection<I: Io>(
+    mut io: I,
+    alpn_h2: bool,
+    conn: ConnectionSetup,
+) {
+    let ConnectionSetup { shared, info, builder, server, stop } = conn;
+    let activity = Arc::clone(&info.activity);
+    let mut buf = BytesMut::new();
+    let mut http2 = alpn_h2;
+    if !http2 {
+        // Enough of the first bytes to tell h2c prior knowledge from HTTP/1.
+        while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
+            buf.reserve(4096);
+            let read = tokio::time::timeout(server.idle_timeout, io.read_buf(&mut buf)).await;
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+        http2 = buf.starts_with(H2_PREFACE);
+    }
+    if http2 {
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| -> ResponseFuture {
+            let request = request.map(|b| -> ProxyBody {
+                http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(b, |e| -> BoxError {
+                    Box::new(e)
+                }))
+            });
+            let (shared, info) = (Arc::clone(&shared), Arc::clone(&info));
+            Box::pin(async move { Ok(handle(shared, info, request).await) })
+        });
+        let io = ActivityIo {
+            inner: Upgraded::new(buf.freeze(), Box::new(io)),
+            activity: Arc::clone(&activity),
+        };
+        drive_http2(&builder, io, service, &activity, server.idle_timeout, stop).await;
+        return;
+    }
+    let limits = ServerLimits {
+        max_head: server.max_header_bytes,
+        idle_timeout: server.idle_timeout,
+    };
+    crate::h1::server::serve(io, buf, limits, stop, move |request| {
+        handle(Arc::clone(&shared), Arc::clone(&info), request)
+    })
+    .await;
+}
+
+/// What a connection task needs from its listener.
+struct ConnectionSetup {
+    shared: Arc<Shared>,
+    info: Arc<ConnectionInfo>,
+    builder: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
+    server: ServerSettings,
+    stop: watch::Receiver<bool>,
+}
+
 /// Runs one listener until `stop` flips, then drains its connections for up to the
 /// config's `shutdown_grace`.
 pub(crate) async fn serve(
@@ -194,7 +251,7 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let server = shared.runtime.load().config.server.clone();
-    let builder = Arc::new(connection_builder(&server));
+    let builder = Arc::new(http2_builder(&server));
     // Each connection task holds a sender; the channel closes when the last one ends.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     loop {
@@ -211,61 +268,35 @@ pub(crate) async fn serve(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(ConnectionActivity::new());
-        let verdicts = Arc::new(FramingVerdicts::default());
         let info = Arc::new(ConnectionInfo {
             listener: Arc::clone(&name),
             peer,
             scheme: if tls.is_some() { "https" } else { "http" },
-            activity: Arc::clone(&activity),
-            framing: Arc::clone(&verdicts),
-            requests: AtomicU64::new(0),
+            activity: Arc::new(ConnectionActivity::new()),
         });
-        let max_head = server.max_header_bytes;
-        let shared_for_conn = Arc::clone(&shared);
-        let service = service_fn(move |request| -> ResponseFuture {
-            Box::pin(handle(
-                Arc::clone(&shared_for_conn),
-                Arc::clone(&info),
-                request,
-            ))
-        });
-        let builder = Arc::clone(&builder);
+        let context = ConnectionSetup {
+            shared: Arc::clone(&shared),
+            info,
+            builder: Arc::clone(&builder),
+            server: server.clone(),
+            stop: stop.clone(),
+        };
         let tls = tls.clone();
-        let stop = stop.clone();
         let alive = alive.clone();
-        let idle_timeout = server.idle_timeout;
         tokio::spawn(async move {
             let _alive = alive;
-            let io = ActivityIo {
-                inner: stream,
-                activity: Arc::clone(&activity),
-            };
-            let scanner = FramingScanner::new(max_head, verdicts);
             match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            // HTTP/2 frames its own messages; only HTTP/1 is scanned.
                             let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            let stream = ScannedIo::new(stream, (!http2).then_some(scanner));
-                            drive(&builder, stream, service, &activity, idle_timeout, stop).await
+                            serve_connection(stream, http2, context).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => {
-                    drive(
-                        &builder,
-                        ScannedIo::new(io, Some(scanner)),
-                        service,
-                        &activity,
-                        idle_timeout,
-                        stop,
-                    )
-                    .await
-                }
+                None => serve_connection(stream, false, context).await,
             }
         });
     }

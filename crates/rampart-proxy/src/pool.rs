@@ -7,7 +7,9 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use http::header::HOST;
-use http::{HeaderValue, Method, Request};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
+use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -17,10 +19,20 @@ use rampart_config::{Balance, Endpoint, Protocol, Upstream};
 use rampart_resilience::{AttemptOutcome, Bulkhead, CircuitBreaker, OutlierDetector, RetryBudget};
 use rampart_telemetry::{Metrics, TargetLabels};
 
-use crate::body::{empty, ProxyBody};
+use crate::body::{empty, BoxError, ProxyBody};
+use crate::h1::client::{ConnectTo, Outbound, SendError, TargetClient};
 
-/// The HTTP client used to reach targets.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+/// hyper's client, used for HTTP/2 targets.
+type Http2Client = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// How requests reach a pool's targets.
+enum Transport {
+    /// HTTP/1.1, plain or TLS: Rampart's own client, one connection pool per target
+    /// (`None` for the built-in echo target).
+    Http1(Vec<Option<Arc<TargetClient>>>),
+    /// HTTP/2 by ALPN or h2c: hyper's multiplexing client.
+    Http2(Http2Client),
+}
 
 /// Virtual nodes per unit of weight on the consistent-hash ring.
 const RING_POINTS_PER_WEIGHT: u32 = 64;
@@ -75,7 +87,7 @@ pub struct Pool {
     schedule: Vec<usize>,
     cursor: AtomicUsize,
     ring: Vec<(u64, usize)>,
-    client: HttpClient,
+    transport: Transport,
     outlier: Mutex<OutlierDetector>,
     /// Circuit breaker, if enabled.
     pub breaker: Option<Mutex<CircuitBreaker>>,
@@ -98,8 +110,61 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// Builds the client for a pool's protocol and timeouts.
-fn build_client(config: &Upstream) -> HttpClient {
+/// TLS settings for HTTP/1.1 targets: the web PKI roots, ALPN `http/1.1`.
+fn http1_tls() -> Option<tokio_rustls::TlsConnector> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Builds the transport for a pool's protocol, targets and timeouts.
+fn build_transport(config: &Upstream, targets: &[TargetSlot]) -> Transport {
+    if config.protocol == Protocol::Http1 {
+        let tls = targets
+            .iter()
+            .any(|t| matches!(&t.endpoint, Endpoint::Http { scheme, .. } if scheme == &http::uri::Scheme::HTTPS))
+            .then(http1_tls)
+            .flatten();
+        let clients = targets
+            .iter()
+            .map(|t| {
+                let Endpoint::Http { scheme, authority } = &t.endpoint else {
+                    return None;
+                };
+                let https = scheme == &http::uri::Scheme::HTTPS;
+                let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+                let host = authority.host();
+                let connect = ConnectTo {
+                    authority: format!("{host}:{port}"),
+                    tls: if https {
+                        let name = rustls_pki_types::ServerName::try_from(
+                            host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                        )
+                        .ok()?;
+                        Some((tls.clone()?, name))
+                    } else {
+                        None
+                    },
+                    connect_timeout: config.connect_timeout,
+                };
+                Some(Arc::new(TargetClient::new(
+                    connect,
+                    config.pool_max_idle_per_target,
+                    config.pool_idle_timeout,
+                )))
+            })
+            .collect();
+        return Transport::Http1(clients);
+    }
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -111,11 +176,9 @@ fn build_client(config: &Upstream) -> HttpClient {
             // The ring provider always supports the default protocol versions.
             unreachable!("ring provider supports TLS 1.2 and 1.3")
         })
-        .https_or_http();
-    let connector = match config.protocol {
-        Protocol::Http1 => builder.enable_http1().wrap_connector(http),
-        Protocol::Http2 | Protocol::H2c => builder.enable_all_versions().wrap_connector(http),
-    };
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
     let mut client = Client::builder(TokioExecutor::new());
     client
         .pool_idle_timeout(config.pool_idle_timeout)
@@ -125,7 +188,7 @@ fn build_client(config: &Upstream) -> HttpClient {
     if config.protocol == Protocol::H2c {
         client.http2_only(true);
     }
-    client.build(connector)
+    Transport::Http2(client.build(builder))
 }
 
 /// A smooth weighted round-robin schedule (nginx's algorithm), precomputed.
@@ -204,7 +267,7 @@ impl Pool {
             schedule: schedule(&weights),
             cursor: AtomicUsize::new(0),
             ring: ring(&targets),
-            client: build_client(&config),
+            transport: build_transport(&config, &targets),
             outlier: Mutex::new(OutlierDetector::new(config.outlier.clone(), targets.len())),
             breaker: config
                 .breaker
@@ -221,9 +284,66 @@ impl Pool {
         }
     }
 
-    /// The client for this pool's targets.
-    pub fn client(&self) -> &HttpClient {
-        &self.client
+    /// Sends a request to target `index` (an HTTP target) and waits for the
+    /// response head.
+    pub async fn send(
+        &self,
+        index: usize,
+        method: &Method,
+        path_and_query: &PathAndQuery,
+        headers: HeaderMap,
+        body: ProxyBody,
+    ) -> Result<Response<ProxyBody>, SendError> {
+        let target = &self.targets[index];
+        match &self.transport {
+            Transport::Http1(clients) => match clients.get(index).and_then(Option::as_ref) {
+                Some(client) => {
+                    client
+                        .send(Outbound {
+                            method,
+                            target: path_and_query.as_str(),
+                            headers,
+                            body,
+                        })
+                        .await
+                }
+                None => Err(SendError::Connect(format!(
+                    "{} is not an HTTP target",
+                    target.label
+                ))),
+            },
+            Transport::Http2(client) => {
+                let Endpoint::Http { scheme, authority } = &target.endpoint else {
+                    return Err(SendError::Connect(format!(
+                        "{} is not an HTTP target",
+                        target.label
+                    )));
+                };
+                let uri = http::Uri::builder()
+                    .scheme(scheme.clone())
+                    .authority(authority.clone())
+                    .path_and_query(path_and_query.clone())
+                    .build()
+                    .map_err(|e| SendError::Connect(e.to_string()))?;
+                let mut request = Request::new(body);
+                *request.method_mut() = method.clone();
+                *request.uri_mut() = uri;
+                *request.headers_mut() = headers;
+                if self.config.protocol == Protocol::H2c {
+                    *request.version_mut() = Version::HTTP_2;
+                }
+                match client.request(request).await {
+                    Ok(response) => Ok(response.map(|b| {
+                        b.map_err(|e| -> BoxError { Box::new(e) }).boxed()
+                    })),
+                    Err(e) if e.is_connect() => Err(SendError::Connect(format!("{e:?}"))),
+                    Err(e) => Err(SendError::Protocol {
+                        detail: format!("{e:?}"),
+                        retryable: true,
+                    }),
+                }
+            }
+        }
     }
 
     /// Whether target `i` may receive traffic now.
@@ -342,7 +462,8 @@ impl Pool {
                 let probes = pool
                     .targets
                     .iter()
-                    .map(|t| probe(&pool.client, t, &check.path, check.timeout));
+                    .enumerate()
+                    .map(|(i, t)| probe(&pool, i, t, &check.path, check.timeout));
                 let results = futures_util::future::join_all(probes).await;
                 for (i, ok) in results.into_iter().enumerate() {
                     let t = &pool.targets[i];
@@ -378,35 +499,29 @@ fn target_labels(upstream: &str, t: &TargetSlot) -> TargetLabels {
 }
 
 /// One health check: GET `path` must answer 2xx or 3xx within `timeout`.
-async fn probe(client: &HttpClient, target: &TargetSlot, path: &str, timeout: Duration) -> bool {
-    let Endpoint::Http { scheme, authority } = &target.endpoint else {
+async fn probe(pool: &Pool, index: usize, target: &TargetSlot, path: &str, timeout: Duration) -> bool {
+    if !matches!(target.endpoint, Endpoint::Http { .. }) {
         return true;
-    };
-    let Ok(uri) = http::Uri::builder()
-        .scheme(scheme.clone())
-        .authority(authority.clone())
-        .path_and_query(path)
-        .build()
-    else {
+    }
+    let Ok(path) = PathAndQuery::try_from(path) else {
         return false;
     };
-    let mut request = Request::new(empty());
-    *request.method_mut() = Method::GET;
-    *request.uri_mut() = uri;
+    let mut headers = HeaderMap::new();
     if let Some(host) = &target.authority_header {
-        request.headers_mut().insert(HOST, host.clone());
+        headers.insert(HOST, host.clone());
     }
-    request.headers_mut().insert(
+    headers.insert(
         http::header::USER_AGENT,
         HeaderValue::from_static("rampart-health-check"),
     );
-    match tokio::time::timeout(timeout, client.request(request)).await {
-        Ok(Ok(response)) => {
-            let status = response.status();
-            status.is_success() || status.is_redirection()
-        }
-        _ => false,
-    }
+    let check = async {
+        let response = pool.send(index, &Method::GET, &path, headers, empty()).await.ok()?;
+        let status = response.status();
+        // Read the body so the connection can be kept.
+        let _ = crate::body::collect_limited(response.into_body(), 64 * 1024).await;
+        Some(status.is_success() || status.is_redirection())
+    };
+    matches!(tokio::time::timeout(timeout, check).await, Ok(Some(true)))
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! The request path for one request, phase by phase, and its access-log line.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,8 +11,6 @@ use bytes::Bytes;
 use http::header::HOST;
 use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use rampart_config::Balance;
 use rampart_telemetry::{
     AccessLog, AccessRecord, KeyValue, Metrics, PhaseTimes, RouteMetrics, SpanRecord, SpanRole,
@@ -23,7 +20,7 @@ use rampart_telemetry::{
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{ErrorKind, ProxyError, Side};
 use crate::forward;
-use crate::framing::FramingVerdicts;
+use crate::h1::server::AmbiguousFraming;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
 use crate::phase::{AttemptSpan, Next, RequestContext, Verdict};
@@ -47,10 +44,6 @@ pub(crate) struct ConnectionInfo {
     pub scheme: &'static str,
     /// Idle tracking; a request counts as activity until its response body ends.
     pub activity: Arc<ConnectionActivity>,
-    /// Requests the framing scanner found ambiguous, by position on the connection.
-    pub framing: Arc<FramingVerdicts>,
-    /// Requests seen on this connection so far.
-    pub requests: std::sync::atomic::AtomicU64,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -61,8 +54,8 @@ fn ms(d: std::time::Duration) -> f64 {
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnectionInfo>,
-    request: Request<Incoming>,
-) -> Result<Response<LoggedBody>, Infallible> {
+    request: Request<ProxyBody>,
+) -> Response<LoggedBody> {
     let received = Instant::now();
     let wall = SystemTime::now();
     shared.metrics.in_flight.inc();
@@ -110,13 +103,10 @@ pub(crate) async fn handle(
     let path = parts.uri.path().to_string();
     let version = parts.version;
     let mut route_used: Option<Arc<RouteRuntime>> = None;
-    let position = conn
-        .requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let result = if conn.framing.take(position) {
+    let result = if parts.extensions.get::<AmbiguousFraming>().is_some() {
         Err(ProxyError::new(
             ErrorKind::BadRequest,
-            "ambiguous framing: Content-Length with Transfer-Encoding, or repeated Content-Length",
+            "ambiguous or unsupported body framing",
         ))
     } else {
         run_phases(
@@ -210,7 +200,7 @@ pub(crate) async fn handle(
     // Permits a phase holds (bulkheads) last until the response head is ready.
     drop(ctx);
     let (head, body) = response.into_parts();
-    Ok(Response::from_parts(
+    Response::from_parts(
         head,
         LoggedBody {
             inner: body,
@@ -221,7 +211,7 @@ pub(crate) async fn handle(
             activity: Arc::clone(&conn.activity),
             trace,
         },
-    ))
+    )
 }
 
 fn host_without_port(authority: &str) -> String {
@@ -246,7 +236,7 @@ async fn run_phases(
     ctx: &mut RequestContext,
     route_used: &mut Option<Arc<RouteRuntime>>,
     mut parts: http::request::Parts,
-    body: Incoming,
+    body: ProxyBody,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // accept
     headers::check_framing(&parts.headers)?;
@@ -286,7 +276,7 @@ async fn run_phases(
         Balance::ConsistentHash(key) => Some(forward::hash_key(key, ctx, &parts.headers)),
         _ => None,
     };
-    let request = Request::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed());
+    let request = Request::from_parts(parts, body);
     let next = Next {
         route: &route,
         hash,

@@ -1,0 +1,572 @@
+//! The client side of HTTP/1.1 to one upstream target: a pool of kept-alive
+//! connections, requests written in one go when their body is ready, and response
+//! bodies read straight from the connection by whoever polls them (no task or
+//! channel in between). A connection goes back to the pool the moment its response
+//! body has been read to the end.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap};
+use http::{Method, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::codec::{self, ChunkedDecoder, Decoded, Framing};
+use super::upgrade::{Upgraded, UpstreamUpgraded};
+use crate::body::{empty, BoxError, ProxyBody};
+
+/// Largest response head accepted from an upstream.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Read buffer reserved per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Request bodies up to this size are written together with the head.
+const COALESCE_BODY: usize = 64 * 1024;
+
+/// Why a request to an upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be made (or its TLS handshake failed).
+    #[error("connect: {0}")]
+    Connect(String),
+    /// Reading the request body from the client failed.
+    #[error("request body: {0}")]
+    Body(BoxError),
+    /// The upstream broke the exchange. `retryable`: it closed the connection before
+    /// answering anything, so the request may be sent again.
+    #[error("{detail}")]
+    Protocol {
+        /// What went wrong.
+        detail: String,
+        /// Whether a retry is safe.
+        retryable: bool,
+    },
+}
+
+/// A TCP or TLS connection to a target.
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One connection and the bytes read from it but not yet used.
+struct Conn {
+    stream: Stream,
+    buf: BytesMut,
+    idle_since: Instant,
+    reused: bool,
+}
+
+impl Conn {
+    /// Whether the peer closed (or sent something unasked) while the connection idled.
+    /// Costs no system call unless the socket was reported readable.
+    fn is_stale(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        let mut read = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        !matches!(
+            Pin::new(&mut self.stream).poll_read(&mut cx, &mut read),
+            Poll::Pending
+        )
+    }
+}
+
+/// Where and how to connect to one target.
+#[derive(Clone)]
+pub struct ConnectTo {
+    /// `host:port`.
+    pub authority: String,
+    /// TLS settings, for `https` targets.
+    pub tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Connect (and TLS handshake) deadline.
+    pub connect_timeout: Duration,
+}
+
+/// The kept-alive connections to one target.
+pub struct TargetClient {
+    connect: ConnectTo,
+    idle: Mutex<Vec<Conn>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for TargetClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetClient")
+            .field("authority", &self.connect.authority)
+            .field("idle", &self.idle.lock().len())
+            .finish()
+    }
+}
+
+/// The parts of a request this client sends.
+pub struct Outbound<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Origin-form target (`/path?query`).
+    pub target: &'a str,
+    /// Fields to send; framing fields are set from the body.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: ProxyBody,
+}
+
+impl TargetClient {
+    /// A client keeping at most `max_idle` connections idle, each for at most `idle_timeout`.
+    pub fn new(connect: ConnectTo, max_idle: usize, idle_timeout: Duration) -> Self {
+        Self {
+            connect,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+            idle_timeout,
+        }
+    }
+
+    fn checkout(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock();
+        while let Some(mut conn) = idle.pop() {
+            if conn.idle_since.elapsed() < self.idle_timeout && !conn.is_stale() {
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, mut conn: Conn) {
+        conn.idle_since = Instant::now();
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, SendError> {
+        let connect = &self.connect;
+        let attempt = async {
+            let tcp = TcpStream::connect(connect.authority.as_str())
+                .await
+                .map_err(|e| SendError::Connect(e.to_string()))?;
+            let _ = tcp.set_nodelay(true);
+            let stream = match &connect.tls {
+                None => Stream::Tcp(tcp),
+                Some((connector, name)) => Stream::Tls(Box::new(
+                    connector
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(|e| SendError::Connect(format!("TLS: {e}")))?,
+                )),
+            };
+            Ok(Conn {
+                stream,
+                buf: BytesMut::with_capacity(READ_CHUNK),
+                idle_since: Instant::now(),
+                reused: false,
+            })
+        };
+        match tokio::time::timeout(connect.connect_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Connect(format!(
+                "no connection within {:?}",
+                connect.connect_timeout
+            ))),
+        }
+    }
+
+    /// Sends a request and waits for the response head. The response body reads
+    /// from the connection as it is polled.
+    pub async fn send(
+        self: &Arc<Self>,
+        request: Outbound<'_>,
+    ) -> Result<Response<ProxyBody>, SendError> {
+        let Outbound {
+            method,
+            target,
+            mut headers,
+            body,
+        } = request;
+        headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::TRANSFER_ENCODING);
+        let upgrade = headers.contains_key(header::UPGRADE);
+        let hint = body.size_hint();
+        let framing = if body.is_end_stream() || hint.exact() == Some(0) {
+            // Methods that usually carry content say so even when it is empty.
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+                Framing::Length(0)
+            } else {
+                Framing::Empty
+            }
+        } else {
+            hint.exact().map_or(Framing::Chunked, Framing::Length)
+        };
+        let mut head = Vec::with_capacity(512);
+        codec::encode_request_head(&mut head, method, target, &headers, framing);
+        let no_body = matches!(framing, Framing::Empty | Framing::Length(0));
+
+        // A kept-alive connection may have been closed by the target just now; a
+        // request without a body is sent again on a new one when that happens.
+        let mut body = Some(body);
+        loop {
+            let (mut conn, reused) = match self.checkout() {
+                Some(conn) => (conn, true),
+                None => (self.connect().await?, false),
+            };
+            let written = write_request(&mut conn, &head, body.take(), framing).await;
+            let outcome = match written {
+                Ok(()) => read_response_head(&mut conn, method).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(response_head) => {
+                    return Ok(self.response(conn, response_head, upgrade));
+                }
+                Err(SendError::Protocol {
+                    retryable: true, ..
+                }) if reused && no_body => {
+                    body = Some(empty());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn response(
+        self: &Arc<Self>,
+        conn: Conn,
+        head: codec::ResponseHead,
+        upgrade: bool,
+    ) -> Response<ProxyBody> {
+        let codec::ResponseHead {
+            parts,
+            framing,
+            keep_alive,
+        } = head;
+        let mut response = Response::from_parts(parts, empty());
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if upgrade {
+                let Conn { stream, buf, .. } = conn;
+                response
+                    .extensions_mut()
+                    .insert(UpstreamUpgraded::new(Upgraded::new(
+                        buf.freeze(),
+                        Box::new(stream),
+                    )));
+            }
+            return response;
+        }
+        let state = match framing {
+            Framing::Empty | Framing::Invalid => {
+                if keep_alive {
+                    self.checkin(conn);
+                }
+                return response;
+            }
+            Framing::Length(n) => BodyState::Length(n),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new(MAX_RESPONSE_HEAD)),
+            Framing::UntilClose => BodyState::UntilClose,
+        };
+        let body = UpstreamBody {
+            conn: Some(conn),
+            state,
+            keep_alive,
+            client: Arc::clone(self),
+        };
+        *response.body_mut() = body.boxed();
+        response
+    }
+}
+
+/// Writes the head and the body.
+async fn write_request(
+    conn: &mut Conn,
+    head: &[u8],
+    body: Option<ProxyBody>,
+    framing: Framing,
+) -> Result<(), SendError> {
+    let closed = |e: io::Error, reused: bool| SendError::Protocol {
+        detail: format!("writing the request: {e}"),
+        retryable: reused,
+    };
+    let reused = conn.reused;
+    let Some(mut body) = body else {
+        return conn.stream.write_all(head).await.map_err(|e| closed(e, reused));
+    };
+    let mut out = head.to_vec();
+    let mut sent_head = false;
+    loop {
+        // Take what is ready without waiting; wait only with nothing left to send.
+        let polled =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let next = match polled {
+            Poll::Ready(next) => next,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    conn.stream
+                        .write_all(&out)
+                        .await
+                        .map_err(|e| closed(e, reused && !sent_head))?;
+                    out.clear();
+                    sent_head = true;
+                }
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
+        match next {
+            None => {
+                if framing == Framing::Chunked {
+                    codec::encode_last_chunk(&mut out, None);
+                }
+                break;
+            }
+            Some(Err(e)) => return Err(SendError::Body(e)),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => {
+                    if framing == Framing::Chunked {
+                        codec::encode_chunk_size(&mut out, data.len());
+                    }
+                    out.extend_from_slice(&data);
+                    if framing == Framing::Chunked {
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    if out.len() > COALESCE_BODY {
+                        conn.stream
+                            .write_all(&out)
+                            .await
+                            .map_err(|e| closed(e, reused && !sent_head))?;
+                        out.clear();
+                        sent_head = true;
+                    }
+                }
+                Ok(_) => {}
+                Err(frame) => {
+                    if let (Ok(trailers), Framing::Chunked) = (frame.into_trailers(), framing) {
+                        codec::encode_last_chunk(&mut out, Some(&trailers));
+                        break;
+                    }
+                }
+            },
+        }
+    }
+    if !out.is_empty() {
+        conn.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| closed(e, reused && !sent_head))?;
+    }
+    Ok(())
+}
+
+/// Reads the final response head (skipping `1xx` interim responses other than `101`).
+async fn read_response_head(
+    conn: &mut Conn,
+    method: &Method,
+) -> Result<codec::ResponseHead, SendError> {
+    let mut got_any = false;
+    loop {
+        if !conn.buf.is_empty() {
+            got_any = true;
+            match codec::parse_response(&conn.buf, method, MAX_RESPONSE_HEAD) {
+                Ok(Some((head, consumed))) => {
+                    conn.buf.advance(consumed);
+                    let status = head.parts.status;
+                    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                        continue;
+                    }
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(SendError::Protocol {
+                        detail: e.to_string(),
+                        retryable: false,
+                    })
+                }
+            }
+        }
+        conn.buf.reserve(READ_CHUNK);
+        match tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.buf).await {
+            Ok(0) => {
+                return Err(SendError::Protocol {
+                    detail: "the upstream closed the connection before answering".into(),
+                    retryable: conn.reused && !got_any,
+                })
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(SendError::Protocol {
+                    detail: format!("reading the response: {e}"),
+                    retryable: conn.reused && !got_any,
+                })
+            }
+        }
+    }
+}
+
+enum BodyState {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    Done,
+}
+
+/// Why an upstream response body could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ResponseBodyError {
+    #[error("the upstream closed the connection before the body ended")]
+    Truncated,
+    #[error("{0}")]
+    Chunked(#[from] codec::ChunkError),
+    #[error("reading the response body: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A response body read from its connection as it is polled.
+struct UpstreamBody {
+    conn: Option<Conn>,
+    state: BodyState,
+    keep_alive: bool,
+    client: Arc<TargetClient>,
+}
+
+impl UpstreamBody {
+    fn finish(&mut self) {
+        self.state = BodyState::Done;
+        if let Some(conn) = self.conn.take() {
+            if self.keep_alive && conn.buf.is_empty() {
+                self.client.checkin(conn);
+            }
+        }
+    }
+
+    fn fail(&mut self, error: ResponseBodyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = BodyState::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(Box::new(error))))
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match &mut this.state {
+                BodyState::Done => return Poll::Ready(None),
+                BodyState::Length(left) if !conn.buf.is_empty() => {
+                    let take = (*left).min(conn.buf.len() as u64) as usize;
+                    let data = conn.buf.split_to(take).freeze();
+                    *left -= take as u64;
+                    if *left == 0 {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                BodyState::Chunked(decoder) => match decoder.decode(&mut conn.buf) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Decoded::End(trailers)) => {
+                        this.finish();
+                        if trailers.is_empty() {
+                            return Poll::Ready(None);
+                        }
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                    }
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return this.fail(e.into()),
+                },
+                BodyState::UntilClose if !conn.buf.is_empty() => {
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                BodyState::Length(_) | BodyState::UntilClose => {}
+            }
+            conn.buf.reserve(READ_CHUNK);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    if matches!(this.state, BodyState::UntilClose) {
+                        this.state = BodyState::Done;
+                        this.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    return this.fail(ResponseBodyError::Truncated);
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return this.fail(e.into()),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, BodyState::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            BodyState::Length(n) => SizeHint::with_exact(n),
+            BodyState::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,731 @@
+//! HTTP/1.1 message heads and bodies as bytes (RFC 9112): parsing request and
+//! response heads into `http` types, working out body framing, decoding chunked
+//! bodies, and encoding heads. Pure functions over buffers, no I/O.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+
+/// Most header fields accepted in one head.
+pub const MAX_HEADERS: usize = 128;
+
+/// Longest chunk-size line (size, extensions and CRLF) accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// Why a head could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// The head is longer than allowed or has too many fields (431 for requests).
+    #[error("header section too large")]
+    TooLarge,
+    /// The head is not valid HTTP/1.x.
+    #[error("malformed message head: {0}")]
+    Malformed(&'static str),
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the connection closes (responses only).
+    UntilClose,
+    /// The request's framing is ambiguous or unsupported (both Content-Length and
+    /// Transfer-Encoding, several lengths, an unknown coding): its body cannot be
+    /// found, so the connection ends after the (error) response.
+    Invalid,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct RequestHead {
+    /// Method, target, version and fields as the `http` crate holds them.
+    pub parts: http::request::Parts,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// Whether the client wants the connection kept open afterwards.
+    pub keep_alive: bool,
+    /// The client sent `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// The client asks for a protocol upgrade (`Connection: upgrade` + `Upgrade`).
+    pub upgrade: bool,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// Status, version and fields.
+    pub parts: http::response::Parts,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// Whether the connection may carry another request.
+    pub keep_alive: bool,
+}
+
+fn version_of(minor: Option<u8>) -> Result<Version, HeadError> {
+    match minor {
+        Some(1) => Ok(Version::HTTP_11),
+        Some(0) => Ok(Version::HTTP_10),
+        _ => Err(HeadError::Malformed("unsupported HTTP version")),
+    }
+}
+
+fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, HeadError> {
+    let mut map = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("invalid header name"))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| HeadError::Malformed("invalid header value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Whether a comma-separated header list contains `token` (case-insensitive).
+pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn parse_length(value: &HeaderValue) -> Option<u64> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Body framing of a request (RFC 9112 §6.3), strict: anything ambiguous is `Invalid`.
+fn request_framing(headers: &HeaderMap, version: Version) -> Framing {
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let length = lengths.next();
+    let several_lengths = lengths.next().is_some();
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (length, codings.next()) {
+        (None, None) => Framing::Empty,
+        (Some(_), Some(_)) => Framing::Invalid,
+        (Some(value), None) => match parse_length(value) {
+            Some(_) if several_lengths => Framing::Invalid,
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Invalid,
+        },
+        (None, Some(coding)) => {
+            let only_chunked = codings.next().is_none()
+                && coding.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked");
+            if only_chunked && version == Version::HTTP_11 {
+                Framing::Chunked
+            } else {
+                Framing::Invalid
+            }
+        }
+    }
+}
+
+fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
+    if version == Version::HTTP_11 {
+        !has_token(headers, &header::CONNECTION, "close")
+    } else {
+        has_token(headers, &header::CONNECTION, "keep-alive")
+    }
+}
+
+/// The offset just past the blank line that ends a field section, if `buf` holds one.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).or_else(|| {
+        // Bare-LF heads are accepted by httparse too.
+        buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
+    })
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)`: incomplete (read more,
+/// unless `buf` already holds `max_head` bytes, which is `TooLarge`). On success,
+/// returns the head and how many bytes it took.
+pub fn parse_request(
+    buf: &[u8],
+    max_head: usize,
+) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut fields);
+    let consumed = match request.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > max_head => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return Err(HeadError::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed("invalid request head")),
+    };
+    let method = Method::from_bytes(request.method.unwrap_or_default().as_bytes())
+        .map_err(|_| HeadError::Malformed("invalid method"))?;
+    let target = request.path.unwrap_or_default();
+    let uri: Uri = if method == Method::CONNECT {
+        return Err(HeadError::Malformed("CONNECT is not supported"));
+    } else {
+        target
+            .parse()
+            .map_err(|_| HeadError::Malformed("invalid request target"))?
+    };
+    if uri.path_and_query().is_none() && uri.authority().is_none() {
+        return Err(HeadError::Malformed("invalid request target"));
+    }
+    let version = version_of(request.version)?;
+    let headers = header_map(request.headers)?;
+    let framing = request_framing(&headers, version);
+    let keep_alive = keep_alive(&headers, version) && framing != Framing::Invalid;
+    let expect_continue = version == Version::HTTP_11
+        && headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let upgrade = version == Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && has_token(&headers, &header::CONNECTION, "upgrade");
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some((
+        RequestHead {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue,
+            upgrade,
+        },
+        consumed,
+    )))
+}
+
+/// Parses a response head at the start of `buf` for a request with `method`.
+/// `Ok(None)`: incomplete.
+pub fn parse_response(
+    buf: &[u8],
+    method: &Method,
+    max_head: usize,
+) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let consumed = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > max_head => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+            return Err(HeadError::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) => return Err(HeadError::Malformed("invalid response head")),
+    };
+    let status = StatusCode::from_u16(response.code.unwrap_or_default())
+        .map_err(|_| HeadError::Malformed("invalid status code"))?;
+    let version = version_of(response.version)?;
+    let headers = header_map(response.headers)?;
+    let framing = if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Empty
+    } else if let Some(coding) = headers.get_all(header::TRANSFER_ENCODING).iter().last() {
+        let last = coding.as_bytes().rsplit(|b| *b == b',').next().unwrap_or_default();
+        if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+        match (lengths.next().map(parse_length), lengths.next()) {
+            (None, _) => Framing::UntilClose,
+            (Some(Some(n)), None) => {
+                if n == 0 {
+                    Framing::Empty
+                } else {
+                    Framing::Length(n)
+                }
+            }
+            (Some(Some(n)), Some(other)) if parse_length(other) == Some(n) => Framing::Length(n),
+            _ => return Err(HeadError::Malformed("invalid Content-Length")),
+        }
+    };
+    let keep_alive = keep_alive(&headers, version) && framing != Framing::UntilClose;
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some((
+        ResponseHead {
+            parts,
+            framing,
+            keep_alive,
+        },
+        consumed,
+    )))
+}
+
+/// Why a chunked body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    /// The chunk framing is broken.
+    #[error("invalid chunked encoding: {0}")]
+    Invalid(&'static str),
+    /// The trailer section is larger than allowed.
+    #[error("chunked trailers too large")]
+    TrailersTooLarge,
+}
+
+/// What the decoder produced from the buffer.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// The body ended, with these trailer fields (possibly none).
+    End(HeaderMap),
+    /// More input is needed.
+    NeedMore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside chunk data with this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after chunk data.
+    DataEnd,
+    /// After the last chunk: reading the trailer section.
+    Trailers,
+    /// Finished.
+    Done,
+}
+
+/// Incremental decoder of a chunked body (RFC 9112 §7.1).
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    max_trailers: usize,
+}
+
+impl ChunkedDecoder {
+    /// A decoder accepting trailer sections up to `max_trailers` bytes.
+    pub fn new(max_trailers: usize) -> Self {
+        Self {
+            state: ChunkState::Size,
+            max_trailers,
+        }
+    }
+
+    /// Whether the final chunk and trailers have been read.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from the front of `buf`, consuming what it uses.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, ChunkError> {
+        loop {
+            match self.state {
+                ChunkState::Done => return Ok(Decoded::End(HeaderMap::new())),
+                ChunkState::Size => {
+                    let Some(line_end) = buf.iter().position(|b| *b == b'\n') else {
+                        if buf.len() > MAX_CHUNK_LINE {
+                            return Err(ChunkError::Invalid("chunk-size line too long"));
+                        }
+                        return Ok(Decoded::NeedMore);
+                    };
+                    if line_end > MAX_CHUNK_LINE {
+                        return Err(ChunkError::Invalid("chunk-size line too long"));
+                    }
+                    let line = &buf[..line_end];
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let size_part = match line.iter().position(|b| *b == b';') {
+                        Some(i) => &line[..i],
+                        None => line,
+                    };
+                    let size_part = size_part.trim_ascii_end();
+                    if size_part.is_empty() || size_part.len() > 15 {
+                        return Err(ChunkError::Invalid("bad chunk size"));
+                    }
+                    let mut size: u64 = 0;
+                    for b in size_part {
+                        let digit = (*b as char)
+                            .to_digit(16)
+                            .ok_or(ChunkError::Invalid("bad chunk size"))?;
+                        size = size * 16 + u64::from(digit);
+                    }
+                    buf.advance(line_end + 1);
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Decoded::NeedMore);
+                    }
+                    let take = left.min(buf.len() as u64) as usize;
+                    let data = buf.split_to(take).freeze();
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                    return Ok(Decoded::Data(data));
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        if buf.first().is_some_and(|b| *b != b'\r' && *b != b'\n') {
+                            return Err(ChunkError::Invalid("missing CRLF after chunk"));
+                        }
+                        if buf.first() == Some(&b'\n') {
+                            buf.advance(1);
+                            self.state = ChunkState::Size;
+                            continue;
+                        }
+                        return Ok(Decoded::NeedMore);
+                    }
+                    if &buf[..2] == b"\r\n" {
+                        buf.advance(2);
+                    } else if buf[0] == b'\n' {
+                        buf.advance(1);
+                    } else {
+                        return Err(ChunkError::Invalid("missing CRLF after chunk"));
+                    }
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    // The trailer section ends with an empty line.
+                    if buf.starts_with(b"\r\n") || buf.starts_with(b"\n") {
+                        buf.advance(if buf[0] == b'\r' { 2 } else { 1 });
+                        self.state = ChunkState::Done;
+                        return Ok(Decoded::End(HeaderMap::new()));
+                    }
+                    let Some(end) = head_end(buf) else {
+                        if buf.len() > self.max_trailers {
+                            return Err(ChunkError::TrailersTooLarge);
+                        }
+                        return Ok(Decoded::NeedMore);
+                    };
+                    if end > self.max_trailers {
+                        return Err(ChunkError::TrailersTooLarge);
+                    }
+                    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let trailers = match httparse::parse_headers(&buf[..end], &mut fields) {
+                        Ok(httparse::Status::Complete((_, fields))) => header_map(fields)
+                            .map_err(|_| ChunkError::Invalid("invalid trailer field"))?,
+                        _ => return Err(ChunkError::Invalid("invalid trailer section")),
+                    };
+                    buf.advance(end);
+                    self.state = ChunkState::Done;
+                    return Ok(Decoded::End(trailers));
+                }
+            }
+        }
+    }
+}
+
+/// The reason phrase written for a status.
+fn reason(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("Unknown")
+}
+
+fn push_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends a request head: the request line, `headers`, then `framing`'s field.
+pub fn encode_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: Framing,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    push_fields(out, headers);
+    push_framing(out, framing);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_framing(out: &mut Vec<u8>, framing: Framing) {
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty | Framing::UntilClose | Framing::Invalid => {}
+    }
+}
+
+/// Appends a response head. `framing` adds its field (`Length` or `Chunked`);
+/// `connection` adds a `Connection` field with that value.
+pub fn encode_response_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    framing: Framing,
+    connection: Option<&'static str>,
+    date: Option<&[u8]>,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    push_fields(out, headers);
+    push_framing(out, framing);
+    if let Some(value) = connection {
+        out.extend_from_slice(b"connection: ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(date) = date {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one chunk's size line.
+pub fn encode_chunk_size(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+}
+
+/// Appends the last chunk and the trailer section.
+pub fn encode_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
+    out.extend_from_slice(b"0\r\n");
+    if let Some(trailers) = trailers {
+        push_fields(out, trailers);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> Result<Option<(RequestHead, usize)>, HeadError> {
+        parse_request(text.as_bytes(), 8192)
+    }
+
+    fn framing(text: &str) -> Framing {
+        match request(text) {
+            Ok(Some((head, _))) => head.framing,
+            other => panic!("not parsed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_simple_request() {
+        let text = "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\n\r\nrest";
+        let (head, n) = request(text).expect("valid").expect("complete");
+        assert_eq!(n, text.len() - 4);
+        assert_eq!(head.parts.method, Method::GET);
+        assert_eq!(head.parts.uri.path(), "/a");
+        assert_eq!(head.parts.uri.query(), Some("b=1"));
+        assert_eq!(head.parts.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(head.framing, Framing::Empty);
+        assert!(head.keep_alive);
+        assert!(!head.upgrade);
+    }
+
+    #[test]
+    fn incomplete_and_oversized_heads() {
+        assert!(matches!(request("GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None)));
+        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert_eq!(request(&long).err(), Some(HeadError::TooLarge));
+        let many: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
+        let text = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(
+            parse_request(text.as_bytes(), 1 << 20).err(),
+            Some(HeadError::TooLarge)
+        );
+        assert!(matches!(
+            request("GET / HTTP/1.1\r\nBad Name: v\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            request("GET / HTTP/2.0\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn request_framing_is_strict() {
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            framing("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Framing::Chunked
+        );
+        for ambiguous in [
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(framing(ambiguous), Framing::Invalid, "{ambiguous:?}");
+            let (head, _) = request(ambiguous).expect("valid").expect("complete");
+            assert!(!head.keep_alive, "an unframed body ends the connection");
+        }
+    }
+
+    #[test]
+    fn keep_alive_upgrade_and_expect() {
+        let (head, _) = request("GET / HTTP/1.0\r\n\r\n").expect("ok").expect("complete");
+        assert!(!head.keep_alive);
+        let (head, _) = request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
+        assert!(head.keep_alive);
+        let (head, _) = request("GET / HTTP/1.1\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
+        assert!(head.upgrade && !head.keep_alive);
+        let (head, _) =
+            request("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+                .expect("ok")
+                .expect("complete");
+        assert!(head.expect_continue);
+    }
+
+    #[test]
+    fn response_framing() {
+        let parse = |text: &str, method: &Method| {
+            parse_response(text.as_bytes(), method, 8192)
+                .expect("valid")
+                .expect("complete")
+                .0
+        };
+        let get = Method::GET;
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", &get).framing,
+            Framing::Length(3)
+        );
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", &Method::HEAD).framing,
+            Framing::Empty
+        );
+        assert_eq!(
+            parse("HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n", &get).framing,
+            Framing::Empty
+        );
+        let chunked = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &get);
+        assert_eq!(chunked.framing, Framing::Chunked);
+        assert!(chunked.keep_alive);
+        let close = parse("HTTP/1.1 200 OK\r\n\r\n", &get);
+        assert_eq!(close.framing, Framing::UntilClose);
+        assert!(!close.keep_alive);
+        assert!(!parse("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", &get).keep_alive);
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            &get,
+            8192
+        )
+        .is_err());
+    }
+
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, HeaderMap), ChunkError> {
+        let mut decoder = ChunkedDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        loop {
+            match decoder.decode(&mut buf)? {
+                Decoded::Data(d) => out.extend_from_slice(&d),
+                Decoded::End(trailers) => return Ok((out, trailers)),
+                Decoded::NeedMore => {
+                    if fed >= input.len() {
+                        return Err(ChunkError::Invalid("truncated"));
+                    }
+                    let end = (fed + step).min(input.len());
+                    buf.extend_from_slice(&input[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_decoding_in_any_split() {
+        let input = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 9\r\n\r\n";
+        for step in [1, 2, 3, 7, input.len()] {
+            let (body, trailers) = decode_all(input, step).expect("valid");
+            assert_eq!(body, b"hello world", "step {step}");
+            assert_eq!(trailers.get("x-sum").map(|v| v.as_bytes()), Some(&b"9"[..]));
+        }
+        let (body, trailers) = decode_all(b"3\r\nabc\r\n0\r\n\r\n", 1).expect("valid");
+        assert_eq!(body, b"abc");
+        assert!(trailers.is_empty());
+    }
+
+    #[test]
+    fn chunked_decoding_refuses_garbage() {
+        for bad in [
+            &b"zz\r\nabc\r\n0\r\n\r\n"[..],
+            b"3\r\nabcX\r\n0\r\n\r\n",
+            b"fffffffffffffffff\r\n",
+            b"\r\n",
+        ] {
+            assert!(decode_all(bad, 1).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        let long_line = format!("1;{}\r\n", "e".repeat(5000));
+        assert!(decode_all(long_line.as_bytes(), 100).is_err());
+        let big_trailers = format!("0\r\nX: {}\r\n\r\n", "t".repeat(2000));
+        assert_eq!(
+            decode_all(big_trailers.as_bytes(), 100).err(),
+            Some(ChunkError::TrailersTooLarge)
+        );
+    }
+
+    #[test]
+    fn encodes_heads() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        let mut out = Vec::new();
+        encode_request_head(&mut out, &Method::POST, "/p?q", &headers, Framing::Length(4));
+        assert_eq!(
+            out,
+            b"POST /p?q HTTP/1.1\r\nx-a: 1\r\ncontent-length: 4\r\n\r\n".to_vec()
+        );
+        out.clear();
+        encode_response_head(
+            &mut out,
+            StatusCode::NOT_FOUND,
+            &headers,
+            Framing::Chunked,
+            Some("close"),
+            None,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 404 Not Found\r\nx-a: 1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                .to_vec()
+        );
+    }
+}
