@@ -124,31 +124,25 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Forwards a request through `route`, honouring the route's total timeout.
-pub async fn forward(
-    route: &RouteRuntime,
-    ctx: &mut RequestContext,
-    request: Request<ProxyBody>,
-    hash: Option<u64>,
-    metrics: &Metrics,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let total = route.config.total_timeout;
-    match tokio::time::timeout(total, forward_inner(route, ctx, request, hash, metrics)).await {
-        Ok(result) => result,
-        Err(_) => Err(ProxyError::new(
-            ErrorKind::TotalTimeout,
-            format!("no response within {total:?}"),
-        )),
-    }
+/// The error for a request whose total timeout ran out.
+fn total_timeout(total: Duration) -> ProxyError {
+    ProxyError::new(
+        ErrorKind::TotalTimeout,
+        format!("no response within {total:?}"),
+    )
 }
 
-async fn forward_inner(
+/// Forwards a request through `route`, honouring the route's total timeout. The
+/// total deadline bounds every wait (body buffering, each attempt, each backoff)
+/// rather than wrapping them in a timer of its own: one timer per wait.
+pub async fn forward(
     route: &RouteRuntime,
     ctx: &mut RequestContext,
     mut request: Request<ProxyBody>,
     hash: Option<u64>,
     metrics: &Metrics,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let deadline = tokio::time::Instant::now() + route.config.total_timeout;
     let upgrade =
         request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
     let client_upgrade = upgrade
@@ -162,7 +156,10 @@ async fn forward_inner(
     let may_retry =
         !upgrade && retry.attempts > 0 && (retry.non_idempotent || is_idempotent(&outgoing.method));
     let max_body = config.limits.as_ref().and_then(|l| l.max_body_bytes);
-    let mut body = choose_body(body, may_retry, config.retry_body_limit, max_body).await?;
+    let chosen = choose_body(body, may_retry, config.retry_body_limit, max_body);
+    let mut body = tokio::time::timeout_at(deadline, chosen)
+        .await
+        .map_err(|_| total_timeout(config.total_timeout))??;
     let plan = AttemptPlan {
         retries: if matches!(body, OutgoingBody::Buffered(_)) {
             retry.attempts
@@ -171,6 +168,8 @@ async fn forward_inner(
         },
         retry,
         per_try: config.per_try_timeout,
+        deadline,
+        total: config.total_timeout,
         hash,
     };
 
@@ -240,6 +239,7 @@ fn prepare(
     headers::set_forwarding(
         &mut headers,
         ctx.peer.ip(),
+        &ctx.peer_ip_text,
         ctx.trusted_peer,
         ctx.scheme,
         &ctx.authority,
@@ -327,6 +327,9 @@ struct AttemptPlan<'a> {
     retries: u32,
     retry: &'a RetryPolicy,
     per_try: Duration,
+    /// When the route's total timeout runs out.
+    deadline: tokio::time::Instant,
+    total: Duration,
     hash: Option<u64>,
 }
 
@@ -396,7 +399,7 @@ async fn attempt_pool(
             headers.insert(TRACEPARENT.clone(), ctx.trace.traceparent_for(span_id));
             (span_id, std::time::SystemTime::now())
         });
-        let result = send(pool, target, outgoing, headers, body, plan.per_try).await;
+        let result = send(pool, target, outgoing, headers, body, plan).await;
         if let (Some((span_id, start)), Some(spans)) = (span, ctx.attempt_spans.as_mut()) {
             spans.push(AttemptSpan {
                 span_id,
@@ -416,7 +419,7 @@ async fn attempt_pool(
             Err(e) if e.kind == ErrorKind::UpstreamConnect => {
                 (AttemptOutcome::ConnectFailure, false)
             }
-            Err(e) if e.side == crate::error::Side::Upstream => {
+            Err(e) if e.side == crate::error::Side::Upstream || e.kind == ErrorKind::TotalTimeout => {
                 (AttemptOutcome::ServerError, false)
             }
             // A client-side failure says nothing about the upstream.
@@ -452,6 +455,10 @@ async fn attempt_pool(
         let delay = retry.backoff.delay(attempt, rand::random::<f64>());
         attempt += 1;
         drop(result);
+        if tokio::time::Instant::now() + delay >= plan.deadline {
+            tokio::time::sleep_until(plan.deadline).await;
+            return Err(total_timeout(plan.total));
+        }
         tokio::time::sleep(delay).await;
     }
 }
@@ -463,9 +470,22 @@ async fn send(
     outgoing: &Outgoing,
     headers: HeaderMap,
     body: &mut OutgoingBody,
-    per_try: Duration,
+    plan: &AttemptPlan<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let slot = &pool.targets[target];
+    let per_try = plan.per_try;
+    let try_deadline = tokio::time::Instant::now() + per_try;
+    let deadline = try_deadline.min(plan.deadline);
+    let timed_out = || {
+        if try_deadline <= plan.deadline {
+            ProxyError::new(
+                ErrorKind::UpstreamTimeout,
+                format!("{} gave no response headers within {per_try:?}", slot.label),
+            )
+        } else {
+            total_timeout(plan.total)
+        }
+    };
     let Some(request_body) = body.take() else {
         return Err(ProxyError::new(
             ErrorKind::Internal,
@@ -488,12 +508,13 @@ async fn send(
         Endpoint::Echo => {
             *request.uri_mut() = Uri::from(outgoing.path_and_query.clone());
             *request.version_mut() = outgoing.version;
-            echo::respond(request)
-                .await
-                .map_err(|e| match body.client_failure() {
+            match tokio::time::timeout_at(plan.deadline, echo::respond(request)).await {
+                Err(_) => Err(total_timeout(plan.total)),
+                Ok(answer) => answer.map_err(|e| match body.client_failure() {
                     Some(kind) => ProxyError::new(kind, e.detail),
                     None => e,
-                })
+                }),
+            }
         }
         Endpoint::Http { .. } => {
             let (parts, request_body) = request.into_parts();
@@ -511,11 +532,8 @@ async fn send(
                 headers,
                 request_body,
             );
-            match tokio::time::timeout(per_try, sent).await {
-                Err(_) => Err(ProxyError::new(
-                    ErrorKind::UpstreamTimeout,
-                    format!("{} gave no response headers within {per_try:?}", slot.label),
-                )),
+            match tokio::time::timeout_at(deadline, sent).await {
+                Err(_) => Err(timed_out()),
                 Ok(Err(e)) if body.client_failure().is_some() => Err(ProxyError::new(
                     body.client_failure().unwrap_or(ErrorKind::ClientBody),
                     e.to_string(),

@@ -25,10 +25,7 @@ const MAX_REQUEST_ID: usize = 128;
 /// Removes hop-by-hop headers and every header named in `Connection`. With
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket pass-through).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
-        remove_connection_named(headers, keep_upgrade);
-    }
-    for name in [
+    let hop_by_hop = [
         &header::CONNECTION,
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
@@ -38,7 +35,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         &header::PROXY_AUTHENTICATE,
         &header::PROXY_AUTHORIZATION,
         &header::UPGRADE,
-    ] {
+    ];
+    // Most messages carry none: one pass over the names instead of nine lookups.
+    if !keep_upgrade && !headers.keys().any(|name| hop_by_hop.contains(&name)) {
+        return;
+    }
+    if headers.contains_key(header::CONNECTION) {
+        remove_connection_named(headers, keep_upgrade);
+    }
+    for name in hop_by_hop {
         if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
             continue;
         }
@@ -66,15 +71,18 @@ fn remove_connection_named(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Lower-case hex of `bytes` as a header value.
-fn hex_value(bytes: &[u8]) -> HeaderValue {
+/// Writes lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0xf)]);
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// A header value from ASCII hex text (always valid).
+fn ascii_value(text: &[u8]) -> HeaderValue {
+    HeaderValue::from_bytes(text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Prefix of the headers Rampart sets for upstreams (the authenticated principal).
@@ -165,7 +173,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    hex_value(&rand::random::<[u8; 16]>())
+    let mut text = [0u8; 32];
+    hex_into(&rand::random::<[u8; 16]>(), &mut text);
+    ascii_value(&text)
 }
 
 /// A W3C trace context: the incoming one continued, or a new trace.
@@ -192,16 +202,19 @@ impl TraceContext {
     }
 }
 
+/// `00-<trace id>-<span id>-<flags>` as text.
+fn traceparent_text(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> [u8; 55] {
+    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex_into(trace_id, &mut text[3..35]);
+    hex_into(span_id, &mut text[36..52]);
+    if sampled {
+        text[54] = b'1';
+    }
+    text
+}
+
 fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> HeaderValue {
-    let mut bytes = Vec::with_capacity(55);
-    bytes.extend_from_slice(b"00-");
-    bytes.extend_from_slice(hex_value(trace_id).as_bytes());
-    bytes.push(b'-');
-    bytes.extend_from_slice(hex_value(span_id).as_bytes());
-    bytes.extend_from_slice(if sampled { b"-01" } else { b"-00" });
-    HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| {
-        HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01")
-    })
+    ascii_value(&traceparent_text(trace_id, span_id, sampled))
 }
 
 /// A random non-zero span id.
@@ -220,12 +233,11 @@ pub fn trace_context(headers: &HeaderMap) -> TraceContext {
         Some((trace_id, parent, flags)) => (trace_id, Some(parent), flags & 1 == 1),
         None => (rand::random::<u128>().max(1).to_be_bytes(), None, true),
     };
+    let text = traceparent_text(&trace_id_bytes, &span_id, sampled);
     TraceContext {
-        trace_id: hex_value(&trace_id_bytes)
-            .to_str()
-            .unwrap_or_default()
-            .to_string(),
-        traceparent: traceparent(&trace_id_bytes, &span_id, sampled),
+        // The trace id is the hex between the first two dashes.
+        trace_id: String::from_utf8_lossy(&text[3..35]).into_owned(),
+        traceparent: ascii_value(&text),
         trace_id_bytes,
         span_id,
         parent_span_id,
@@ -265,7 +277,8 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// `ip`, with IPv4-mapped IPv6 addresses as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -298,25 +311,25 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 
 /// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From a trusted peer the
 /// incoming values are kept and extended; from anyone else they are replaced.
+/// `peer_text` is `peer` (canonical) as text.
 pub fn set_forwarding(
     headers: &mut HeaderMap,
     peer: IpAddr,
+    peer_text: &str,
     trusted_peer: bool,
     scheme: &'static str,
     host: &str,
 ) {
     let peer = canonical(peer);
-    let peer_text = peer.to_string();
     let prior_xff = if trusted_peer {
         join_values(headers, &X_FORWARDED_FOR)
     } else {
         None
     };
-    let xff = match prior_xff {
-        Some(prior) => format!("{prior}, {peer_text}"),
-        None => peer_text.clone(),
-    };
-    put(headers, &X_FORWARDED_FOR, &xff);
+    match prior_xff {
+        Some(prior) => put(headers, &X_FORWARDED_FOR, &format!("{prior}, {peer_text}")),
+        None => put(headers, &X_FORWARDED_FOR, peer_text),
+    }
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
@@ -324,11 +337,10 @@ pub fn set_forwarding(
     if !keep_host && !host.is_empty() {
         put(headers, &X_FORWARDED_HOST, host);
     }
-    let node = match peer {
-        IpAddr::V4(_) => peer_text,
-        IpAddr::V6(_) => format!("\"[{peer_text}]\""),
+    let mut element = match peer {
+        IpAddr::V4(_) => format!("for={peer_text};proto={scheme}"),
+        IpAddr::V6(_) => format!("for=\"[{peer_text}]\";proto={scheme}"),
     };
-    let mut element = format!("for={node};proto={scheme}");
     if !host.is_empty()
         && host
             .bytes()
@@ -428,6 +440,7 @@ mod tests {
         set_forwarding(
             &mut h,
             "10.0.0.1".parse().expect("ip"),
+            "10.0.0.1",
             false,
             "http",
             "app.test",
@@ -445,7 +458,14 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("forwarded", "for=1.2.3.4"),
         ]);
-        set_forwarding(&mut h, "::1".parse().expect("ip"), true, "http", "app.test");
+        set_forwarding(
+            &mut h,
+            "::1".parse().expect("ip"),
+            "::1",
+            true,
+            "http",
+            "app.test",
+        );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(

@@ -41,6 +41,10 @@ pub(crate) struct Shared {
 pub(crate) struct ConnectionInfo {
     pub listener: Arc<str>,
     pub peer: SocketAddr,
+    /// The peer's IP as text (canonical IPv4 for mapped addresses), for forwarding headers.
+    pub peer_ip_text: Arc<str>,
+    /// The peer's address as text, for the access log.
+    pub peer_text: Arc<str>,
     pub scheme: &'static str,
     /// Idle tracking; a request counts as activity until its response body ends.
     pub activity: Arc<ConnectionActivity>,
@@ -82,6 +86,7 @@ pub(crate) async fn handle(
         request_id: headers::request_id(&parts.headers),
         trace: headers::trace_context(&parts.headers),
         peer: conn.peer,
+        peer_ip_text: Arc::clone(&conn.peer_ip_text),
         client_ip: headers::client_ip(conn.peer.ip(), &parts.headers, &server.trusted_proxies),
         trusted_peer: headers::is_trusted(conn.peer.ip(), &server.trusted_proxies),
         listener: Arc::clone(&conn.listener),
@@ -178,17 +183,16 @@ pub(crate) async fn handle(
         });
     let record = shared.access_log.enabled().then(|| {
         Box::new(PendingRecord {
-            time: humantime::format_rfc3339_millis(wall).to_string(),
+            time: wall,
             request_id,
-            trace_id: ctx.trace.trace_id.clone(),
+            trace_id: std::mem::take(&mut ctx.trace.trace_id),
             listener: Arc::clone(&ctx.listener),
-            client: ctx.peer,
-            method: method.to_string(),
-            host: ctx.host.clone(),
+            client: Arc::clone(&conn.peer_text),
+            method,
+            host: std::mem::take(&mut ctx.host),
             path,
             protocol: version,
-            route: route_name,
-            upstream: route_used.as_ref().map(|r| r.config.upstream.clone()),
+            route: route_used,
             target: ctx.target.take(),
             status,
             attempts: ctx.attempts,
@@ -227,7 +231,11 @@ fn host_without_port(authority: &str) -> String {
             .map_or(authority, |(h, _)| h)
             .to_string()
     };
-    host.to_ascii_lowercase()
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase()
+    } else {
+        host
+    }
 }
 
 async fn run_phases(
@@ -247,8 +255,7 @@ async fn run_phases(
             "HTTP/1.1 request without Host",
         ));
     }
-    // route
-    let started = Instant::now();
+    // route (timed from arrival: one clock read per phase boundary)
     let route = runtime
         .select(
             &ctx.listener,
@@ -260,18 +267,23 @@ async fn run_phases(
         .cloned()
         .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matched"))?;
     *route_used = Some(Arc::clone(&route));
-    ctx.phases.route = ms(started.elapsed());
+    let routed = Instant::now();
+    ctx.phases.route = ms(routed - ctx.received);
     // guards
-    let started = Instant::now();
     for guard in &route.guards {
         if let Verdict::Answer(response) = guard.check(&mut parts, ctx).await? {
-            ctx.phases.guards = ms(started.elapsed());
+            ctx.phases.guards = ms(routed.elapsed());
             return Ok(response);
         }
     }
-    ctx.phases.guards = ms(started.elapsed());
+    let started = if route.guards.is_empty() {
+        routed
+    } else {
+        let guarded = Instant::now();
+        ctx.phases.guards = ms(guarded - routed);
+        guarded
+    };
     // upstream select + forward
-    let started = Instant::now();
     let hash = match &route.pool.config.balance {
         Balance::ConsistentHash(key) => Some(forward::hash_key(key, ctx, &parts.headers)),
         _ => None,
@@ -290,17 +302,16 @@ async fn run_phases(
 
 /// Everything the access-log line needs, captured when the response head is ready.
 pub(crate) struct PendingRecord {
-    time: String,
+    time: SystemTime,
     request_id: String,
     trace_id: String,
     listener: Arc<str>,
-    client: SocketAddr,
-    method: String,
+    client: Arc<str>,
+    method: http::Method,
     host: String,
     path: String,
     protocol: Version,
-    route: Option<Arc<str>>,
-    upstream: Option<String>,
+    route: Option<Arc<RouteRuntime>>,
     target: Option<String>,
     status: u16,
     attempts: u32,
@@ -439,13 +450,13 @@ impl Drop for LoggedBody {
             request_id: &r.request_id,
             trace_id: &r.trace_id,
             listener: &r.listener,
-            client: r.client.to_string(),
-            method: &r.method,
+            client: &r.client,
+            method: r.method.as_str(),
             host: &r.host,
             path: &r.path,
             protocol,
-            route: r.route.as_deref(),
-            upstream: r.upstream.as_deref(),
+            route: r.route.as_ref().map(|route| &*route.config.name),
+            upstream: r.route.as_ref().map(|route| route.config.upstream.as_str()),
             target: r.target,
             status: r.status,
             attempts: r.attempts,

@@ -10,13 +10,12 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
-use serde::Serialize;
 
 /// One access-log line.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct AccessRecord<'a> {
-    /// RFC 3339 time the request arrived.
-    pub time: String,
+    /// When the request arrived (written as RFC 3339 UTC with milliseconds).
+    pub time: std::time::SystemTime,
     /// Request id (kept from the client or generated).
     pub request_id: &'a str,
     /// W3C trace id.
@@ -24,7 +23,7 @@ pub struct AccessRecord<'a> {
     /// Listener name.
     pub listener: &'a str,
     /// Client address.
-    pub client: String,
+    pub client: &'a str,
     /// Method.
     pub method: &'a str,
     /// Host the client asked for.
@@ -53,10 +52,152 @@ pub struct AccessRecord<'a> {
     pub duration_ms: f64,
 }
 
+impl AccessRecord<'_> {
+    /// Appends the record as one JSON object (no newline). Written by hand: this runs
+    /// once per request, and a generic serialiser costs several times more.
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"time\":\"");
+        push_time(out, self.time);
+        out.extend_from_slice(b"\",\"request_id\":");
+        push_str(out, self.request_id);
+        out.extend_from_slice(b",\"trace_id\":");
+        push_str(out, self.trace_id);
+        out.extend_from_slice(b",\"listener\":");
+        push_str(out, self.listener);
+        out.extend_from_slice(b",\"client\":");
+        push_str(out, self.client);
+        out.extend_from_slice(b",\"method\":");
+        push_str(out, self.method);
+        out.extend_from_slice(b",\"host\":");
+        push_str(out, self.host);
+        out.extend_from_slice(b",\"path\":");
+        push_str(out, self.path);
+        out.extend_from_slice(b",\"protocol\":");
+        push_str(out, self.protocol);
+        out.extend_from_slice(b",\"route\":");
+        push_opt(out, self.route);
+        out.extend_from_slice(b",\"upstream\":");
+        push_opt(out, self.upstream);
+        out.extend_from_slice(b",\"target\":");
+        push_opt(out, self.target.as_deref());
+        out.extend_from_slice(b",\"status\":");
+        push_u64(out, u64::from(self.status));
+        out.extend_from_slice(b",\"attempts\":");
+        push_u64(out, u64::from(self.attempts));
+        out.extend_from_slice(b",\"bytes_sent\":");
+        push_u64(out, self.bytes_sent);
+        out.extend_from_slice(b",\"error\":");
+        push_opt(out, self.error);
+        out.extend_from_slice(b",\"phases_ms\":{\"route\":");
+        push_ms(out, self.phases_ms.route);
+        out.extend_from_slice(b",\"guards\":");
+        push_ms(out, self.phases_ms.guards);
+        out.extend_from_slice(b",\"upstream\":");
+        push_ms(out, self.phases_ms.upstream);
+        out.extend_from_slice(b"},\"duration_ms\":");
+        push_ms(out, self.duration_ms);
+        out.push(b'}');
+    }
+}
+
+/// A JSON string literal.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn push_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Milliseconds with microsecond precision (`12.345`).
+fn push_ms(out: &mut Vec<u8>, ms: f64) {
+    let micros = if ms.is_finite() && ms > 0.0 {
+        (ms * 1000.0).round() as u64
+    } else {
+        0
+    };
+    push_u64(out, micros / 1000);
+    let frac = micros % 1000;
+    out.push(b'.');
+    out.push(b'0' + (frac / 100) as u8);
+    out.push(b'0' + (frac / 10 % 10) as u8);
+    out.push(b'0' + (frac % 10) as u8);
+}
+
+/// RFC 3339 UTC with milliseconds; the part up to the second is formatted once per
+/// second per thread.
+fn push_time(out: &mut Vec<u8>, time: std::time::SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let second = since.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second {
+            let whole = std::time::UNIX_EPOCH + Duration::from_secs(second);
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            // `2026-01-01T00:00:00Z` without the `Z`.
+            *cached = (second, text.trim_end_matches('Z').to_string());
+        }
+        out.extend_from_slice(cached.1.as_bytes());
+    });
+    let millis = since.subsec_millis();
+    out.push(b'.');
+    out.push(b'0' + (millis / 100) as u8);
+    out.push(b'0' + (millis / 10 % 10) as u8);
+    out.push(b'0' + (millis % 10) as u8);
+    out.push(b'Z');
+}
+
 /// Milliseconds spent in each phase of the request path.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct PhaseTimes {
-    /// Route selection.
+    /// From arrival to the route chosen (accept checks and route selection).
     pub route: f64,
     /// Guards (fault injection, bulkheads, and later authentication, WAF, limits).
     pub guards: f64,
@@ -79,6 +220,8 @@ pub enum AccessLogError {
 
 /// Bytes of pending lines kept before new lines are dropped (and counted).
 const MAX_PENDING_BYTES: usize = 16 << 20;
+/// Room kept for one line when deciding whether the buffer is full.
+const MAX_LINE_GUESS: usize = 64 << 10;
 /// Pending bytes that wake the writer early.
 const WAKE_AT_BYTES: usize = 256 << 10;
 /// How often the writer flushes when traffic is light.
@@ -183,18 +326,16 @@ impl AccessLog {
     /// Queues one record; drops it (and counts the drop) if the writer is far behind.
     pub fn write(&self, record: &AccessRecord<'_>) {
         let Some(pending) = &self.pending else { return };
-        let mut line = Vec::with_capacity(512);
-        if serde_json::to_writer(&mut line, record).is_err() {
-            return;
-        }
-        line.push(b'\n');
         let mut buffer = pending.buffer.lock();
-        if buffer.len() + line.len() > MAX_PENDING_BYTES {
+        // A line is far shorter than this margin, so a full buffer is known up front.
+        if buffer.len() + MAX_LINE_GUESS > MAX_PENDING_BYTES {
             drop(buffer);
             self.dropped.inc();
             return;
         }
-        buffer.extend_from_slice(&line);
+        // Encoded straight into the shared buffer.
+        record.encode(&mut buffer);
+        buffer.push(b'\n');
         if buffer.len() >= WAKE_AT_BYTES {
             pending.wake.notify_one();
         }
@@ -223,11 +364,11 @@ mod tests {
         let log = AccessLog::file(&path, Counter::default()).expect("open");
         for status in [200, 502] {
             log.write(&AccessRecord {
-                time: "2026-01-01T00:00:00Z".into(),
-                request_id: "abc",
+                time: std::time::UNIX_EPOCH + Duration::from_millis(1_767_225_600_042),
+                request_id: "a\"b\\c\u{1}",
                 trace_id: "t",
                 listener: "public",
-                client: "127.0.0.1:1".into(),
+                client: "127.0.0.1:1",
                 method: "GET",
                 host: "h",
                 path: "/x",
@@ -250,7 +391,11 @@ mod tests {
                 let second: serde_json::Value =
                     serde_json::from_str(text.lines().nth(1).unwrap_or("")).expect("json");
                 assert_eq!(second["status"], 502);
-                assert_eq!(second["request_id"], "abc");
+                assert_eq!(second["request_id"], "a\"b\\c\u{1}");
+                assert_eq!(second["time"], "2026-01-01T00:00:00.042Z");
+                assert_eq!(second["duration_ms"], 1.5);
+                assert_eq!(second["route"], "r");
+                assert!(second["upstream"].is_null());
                 break;
             }
             assert!(
