@@ -1,28 +1,26 @@
 #!/usr/bin/env bash
 # Proxy benchmark: one tiny upstream (nginx returning a short body), hit directly,
-# through nginx as a reverse proxy (1 worker, keep-alive upstream) and through
-# `rampart proxy --workers 1` (metrics and access log on), in one run, with wrk.
-# Prints requests/s and p99 for each, the Rampart/nginx ratio, p99 added latency at
-# half of Rampart's peak rate, and Rampart's idle RSS.
+# through nginx as a reverse proxy (1 worker, keep-alive upstream, access log on) and
+# through `rampart proxy --workers 1` (metrics and access log on), in one run, with
+# wrk. Rounds alternate nginx and Rampart; medians are reported: requests/s, p99, CPU
+# per request, the Rampart/nginx ratios, p99 added at half of Rampart's peak rate,
+# and Rampart's idle RSS.
 #
 # Needs: nginx, wrk (Debian packages `nginx-light` or `nginx`, `wrk`). Runs on loopback only.
-# Usage: bench/proxy.sh [duration-seconds] [connections]
+# Usage: bench/proxy.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
-DURATION=${1:-10}
+DURATION=${1:-8}
 CONNECTIONS=${2:-50}
+ROUNDS=${3:-5}
 UPSTREAM_PORT=18081
 NGINX_PROXY_PORT=18082
 RAMPART_PORT=18083
 RAMPART_ADMIN=18084
-# The proxy under test gets core 0; wrk and the upstream share core 1.
-PROXY_CPU=0
-LOAD_CPU=1
 
-for tool in nginx wrk taskset; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx-light wrk util-linux)"; exit 1; }
-done
+require_tools nginx wrk taskset curl
 
 work=$(mktemp -d)
 cleanup() {
@@ -37,31 +35,14 @@ trap cleanup EXIT
 cargo build --release --quiet -p rampart
 RAMPART=target/release/rampart
 
-nginx_conf() { # name port body
-  cat > "$work/$1.conf" <<CONF
-worker_processes 1;
-pid $work/$1.pid;
-error_log $work/$1.error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log $3;
-  keepalive_requests 1000000;
-  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
-  server {
-    listen 127.0.0.1:$2 reuseport;
-    $4
-  }
-}
-CONF
-}
+nginx_conf "$work/upstream.conf" "$work/upstream.pid" "$work/upstream.error.log" off \
+  $UPSTREAM_PORT $UPSTREAM_PORT 'location / { return 200 "hello from upstream\n"; }'
+nginx_conf "$work/proxy.conf" "$work/proxy.pid" "$work/proxy.error.log" "$work/nginx-access.log" \
+  $NGINX_PROXY_PORT $UPSTREAM_PORT "$NGINX_PROXY_LOCATION"
 
-nginx_conf upstream $UPSTREAM_PORT off 'location / { return 200 "hello from upstream\n"; }'
-nginx_conf proxy $NGINX_PROXY_PORT "$work/nginx-access.log" \
-  'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }'
-
-taskset -c $LOAD_CPU nginx -c "$work/upstream.conf" -e "$work/upstream.error.log"
-taskset -c $PROXY_CPU nginx -c "$work/proxy.conf" -e "$work/proxy.error.log"
-RUST_LOG=warn taskset -c $PROXY_CPU "$RAMPART" proxy --from 127.0.0.1:$RAMPART_PORT \
+taskset -c "$LOAD_CPU" nginx -c "$work/upstream.conf" -e "$work/upstream.error.log"
+taskset -c "$PROXY_CPU" nginx -c "$work/proxy.conf" -e "$work/proxy.error.log"
+RUST_LOG=warn taskset -c "$PROXY_CPU" "$RAMPART" proxy --from 127.0.0.1:$RAMPART_PORT \
   --to http://127.0.0.1:$UPSTREAM_PORT --admin 127.0.0.1:$RAMPART_ADMIN --workers 1 \
   --access-log "$work/rampart-access.log" &
 rampart_pid=$!
@@ -71,41 +52,47 @@ for _ in $(seq 1 100); do
 done
 sleep 1
 idle_rss_kb=$(ps -o rss= -p "$rampart_pid" | tr -d ' ')
+nginx_pid=$(nginx_worker "$work/proxy.pid")
+upstream_pid=$(nginx_worker "$work/upstream.pid")
 
-to_ms() { # wrk latency like 812.00us / 1.20ms / 1.01s
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
-}
+row() { printf '%-18s %10s req/s   p99 %7s ms   cpu %6s us/req   %s\n' "$@"; }
 
-run() { # label port [lua-script] -> sets RPS P99
-  local out
-  local script=()
-  [[ -n "${3:-}" ]] && script=(-s "$3")
-  out=$(taskset -c $LOAD_CPU wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${script[@]}" "http://127.0.0.1:$2/" 2>&1)
-  RPS=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-  P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-  local errors
-  errors=$(awk '/Non-2xx|Socket errors/' <<<"$out")
-  printf '%-22s %12s req/s   p99 %8s ms   %s\n' "$1" "$RPS" "$P99" "$errors"
-}
-
-echo "== peak: wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxy on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
-run "upstream direct" $UPSTREAM_PORT;  direct_rps=$RPS
-run "nginx proxy" $NGINX_PROXY_PORT;   nginx_rps=$RPS; nginx_p99=$P99
-run "rampart proxy" $RAMPART_PORT;     rampart_rps=$RPS; rampart_p99=$P99
+echo "== peak: $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxy on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
+wrk_run "$upstream_pid" "http://127.0.0.1:$UPSTREAM_PORT/"
+row "upstream direct" "$RPS" "$P99" "-" "$ERRORS"
+nginx_rps=(); nginx_cpu=(); nginx_p99=(); rampart_rps=(); rampart_cpu=(); rampart_p99=()
+for round in $(seq 1 "$ROUNDS"); do
+  wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/"
+  row "nginx #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"
+  nginx_rps+=("$RPS"); nginx_cpu+=("$CPU_US"); nginx_p99+=("$P99")
+  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
+  row "rampart #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"
+  rampart_rps+=("$RPS"); rampart_cpu+=("$CPU_US"); rampart_p99+=("$P99")
+done
+n_rps=$(median "${nginx_rps[@]}"); r_rps=$(median "${rampart_rps[@]}")
+n_cpu=$(median "${nginx_cpu[@]}"); r_cpu=$(median "${rampart_cpu[@]}")
+row "nginx median" "$n_rps" "$(median "${nginx_p99[@]}")" "$n_cpu" ""
+row "rampart median" "$r_rps" "$(median "${rampart_p99[@]}")" "$r_cpu" ""
 
 # Half of Rampart's peak: each connection waits so that the total rate is about half.
-half_rate=$(awk -v r="$rampart_rps" 'BEGIN { printf "%d", r / 2 }')
+half_rate=$(awk -v r="$r_rps" 'BEGIN { printf "%d", r / 2 }')
 delay_ms=$(awk -v c="$CONNECTIONS" -v r="$half_rate" 'BEGIN { printf "%.3f", c * 1000 / r }')
 cat > "$work/paced.lua" <<LUA
 function delay() return $delay_ms end
 LUA
-echo "== half load: about $half_rate req/s (each connection paced at ${delay_ms} ms)"
-run "upstream direct" $UPSTREAM_PORT "$work/paced.lua"; base_p99=$P99
-run "nginx proxy" $NGINX_PROXY_PORT "$work/paced.lua";  nginx_half_p99=$P99
-run "rampart proxy" $RAMPART_PORT "$work/paced.lua";    rampart_half_p99=$P99
+echo "== half load: about $half_rate req/s (each connection paced at ${delay_ms} ms), medians of $ROUNDS"
+base=(); nhalf=(); rhalf=()
+for round in $(seq 1 "$ROUNDS"); do
+  wrk_run "$upstream_pid" "http://127.0.0.1:$UPSTREAM_PORT/" -s "$work/paced.lua"; base+=("$P99")
+  wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/" -s "$work/paced.lua"; nhalf+=("$P99")
+  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/" -s "$work/paced.lua"; rhalf+=("$P99")
+done
+base_p99=$(median "${base[@]}"); nginx_half_p99=$(median "${nhalf[@]}"); rampart_half_p99=$(median "${rhalf[@]}")
+echo "p99 at half load: upstream direct $base_p99 ms, nginx $nginx_half_p99 ms, rampart $rampart_half_p99 ms"
 
 echo "== result"
-awk -v r="$rampart_rps" -v n="$nginx_rps" 'BEGIN { printf "throughput ratio rampart/nginx: %.2f\n", r / n }'
+awk -v r="$r_rps" -v n="$n_rps" 'BEGIN { printf "throughput ratio rampart/nginx (medians): %.2f\n", r / n }'
+awk -v r="$r_cpu" -v n="$n_cpu" 'BEGIN { printf "cpu per request rampart/nginx (medians): %.2f (lower is better)\n", r / n }'
 awk -v a="$rampart_half_p99" -v b="$base_p99" -v c="$nginx_half_p99" \
   'BEGIN { printf "p99 added at half load: rampart %.3f ms, nginx %.3f ms\n", a - b, c - b }'
 echo "rampart idle RSS: $((idle_rss_kb / 1024)) MiB"

@@ -21,7 +21,7 @@ use crate::body::{collect_limited, full, BoxError, ProxyBody};
 use crate::echo;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::client::SendError;
-use crate::h1::upgrade::{OnUpgrade, UpstreamUpgraded, Upgraded};
+use crate::h1::upgrade::{OnUpgrade, Upgraded, UpstreamUpgraded};
 use crate::headers::{self, TRACEPARENT, X_REQUEST_ID};
 use crate::phase::{AttemptSpan, RequestContext};
 use crate::pool::{hash_bytes, Pool};
@@ -251,6 +251,24 @@ fn prepare(
         .or_else(|| HeaderValue::from_str(&ctx.authority).ok());
     config.request_headers.apply(&mut headers);
 
+    let strips = config.strip_prefix
+        && matches!(&config.matcher.path, rampart_config::PathMatch::Prefix(p) if p != "/");
+    let as_is = parts
+        .uri
+        .path_and_query()
+        .filter(|pq| pq.as_str().starts_with('/'));
+    if let (None, false, Some(path_and_query)) = (&config.add_prefix, strips, as_is) {
+        // Nothing to rewrite: the parsed target goes on as it is.
+        let path_and_query = path_and_query.clone();
+        return Ok(Outgoing {
+            method: parts.method,
+            version: parts.version,
+            path_and_query,
+            headers,
+            client_host,
+            upgrade,
+        });
+    }
     let path = parts.uri.path();
     let mut new_path = String::with_capacity(path.len() + 8);
     if let Some(prefix) = &config.add_prefix {
@@ -343,7 +361,8 @@ async fn attempt_pool(
     metrics: &Metrics,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let retry = plan.retry;
-    let labels = UpstreamLabels {
+    // Metric labels are built only on the paths that count something.
+    let labels = || UpstreamLabels {
         upstream: pool.config.name.clone(),
     };
     let Some(_bulkhead) = pool.bulkhead.try_acquire() else {
@@ -370,7 +389,7 @@ async fn attempt_pool(
             None => Admission::Allowed,
         };
         if admission == Admission::Rejected {
-            metrics.breaker_rejections.get_or_create(&labels).inc();
+            metrics.breaker_rejections.get_or_create(&labels()).inc();
             return Err(ProxyError::new(
                 ErrorKind::BreakerOpen,
                 "circuit breaker open",
@@ -387,23 +406,27 @@ async fn attempt_pool(
         ctx.target = Some(pool.targets[target].label.clone());
         pool.attempts_counter.inc();
 
-        // The last possible attempt takes the headers instead of copying them.
-        let mut headers = if attempt >= plan.retries {
-            std::mem::take(&mut outgoing.headers)
-        } else {
-            outgoing.headers.clone()
-        };
-        // A traced request gets a span per attempt, named in the traceparent sent upstream.
+        // A traced request gets a span per attempt, named in the traceparent sent
+        // upstream; otherwise every attempt sends the prepared headers as they are.
         let span = ctx.attempt_spans.is_some().then(|| {
             let span_id = headers::new_span_id();
-            headers.insert(TRACEPARENT.clone(), ctx.trace.traceparent_for(span_id));
             (span_id, std::time::SystemTime::now())
         });
+        let traced_headers;
+        let headers = match span {
+            Some((span_id, _)) => {
+                let mut copy = outgoing.headers.clone();
+                copy.insert(TRACEPARENT.clone(), ctx.trace.traceparent_for(span_id));
+                traced_headers = copy;
+                &traced_headers
+            }
+            None => &outgoing.headers,
+        };
         let result = send(pool, target, outgoing, headers, body, plan).await;
         if let (Some((span_id, start)), Some(spans)) = (span, ctx.attempt_spans.as_mut()) {
             spans.push(AttemptSpan {
                 span_id,
-                target: pool.targets[target].label.clone(),
+                target: pool.targets[target].label.to_string(),
                 start,
                 end: std::time::SystemTime::now(),
                 status: result.as_ref().ok().map(|r| r.status().as_u16()),
@@ -419,7 +442,9 @@ async fn attempt_pool(
             Err(e) if e.kind == ErrorKind::UpstreamConnect => {
                 (AttemptOutcome::ConnectFailure, false)
             }
-            Err(e) if e.side == crate::error::Side::Upstream || e.kind == ErrorKind::TotalTimeout => {
+            Err(e)
+                if e.side == crate::error::Side::Upstream || e.kind == ErrorKind::TotalTimeout =>
+            {
                 (AttemptOutcome::ServerError, false)
             }
             // A client-side failure says nothing about the upstream.
@@ -447,11 +472,14 @@ async fn attempt_pool(
         match pool.retry_budget.try_retry() {
             Some(permit) => retry_permit = Some(permit),
             None => {
-                metrics.retry_budget_exhausted.get_or_create(&labels).inc();
+                metrics
+                    .retry_budget_exhausted
+                    .get_or_create(&labels())
+                    .inc();
                 return result;
             }
         }
-        metrics.retries.get_or_create(&labels).inc();
+        metrics.retries.get_or_create(&labels()).inc();
         let delay = retry.backoff.delay(attempt, rand::random::<f64>());
         attempt += 1;
         drop(result);
@@ -468,7 +496,7 @@ async fn send(
     pool: &Arc<Pool>,
     target: usize,
     outgoing: &Outgoing,
-    headers: HeaderMap,
+    headers: &HeaderMap,
     body: &mut OutgoingBody,
     plan: &AttemptPlan<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -493,19 +521,19 @@ async fn send(
         ));
     };
     let _in_flight = pool.start(target);
-    let mut request = Request::new(request_body);
-    *request.method_mut() = outgoing.method.clone();
-    *request.headers_mut() = headers;
     let host = match &pool.config.host_header {
-        HostHeader::Preserve => outgoing.client_host.clone(),
-        HostHeader::Target => slot.authority_header.clone(),
-        HostHeader::Literal(v) => Some(v.clone()),
+        HostHeader::Preserve => outgoing.client_host.as_ref(),
+        HostHeader::Target => slot.authority_header.as_ref(),
+        HostHeader::Literal(v) => Some(v),
     };
-    if let Some(host) = host {
-        request.headers_mut().insert(HOST, host);
-    }
     match &slot.endpoint {
         Endpoint::Echo => {
+            let mut request = Request::new(request_body);
+            *request.method_mut() = outgoing.method.clone();
+            *request.headers_mut() = headers.clone();
+            if let Some(host) = host {
+                request.headers_mut().insert(HOST, host.clone());
+            }
             *request.uri_mut() = Uri::from(outgoing.path_and_query.clone());
             *request.version_mut() = outgoing.version;
             match tokio::time::timeout_at(plan.deadline, echo::respond(request)).await {
@@ -517,21 +545,14 @@ async fn send(
             }
         }
         Endpoint::Http { .. } => {
-            let (parts, request_body) = request.into_parts();
-            let mut headers = parts.headers;
-            if outgoing.upgrade {
-                headers.insert(
-                    http::header::CONNECTION,
-                    HeaderValue::from_static("upgrade"),
-                );
-            }
-            let sent = pool.send(
+            let sent = pool.send(crate::pool::Attempt {
                 target,
-                &outgoing.method,
-                &outgoing.path_and_query,
+                method: &outgoing.method,
+                path_and_query: &outgoing.path_and_query,
+                host,
                 headers,
-                request_body,
-            );
+                body: request_body,
+            });
             match tokio::time::timeout_at(deadline, sent).await {
                 Err(_) => Err(timed_out()),
                 Ok(Err(e)) if body.client_failure().is_some() => Err(ProxyError::new(

@@ -275,7 +275,7 @@ impl Gateway {
                     .targets
                     .iter()
                     .enumerate()
-                    .map(|(i, t)| serde_json::json!({ "target": t.label, "available": pool.is_available(i, now) }))
+                    .map(|(i, t)| serde_json::json!({ "target": &*t.label, "available": pool.is_available(i, now) }))
                     .collect();
                 let breaker = pool.breaker.as_ref().map(|b| format!("{:?}", b.lock().state(now)));
                 (name.clone(), serde_json::json!({ "targets": targets, "circuit_breaker": breaker }))

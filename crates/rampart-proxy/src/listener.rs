@@ -184,12 +184,14 @@ async fn drive_http2<I: Io>(
 
 /// Serves one connection: HTTP/2 when ALPN chose it or the client opens with the
 /// HTTP/2 preface, HTTP/1.1 otherwise.
-async fn serve_connection<I: Io>(
-    mut io: I,
-    alpn_h2: bool,
-    conn: ConnectionSetup,
-) {
-    let ConnectionSetup { shared, info, builder, server, stop } = conn;
+async fn serve_connection<I: Io>(mut io: I, alpn_h2: bool, conn: ConnectionSetup) {
+    let ConnectionSetup {
+        shared,
+        info,
+        builder,
+        server,
+        stop,
+    } = conn;
     let activity = Arc::clone(&info.activity);
     let mut buf = BytesMut::new();
     let mut http2 = alpn_h2;
@@ -206,15 +208,18 @@ async fn serve_connection<I: Io>(
         http2 = buf.starts_with(H2_PREFACE);
     }
     if http2 {
-        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| -> ResponseFuture {
-            let request = request.map(|b| -> ProxyBody {
-                http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(b, |e| -> BoxError {
-                    Box::new(e)
-                }))
-            });
-            let (shared, info) = (Arc::clone(&shared), Arc::clone(&info));
-            Box::pin(async move { Ok(handle(shared, info, request).await) })
-        });
+        let service = service_fn(
+            move |request: http::Request<hyper::body::Incoming>| -> ResponseFuture {
+                let request = request.map(|b| -> ProxyBody {
+                    http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(
+                        b,
+                        |e| -> BoxError { Box::new(e) },
+                    ))
+                });
+                let (shared, info) = (Arc::clone(&shared), Arc::clone(&info));
+                Box::pin(async move { Ok(handle(shared, info, request).await) })
+            },
+        );
         let io = ActivityIo {
             inner: Upgraded::new(buf.freeze(), Box::new(io)),
             activity: Arc::clone(&activity),
@@ -289,7 +294,8 @@ pub(crate) async fn serve(
             let _alive = alive;
             match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
                         Ok(Ok(stream)) => {
                             let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                             serve_connection(stream, http2, context).await

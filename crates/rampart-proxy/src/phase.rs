@@ -49,7 +49,7 @@ pub struct RequestContext {
     /// Attempts sent upstream.
     pub attempts: u32,
     /// The last target tried.
-    pub target: Option<String>,
+    pub target: Option<Arc<str>>,
     /// Time spent per phase.
     pub phases: PhaseTimes,
     /// Upstream attempts, recorded for tracing when the trace is exported.

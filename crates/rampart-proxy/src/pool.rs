@@ -25,6 +25,22 @@ use crate::h1::client::{ConnectTo, Outbound, SendError, TargetClient};
 /// hyper's client, used for HTTP/2 targets.
 type Http2Client = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
+/// One request to one target of a pool.
+pub struct Attempt<'a> {
+    /// The target's index.
+    pub target: usize,
+    /// Method.
+    pub method: &'a Method,
+    /// Origin-form target.
+    pub path_and_query: &'a PathAndQuery,
+    /// The `Host` to send (instead of any in `headers`).
+    pub host: Option<&'a HeaderValue>,
+    /// The other fields.
+    pub headers: &'a HeaderMap,
+    /// The body.
+    pub body: ProxyBody,
+}
+
 /// How requests reach a pool's targets.
 enum Transport {
     /// HTTP/1.1, plain or TLS: Rampart's own client, one connection pool per target
@@ -43,7 +59,7 @@ pub struct TargetSlot {
     /// Where it is.
     pub endpoint: Endpoint,
     /// `scheme://authority` (or `builtin:echo`), for logs and metrics.
-    pub label: String,
+    pub label: Arc<str>,
     /// Host header value for `host_header = "target"`.
     pub authority_header: Option<HeaderValue>,
     weight: u32,
@@ -147,7 +163,9 @@ fn build_transport(config: &Upstream, targets: &[TargetSlot]) -> Transport {
                     authority: format!("{host}:{port}"),
                     tls: if https {
                         let name = rustls_pki_types::ServerName::try_from(
-                            host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                            host.trim_start_matches('[')
+                                .trim_end_matches(']')
+                                .to_string(),
                         )
                         .ok()?;
                         Some((tls.clone()?, name))
@@ -236,7 +254,7 @@ impl Pool {
             .targets
             .iter()
             .map(|t| TargetSlot {
-                label: t.endpoint.to_string(),
+                label: t.endpoint.to_string().into(),
                 authority_header: match &t.endpoint {
                     Endpoint::Http { authority, .. } => {
                         HeaderValue::from_str(authority.as_str()).ok()
@@ -284,16 +302,16 @@ impl Pool {
         }
     }
 
-    /// Sends a request to target `index` (an HTTP target) and waits for the
-    /// response head.
-    pub async fn send(
-        &self,
-        index: usize,
-        method: &Method,
-        path_and_query: &PathAndQuery,
-        headers: HeaderMap,
-        body: ProxyBody,
-    ) -> Result<Response<ProxyBody>, SendError> {
+    /// Sends a request to an HTTP target and waits for the response head.
+    pub async fn send(&self, attempt: Attempt<'_>) -> Result<Response<ProxyBody>, SendError> {
+        let Attempt {
+            target: index,
+            method,
+            path_and_query,
+            host,
+            headers,
+            body,
+        } = attempt;
         let target = &self.targets[index];
         match &self.transport {
             Transport::Http1(clients) => match clients.get(index).and_then(Option::as_ref) {
@@ -302,6 +320,7 @@ impl Pool {
                         .send(Outbound {
                             method,
                             target: path_and_query.as_str(),
+                            host,
                             headers,
                             body,
                         })
@@ -328,14 +347,17 @@ impl Pool {
                 let mut request = Request::new(body);
                 *request.method_mut() = method.clone();
                 *request.uri_mut() = uri;
-                *request.headers_mut() = headers;
+                *request.headers_mut() = headers.clone();
+                if let Some(host) = host {
+                    request.headers_mut().insert(HOST, host.clone());
+                }
                 if self.config.protocol == Protocol::H2c {
                     *request.version_mut() = Version::HTTP_2;
                 }
                 match client.request(request).await {
-                    Ok(response) => Ok(response.map(|b| {
-                        b.map_err(|e| -> BoxError { Box::new(e) }).boxed()
-                    })),
+                    Ok(response) => {
+                        Ok(response.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+                    }
                     Err(e) if e.is_connect() => Err(SendError::Connect(format!("{e:?}"))),
                     Err(e) => Err(SendError::Protocol {
                         detail: format!("{e:?}"),
@@ -494,12 +516,18 @@ impl Pool {
 fn target_labels(upstream: &str, t: &TargetSlot) -> TargetLabels {
     TargetLabels {
         upstream: upstream.to_string(),
-        target: t.label.clone(),
+        target: t.label.to_string(),
     }
 }
 
 /// One health check: GET `path` must answer 2xx or 3xx within `timeout`.
-async fn probe(pool: &Pool, index: usize, target: &TargetSlot, path: &str, timeout: Duration) -> bool {
+async fn probe(
+    pool: &Pool,
+    index: usize,
+    target: &TargetSlot,
+    path: &str,
+    timeout: Duration,
+) -> bool {
     if !matches!(target.endpoint, Endpoint::Http { .. }) {
         return true;
     }
@@ -507,15 +535,22 @@ async fn probe(pool: &Pool, index: usize, target: &TargetSlot, path: &str, timeo
         return false;
     };
     let mut headers = HeaderMap::new();
-    if let Some(host) = &target.authority_header {
-        headers.insert(HOST, host.clone());
-    }
     headers.insert(
         http::header::USER_AGENT,
         HeaderValue::from_static("rampart-health-check"),
     );
     let check = async {
-        let response = pool.send(index, &Method::GET, &path, headers, empty()).await.ok()?;
+        let response = pool
+            .send(Attempt {
+                target: index,
+                method: &Method::GET,
+                path_and_query: &path,
+                host: target.authority_header.as_ref(),
+                headers: &headers,
+                body: empty(),
+            })
+            .await
+            .ok()?;
         let status = response.status();
         // Read the body so the connection can be kept.
         let _ = crate::body::collect_limited(response.into_body(), 64 * 1024).await;

@@ -37,7 +37,7 @@ pub struct AccessRecord<'a> {
     /// Upstream pool, if one was chosen.
     pub upstream: Option<&'a str>,
     /// The last target tried.
-    pub target: Option<String>,
+    pub target: Option<&'a str>,
     /// Response status.
     pub status: u16,
     /// Attempts sent upstream (0 when answered by Rampart itself).
@@ -79,7 +79,7 @@ impl AccessRecord<'_> {
         out.extend_from_slice(b",\"upstream\":");
         push_opt(out, self.upstream);
         out.extend_from_slice(b",\"target\":");
-        push_opt(out, self.target.as_deref());
+        push_opt(out, self.target);
         out.extend_from_slice(b",\"status\":");
         push_u64(out, u64::from(self.status));
         out.extend_from_slice(b",\"attempts\":");
@@ -104,6 +104,15 @@ impl AccessRecord<'_> {
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Nearly every value needs no escaping; this check is a tight, vectorised loop.
+    if bytes
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
+    {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {

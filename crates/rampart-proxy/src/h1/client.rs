@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -158,8 +158,10 @@ pub struct Outbound<'a> {
     pub method: &'a Method,
     /// Origin-form target (`/path?query`).
     pub target: &'a str,
-    /// Fields to send; framing fields are set from the body.
-    pub headers: HeaderMap,
+    /// The `Host` field (sent first, instead of any `Host` in `headers`).
+    pub host: Option<&'a HeaderValue>,
+    /// The other fields; framing fields are set from the body, not taken from here.
+    pub headers: &'a HeaderMap,
     /// The body.
     pub body: ProxyBody,
 }
@@ -235,11 +237,10 @@ impl TargetClient {
         let Outbound {
             method,
             target,
-            mut headers,
+            host,
+            headers,
             body,
         } = request;
-        headers.remove(header::CONTENT_LENGTH);
-        headers.remove(header::TRANSFER_ENCODING);
         let upgrade = headers.contains_key(header::UPGRADE);
         let hint = body.size_hint();
         let framing = if body.is_end_stream() || hint.exact() == Some(0) {
@@ -253,7 +254,7 @@ impl TargetClient {
             hint.exact().map_or(Framing::Chunked, Framing::Length)
         };
         let mut head = Vec::with_capacity(512);
-        codec::encode_request_head(&mut head, method, target, &headers, framing);
+        codec::encode_request_head(&mut head, method, target, host, headers, framing);
         let no_body = matches!(framing, Framing::Empty | Framing::Length(0));
 
         // A kept-alive connection may have been closed by the target just now; a
@@ -343,7 +344,11 @@ async fn write_request(
     };
     let reused = conn.reused;
     let Some(mut body) = body else {
-        return conn.stream.write_all(head).await.map_err(|e| closed(e, reused));
+        return conn
+            .stream
+            .write_all(head)
+            .await
+            .map_err(|e| closed(e, reused));
     };
     let mut out = head.to_vec();
     let mut sent_head = false;

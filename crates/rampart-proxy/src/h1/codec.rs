@@ -120,7 +120,10 @@ fn request_framing(headers: &HeaderMap, version: Version) -> Framing {
         },
         (None, Some(coding)) => {
             let only_chunked = codings.next().is_none()
-                && coding.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked");
+                && coding
+                    .as_bytes()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"chunked");
             if only_chunked && version == Version::HTTP_11 {
                 Framing::Chunked
             } else {
@@ -140,10 +143,13 @@ fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
 
 /// The offset just past the blank line that ends a field section, if `buf` holds one.
 fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).or_else(|| {
-        // Bare-LF heads are accepted by httparse too.
-        buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
-    })
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| {
+            // Bare-LF heads are accepted by httparse too.
+            buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
+        })
 }
 
 /// Parses a request head at the start of `buf`. `Ok(None)`: incomplete (read more,
@@ -158,9 +164,7 @@ pub fn parse_request(
     let consumed = match request.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n > max_head => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-            return Err(HeadError::TooLarge)
-        }
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(_) => return Err(HeadError::Malformed("invalid request head")),
@@ -218,9 +222,7 @@ pub fn parse_response(
     let consumed = match response.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n > max_head => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
-            return Err(HeadError::TooLarge)
-        }
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(_) => return Err(HeadError::Malformed("invalid response head")),
@@ -236,7 +238,11 @@ pub fn parse_response(
     {
         Framing::Empty
     } else if let Some(coding) = headers.get_all(header::TRANSFER_ENCODING).iter().last() {
-        let last = coding.as_bytes().rsplit(|b| *b == b',').next().unwrap_or_default();
+        let last = coding
+            .as_bytes()
+            .rsplit(|b| *b == b',')
+            .next()
+            .unwrap_or_default();
         if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
             Framing::Chunked
         } else {
@@ -448,11 +454,13 @@ fn push_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
     }
 }
 
-/// Appends a request head: the request line, `headers`, then `framing`'s field.
+/// Appends a request head: the request line, `host`, `headers` (less any `Host`
+/// and framing fields), then `framing`'s field.
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
+    host: Option<&HeaderValue>,
     headers: &HeaderMap,
     framing: Framing,
 ) {
@@ -460,7 +468,23 @@ pub fn encode_request_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    push_fields(out, headers);
+    if let Some(host) = host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        if name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     push_framing(out, framing);
     out.extend_from_slice(b"\r\n");
 }
@@ -597,15 +621,18 @@ mod tests {
 
     #[test]
     fn keep_alive_upgrade_and_expect() {
-        let (head, _) = request("GET / HTTP/1.0\r\n\r\n").expect("ok").expect("complete");
+        let (head, _) = request("GET / HTTP/1.0\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
         assert!(!head.keep_alive);
         let (head, _) = request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
             .expect("ok")
             .expect("complete");
         assert!(head.keep_alive);
-        let (head, _) = request("GET / HTTP/1.1\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n")
-            .expect("ok")
-            .expect("complete");
+        let (head, _) =
+            request("GET / HTTP/1.1\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n")
+                .expect("ok")
+                .expect("complete");
         assert!(head.upgrade && !head.keep_alive);
         let (head, _) =
             request("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
@@ -628,14 +655,25 @@ mod tests {
             Framing::Length(3)
         );
         assert_eq!(
-            parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", &Method::HEAD).framing,
+            parse(
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                &Method::HEAD
+            )
+            .framing,
             Framing::Empty
         );
         assert_eq!(
-            parse("HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n", &get).framing,
+            parse(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n",
+                &get
+            )
+            .framing,
             Framing::Empty
         );
-        let chunked = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &get);
+        let chunked = parse(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &get,
+        );
         assert_eq!(chunked.framing, Framing::Chunked);
         assert!(chunked.keep_alive);
         let close = parse("HTTP/1.1 200 OK\r\n\r\n", &get);
@@ -692,7 +730,11 @@ mod tests {
             b"fffffffffffffffff\r\n",
             b"\r\n",
         ] {
-            assert!(decode_all(bad, 1).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                decode_all(bad, 1).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long_line = format!("1;{}\r\n", "e".repeat(5000));
         assert!(decode_all(long_line.as_bytes(), 100).is_err());
@@ -708,11 +750,23 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-a", HeaderValue::from_static("1"));
         let mut out = Vec::new();
-        encode_request_head(&mut out, &Method::POST, "/p?q", &headers, Framing::Length(4));
+        headers.insert("host", HeaderValue::from_static("ignored"));
+        headers.insert("content-length", HeaderValue::from_static("99"));
+        let host = HeaderValue::from_static("h");
+        encode_request_head(
+            &mut out,
+            &Method::POST,
+            "/p?q",
+            Some(&host),
+            &headers,
+            Framing::Length(4),
+        );
         assert_eq!(
             out,
-            b"POST /p?q HTTP/1.1\r\nx-a: 1\r\ncontent-length: 4\r\n\r\n".to_vec()
+            b"POST /p?q HTTP/1.1\r\nhost: h\r\nx-a: 1\r\ncontent-length: 4\r\n\r\n".to_vec()
         );
+        headers.remove("host");
+        headers.remove("content-length");
         out.clear();
         encode_response_head(
             &mut out,

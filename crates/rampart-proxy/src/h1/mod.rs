@@ -7,7 +7,7 @@
 //! upstream response body directly from its pooled connection as the client side
 //! writes it out, with no intermediate task or channel. HTTP/2 stays with hyper.
 
-pub mod codec;
 pub(crate) mod client;
+pub mod codec;
 pub(crate) mod server;
 pub(crate) mod upgrade;

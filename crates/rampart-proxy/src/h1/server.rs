@@ -129,7 +129,11 @@ impl Pump {
             self.want = None;
             if self.expect_continue {
                 self.expect_continue = false;
-                if io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                if io
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+                {
                     self.state = PumpState::Abandoned;
                     return;
                 }
@@ -276,7 +280,10 @@ async fn next_head<I: Io>(
         .reset(tokio::time::Instant::now() + limits.idle_timeout);
     loop {
         // Blank lines before a request line are allowed (RFC 9112 §2.2).
-        let blank = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+        let blank = buf
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
         buf.advance(blank);
         if !buf.is_empty() {
             match codec::parse_request(buf, limits.max_head) {
@@ -324,11 +331,11 @@ pub async fn serve<I, H, F, B>(
     tokio::pin!(idle);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let (head, consumed) = match next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await
-        {
-            HeadWait::Head(head, consumed) => (head, consumed),
-            HeadWait::Close => return,
-        };
+        let (head, consumed) =
+            match next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await {
+                HeadWait::Head(head, consumed) => (head, consumed),
+                HeadWait::Close => return,
+            };
         buf.advance(consumed);
         let codec::RequestHead {
             mut parts,
@@ -444,7 +451,11 @@ pub async fn serve<I, H, F, B>(
             &mut out,
             parts.status,
             &parts.headers,
-            if no_body { Framing::Empty } else { body_framing },
+            if no_body {
+                Framing::Empty
+            } else {
+                body_framing
+            },
             connection,
             date.as_ref().map(|d| &d[..]),
         );
@@ -488,7 +499,8 @@ where
             return write_out(io, out).await;
         }
         // Poll once; if nothing is ready, send what is buffered before waiting.
-        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
+        let polled =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
         let next = match polled {
             Poll::Ready(next) => next,
             Poll::Pending => {

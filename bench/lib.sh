@@ -1,0 +1,71 @@
+# Shared helpers for the benchmark scripts (sourced, not run).
+#
+# On a shared 2-core VM one wrk run can swing by ±30%, so every comparison runs in
+# rounds that alternate the contenders and reports medians. Besides requests/s,
+# each run measures what the process under test spent in CPU per request (user +
+# system time from /proc, all its threads), which depends far less on the load
+# generator than throughput does.
+
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+require_tools() {
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx-light wrk curl util-linux)"; exit 1; }
+  done
+}
+
+# nginx_conf FILE PID_FILE ERROR_LOG ACCESS_LOG PORT UPSTREAM_PORT LOCATION_BODY
+nginx_conf() {
+  cat > "$1" <<CONF
+worker_processes 1;
+pid $2;
+error_log $3 warn;
+events { worker_connections 4096; }
+http {
+  access_log $4;
+  keepalive_requests 1000000;
+  upstream app { server 127.0.0.1:$6; keepalive 128; }
+  server {
+    listen 127.0.0.1:$5 reuseport;
+    $7
+  }
+}
+CONF
+}
+
+# The location block of a plain nginx reverse proxy to the `app` upstream.
+NGINX_PROXY_LOCATION='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }'
+
+to_ms() { # wrk latency like 812.00us / 1.20ms / 1.01s
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+
+cpu_ticks() { # pid -> user+system clock ticks of every thread
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# wrk_run PID URL [wrk args...] -> sets RPS, P99 (ms), CPU_US (µs of CPU per request
+# spent by PID), ERRORS
+wrk_run() {
+  local pid=$1 url=$2 out before after requests
+  shift 2
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" 2>&1)
+  after=$(cpu_ticks "$pid")
+  RPS=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+  P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  CPU_US=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="${requests:-0}" \
+    'BEGIN { if (r > 0) printf "%.1f", t / hz * 1e6 / r; else print "nan" }')
+  ERRORS=$(awk '/Non-2xx|Socket errors/' <<<"$out" | tr '\n' ' ')
+}
+
+median() { # numbers... -> the median
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# nginx_worker MASTER_PID_FILE -> the worker's pid
+nginx_worker() {
+  pgrep -P "$(cat "$1")" | head -n1
+}
