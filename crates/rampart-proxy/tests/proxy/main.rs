@@ -3,6 +3,7 @@
 mod support;
 
 mod headers;
+mod http1;
 mod lifecycle;
 mod protocols;
 mod resilience;
