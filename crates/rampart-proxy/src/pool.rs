@@ -47,7 +47,7 @@ enum Transport {
     /// (`None` for the built-in echo target).
     Http1(Vec<Option<Arc<TargetClient>>>),
     /// HTTP/2 by ALPN or h2c: hyper's multiplexing client.
-    Http2(Http2Client),
+    Http2(Box<Http2Client>),
 }
 
 /// Virtual nodes per unit of weight on the consistent-hash ring.
@@ -206,7 +206,7 @@ fn build_transport(config: &Upstream, targets: &[TargetSlot]) -> Transport {
     if config.protocol == Protocol::H2c {
         client.http2_only(true);
     }
-    Transport::Http2(client.build(builder))
+    Transport::Http2(Box::new(client.build(builder)))
 }
 
 /// A smooth weighted round-robin schedule (nginx's algorithm), precomputed.

@@ -89,7 +89,7 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 
@@ -262,20 +262,15 @@ async fn refuse_head<I: Io>(io: &mut I, error: HeadError) {
     let _ = io.flush().await;
 }
 
-/// How the head wait ended.
-enum HeadWait {
-    Head(codec::RequestHead, usize),
-    Close,
-}
-
-/// Waits for the next request head in `buf`, reading as needed.
+/// Waits for the next request head in `buf`, reading as needed; `None` when the
+/// connection should close (client gone, idle, draining, or a refused head).
 async fn next_head<I: Io>(
     io: &mut I,
     buf: &mut BytesMut,
     limits: ServerLimits,
     idle: &mut Pin<&mut tokio::time::Sleep>,
     stop: &mut watch::Receiver<bool>,
-) -> HeadWait {
+) -> Option<(codec::RequestHead, usize)> {
     idle.as_mut()
         .reset(tokio::time::Instant::now() + limits.idle_timeout);
     loop {
@@ -287,26 +282,26 @@ async fn next_head<I: Io>(
         buf.advance(blank);
         if !buf.is_empty() {
             match codec::parse_request(buf, limits.max_head) {
-                Ok(Some((head, consumed))) => return HeadWait::Head(head, consumed),
+                Ok(Some(parsed)) => return Some(parsed),
                 Ok(None) => {}
                 Err(e) => {
                     refuse_head(io, e).await;
-                    return HeadWait::Close;
+                    return None;
                 }
             }
         } else if *stop.borrow() {
-            return HeadWait::Close;
+            return None;
         }
         buf.reserve(READ_CHUNK);
         tokio::select! {
             read = io.read_buf(buf) => match read {
-                Ok(0) | Err(_) => return HeadWait::Close,
+                Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             },
-            () = idle.as_mut() => return HeadWait::Close,
+            () = idle.as_mut() => return None,
             changed = stop.changed(), if buf.is_empty() => {
                 if changed.is_err() || *stop.borrow() {
-                    return HeadWait::Close;
+                    return None;
                 }
             }
         }
@@ -331,11 +326,11 @@ pub async fn serve<I, H, F, B>(
     tokio::pin!(idle);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let (head, consumed) =
-            match next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await {
-                HeadWait::Head(head, consumed) => (head, consumed),
-                HeadWait::Close => return,
-            };
+        let Some((head, consumed)) =
+            next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await
+        else {
+            return;
+        };
         buf.advance(consumed);
         let codec::RequestHead {
             mut parts,
