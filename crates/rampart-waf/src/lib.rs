@@ -5,6 +5,7 @@
 mod build;
 pub mod conformance;
 pub mod engine;
+pub mod libinjection;
 pub mod seclang;
 
 pub use build::{build, BuildError, WafSettings, BASELINE};

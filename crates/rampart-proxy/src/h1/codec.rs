@@ -237,7 +237,11 @@ pub fn parse_response(
         || status == StatusCode::NOT_MODIFIED
     {
         Framing::Empty
-    } else if let Some(coding) = headers.get_all(header::TRANSFER_ENCODING).iter().next_back() {
+    } else if let Some(coding) = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
         let last = coding
             .as_bytes()
             .rsplit(|b| *b == b',')

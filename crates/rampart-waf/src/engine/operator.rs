@@ -343,6 +343,18 @@ pub fn run(op: &Compiled, argument: &str, value: &[u8], want_captures: bool) -> 
                 _ => no(),
             }
         }
+        // libinjection's detectors; TX:0 is the SQLi fingerprint, as in ModSecurity.
+        Compiled::Text(K::DetectSqli, _) => match crate::libinjection::detect_sqli(value) {
+            Some(fingerprint) => yes(vec![fingerprint.into_bytes()]),
+            None => no(),
+        },
+        Compiled::Text(K::DetectXss, _) => {
+            if crate::libinjection::detect_xss(value) {
+                yes(vec![value.to_vec()])
+            } else {
+                no()
+            }
+        }
         Compiled::Text(kind, _) => {
             let arg = argument.as_bytes();
             let matched = match kind {
@@ -361,8 +373,6 @@ pub fn run(op: &Compiled, argument: &str, value: &[u8], want_captures: bool) -> 
                 K::Lt => number(value) < number(arg),
                 K::ValidateUrlEncoding => !valid_url_encoding(value),
                 K::ValidateUtf8Encoding => std::str::from_utf8(value).is_err(),
-                // libinjection's algorithms are not implemented yet: these never match.
-                K::DetectSqli | K::DetectXss => false,
                 _ => false,
             };
             if matched {

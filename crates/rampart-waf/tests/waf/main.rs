@@ -99,6 +99,11 @@ fn the_regression_corpus_passes_at_least_the_recorded_count() {
     let results = rampart_waf::conformance::run(&engine, &crs.join("regression"))
         .unwrap_or_else(|e| panic!("{e}"));
     let summary = rampart_waf::conformance::summarize(&results);
+    for case in &results {
+        if let rampart_waf::conformance::Verdict::Failed(why) = &case.verdict {
+            eprintln!("FAIL {}: {why}", case.name);
+        }
+    }
     eprintln!(
         "{} passed, {} failed, {} skipped",
         summary.passed, summary.failed, summary.skipped
