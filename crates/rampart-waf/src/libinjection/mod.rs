@@ -1,13 +1,10 @@
 //! Rust implementations of libinjection's detectors (`@detectSQLi`, `@detectXSS`).
 
 mod sqli;
+mod xss;
 
 pub use sqli::detect_sqli;
-
-/// Placeholder until the XSS detector lands.
-pub fn detect_xss(_input: &[u8]) -> bool {
-    false
-}
+pub use xss::detect_xss;
 
 #[cfg(test)]
 mod tests {
@@ -42,5 +39,20 @@ mod tests {
             checked += 1;
         }
         assert!(checked > 2000, "only {checked} vectors");
+    }
+
+    #[test]
+    fn xss_agrees_with_libinjection_on_every_vector() {
+        let mut positives = 0;
+        for (input, _, xss) in vectors() {
+            assert_eq!(
+                super::detect_xss(&input),
+                xss,
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
+            positives += usize::from(xss);
+        }
+        assert!(positives > 100, "only {positives} XSS vectors");
     }
 }
