@@ -80,6 +80,8 @@ pub fn compile(op: &Operator, base: &Path) -> Result<Compiled, String> {
 /// A regex: the linear-time engine when the pattern allows it (after PCRE's lenient
 /// escapes and literal braces are normalised), else the backtracking one.
 fn regex(pattern: &str) -> Result<Compiled, String> {
+    let bytes_escaped = high_escapes_as_bytes(pattern);
+    let pattern = bytes_escaped.as_str();
     let linear = |p: &str| {
         RegexBuilder::new(p)
             .size_limit(REGEX_SIZE_LIMIT)
@@ -99,6 +101,111 @@ fn regex(pattern: &str) -> Result<Compiled, String> {
         .build()
         .map(Compiled::Backtracking)
         .map_err(|e| format!("@rx does not compile: {first}; nor as PCRE: {e}"))
+}
+
+/// The value of a `\xHH` or `\x{HH}` escape starting at `chars[i]` (the backslash),
+/// and its length in chars.
+fn hex_escape(chars: &[char], i: usize) -> Option<(u32, usize)> {
+    if chars.get(i) != Some(&'\\') || chars.get(i + 1) != Some(&'x') {
+        return None;
+    }
+    if chars.get(i + 2) == Some(&'{') {
+        let digits: String = chars[i + 3..].iter().take_while(|c| **c != '}').collect();
+        if digits.is_empty() || digits.len() > 2 || chars.get(i + 3 + digits.len()) != Some(&'}') {
+            return None;
+        }
+        let value = u32::from_str_radix(&digits, 16).ok()?;
+        return Some((value, 4 + digits.len()));
+    }
+    let digits: String = chars[i + 2..].iter().take(2).collect();
+    if digits.len() == 2 && digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Some((u32::from_str_radix(&digits, 16).ok()?, 4));
+    }
+    None
+}
+
+/// ModSecurity runs PCRE without UTF mode, so `\xHH` is a byte; the Rust engine in
+/// Unicode mode would read escapes of 0x80 and above as code points (two bytes in
+/// UTF-8). Such escapes become byte escapes in non-Unicode groups (a character
+/// class holding one is made a byte class as a whole); nothing else changes.
+fn high_escapes_as_bytes(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    if !pattern.contains("\\x") {
+        return pattern.to_string();
+    }
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' && i + 1 < chars.len() {
+            if let Some((value, len)) = hex_escape(&chars, i).filter(|(v, _)| *v >= 0x80) {
+                out.push_str(&format!("(?-u:\\x{value:02x})"));
+                i += len;
+            } else {
+                out.push(chars[i]);
+                out.push(chars[i + 1]);
+                i += 2;
+            }
+            continue;
+        }
+        if chars[i] == '[' {
+            // Copy the class; note whether it holds a high escape or non-ASCII text.
+            let start = i;
+            let mut j = i + 1;
+            if chars.get(j) == Some(&'^') {
+                j += 1;
+            }
+            if chars.get(j) == Some(&']') {
+                j += 1;
+            }
+            let mut high = false;
+            let mut non_ascii = false;
+            let mut nested = false;
+            while j < chars.len() && chars[j] != ']' {
+                if chars[j] == '\\' {
+                    if let Some((value, len)) = hex_escape(&chars, j) {
+                        high |= value >= 0x80;
+                        j += len;
+                        continue;
+                    }
+                    j += 2;
+                    continue;
+                }
+                if chars[j] == '[' {
+                    nested = true;
+                }
+                non_ascii |= !chars[j].is_ascii();
+                j += 1;
+            }
+            let end = j.min(chars.len());
+            let class: String = chars[start..(end + 1).min(chars.len())].iter().collect();
+            if high && !non_ascii && !nested && end < chars.len() {
+                // Non-Unicode classes take hex escapes only in their two-digit form.
+                out.push_str("(?-u:");
+                let mut k = start;
+                while k <= end {
+                    if let Some((value, len)) = hex_escape(&chars, k) {
+                        out.push_str(&format!("\\x{value:02x}"));
+                        k += len;
+                    } else if chars[k] == '\\' && k < end {
+                        out.push(chars[k]);
+                        out.push(chars[k + 1]);
+                        k += 2;
+                    } else {
+                        out.push(chars[k]);
+                        k += 1;
+                    }
+                }
+                out.push(')');
+            } else {
+                out.push_str(&class);
+            }
+            i = end + 1;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Steps a backtracking regex may take on one value before giving up (no match).
@@ -424,6 +531,34 @@ fn valid_url_encoding(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn matches(pattern: &str, value: &[u8]) -> bool {
+        match regex(pattern) {
+            Ok(Compiled::Regex(re)) => re.is_match(value),
+            Ok(Compiled::Backtracking(re)) => re
+                .is_match(&String::from_utf8_lossy(value))
+                .unwrap_or(false),
+            other => panic!("{pattern}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn high_hex_escapes_are_bytes_as_in_pcre() {
+        // U+00B4 (acute accent) is C2 B4 in UTF-8; `\x{c2}\x{b4}` is those two bytes.
+        assert!(matches(r"a\x{c2}\x{b4}b", "a\u{b4}b".as_bytes()));
+        // U+2018 is E2 80 98: a byte class catches its last byte.
+        assert!(matches(r"\x{e2}\x80[\x98\x99]", "\u{2018}".as_bytes()));
+        assert!(!matches(r"\x{e2}\x80[\x98\x99]", "\u{201c}".as_bytes()));
+        // A negated byte class excludes a single byte, not a code point.
+        assert!(matches(r"^[^\x{be}]+$", b"abc"));
+        assert!(!matches(r"^[^\x{be}]+$", b"a\xbec"));
+        // Low escapes and classes with other text are left alone.
+        assert_eq!(
+            high_escapes_as_bytes(r"[\x41-\x5a]\x0b"),
+            r"[\x41-\x5a]\x0b"
+        );
+        assert_eq!(high_escapes_as_bytes(r"[é\x{e9}]"), r"[é\x{e9}]");
+    }
 
     #[test]
     fn pcre_only_syntax_is_normalised_or_backtracked() {
