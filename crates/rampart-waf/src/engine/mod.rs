@@ -556,9 +556,12 @@ impl<'e> Transaction<'e> {
     fn process_body(&mut self) {
         use Collection as C;
         let body = self.raw_body.clone();
-        // As in ModSecurity, REQUEST_BODY holds the raw body for urlencoded bodies, or
-        // when a rule forces it.
-        if self.force_body_variable || self.body_processor.as_deref() == Some("URLENCODED") {
+        // REQUEST_BODY holds the raw body for urlencoded bodies and, as the CRS
+        // regression suite expects (934210 looks for JSON keys there), for JSON
+        // bodies; or when a rule forces it.
+        if self.force_body_variable
+            || matches!(self.body_processor.as_deref(), Some("URLENCODED" | "JSON"))
+        {
             self.single(C::RequestBody, "REQUEST_BODY", body.clone());
         }
         let content_type = self
