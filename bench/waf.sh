@@ -41,7 +41,7 @@ cargo build --release --quiet -p rampart
 RAMPART=$PWD/target/release/rampart
 
 echo "== in-process (the engine alone, one core)"
-cargo run --release --quiet -p rampart-waf --example waf_inprocess -- "$CRS_DIR"
+RAMPART_SHARED_DIR=$(dirname "$CRS_DIR") cargo bench --quiet -p rampart-waf --bench crs -- --noplot 2>&1 | grep -E "^(crs-pl1|libinjection)/|time:|compiled"
 
 # One entry file for both engines: blocking mode, the CRS setup, every rule file.
 cat > "$work/crs.conf" <<CONF
