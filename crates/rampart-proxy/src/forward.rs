@@ -257,19 +257,24 @@ fn prepare(
         .uri
         .path_and_query()
         .filter(|pq| pq.as_str().starts_with('/'));
-    if let (None, false, Some(path_and_query)) = (&config.add_prefix, strips, as_is) {
+    let path_and_query = match (&config.add_prefix, strips, as_is) {
         // Nothing to rewrite: the parsed target goes on as it is.
-        let path_and_query = path_and_query.clone();
-        return Ok(Outgoing {
-            method: parts.method,
-            version: parts.version,
-            path_and_query,
-            headers,
-            client_host,
-            upgrade,
-        });
-    }
-    let path = parts.uri.path();
+        (None, false, Some(path_and_query)) => path_and_query.clone(),
+        _ => rewritten_target(config, &parts.uri)?,
+    };
+    Ok(Outgoing {
+        method: parts.method,
+        version: parts.version,
+        path_and_query,
+        headers,
+        client_host,
+        upgrade,
+    })
+}
+
+/// The upstream target after the route's prefix strip and added prefix.
+fn rewritten_target(config: &rampart_config::Route, uri: &Uri) -> Result<PathAndQuery, ProxyError> {
+    let path = uri.path();
     let mut new_path = String::with_capacity(path.len() + 8);
     if let Some(prefix) = &config.add_prefix {
         new_path.push_str(prefix.trim_end_matches('/'));
@@ -284,20 +289,12 @@ fn prepare(
         new_path.push('/');
     }
     new_path.push_str(rest);
-    if let Some(query) = parts.uri.query() {
+    if let Some(query) = uri.query() {
         new_path.push('?');
         new_path.push_str(query);
     }
-    let path_and_query = PathAndQuery::try_from(new_path)
-        .map_err(|e| ProxyError::new(ErrorKind::BadRequest, format!("rewritten path: {e}")))?;
-    Ok(Outgoing {
-        method: parts.method,
-        version: parts.version,
-        path_and_query,
-        headers,
-        client_host,
-        upgrade,
-    })
+    PathAndQuery::try_from(new_path)
+        .map_err(|e| ProxyError::new(ErrorKind::BadRequest, format!("rewritten path: {e}")))
 }
 
 /// Buffers a small body so it can be replayed on retry; streams anything else once.

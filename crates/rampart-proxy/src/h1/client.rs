@@ -338,20 +338,11 @@ async fn write_request(
     body: Option<ProxyBody>,
     framing: Framing,
 ) -> Result<(), SendError> {
-    let closed = |e: io::Error, reused: bool| SendError::Protocol {
-        detail: format!("writing the request: {e}"),
-        retryable: reused,
-    };
-    let reused = conn.reused;
-    let Some(mut body) = body else {
-        return conn
-            .stream
-            .write_all(head)
-            .await
-            .map_err(|e| closed(e, reused));
-    };
     let mut out = head.to_vec();
     let mut sent_head = false;
+    let Some(mut body) = body else {
+        return send_out(conn, &mut out, &mut sent_head).await;
+    };
     loop {
         // Take what is ready without waiting; wait only with nothing left to send.
         let polled =
@@ -360,12 +351,7 @@ async fn write_request(
             Poll::Ready(next) => next,
             Poll::Pending => {
                 if !out.is_empty() {
-                    conn.stream
-                        .write_all(&out)
-                        .await
-                        .map_err(|e| closed(e, reused && !sent_head))?;
-                    out.clear();
-                    sent_head = true;
+                    send_out(conn, &mut out, &mut sent_head).await?;
                 }
                 std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
             }
@@ -388,12 +374,7 @@ async fn write_request(
                         out.extend_from_slice(b"\r\n");
                     }
                     if out.len() > COALESCE_BODY {
-                        conn.stream
-                            .write_all(&out)
-                            .await
-                            .map_err(|e| closed(e, reused && !sent_head))?;
-                        out.clear();
-                        sent_head = true;
+                        send_out(conn, &mut out, &mut sent_head).await?;
                     }
                 }
                 Ok(_) => {}
@@ -407,11 +388,28 @@ async fn write_request(
         }
     }
     if !out.is_empty() {
-        conn.stream
-            .write_all(&out)
-            .await
-            .map_err(|e| closed(e, reused && !sent_head))?;
+        send_out(conn, &mut out, &mut sent_head).await?;
     }
+    Ok(())
+}
+
+/// Writes what is buffered. A failure before any of the request was written on a
+/// reused connection means the target had closed it: safe to send again.
+async fn send_out(
+    conn: &mut Conn,
+    out: &mut Vec<u8>,
+    sent_head: &mut bool,
+) -> Result<(), SendError> {
+    let retryable = conn.reused && !*sent_head;
+    conn.stream
+        .write_all(out)
+        .await
+        .map_err(|e| SendError::Protocol {
+            detail: format!("writing the request: {e}"),
+            retryable,
+        })?;
+    out.clear();
+    *sent_head = true;
     Ok(())
 }
 
