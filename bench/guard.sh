@@ -1,25 +1,23 @@
 #!/usr/bin/env bash
 # Guard benchmark: the proxy benchmark's upstream behind Rampart with and without
 # API-key authentication plus two rate limits on the route, and behind nginx, in one
-# run with wrk. Prints req/s and p99 for each and the ratios guarded/unguarded and
-# guarded/nginx.
+# run with wrk. Rounds alternate the three; medians are reported (req/s, p99, CPU per
+# request) with the ratios guarded/unguarded and guarded/nginx.
 #
-# Needs: nginx, wrk. Loopback only. Usage: bench/guard.sh [duration-seconds] [connections]
+# Needs: nginx, wrk. Loopback only. Usage: bench/guard.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
-DURATION=${1:-10}
+DURATION=${1:-6}
 CONNECTIONS=${2:-50}
+ROUNDS=${3:-5}
 UPSTREAM_PORT=18091
 NGINX_PORT=18092
 RAMPART_PORT=18093
 ADMIN_PORT=18094
-PROXY_CPU=0
-LOAD_CPU=1
 
-for tool in nginx wrk taskset curl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool"; exit 1; }
-done
+require_tools nginx wrk taskset curl
 
 work=$(mktemp -d)
 cleanup() {
@@ -34,24 +32,10 @@ trap cleanup EXIT
 cargo build --release --quiet -p rampart
 RAMPART=$PWD/target/release/rampart
 
-cat > "$work/upstream.conf" <<CONF
-worker_processes 1;
-pid $work/upstream.pid;
-error_log $work/upstream.error.log warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UPSTREAM_PORT reuseport; location / { return 200 "hello from upstream\n"; } } }
-CONF
-cat > "$work/proxy.conf" <<CONF
-worker_processes 1;
-pid $work/proxy.pid;
-error_log $work/proxy.error.log warn;
-events { worker_connections 4096; }
-http { access_log $work/nginx-access.log; keepalive_requests 1000000;
-  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
-  server { listen 127.0.0.1:$NGINX_PORT reuseport;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; } } }
-CONF
+nginx_conf "$work/upstream.conf" "$work/upstream.pid" "$work/upstream.error.log" off \
+  $UPSTREAM_PORT $UPSTREAM_PORT 'location / { return 200 "hello from upstream\n"; }'
+nginx_conf "$work/proxy.conf" "$work/proxy.pid" "$work/proxy.error.log" "$work/nginx-access.log" \
+  $NGINX_PORT $UPSTREAM_PORT "$NGINX_PROXY_LOCATION"
 cat > "$work/rampart.toml" <<CONF
 admin = { listen = "127.0.0.1:$ADMIN_PORT" }
 log = { access_log = "$work/rampart-access.log" }
@@ -71,9 +55,9 @@ name = "open"
 upstream = "app"
 CONF
 
-taskset -c $LOAD_CPU nginx -c "$work/upstream.conf" -e "$work/upstream.error.log"
-taskset -c $PROXY_CPU nginx -c "$work/proxy.conf" -e "$work/proxy.error.log"
-(cd "$work" && RUST_LOG=warn taskset -c $PROXY_CPU "$RAMPART" serve --config rampart.toml --workers 1) &
+taskset -c "$LOAD_CPU" nginx -c "$work/upstream.conf" -e "$work/upstream.error.log"
+taskset -c "$PROXY_CPU" nginx -c "$work/proxy.conf" -e "$work/proxy.error.log"
+(cd "$work" && RUST_LOG=warn taskset -c "$PROXY_CPU" "$RAMPART" serve --config rampart.toml --workers 1) &
 rampart_pid=$!
 for _ in $(seq 1 100); do
   curl -fs "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null 2>&1 && break
@@ -83,23 +67,24 @@ consumer=$(cd "$work" && "$RAMPART" consumers create --name bench --json --admin
 secret=$(cd "$work" && "$RAMPART" keys create --consumer "$consumer" --json --admin-url "http://127.0.0.1:$ADMIN_PORT" | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
 curl -fs -H "x-api-key: $secret" "http://127.0.0.1:$RAMPART_PORT/guarded" >/dev/null
 
-to_ms() {
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
-}
-run() { # label url [header]
-  local out
-  local header=()
-  [[ -n "${3:-}" ]] && header=(-H "$3")
-  out=$(taskset -c $LOAD_CPU wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${header[@]}" "$2" 2>&1)
-  RPS=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-  P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-  printf '%-26s %12s req/s   p99 %8s ms   %s\n' "$1" "$RPS" "$P99" "$(awk '/Non-2xx|Socket errors/' <<<"$out")"
-}
+nginx_pid=$(nginx_worker "$work/proxy.pid")
 
-echo "== wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxies on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
-run "nginx proxy" "http://127.0.0.1:$NGINX_PORT/";                  nginx_rps=$RPS
-run "rampart unguarded" "http://127.0.0.1:$RAMPART_PORT/";           open_rps=$RPS
-run "rampart key + 2 limits" "http://127.0.0.1:$RAMPART_PORT/guarded" "x-api-key: $secret"; guarded_rps=$RPS
-echo "== result"
+row() { printf '%-26s %10s req/s   p99 %7s ms   cpu %6s us/req   %s\n' "$@"; }
+
+echo "== $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxies on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
+n_rps=(); n_cpu=(); o_rps=(); o_cpu=(); g_rps=(); g_cpu=()
+for round in $(seq 1 "$ROUNDS"); do
+  wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PORT/"
+  row "nginx proxy #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"; n_rps+=("$RPS"); n_cpu+=("$CPU_US")
+  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
+  row "rampart unguarded #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"; o_rps+=("$RPS"); o_cpu+=("$CPU_US")
+  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/guarded" -H "x-api-key: $secret"
+  row "rampart key+2 limits #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"; g_rps+=("$RPS"); g_cpu+=("$CPU_US")
+done
+nginx_rps=$(median "${n_rps[@]}"); open_rps=$(median "${o_rps[@]}"); guarded_rps=$(median "${g_rps[@]}")
+row "nginx median" "$nginx_rps" "-" "$(median "${n_cpu[@]}")" ""
+row "rampart unguarded median" "$open_rps" "-" "$(median "${o_cpu[@]}")" ""
+row "rampart guarded median" "$guarded_rps" "-" "$(median "${g_cpu[@]}")" ""
+echo "== result (medians)"
 awk -v g="$guarded_rps" -v o="$open_rps" -v n="$nginx_rps" \
   'BEGIN { printf "guarded/unguarded: %.2f   guarded/nginx: %.2f\n", g / o, g / n }'
