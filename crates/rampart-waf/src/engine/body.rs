@@ -16,6 +16,8 @@ pub struct Parsed {
     pub args: Vec<(String, Vec<u8>)>,
     /// Uploaded files (field name, file name).
     pub files: Vec<(String, Vec<u8>)>,
+    /// Uploaded files' sizes in bytes (field name, size).
+    pub file_sizes: Vec<(String, usize)>,
     /// Multipart part headers (part name, header line).
     pub part_headers: Vec<(String, Vec<u8>)>,
     /// XML content (`/*`) and attribute values (`//@*`).
@@ -197,7 +199,10 @@ pub fn parse_multipart(body: &[u8], content_type: &str) -> Result<Parsed, String
             .part_headers
             .extend(lines.into_iter().map(|l| (name.clone(), l)));
         match filename {
-            Some(f) => parsed.files.push((name, f.into_bytes())),
+            Some(f) => {
+                parsed.file_sizes.push((name.clone(), content.len()));
+                parsed.files.push((name, f.into_bytes()));
+            }
             None => parsed.args.push((name, content.to_vec())),
         }
     }

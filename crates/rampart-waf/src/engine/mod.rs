@@ -604,6 +604,21 @@ impl<'e> Transaction<'e> {
                         .collect(),
                 );
                 self.set(C::Files, parsed.files);
+                // FILES_SIZES per field, FILES_COMBINED_SIZE their sum (CRS 920400/920410).
+                let combined: usize = parsed.file_sizes.iter().map(|(_, n)| n).sum();
+                self.set(
+                    C::FilesSizes,
+                    parsed
+                        .file_sizes
+                        .into_iter()
+                        .map(|(k, n)| (k, n.to_string().into_bytes()))
+                        .collect(),
+                );
+                self.single(
+                    C::FilesCombinedSize,
+                    "FILES_COMBINED_SIZE",
+                    combined.to_string().into_bytes(),
+                );
                 self.set(C::MultipartPartHeaders, parsed.part_headers);
                 if !parsed.xml.is_empty() {
                     self.set(C::Xml, parsed.xml);
