@@ -542,14 +542,16 @@ async fn send(
             }
         }
         Endpoint::Http { .. } => {
-            let sent = pool.send(crate::pool::Attempt {
+            let sent = pool.send(
                 target,
-                method: &outgoing.method,
-                path_and_query: &outgoing.path_and_query,
-                host,
-                headers,
-                body: request_body,
-            });
+                crate::pool::Outbound {
+                    method: &outgoing.method,
+                    path_and_query: &outgoing.path_and_query,
+                    host,
+                    headers,
+                    body: request_body,
+                },
+            );
             match tokio::time::timeout_at(deadline, sent).await {
                 Err(_) => Err(timed_out()),
                 Ok(Err(e)) if body.client_failure().is_some() => Err(ProxyError::new(

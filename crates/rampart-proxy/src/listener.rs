@@ -189,7 +189,7 @@ async fn serve_connection<I: Io>(mut io: I, alpn_h2: bool, conn: ConnectionSetup
         shared,
         info,
         builder,
-        server,
+        limits,
         stop,
     } = conn;
     let activity = Arc::clone(&info.activity);
@@ -199,7 +199,7 @@ async fn serve_connection<I: Io>(mut io: I, alpn_h2: bool, conn: ConnectionSetup
         // Enough of the first bytes to tell h2c prior knowledge from HTTP/1.
         while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
             buf.reserve(4096);
-            let read = tokio::time::timeout(server.idle_timeout, io.read_buf(&mut buf)).await;
+            let read = tokio::time::timeout(limits.idle_timeout, io.read_buf(&mut buf)).await;
             match read {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
@@ -224,13 +224,9 @@ async fn serve_connection<I: Io>(mut io: I, alpn_h2: bool, conn: ConnectionSetup
             inner: Upgraded::new(buf.freeze(), Box::new(io)),
             activity: Arc::clone(&activity),
         };
-        drive_http2(&builder, io, service, &activity, server.idle_timeout, stop).await;
+        drive_http2(&builder, io, service, &activity, limits.idle_timeout, stop).await;
         return;
     }
-    let limits = ServerLimits {
-        max_head: server.max_header_bytes,
-        idle_timeout: server.idle_timeout,
-    };
     crate::h1::server::serve(io, buf, limits, stop, move |request| {
         handle(Arc::clone(&shared), Arc::clone(&info), request)
     })
@@ -242,7 +238,7 @@ struct ConnectionSetup {
     shared: Arc<Shared>,
     info: Arc<ConnectionInfo>,
     builder: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
-    server: ServerSettings,
+    limits: ServerLimits,
     stop: watch::Receiver<bool>,
 }
 
@@ -257,6 +253,10 @@ pub(crate) async fn serve(
 ) {
     let server = shared.runtime.load().config.server.clone();
     let builder = Arc::new(http2_builder(&server));
+    let limits = ServerLimits {
+        max_head: server.max_header_bytes,
+        idle_timeout: server.idle_timeout,
+    };
     // Each connection task holds a sender; the channel closes when the last one ends.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     loop {
@@ -285,7 +285,7 @@ pub(crate) async fn serve(
             shared: Arc::clone(&shared),
             info,
             builder: Arc::clone(&builder),
-            server: server.clone(),
+            limits,
             stop: stop.clone(),
         };
         let tls = tls.clone();

@@ -20,26 +20,11 @@ use rampart_resilience::{AttemptOutcome, Bulkhead, CircuitBreaker, OutlierDetect
 use rampart_telemetry::{Metrics, TargetLabels};
 
 use crate::body::{empty, BoxError, ProxyBody};
-use crate::h1::client::{ConnectTo, Outbound, SendError, TargetClient};
+pub use crate::h1::client::Outbound;
+use crate::h1::client::{ConnectTo, SendError, TargetClient};
 
 /// hyper's client, used for HTTP/2 targets.
 type Http2Client = Client<HttpsConnector<HttpConnector>, ProxyBody>;
-
-/// One request to one target of a pool.
-pub struct Attempt<'a> {
-    /// The target's index.
-    pub target: usize,
-    /// Method.
-    pub method: &'a Method,
-    /// Origin-form target.
-    pub path_and_query: &'a PathAndQuery,
-    /// The `Host` to send (instead of any in `headers`).
-    pub host: Option<&'a HeaderValue>,
-    /// The other fields.
-    pub headers: &'a HeaderMap,
-    /// The body.
-    pub body: ProxyBody,
-}
 
 /// How requests reach a pool's targets.
 enum Transport {
@@ -302,36 +287,29 @@ impl Pool {
         }
     }
 
-    /// Sends a request to an HTTP target and waits for the response head.
-    pub async fn send(&self, attempt: Attempt<'_>) -> Result<Response<ProxyBody>, SendError> {
-        let Attempt {
-            target: index,
-            method,
-            path_and_query,
-            host,
-            headers,
-            body,
-        } = attempt;
+    /// Sends a request to HTTP target `index` and waits for the response head.
+    pub async fn send(
+        &self,
+        index: usize,
+        request: Outbound<'_>,
+    ) -> Result<Response<ProxyBody>, SendError> {
         let target = &self.targets[index];
         match &self.transport {
             Transport::Http1(clients) => match clients.get(index).and_then(Option::as_ref) {
-                Some(client) => {
-                    client
-                        .send(Outbound {
-                            method,
-                            target: path_and_query.as_str(),
-                            host,
-                            headers,
-                            body,
-                        })
-                        .await
-                }
+                Some(client) => client.send(request).await,
                 None => Err(SendError::Connect(format!(
                     "{} is not an HTTP target",
                     target.label
                 ))),
             },
             Transport::Http2(client) => {
+                let Outbound {
+                    method,
+                    path_and_query,
+                    host,
+                    headers,
+                    body,
+                } = request;
                 let Endpoint::Http { scheme, authority } = &target.endpoint else {
                     return Err(SendError::Connect(format!(
                         "{} is not an HTTP target",
@@ -541,14 +519,16 @@ async fn probe(
     );
     let check = async {
         let response = pool
-            .send(Attempt {
-                target: index,
-                method: &Method::GET,
-                path_and_query: &path,
-                host: target.authority_header.as_ref(),
-                headers: &headers,
-                body: empty(),
-            })
+            .send(
+                index,
+                Outbound {
+                    method: &Method::GET,
+                    path_and_query: &path,
+                    host: target.authority_header.as_ref(),
+                    headers: &headers,
+                    body: empty(),
+                },
+            )
             .await
             .ok()?;
         let status = response.status();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -157,7 +158,7 @@ pub struct Outbound<'a> {
     /// Method.
     pub method: &'a Method,
     /// Origin-form target (`/path?query`).
-    pub target: &'a str,
+    pub path_and_query: &'a PathAndQuery,
     /// The `Host` field (sent first, instead of any `Host` in `headers`).
     pub host: Option<&'a HeaderValue>,
     /// The other fields; framing fields are set from the body, not taken from here.
@@ -236,7 +237,7 @@ impl TargetClient {
     ) -> Result<Response<ProxyBody>, SendError> {
         let Outbound {
             method,
-            target,
+            path_and_query,
             host,
             headers,
             body,
@@ -254,7 +255,14 @@ impl TargetClient {
             hint.exact().map_or(Framing::Chunked, Framing::Length)
         };
         let mut head = Vec::with_capacity(512);
-        codec::encode_request_head(&mut head, method, target, host, headers, framing);
+        codec::encode_request_head(
+            &mut head,
+            method,
+            path_and_query.as_str(),
+            host,
+            headers,
+            framing,
+        );
         let no_body = matches!(framing, Framing::Empty | Framing::Length(0));
 
         // A kept-alive connection may have been closed by the target just now; a
