@@ -1,12 +1,11 @@
 //! Proxy header semantics: hop-by-hop removal, forwarding headers, request ids,
-//! trace context, and the request-smuggling checks.
+//! and trace context. (Body framing, and with it the request-smuggling checks, is
+//! decided by the HTTP/1.1 codec.)
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
-
-use crate::error::{ErrorKind, ProxyError};
 
 /// The request-id header.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -110,56 +109,6 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// Rejects inputs used for request smuggling: both Content-Length and
-/// Transfer-Encoding, several Content-Length values, a non-numeric length, or any
-/// transfer coding other than exactly `chunked` (Rampart re-frames bodies, so a
-/// coding such as `gzip, chunked` could not be passed on faithfully).
-pub fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
-    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
-    if has_te && !lengths.is_empty() {
-        return Err(ProxyError::new(
-            ErrorKind::BadRequest,
-            "both Content-Length and Transfer-Encoding",
-        ));
-    }
-    if lengths.len() > 1 {
-        return Err(ProxyError::new(
-            ErrorKind::BadRequest,
-            "several Content-Length headers",
-        ));
-    }
-    if let Some(value) = lengths.first() {
-        let ok = value
-            .to_str()
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .is_some();
-        if !ok {
-            return Err(ProxyError::new(
-                ErrorKind::BadRequest,
-                "invalid Content-Length",
-            ));
-        }
-    }
-    if has_te {
-        let codings: Vec<String> = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_ascii_lowercase())
-            .collect();
-        if codings != ["chunked"] {
-            return Err(ProxyError::new(
-                ErrorKind::BadRequest,
-                "unsupported Transfer-Encoding",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The client's request id if it is sane, else a new random one.
@@ -412,22 +361,6 @@ mod tests {
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
-    }
-
-    #[test]
-    fn framing_checks() {
-        assert!(check_framing(&map(&[("content-length", "5")])).is_ok());
-        assert!(check_framing(&map(&[("transfer-encoding", "chunked")])).is_ok());
-        assert!(check_framing(&map(&[
-            ("content-length", "5"),
-            ("transfer-encoding", "chunked")
-        ]))
-        .is_err());
-        assert!(check_framing(&map(&[("content-length", "5"), ("content-length", "5")])).is_err());
-        assert!(check_framing(&map(&[("content-length", "+5")])).is_err());
-        assert!(check_framing(&map(&[("transfer-encoding", "chunked, gzip")])).is_err());
-        assert!(check_framing(&map(&[("transfer-encoding", "gzip, chunked")])).is_err());
-        assert!(check_framing(&map(&[("transfer-encoding", "chunked, chunked")])).is_err());
     }
 
     #[test]

@@ -247,7 +247,6 @@ async fn run_phases(
     body: ProxyBody,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // accept
-    headers::check_framing(&parts.headers)?;
     headers::remove_internal(&mut parts.headers);
     if parts.version == Version::HTTP_11 && ctx.authority.is_empty() {
         return Err(ProxyError::new(
