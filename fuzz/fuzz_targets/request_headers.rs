@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = headers::client_ip(peer, &map, &trusted);
     let _ = headers::is_upgrade_request(&map);
     let mut copy = map.clone();
-    headers::set_forwarding(&mut copy, peer, "10.1.2.3", true, "https", "example.test");
+    let host = map.get("forwarded").cloned();
+    headers::set_forwarding(&mut copy, peer, &headers::ip_value(peer), true, "https", host.as_ref());
     headers::remove_hop_by_hop(&mut copy, headers::is_upgrade_request(&map));
 });

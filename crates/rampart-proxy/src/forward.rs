@@ -17,7 +17,7 @@ use rampart_config::{Endpoint, Fallback, HashKey, HostHeader, RetryPolicy};
 use rampart_resilience::{Admission, AttemptOutcome};
 use rampart_telemetry::{BreakerLabels, Metrics, UpstreamLabels};
 
-use crate::body::{collect_limited, full, BoxError, ProxyBody};
+use crate::body::{collect_limited, empty, full, BoxError, ProxyBody};
 use crate::echo;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::client::SendError;
@@ -51,6 +51,8 @@ impl OutgoingBody {
     fn take(&mut self) -> Option<ProxyBody> {
         match self {
             OutgoingBody::Stream { body, .. } => body.take(),
+            // An empty body is a zero-sized box: no allocation per attempt.
+            OutgoingBody::Buffered(bytes) if bytes.is_empty() => Some(empty()),
             OutgoingBody::Buffered(bytes) => Some(full(bytes.clone())),
         }
     }
@@ -236,19 +238,19 @@ fn prepare(
     let config = &route.config;
     let mut headers = parts.headers;
     headers::remove_hop_by_hop(&mut headers, upgrade);
-    headers::set_forwarding(
-        &mut headers,
-        ctx.peer.ip(),
-        &ctx.peer_ip_text,
-        ctx.trusted_peer,
-        ctx.scheme,
-        &ctx.authority,
-    );
-    headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
-    headers.insert(TRACEPARENT.clone(), ctx.trace.traceparent.clone());
     let client_host = headers
         .remove(HOST)
         .or_else(|| HeaderValue::from_str(&ctx.authority).ok());
+    headers::set_forwarding(
+        &mut headers,
+        ctx.peer.ip(),
+        &ctx.peer_ip_value,
+        ctx.trusted_peer,
+        ctx.scheme,
+        client_host.as_ref(),
+    );
+    headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    headers.insert(TRACEPARENT.clone(), ctx.trace.traceparent.clone());
     config.request_headers.apply(&mut headers);
 
     let strips = config.strip_prefix

@@ -60,7 +60,13 @@ fn remove_connection_named(headers: &mut HeaderMap, keep_upgrade: bool) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        // The usual tokens are connection options, not header names (keep-alive is
+        // removed as a hop-by-hop header anyway): no name to build for them.
+        .filter(|token| {
+            !token.eq_ignore_ascii_case("close") && !token.eq_ignore_ascii_case("keep-alive")
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named {
         if keep_upgrade && name == header::UPGRADE {
@@ -79,9 +85,11 @@ fn hex_into(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
-/// A header value from ASCII hex text (always valid).
-fn ascii_value(text: &[u8]) -> HeaderValue {
-    HeaderValue::from_bytes(text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+/// A header value from ASCII hex text (always valid), in one shared allocation: its
+/// copies (upstream request, response, log) only count references.
+fn ascii_value<const N: usize>(text: [u8; N]) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Prefix of the headers Rampart sets for upstreams (the authenticated principal).
@@ -124,14 +132,14 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     }
     let mut text = [0u8; 32];
     hex_into(&rand::random::<[u8; 16]>(), &mut text);
-    ascii_value(&text)
+    ascii_value(text)
 }
 
 /// A W3C trace context: the incoming one continued, or a new trace.
 #[derive(Debug, Clone)]
 pub struct TraceContext {
-    /// 32 hex digits.
-    pub trace_id: String,
+    /// The trace id as 32 hex digits.
+    pub trace_id_hex: [u8; 32],
     /// The trace id as bytes.
     pub trace_id_bytes: [u8; 16],
     /// Rampart's span for this request.
@@ -145,6 +153,11 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
+    /// The trace id as 32 hex digits.
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace_id_hex).unwrap_or_default()
+    }
+
     /// A `traceparent` naming `span_id` as the parent, for one upstream attempt.
     pub fn traceparent_for(&self, span_id: [u8; 8]) -> HeaderValue {
         traceparent(&self.trace_id_bytes, &span_id, self.sampled)
@@ -163,7 +176,7 @@ fn traceparent_text(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> [u
 }
 
 fn traceparent(trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool) -> HeaderValue {
-    ascii_value(&traceparent_text(trace_id, span_id, sampled))
+    ascii_value(traceparent_text(trace_id, span_id, sampled))
 }
 
 /// A random non-zero span id.
@@ -183,10 +196,12 @@ pub fn trace_context(headers: &HeaderMap) -> TraceContext {
         None => (rand::random::<u128>().max(1).to_be_bytes(), None, true),
     };
     let text = traceparent_text(&trace_id_bytes, &span_id, sampled);
+    let mut trace_id_hex = [0u8; 32];
+    // The trace id is the hex between the first two dashes.
+    trace_id_hex.copy_from_slice(&text[3..35]);
     TraceContext {
-        // The trace id is the hex between the first two dashes.
-        trace_id: String::from_utf8_lossy(&text[3..35]).into_owned(),
-        traceparent: ascii_value(&text),
+        trace_id_hex,
+        traceparent: ascii_value(text),
         trace_id_bytes,
         span_id,
         parent_span_id,
@@ -226,6 +241,12 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 
+/// `ip` (canonical) as a header value whose copies share one buffer.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(canonical(ip).to_string()))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 /// `ip`, with IPv4-mapped IPv6 addresses as IPv4.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -260,52 +281,66 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 
 /// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From a trusted peer the
 /// incoming values are kept and extended; from anyone else they are replaced.
-/// `peer_text` is `peer` (canonical) as text.
+/// `peer_value` is `peer` (canonical) as text; `host` is the requested authority.
 pub fn set_forwarding(
     headers: &mut HeaderMap,
     peer: IpAddr,
-    peer_text: &str,
+    peer_value: &HeaderValue,
     trusted_peer: bool,
     scheme: &'static str,
-    host: &str,
+    host: Option<&HeaderValue>,
 ) {
     let peer = canonical(peer);
+    let peer_text = peer_value.to_str().unwrap_or_default();
     let prior_xff = if trusted_peer {
         join_values(headers, &X_FORWARDED_FOR)
     } else {
         None
     };
     match prior_xff {
-        Some(prior) => put(headers, &X_FORWARDED_FOR, &format!("{prior}, {peer_text}")),
-        None => put(headers, &X_FORWARDED_FOR, peer_text),
+        Some(prior) => put(headers, &X_FORWARDED_FOR, format!("{prior}, {peer_text}")),
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), peer_value.clone());
+        }
     }
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
+    let host = host.filter(|h| !h.is_empty());
     let keep_host = trusted_peer && headers.contains_key(&X_FORWARDED_HOST);
-    if !keep_host && !host.is_empty() {
-        put(headers, &X_FORWARDED_HOST, host);
+    if let (false, Some(host)) = (keep_host, host) {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
-    let mut element = match peer {
-        IpAddr::V4(_) => format!("for={peer_text};proto={scheme}"),
-        IpAddr::V6(_) => format!("for=\"[{peer_text}]\";proto={scheme}"),
-    };
-    if !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-    {
-        element.push_str(";host=");
-        element.push_str(host);
-    }
-    let forwarded = match trusted_peer
+    let prior = trusted_peer
         .then(|| join_values(headers, &FORWARDED))
-        .flatten()
-    {
-        Some(prior) => format!("{prior}, {element}"),
-        None => element,
-    };
-    put(headers, &FORWARDED, &forwarded);
+        .flatten();
+    let mut forwarded =
+        String::with_capacity(prior.as_ref().map_or(0, |p| p.len() + 2) + peer_text.len() + 64);
+    if let Some(prior) = &prior {
+        forwarded.push_str(prior);
+        forwarded.push_str(", ");
+    }
+    match peer {
+        IpAddr::V4(_) => {
+            forwarded.push_str("for=");
+            forwarded.push_str(peer_text);
+        }
+        IpAddr::V6(_) => {
+            forwarded.push_str("for=\"[");
+            forwarded.push_str(peer_text);
+            forwarded.push_str("]\"");
+        }
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(scheme);
+    if let Some(host) = host.and_then(|h| h.to_str().ok()).filter(|h| {
+        h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    }) {
+        forwarded.push_str(";host=");
+        forwarded.push_str(host);
+    }
+    put(headers, &FORWARDED, forwarded);
 }
 
 fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -317,8 +352,10 @@ fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     (!values.is_empty()).then(|| values.join(", "))
 }
 
-fn put(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
+/// Sets `name` to `value` (taken without a copy), or removes it if `value` is not a
+/// valid field value.
+fn put(headers: &mut HeaderMap, name: &HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(name.clone(), v);
     } else {
         headers.remove(name);
@@ -373,10 +410,10 @@ mod tests {
         set_forwarding(
             &mut h,
             "10.0.0.1".parse().expect("ip"),
-            "10.0.0.1",
+            &HeaderValue::from_static("10.0.0.1"),
             false,
             "http",
-            "app.test",
+            Some(&HeaderValue::from_static("app.test")),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -394,10 +431,10 @@ mod tests {
         set_forwarding(
             &mut h,
             "::1".parse().expect("ip"),
-            "::1",
+            &HeaderValue::from_static("::1"),
             true,
             "http",
-            "app.test",
+            Some(&HeaderValue::from_static("app.test")),
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -433,7 +470,7 @@ mod tests {
     fn traceparent_is_continued_or_started() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let t = trace_context(&map(&[("traceparent", incoming)]));
-        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let sent = t.traceparent.to_str().expect("ascii");
         assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(
@@ -441,7 +478,7 @@ mod tests {
             "a new span id for this hop"
         );
         let fresh = trace_context(&map(&[("traceparent", "garbage")]));
-        assert_eq!(fresh.trace_id.len(), 32);
-        assert_ne!(fresh.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(fresh.trace_id().len(), 32);
+        assert_ne!(fresh.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 }

@@ -276,7 +276,7 @@ pub(crate) async fn serve(
         let info = Arc::new(ConnectionInfo {
             listener: Arc::clone(&name),
             peer,
-            peer_ip_text: crate::headers::canonical(peer.ip()).to_string().into(),
+            peer_ip_value: crate::headers::ip_value(peer.ip()),
             peer_text: peer.to_string().into(),
             scheme: if tls.is_some() { "https" } else { "http" },
             activity: Arc::new(ConnectionActivity::new()),

@@ -28,8 +28,8 @@ pub struct RequestContext {
     pub trace: TraceContext,
     /// The TCP peer.
     pub peer: SocketAddr,
-    /// The TCP peer's IP as text (IPv4-mapped addresses as IPv4).
-    pub peer_ip_text: Arc<str>,
+    /// The TCP peer's IP as a header value (IPv4-mapped addresses as IPv4).
+    pub peer_ip_value: HeaderValue,
     /// The client's IP, derived through trusted proxies.
     pub client_ip: IpAddr,
     /// Whether the peer is a trusted proxy.

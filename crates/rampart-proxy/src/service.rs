@@ -41,8 +41,9 @@ pub(crate) struct Shared {
 pub(crate) struct ConnectionInfo {
     pub listener: Arc<str>,
     pub peer: SocketAddr,
-    /// The peer's IP as text (canonical IPv4 for mapped addresses), for forwarding headers.
-    pub peer_ip_text: Arc<str>,
+    /// The peer's IP as a header value (canonical IPv4 for mapped addresses), for
+    /// forwarding headers.
+    pub peer_ip_value: http::HeaderValue,
     /// The peer's address as text, for the access log.
     pub peer_text: Arc<str>,
     pub scheme: &'static str,
@@ -86,7 +87,7 @@ pub(crate) async fn handle(
         request_id: headers::request_id(&parts.headers),
         trace: headers::trace_context(&parts.headers),
         peer: conn.peer,
-        peer_ip_text: Arc::clone(&conn.peer_ip_text),
+        peer_ip_value: conn.peer_ip_value.clone(),
         client_ip: headers::client_ip(conn.peer.ip(), &parts.headers, &server.trusted_proxies),
         trusted_peer: headers::is_trusted(conn.peer.ip(), &server.trusted_proxies),
         listener: Arc::clone(&conn.listener),
@@ -105,7 +106,7 @@ pub(crate) async fn handle(
         ctx.attempt_spans = Some(Vec::new());
     }
     let method = parts.method.clone();
-    let path = parts.uri.path().to_string();
+    let path_and_query = parts.uri.path_and_query().cloned();
     let version = parts.version;
     let mut route_used: Option<Arc<RouteRuntime>> = None;
     let result = if parts.extensions.get::<AmbiguousFraming>().is_some() {
@@ -125,7 +126,7 @@ pub(crate) async fn handle(
         .await
     };
 
-    let request_id = ctx.request_id.to_str().unwrap_or("-").to_string();
+    let request_id = ctx.request_id.to_str().unwrap_or("-");
     let (mut response, error) = match result {
         Ok(response) => (response, None),
         Err(e) => {
@@ -133,7 +134,7 @@ pub(crate) async fn handle(
                 Side::Client => tracing::debug!(request_id, error = %e, "request refused"),
                 _ => tracing::warn!(request_id, error = %e, "request failed"),
             }
-            (e.to_response(&request_id), Some(e.kind.slug()))
+            (e.to_response(request_id), Some(e.kind.slug()))
         }
     };
     if let Some(route) = &route_used {
@@ -173,10 +174,10 @@ pub(crate) async fn handle(
                 start: wall,
                 name: format!("{method} {}", route_name.as_deref().unwrap_or("unrouted")),
                 method: method.to_string(),
-                path: path.clone(),
+                path: path_and_query.as_ref().map_or("", |p| p.path()).to_string(),
                 host: ctx.host.clone(),
                 route: route_name.clone(),
-                request_id: request_id.clone(),
+                request_id: request_id.to_string(),
                 status,
                 attempts,
             })
@@ -184,13 +185,13 @@ pub(crate) async fn handle(
     let record = shared.access_log.enabled().then(|| {
         Box::new(PendingRecord {
             time: wall,
-            request_id,
-            trace_id: std::mem::take(&mut ctx.trace.trace_id),
+            request_id: ctx.request_id.clone(),
+            trace_id: ctx.trace.trace_id_hex,
             listener: Arc::clone(&ctx.listener),
             client: Arc::clone(&conn.peer_text),
             method,
             host: std::mem::take(&mut ctx.host),
-            path,
+            path_and_query,
             protocol: version,
             route: route_used,
             target: ctx.target.take(),
@@ -288,13 +289,18 @@ async fn run_phases(
         _ => None,
     };
     let request = Request::from_parts(parts, body);
-    let next = Next {
-        route: &route,
-        hash,
-        metrics,
-        inner: &route.exchanges,
+    let result = if route.exchanges.is_empty() {
+        // Straight to forwarding, without boxing a future for the exchange chain.
+        forward::forward(&route, ctx, request, hash, metrics).await
+    } else {
+        let next = Next {
+            route: &route,
+            hash,
+            metrics,
+            inner: &route.exchanges,
+        };
+        next.forward(request, ctx).await
     };
-    let result = next.forward(request, ctx).await;
     ctx.phases.upstream = ms(started.elapsed());
     result
 }
@@ -302,13 +308,13 @@ async fn run_phases(
 /// Everything the access-log line needs, captured when the response head is ready.
 pub(crate) struct PendingRecord {
     time: SystemTime,
-    request_id: String,
-    trace_id: String,
+    request_id: http::HeaderValue,
+    trace_id: [u8; 32],
     listener: Arc<str>,
     client: Arc<str>,
     method: http::Method,
     host: String,
-    path: String,
+    path_and_query: Option<http::uri::PathAndQuery>,
     protocol: Version,
     route: Option<Arc<RouteRuntime>>,
     target: Option<Arc<str>>,
@@ -446,13 +452,13 @@ impl Drop for LoggedBody {
         };
         self.access_log.write(&AccessRecord {
             time: r.time,
-            request_id: &r.request_id,
-            trace_id: &r.trace_id,
+            request_id: r.request_id.to_str().unwrap_or("-"),
+            trace_id: std::str::from_utf8(&r.trace_id).unwrap_or_default(),
             listener: &r.listener,
             client: &r.client,
             method: r.method.as_str(),
             host: &r.host,
-            path: &r.path,
+            path: r.path_and_query.as_ref().map_or("", |p| p.path()),
             protocol,
             route: r.route.as_ref().map(|route| &*route.config.name),
             upstream: r.route.as_ref().map(|route| route.config.upstream.as_str()),

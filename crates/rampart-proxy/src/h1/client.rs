@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode};
@@ -104,6 +104,8 @@ impl AsyncWrite for Stream {
 struct Conn {
     stream: Stream,
     buf: BytesMut,
+    /// What is about to be written (kept between requests to reuse its storage).
+    out: Vec<u8>,
     idle_since: Instant,
     reused: bool,
 }
@@ -216,6 +218,7 @@ impl TargetClient {
             Ok(Conn {
                 stream,
                 buf: BytesMut::with_capacity(READ_CHUNK),
+                out: Vec::with_capacity(1024),
                 idle_since: Instant::now(),
                 reused: false,
             })
@@ -254,15 +257,6 @@ impl TargetClient {
         } else {
             hint.exact().map_or(Framing::Chunked, Framing::Length)
         };
-        let mut head = Vec::with_capacity(512);
-        codec::encode_request_head(
-            &mut head,
-            method,
-            path_and_query.as_str(),
-            host,
-            headers,
-            framing,
-        );
         let no_body = matches!(framing, Framing::Empty | Framing::Length(0));
 
         // A kept-alive connection may have been closed by the target just now; a
@@ -273,7 +267,16 @@ impl TargetClient {
                 Some(conn) => (conn, true),
                 None => (self.connect().await?, false),
             };
-            let written = write_request(&mut conn, &head, body.take(), framing).await;
+            conn.out.clear();
+            codec::encode_request_head(
+                &mut conn.out,
+                method,
+                path_and_query.as_str(),
+                host,
+                headers,
+                framing,
+            );
+            let written = write_request(&mut conn, body.take(), framing).await;
             let outcome = match written {
                 Ok(()) => read_response_head(&mut conn, method).await,
                 Err(e) => Err(e),
@@ -339,17 +342,28 @@ impl TargetClient {
     }
 }
 
-/// Writes the head and the body.
+/// Writes the head (already encoded in `conn.out`) and the body.
 async fn write_request(
     conn: &mut Conn,
-    head: &[u8],
     body: Option<ProxyBody>,
     framing: Framing,
 ) -> Result<(), SendError> {
-    let mut out = head.to_vec();
+    let mut out = std::mem::take(&mut conn.out);
+    let written = write_head_and_body(conn, &mut out, body, framing).await;
+    conn.out = out;
+    written
+}
+
+/// Writes `out` and then the body, coalescing what is ready into few writes.
+async fn write_head_and_body(
+    conn: &mut Conn,
+    out: &mut Vec<u8>,
+    body: Option<ProxyBody>,
+    framing: Framing,
+) -> Result<(), SendError> {
     let mut sent_head = false;
     let Some(mut body) = body else {
-        return send_out(conn, &mut out, &mut sent_head).await;
+        return send_out(conn, out, &mut sent_head).await;
     };
     loop {
         // Take what is ready without waiting; wait only with nothing left to send.
@@ -359,7 +373,7 @@ async fn write_request(
             Poll::Ready(next) => next,
             Poll::Pending => {
                 if !out.is_empty() {
-                    send_out(conn, &mut out, &mut sent_head).await?;
+                    send_out(conn, out, &mut sent_head).await?;
                 }
                 std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
             }
@@ -367,7 +381,7 @@ async fn write_request(
         match next {
             None => {
                 if framing == Framing::Chunked {
-                    codec::encode_last_chunk(&mut out, None);
+                    codec::encode_last_chunk(out, None);
                 }
                 break;
             }
@@ -375,20 +389,20 @@ async fn write_request(
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) if !data.is_empty() => {
                     if framing == Framing::Chunked {
-                        codec::encode_chunk_size(&mut out, data.len());
+                        codec::encode_chunk_size(out, data.len());
                     }
                     out.extend_from_slice(&data);
                     if framing == Framing::Chunked {
                         out.extend_from_slice(b"\r\n");
                     }
                     if out.len() > COALESCE_BODY {
-                        send_out(conn, &mut out, &mut sent_head).await?;
+                        send_out(conn, out, &mut sent_head).await?;
                     }
                 }
                 Ok(_) => {}
                 Err(frame) => {
                     if let (Ok(trailers), Framing::Chunked) = (frame.into_trailers(), framing) {
-                        codec::encode_last_chunk(&mut out, Some(&trailers));
+                        codec::encode_last_chunk(out, Some(&trailers));
                         break;
                     }
                 }
@@ -396,7 +410,7 @@ async fn write_request(
         }
     }
     if !out.is_empty() {
-        send_out(conn, &mut out, &mut sent_head).await?;
+        send_out(conn, out, &mut sent_head).await?;
     }
     Ok(())
 }
@@ -430,9 +444,8 @@ async fn read_response_head(
     loop {
         if !conn.buf.is_empty() {
             got_any = true;
-            match codec::parse_response(&conn.buf, method, MAX_RESPONSE_HEAD) {
-                Ok(Some((head, consumed))) => {
-                    conn.buf.advance(consumed);
+            match codec::parse_response(&mut conn.buf, method, MAX_RESPONSE_HEAD) {
+                Ok(Some(head)) => {
                     let status = head.parts.status;
                     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
                         continue;

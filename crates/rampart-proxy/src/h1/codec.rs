@@ -74,17 +74,61 @@ fn version_of(minor: Option<u8>) -> Result<Version, HeadError> {
     }
 }
 
-fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, HeadError> {
-    let mut map = HeaderMap::with_capacity(fields.len());
-    for field in fields {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| HeadError::Malformed("invalid header name"))?;
-        let value = HeaderValue::from_bytes(field.value)
-            .map_err(|_| HeadError::Malformed("invalid header value"))?;
-        map.append(name, value);
-    }
-    Ok(map)
+/// Where a head's parts lie in the bytes it was parsed from, so that they can be
+/// taken as shared slices of one buffer instead of copied one by one.
+struct Spans {
+    /// (name start, name end, value start, value end) per field.
+    fields: [(u32, u32, u32, u32); MAX_HEADERS],
+    count: usize,
 }
+
+impl Spans {
+    /// Records the fields httparse found in `buf`.
+    fn of(buf: &[u8], fields: &[httparse::Header<'_>]) -> Spans {
+        let mut spans = Spans {
+            fields: [(0, 0, 0, 0); MAX_HEADERS],
+            count: 0,
+        };
+        for (slot, field) in spans.fields.iter_mut().zip(fields) {
+            let (name_start, name_end) = span_in(buf, field.name.as_bytes());
+            let (value_start, value_end) = span_in(buf, field.value);
+            *slot = (name_start, name_end, value_start, value_end);
+            spans.count += 1;
+        }
+        spans
+    }
+
+    /// The fields as a map whose values share `head`'s storage. `spare` leaves room
+    /// for fields the proxy adds, so they do not make the map grow.
+    fn header_map(&self, head: &Bytes, spare: usize) -> Result<HeaderMap, HeadError> {
+        let mut map = HeaderMap::with_capacity(self.count + spare);
+        for &(name_start, name_end, value_start, value_end) in &self.fields[..self.count] {
+            let name = head
+                .get(name_start as usize..name_end as usize)
+                .and_then(|name| HeaderName::from_bytes(name).ok())
+                .ok_or(HeadError::Malformed("invalid header name"))?;
+            let value = HeaderValue::from_maybe_shared(
+                head.slice(value_start as usize..value_end as usize),
+            )
+            .map_err(|_| HeadError::Malformed("invalid header value"))?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+}
+
+/// The position of `part` (a subslice of `buf`) within `buf`; empty when it is not one.
+fn span_in(buf: &[u8], part: &[u8]) -> (u32, u32) {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= buf.len() && end <= u32::MAX as usize => (start as u32, end as u32),
+        _ => (0, 0),
+    }
+}
+
+/// Room left in a request's header map for the forwarding headers, ids and trace
+/// context the proxy adds.
+const REQUEST_SPARE_FIELDS: usize = 8;
 
 /// Whether a comma-separated header list contains `token` (case-insensitive).
 pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
@@ -152,13 +196,13 @@ fn head_end(buf: &[u8]) -> Option<usize> {
         })
 }
 
-/// Parses a request head at the start of `buf`. `Ok(None)`: incomplete (read more,
-/// unless `buf` already holds `max_head` bytes, which is `TooLarge`). On success,
-/// returns the head and how many bytes it took.
+/// Parses a request head at the start of `buf` and takes it out of `buf` (the
+/// head's fields keep sharing its storage). `Ok(None)`: incomplete (read more,
+/// unless `buf` already holds `max_head` bytes, which is `TooLarge`).
 pub fn parse_request(
-    buf: &[u8],
+    buf: &mut BytesMut,
     max_head: usize,
-) -> Result<Option<(RequestHead, usize)>, HeadError> {
+) -> Result<Option<RequestHead>, HeadError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut fields);
     let consumed = match request.parse(buf) {
@@ -171,19 +215,19 @@ pub fn parse_request(
     };
     let method = Method::from_bytes(request.method.unwrap_or_default().as_bytes())
         .map_err(|_| HeadError::Malformed("invalid method"))?;
-    let target = request.path.unwrap_or_default();
-    let uri: Uri = if method == Method::CONNECT {
+    if method == Method::CONNECT {
         return Err(HeadError::Malformed("CONNECT is not supported"));
-    } else {
-        target
-            .parse()
-            .map_err(|_| HeadError::Malformed("invalid request target"))?
-    };
+    }
+    let version = version_of(request.version)?;
+    let target = span_in(buf, request.path.unwrap_or_default().as_bytes());
+    let spans = Spans::of(buf, request.headers);
+    let head = buf.split_to(consumed).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(target.0 as usize..target.1 as usize))
+        .map_err(|_| HeadError::Malformed("invalid request target"))?;
     if uri.path_and_query().is_none() && uri.authority().is_none() {
         return Err(HeadError::Malformed("invalid request target"));
     }
-    let version = version_of(request.version)?;
-    let headers = header_map(request.headers)?;
+    let headers = spans.header_map(&head, REQUEST_SPARE_FIELDS)?;
     let framing = request_framing(&headers, version);
     let keep_alive = keep_alive(&headers, version) && framing != Framing::Invalid;
     let expect_continue = version == Version::HTTP_11
@@ -198,25 +242,22 @@ pub fn parse_request(
     parts.uri = uri;
     parts.version = version;
     parts.headers = headers;
-    Ok(Some((
-        RequestHead {
-            parts,
-            framing,
-            keep_alive,
-            expect_continue,
-            upgrade,
-        },
-        consumed,
-    )))
+    Ok(Some(RequestHead {
+        parts,
+        framing,
+        keep_alive,
+        expect_continue,
+        upgrade,
+    }))
 }
 
-/// Parses a response head at the start of `buf` for a request with `method`.
-/// `Ok(None)`: incomplete.
+/// Parses a response head at the start of `buf` for a request with `method`, and
+/// takes it out of `buf` (its fields keep sharing the storage). `Ok(None)`: incomplete.
 pub fn parse_response(
-    buf: &[u8],
+    buf: &mut BytesMut,
     method: &Method,
     max_head: usize,
-) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+) -> Result<Option<ResponseHead>, HeadError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut fields);
     let consumed = match response.parse(buf) {
@@ -230,7 +271,9 @@ pub fn parse_response(
     let status = StatusCode::from_u16(response.code.unwrap_or_default())
         .map_err(|_| HeadError::Malformed("invalid status code"))?;
     let version = version_of(response.version)?;
-    let headers = header_map(response.headers)?;
+    let spans = Spans::of(buf, response.headers);
+    let head = buf.split_to(consumed).freeze();
+    let headers = spans.header_map(&head, 2)?;
     let framing = if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -272,14 +315,11 @@ pub fn parse_response(
     parts.status = status;
     parts.version = version;
     parts.headers = headers;
-    Ok(Some((
-        ResponseHead {
-            parts,
-            framing,
-            keep_alive,
-        },
-        consumed,
-    )))
+    Ok(Some(ResponseHead {
+        parts,
+        framing,
+        keep_alive,
+    }))
 }
 
 /// Why a chunked body could not be decoded.
@@ -430,12 +470,14 @@ impl ChunkedDecoder {
                         return Err(ChunkError::TrailersTooLarge);
                     }
                     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    let trailers = match httparse::parse_headers(&buf[..end], &mut fields) {
-                        Ok(httparse::Status::Complete((_, fields))) => header_map(fields)
-                            .map_err(|_| ChunkError::Invalid("invalid trailer field"))?,
+                    let spans = match httparse::parse_headers(&buf[..end], &mut fields) {
+                        Ok(httparse::Status::Complete((_, fields))) => Spans::of(buf, fields),
                         _ => return Err(ChunkError::Invalid("invalid trailer section")),
                     };
-                    buf.advance(end);
+                    let section = buf.split_to(end).freeze();
+                    let trailers = spans
+                        .header_map(&section, 0)
+                        .map_err(|_| ChunkError::Invalid("invalid trailer field"))?;
                     self.state = ChunkState::Done;
                     return Ok(Decoded::End(trailers));
                 }
@@ -497,7 +539,7 @@ fn push_framing(out: &mut Vec<u8>, framing: Framing) {
     match framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -553,8 +595,11 @@ pub fn encode_last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
 mod tests {
     use super::*;
 
+    /// Parses `text`; on success also says how many bytes the head took.
     fn request(text: &str) -> Result<Option<(RequestHead, usize)>, HeadError> {
-        parse_request(text.as_bytes(), 8192)
+        let mut buf = BytesMut::from(text);
+        let head = parse_request(&mut buf, 8192)?;
+        Ok(head.map(|head| (head, text.len() - buf.len())))
     }
 
     fn framing(text: &str) -> Framing {
@@ -586,7 +631,7 @@ mod tests {
         let many: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
         let text = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(
-            parse_request(text.as_bytes(), 1 << 20).err(),
+            parse_request(&mut BytesMut::from(text.as_str()), 1 << 20).err(),
             Some(HeadError::TooLarge)
         );
         assert!(matches!(
@@ -650,10 +695,9 @@ mod tests {
     #[test]
     fn response_framing() {
         let parse = |text: &str, method: &Method| {
-            parse_response(text.as_bytes(), method, 8192)
+            parse_response(&mut BytesMut::from(text), method, 8192)
                 .expect("valid")
                 .expect("complete")
-                .0
         };
         let get = Method::GET;
         assert_eq!(
@@ -687,7 +731,9 @@ mod tests {
         assert!(!close.keep_alive);
         assert!(!parse("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", &get).keep_alive);
         assert!(parse_response(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            &mut BytesMut::from(
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..]
+            ),
             &get,
             8192
         )

@@ -270,7 +270,7 @@ async fn next_head<I: Io>(
     limits: ServerLimits,
     idle: &mut Pin<&mut tokio::time::Sleep>,
     stop: &mut watch::Receiver<bool>,
-) -> Option<(codec::RequestHead, usize)> {
+) -> Option<codec::RequestHead> {
     idle.as_mut()
         .reset(tokio::time::Instant::now() + limits.idle_timeout);
     loop {
@@ -326,12 +326,9 @@ pub async fn serve<I, H, F, B>(
     tokio::pin!(idle);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let Some((head, consumed)) =
-            next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await
-        else {
+        let Some(head) = next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await else {
             return;
         };
-        buf.advance(consumed);
         let codec::RequestHead {
             mut parts,
             framing,
