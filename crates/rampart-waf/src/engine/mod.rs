@@ -341,6 +341,11 @@ pub struct Matched {
 
 type Entries = Vec<(String, Vec<u8>)>;
 
+/// The per-transaction maps: looked up for every rule, so hashed with a fast
+/// hasher (seeded per process, not DoS-hardened): their keys are the rule set's names,
+/// not the client's.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// What [`Transaction::for_each_target`] calls with each selected value.
 type TargetVisitor<'a> = dyn FnMut(Option<Collection>, &str, &[u8]) + 'a;
 
@@ -351,8 +356,8 @@ type RemovedTarget = (Option<Vec<(u64, u64)>>, Option<String>, Vec<Variable>);
 pub struct Transaction<'e> {
     engine: &'e Engine,
     mode: Mode,
-    collections: HashMap<Collection, Entries>,
-    tx: HashMap<String, Vec<u8>>,
+    collections: FastMap<Collection, Entries>,
+    tx: FastMap<String, Vec<u8>>,
     removed_ids: Vec<(u64, u64)>,
     removed_tags: Vec<String>,
     removed_targets: Vec<RemovedTarget>,
@@ -381,8 +386,8 @@ impl<'e> Transaction<'e> {
         let mut t = Self {
             engine,
             mode: engine.mode,
-            collections: HashMap::new(),
-            tx: HashMap::new(),
+            collections: FastMap::default(),
+            tx: FastMap::default(),
             removed_ids: Vec::new(),
             removed_tags: Vec::new(),
             removed_targets: Vec::new(),
@@ -708,7 +713,17 @@ impl<'e> Transaction<'e> {
 
     /// A TX variable.
     pub fn tx(&self, name: &str) -> Option<&[u8]> {
-        self.tx.get(&name.to_ascii_lowercase()).map(Vec::as_slice)
+        self.tx_value(name)
+    }
+
+    /// A TX variable (names are kept lower case); no copy of `name` when it already is.
+    fn tx_value(&self, name: &str) -> Option<&[u8]> {
+        let value = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.tx.get(&name.to_ascii_lowercase())
+        } else {
+            self.tx.get(name)
+        };
+        value.map(Vec::as_slice)
     }
 
     fn run_phase(&mut self, phase: u8) {
@@ -734,7 +749,8 @@ impl<'e> Transaction<'e> {
                         continue;
                     }
                     if ranges_contain(&self.removed_ids, rule.id)
-                        || rule.tags.iter().any(|t| self.removed_tags.contains(t))
+                        || (!self.removed_tags.is_empty()
+                            && rule.tags.iter().any(|t| self.removed_tags.contains(t)))
                     {
                         continue;
                     }
@@ -759,10 +775,14 @@ impl<'e> Transaction<'e> {
     /// when the whole chain matched.
     fn evaluate(&mut self, head: &CompiledRule, rule: &CompiledRule) -> bool {
         self.rule_id = head.id;
-        let argument = if rule.operator.argument.contains("%{") {
-            self.expand(&rule.operator.argument)
+        // Only string operators read their argument per request (regexes and phrase
+        // sets were compiled from theirs).
+        let argument: Cow<'_, str> = if matches!(rule.compiled, operator::Compiled::Text(..))
+            && rule.operator.argument.contains("%{")
+        {
+            Cow::Owned(self.expand(&rule.operator.argument))
         } else {
-            rule.operator.argument.clone()
+            Cow::Borrowed(&rule.operator.argument)
         };
         // Find the matches with the transaction borrowed (values are not copied unless
         // they match), then run the actions for each.
@@ -783,7 +803,11 @@ impl<'e> Transaction<'e> {
                     if found.is_some() {
                         break;
                     }
-                    current = Cow::Owned(transform::apply(*t, &current));
+                    // An unchanged value is neither copied nor tried again.
+                    let Some(next) = transform::apply_if_changed(*t, &current) else {
+                        continue;
+                    };
+                    current = Cow::Owned(next);
                     if rule.multi_match {
                         found = try_candidate(&current).map(|c| (current.to_vec(), c));
                     }
@@ -794,8 +818,8 @@ impl<'e> Transaction<'e> {
                 if let Some((candidate, captures)) = found {
                     let name = match collection {
                         None => String::new(),
-                        Some(c) if key.is_empty() => collection_label(c),
-                        Some(c) => format!("{}:{key}", collection_label(c)),
+                        Some(c) if key.is_empty() => c.name().to_string(),
+                        Some(c) => format!("{}:{key}", c.name()),
                     };
                     matches.push((name, candidate, captures));
                 }
@@ -817,7 +841,11 @@ impl<'e> Transaction<'e> {
                     self.tx.insert(i.to_string(), c);
                 }
             }
-            self.matched_var = (name.clone(), candidate.clone());
+            // The previous MATCHED_VAR's storage is reused.
+            self.matched_var.0.clear();
+            self.matched_var.0.push_str(&name);
+            self.matched_var.1.clear();
+            self.matched_var.1.extend_from_slice(&candidate);
             self.matched_vars.push((name, candidate));
             // Non-disruptive actions run per match, before any chained rule (which may
             // read what they set), as in ModSecurity.
@@ -864,7 +892,7 @@ impl<'e> Transaction<'e> {
             match var.collection {
                 Collection::Tx => match &var.selector {
                     Selector::Key(k) => {
-                        if let Some(v) = self.tx.get(&k.to_ascii_lowercase()) {
+                        if let Some(v) = self.tx_value(k) {
                             visit(k, v, f);
                         }
                     }
@@ -1045,21 +1073,37 @@ impl<'e> Transaction<'e> {
 
     fn macro_value(&self, inner: &str) -> String {
         let (collection, key) = inner.split_once('.').unwrap_or((inner, ""));
-        let value: Option<Vec<u8>> = match collection.to_ascii_uppercase().as_str() {
-            "TX" => self.tx.get(&key.to_ascii_lowercase()).cloned(),
-            "MATCHED_VAR" => Some(self.matched_var.1.clone()),
-            "MATCHED_VAR_NAME" => Some(self.matched_var.0.clone().into_bytes()),
-            "RULE" if key.eq_ignore_ascii_case("id") => Some(self.rule_id.to_string().into_bytes()),
-            other => Collection::parse(other).and_then(|c| {
-                self.entries(c)
-                    .into_iter()
+        let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+        if collection.eq_ignore_ascii_case("RULE") {
+            return if key.eq_ignore_ascii_case("id") {
+                self.rule_id.to_string()
+            } else {
+                String::new()
+            };
+        }
+        match Collection::parse(collection) {
+            Some(Collection::Tx) => self.tx_value(key).map(text),
+            Some(Collection::MatchedVar) => Some(text(&self.matched_var.1)),
+            Some(Collection::MatchedVarName) => Some(self.matched_var.0.clone()),
+            Some(Collection::MatchedVarsNames) => self
+                .matched_vars
+                .iter()
+                .find(|(k, _)| key.is_empty() || key_eq(k, key))
+                .map(|(k, _)| k.clone()),
+            Some(Collection::MatchedVars) => self
+                .matched_vars
+                .iter()
+                .find(|(k, _)| key.is_empty() || key_eq(k, key))
+                .map(|(_, v)| text(v)),
+            Some(other) => self.collections.get(&other).and_then(|entries| {
+                entries
+                    .iter()
                     .find(|(k, _)| key.is_empty() || key_eq(k, key))
-                    .map(|(_, v)| v)
+                    .map(|(_, v)| text(v))
             }),
-        };
-        value
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default()
+            None => None,
+        }
+        .unwrap_or_default()
     }
 }
 
@@ -1107,21 +1151,6 @@ fn is_xml(content_type: &str) -> bool {
 fn is_json(content_type: &str) -> bool {
     let media = content_type.split(';').next().unwrap_or("").trim();
     media.starts_with("application/") && (media.ends_with("/json") || media.ends_with("+json"))
-}
-
-fn collection_label(c: Collection) -> String {
-    format!("{c:?}")
-        .chars()
-        .enumerate()
-        .flat_map(|(i, ch)| {
-            let upper = ch.to_ascii_uppercase();
-            if i > 0 && ch.is_ascii_uppercase() {
-                vec!['_', upper]
-            } else {
-                vec![upper]
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

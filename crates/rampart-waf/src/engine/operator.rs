@@ -371,15 +371,18 @@ pub struct Outcome {
 }
 
 fn number(bytes: &[u8]) -> i64 {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.trim();
-    let digits: String = text
-        .chars()
-        .enumerate()
-        .take_while(|(i, c)| c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+')))
-        .map(|(_, c)| c)
-        .collect();
-    digits.parse().unwrap_or(0)
+    // The leading integer of the trimmed text (an optional sign, then digits), as
+    // ModSecurity reads operands; anything else is 0.
+    let text = bytes.trim_ascii();
+    let sign_len = usize::from(matches!(text.first(), Some(b'-' | b'+')));
+    let digits = text[sign_len..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&text[..sign_len + digits])
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Runs `op` on `value`; `argument` is the operator's argument with macros expanded.
@@ -539,6 +542,22 @@ mod tests {
                 .is_match(&String::from_utf8_lossy(value))
                 .unwrap_or(false),
             other => panic!("{pattern}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_are_read_as_leading_integers() {
+        for (text, n) in [
+            ("42", 42),
+            (" -7 ", -7),
+            ("+5", 5),
+            ("12abc", 12),
+            ("abc", 0),
+            ("", 0),
+            ("-", 0),
+            ("99999999999999999999", 0),
+        ] {
+            assert_eq!(number(text.as_bytes()), n, "{text:?}");
         }
     }
 

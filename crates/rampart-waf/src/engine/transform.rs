@@ -61,6 +61,79 @@ pub fn apply(t: Transformation, input: &[u8]) -> Vec<u8> {
     }
 }
 
+/// `t` applied to `input`, or `None` when a quick scan shows it would return `input`
+/// unchanged (most values of a clean request: nothing to decode, already lower case):
+/// no copy then.
+pub fn apply_if_changed(t: Transformation, input: &[u8]) -> Option<Vec<u8>> {
+    (!leaves_unchanged(t, input)).then(|| apply(t, input))
+}
+
+/// Whether `apply(t, input) == input` is certain from a scan for the bytes `t` acts on.
+/// `false` means only "maybe changed".
+fn leaves_unchanged(t: Transformation, input: &[u8]) -> bool {
+    use Transformation as T;
+    let none_of = |bytes: &[u8]| match *bytes {
+        [a] => memchr::memchr(a, input).is_none(),
+        [a, b] => memchr::memchr2(a, b, input).is_none(),
+        _ => !input.iter().any(|b| bytes.contains(b)),
+    };
+    let no_pair = |pair: &[u8]| memchr::memmem::find(input, pair).is_none();
+    let no_space = || !input.iter().any(|b| is_space(*b) || *b == 0xa0);
+    match t {
+        T::None => true,
+        T::Lowercase => !input.iter().any(u8::is_ascii_uppercase),
+        T::Uppercase => !input.iter().any(u8::is_ascii_lowercase),
+        T::UrlDecode | T::UrlDecodeUni => none_of(b"%+"),
+        T::HtmlEntityDecode => none_of(b"&"),
+        T::JsDecode | T::CssDecode | T::EscapeSeqDecode => none_of(b"\\"),
+        // Lower-cases, drops `\ " ' ^`, and collapses or drops separators and spaces.
+        T::CmdLine => !input
+            .iter()
+            .any(|b| b.is_ascii_uppercase() || b"\\\"'^,; \t\r\n".contains(b)),
+        T::CompressWhitespace | T::RemoveWhitespace => no_space(),
+        T::RemoveNulls | T::ReplaceNulls => none_of(&[0]),
+        T::ReplaceComments => no_pair(b"/*"),
+        T::RemoveComments => none_of(b"#") && no_pair(b"/*") && no_pair(b"--"),
+        T::RemoveCommentsChar => {
+            none_of(b"#") && no_pair(b"/*") && no_pair(b"*/") && no_pair(b"--")
+        }
+        T::NormalizePath => path_is_normal(input),
+        T::NormalizePathWin => none_of(b"\\") && path_is_normal(input),
+        T::Utf8ToUnicode | T::ParityEven7bit | T::ParityOdd7bit | T::ParityZero7bit => {
+            input.is_ascii()
+        }
+        T::Trim => {
+            !input.first().is_some_and(|b| is_space(*b))
+                && !input.last().is_some_and(|b| is_space(*b))
+        }
+        T::TrimLeft => !input.first().is_some_and(|b| is_space(*b)),
+        T::TrimRight => !input.last().is_some_and(|b| is_space(*b)),
+        T::SqlHexDecode => no_pair(b"0x") && no_pair(b"0X"),
+        T::Base64Decode
+        | T::Base64DecodeExt
+        | T::Base64Encode
+        | T::HexDecode
+        | T::HexEncode
+        | T::UrlEncode
+        | T::Length
+        | T::Sha1
+        | T::Md5 => false,
+    }
+}
+
+/// Whether `normalize_path` keeps `path` as it is: no `.` or `..` segment and no empty
+/// segment other than a leading (absolute) or trailing one.
+fn path_is_normal(path: &[u8]) -> bool {
+    let count = path.split(|b| *b == b'/').count();
+    path.split(|b| *b == b'/')
+        .enumerate()
+        .all(|(i, segment)| match segment {
+            b"." | b".." => false,
+            b"" => i == 0 || i + 1 == count,
+            _ => true,
+        })
+}
+
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
@@ -594,6 +667,109 @@ mod tests {
 
     fn t(t: Transformation, s: &str) -> String {
         String::from_utf8_lossy(&apply(t, s.as_bytes())).into_owned()
+    }
+
+    #[test]
+    fn the_unchanged_fast_path_agrees_with_applying() {
+        let all = [
+            T::None,
+            T::Lowercase,
+            T::Uppercase,
+            T::UrlDecode,
+            T::UrlDecodeUni,
+            T::UrlEncode,
+            T::HtmlEntityDecode,
+            T::JsDecode,
+            T::CssDecode,
+            T::CmdLine,
+            T::CompressWhitespace,
+            T::RemoveWhitespace,
+            T::RemoveNulls,
+            T::ReplaceNulls,
+            T::ReplaceComments,
+            T::RemoveComments,
+            T::RemoveCommentsChar,
+            T::NormalizePath,
+            T::NormalizePathWin,
+            T::Utf8ToUnicode,
+            T::Base64Decode,
+            T::Base64DecodeExt,
+            T::Base64Encode,
+            T::HexDecode,
+            T::HexEncode,
+            T::Length,
+            T::Sha1,
+            T::Md5,
+            T::Trim,
+            T::TrimLeft,
+            T::TrimRight,
+            T::EscapeSeqDecode,
+            T::SqlHexDecode,
+            T::ParityEven7bit,
+            T::ParityOdd7bit,
+            T::ParityZero7bit,
+        ];
+        let mut inputs: Vec<Vec<u8>> = [
+            "",
+            "/",
+            "//",
+            "a",
+            "abc",
+            "ABC",
+            "/a/b/",
+            "a/./b",
+            "../x",
+            "/a/..",
+            "a b",
+            " a",
+            "a ",
+            "a  b",
+            "a\tb",
+            "%41",
+            "a+b",
+            "&amp;",
+            "\\x41",
+            "0x4142",
+            "/* c */",
+            "a--b",
+            "#x",
+            "<!-- -->",
+            "en-US,en;q=0.5",
+            "session=abc123; theme=dark",
+            "caf\u{e9}",
+            "Mozilla/5.0 (X11; Linux x86_64)",
+            "/products",
+            "id=42&sort=price",
+            "a\\b",
+            "x^y",
+            "'q'",
+            "C:\\dir\\f",
+            "*/",
+            "-->",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        inputs.push(vec![0, b'a']);
+        inputs.push(vec![0xa0, b'a']);
+        inputs.push(vec![0xff, 0xfe]);
+        // Every two-byte string over the bytes the scans look for, and some others.
+        let alphabet = b"aA %+&\\/.#-*0x\t;,'\"^(";
+        for &x in alphabet {
+            for &y in alphabet {
+                inputs.push(vec![x, y]);
+                inputs.push(vec![b'/', x, y, b'/']);
+            }
+        }
+        for t in all {
+            for input in &inputs {
+                let expected = apply(t, input);
+                match apply_if_changed(t, input) {
+                    Some(changed) => assert_eq!(changed, expected, "{t:?} {input:?}"),
+                    None => assert_eq!(&expected, input, "{t:?} claimed {input:?} unchanged"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -204,113 +204,149 @@ pub enum Collection {
     User,
 }
 
+/// Every collection with its SecLang name.
+const COLLECTION_NAMES: &[(&str, Collection)] = &[
+    ("ARGS", Collection::Args),
+    ("ARGS_GET", Collection::ArgsGet),
+    ("ARGS_POST", Collection::ArgsPost),
+    ("ARGS_NAMES", Collection::ArgsNames),
+    ("ARGS_GET_NAMES", Collection::ArgsGetNames),
+    ("ARGS_POST_NAMES", Collection::ArgsPostNames),
+    ("ARGS_COMBINED_SIZE", Collection::ArgsCombinedSize),
+    ("AUTH_TYPE", Collection::AuthType),
+    ("DURATION", Collection::Duration),
+    ("ENV", Collection::Env),
+    ("FILES", Collection::Files),
+    ("FILES_COMBINED_SIZE", Collection::FilesCombinedSize),
+    ("FILES_NAMES", Collection::FilesNames),
+    ("FILES_SIZES", Collection::FilesSizes),
+    ("FILES_TMPNAMES", Collection::FilesTmpNames),
+    ("FILES_TMP_CONTENT", Collection::FilesTmpContent),
+    ("FULL_REQUEST", Collection::FullRequest),
+    ("FULL_REQUEST_LENGTH", Collection::FullRequestLength),
+    ("GEO", Collection::Geo),
+    ("HIGHEST_SEVERITY", Collection::HighestSeverity),
+    ("INBOUND_DATA_ERROR", Collection::InboundDataError),
+    ("MATCHED_VAR", Collection::MatchedVar),
+    ("MATCHED_VAR_NAME", Collection::MatchedVarName),
+    ("MATCHED_VARS", Collection::MatchedVars),
+    ("MATCHED_VARS_NAMES", Collection::MatchedVarsNames),
+    ("MODSEC_BUILD", Collection::ModsecBuild),
+    (
+        "MULTIPART_BOUNDARY_QUOTED",
+        Collection::MultipartBoundaryQuoted,
+    ),
+    (
+        "MULTIPART_BOUNDARY_WHITESPACE",
+        Collection::MultipartBoundaryWhitespace,
+    ),
+    ("MULTIPART_CRLF_LF_LINES", Collection::MultipartCrlfLfLines),
+    ("MULTIPART_DATA_AFTER", Collection::MultipartDataAfter),
+    ("MULTIPART_DATA_BEFORE", Collection::MultipartDataBefore),
+    (
+        "MULTIPART_FILE_LIMIT_EXCEEDED",
+        Collection::MultipartFileLimitExceeded,
+    ),
+    ("MULTIPART_FILENAME", Collection::MultipartFilename),
+    (
+        "MULTIPART_HEADER_FOLDING",
+        Collection::MultipartHeaderFolding,
+    ),
+    (
+        "MULTIPART_INVALID_HEADER_FOLDING",
+        Collection::MultipartInvalidHeaderFolding,
+    ),
+    ("MULTIPART_INVALID_PART", Collection::MultipartInvalidPart),
+    (
+        "MULTIPART_INVALID_QUOTING",
+        Collection::MultipartInvalidQuoting,
+    ),
+    ("MULTIPART_LF_LINE", Collection::MultipartLfLine),
+    (
+        "MULTIPART_MISSING_SEMICOLON",
+        Collection::MultipartMissingSemicolon,
+    ),
+    ("MULTIPART_NAME", Collection::MultipartName),
+    ("MULTIPART_PART_HEADERS", Collection::MultipartPartHeaders),
+    ("MULTIPART_STRICT_ERROR", Collection::MultipartStrictError),
+    (
+        "MULTIPART_UNMATCHED_BOUNDARY",
+        Collection::MultipartUnmatchedBoundary,
+    ),
+    ("OUTBOUND_DATA_ERROR", Collection::OutboundDataError),
+    ("PATH_INFO", Collection::PathInfo),
+    ("QUERY_STRING", Collection::QueryString),
+    ("REMOTE_ADDR", Collection::RemoteAddr),
+    ("REMOTE_HOST", Collection::RemoteHost),
+    ("REMOTE_PORT", Collection::RemotePort),
+    ("REMOTE_USER", Collection::RemoteUser),
+    ("REQBODY_ERROR", Collection::ReqbodyError),
+    ("REQBODY_ERROR_MSG", Collection::ReqbodyErrorMsg),
+    ("REQBODY_PROCESSOR", Collection::ReqbodyProcessor),
+    ("REQBODY_PROCESSOR_ERROR", Collection::ReqbodyProcessorError),
+    ("REQUEST_BASENAME", Collection::RequestBasename),
+    ("REQUEST_BODY", Collection::RequestBody),
+    ("REQUEST_BODY_LENGTH", Collection::RequestBodyLength),
+    ("REQUEST_COOKIES", Collection::RequestCookies),
+    ("REQUEST_COOKIES_NAMES", Collection::RequestCookiesNames),
+    ("REQUEST_FILENAME", Collection::RequestFilename),
+    ("REQUEST_HEADERS", Collection::RequestHeaders),
+    ("REQUEST_HEADERS_NAMES", Collection::RequestHeadersNames),
+    ("REQUEST_LINE", Collection::RequestLine),
+    ("REQUEST_METHOD", Collection::RequestMethod),
+    ("REQUEST_PROTOCOL", Collection::RequestProtocol),
+    ("REQUEST_URI", Collection::RequestUri),
+    ("REQUEST_URI_RAW", Collection::RequestUriRaw),
+    ("RESPONSE_BODY", Collection::ResponseBody),
+    ("RESPONSE_CONTENT_LENGTH", Collection::ResponseContentLength),
+    ("RESPONSE_CONTENT_TYPE", Collection::ResponseContentType),
+    ("RESPONSE_HEADERS", Collection::ResponseHeaders),
+    ("RESPONSE_HEADERS_NAMES", Collection::ResponseHeadersNames),
+    ("RESPONSE_PROTOCOL", Collection::ResponseProtocol),
+    ("RESPONSE_STATUS", Collection::ResponseStatus),
+    ("RULE", Collection::Rule),
+    ("SERVER_ADDR", Collection::ServerAddr),
+    ("SERVER_NAME", Collection::ServerName),
+    ("SERVER_PORT", Collection::ServerPort),
+    ("SESSIONID", Collection::SessionId),
+    ("STATUS_LINE", Collection::StatusLine),
+    ("TIME", Collection::Time),
+    ("TIME_DAY", Collection::TimeDay),
+    ("TIME_EPOCH", Collection::TimeEpoch),
+    ("TIME_HOUR", Collection::TimeHour),
+    ("TIME_MIN", Collection::TimeMin),
+    ("TIME_MON", Collection::TimeMon),
+    ("TIME_SEC", Collection::TimeSec),
+    ("TIME_WDAY", Collection::TimeWday),
+    ("TIME_YEAR", Collection::TimeYear),
+    ("TX", Collection::Tx),
+    ("UNIQUE_ID", Collection::UniqueId),
+    ("URLENCODED_ERROR", Collection::UrlencodedError),
+    ("USERID", Collection::Userid),
+    ("WEBAPPID", Collection::Webappid),
+    ("XML", Collection::Xml),
+    ("IP", Collection::Ip),
+    ("GLOBAL", Collection::Global),
+    ("RESOURCE", Collection::Resource),
+    ("SESSION", Collection::Session),
+    ("USER", Collection::User),
+];
+
 impl Collection {
     /// The collection named `name` (case-insensitive).
     pub fn parse(name: &str) -> Option<Self> {
-        use Collection::*;
-        Some(match name.to_ascii_uppercase().as_str() {
-            "ARGS" => Args,
-            "ARGS_GET" => ArgsGet,
-            "ARGS_POST" => ArgsPost,
-            "ARGS_NAMES" => ArgsNames,
-            "ARGS_GET_NAMES" => ArgsGetNames,
-            "ARGS_POST_NAMES" => ArgsPostNames,
-            "ARGS_COMBINED_SIZE" => ArgsCombinedSize,
-            "AUTH_TYPE" => AuthType,
-            "DURATION" => Duration,
-            "ENV" => Env,
-            "FILES" => Files,
-            "FILES_COMBINED_SIZE" => FilesCombinedSize,
-            "FILES_NAMES" => FilesNames,
-            "FILES_SIZES" => FilesSizes,
-            "FILES_TMPNAMES" => FilesTmpNames,
-            "FILES_TMP_CONTENT" => FilesTmpContent,
-            "FULL_REQUEST" => FullRequest,
-            "FULL_REQUEST_LENGTH" => FullRequestLength,
-            "GEO" => Geo,
-            "HIGHEST_SEVERITY" => HighestSeverity,
-            "INBOUND_DATA_ERROR" => InboundDataError,
-            "MATCHED_VAR" => MatchedVar,
-            "MATCHED_VAR_NAME" => MatchedVarName,
-            "MATCHED_VARS" => MatchedVars,
-            "MATCHED_VARS_NAMES" => MatchedVarsNames,
-            "MODSEC_BUILD" => ModsecBuild,
-            "MULTIPART_BOUNDARY_QUOTED" => MultipartBoundaryQuoted,
-            "MULTIPART_BOUNDARY_WHITESPACE" => MultipartBoundaryWhitespace,
-            "MULTIPART_CRLF_LF_LINES" => MultipartCrlfLfLines,
-            "MULTIPART_DATA_AFTER" => MultipartDataAfter,
-            "MULTIPART_DATA_BEFORE" => MultipartDataBefore,
-            "MULTIPART_FILE_LIMIT_EXCEEDED" => MultipartFileLimitExceeded,
-            "MULTIPART_FILENAME" => MultipartFilename,
-            "MULTIPART_HEADER_FOLDING" => MultipartHeaderFolding,
-            "MULTIPART_INVALID_HEADER_FOLDING" => MultipartInvalidHeaderFolding,
-            "MULTIPART_INVALID_PART" => MultipartInvalidPart,
-            "MULTIPART_INVALID_QUOTING" => MultipartInvalidQuoting,
-            "MULTIPART_LF_LINE" => MultipartLfLine,
-            "MULTIPART_MISSING_SEMICOLON" => MultipartMissingSemicolon,
-            "MULTIPART_NAME" => MultipartName,
-            "MULTIPART_PART_HEADERS" => MultipartPartHeaders,
-            "MULTIPART_STRICT_ERROR" => MultipartStrictError,
-            "MULTIPART_UNMATCHED_BOUNDARY" => MultipartUnmatchedBoundary,
-            "OUTBOUND_DATA_ERROR" => OutboundDataError,
-            "PATH_INFO" => PathInfo,
-            "QUERY_STRING" => QueryString,
-            "REMOTE_ADDR" => RemoteAddr,
-            "REMOTE_HOST" => RemoteHost,
-            "REMOTE_PORT" => RemotePort,
-            "REMOTE_USER" => RemoteUser,
-            "REQBODY_ERROR" => ReqbodyError,
-            "REQBODY_ERROR_MSG" => ReqbodyErrorMsg,
-            "REQBODY_PROCESSOR" => ReqbodyProcessor,
-            "REQBODY_PROCESSOR_ERROR" => ReqbodyProcessorError,
-            "REQUEST_BASENAME" => RequestBasename,
-            "REQUEST_BODY" => RequestBody,
-            "REQUEST_BODY_LENGTH" => RequestBodyLength,
-            "REQUEST_COOKIES" => RequestCookies,
-            "REQUEST_COOKIES_NAMES" => RequestCookiesNames,
-            "REQUEST_FILENAME" => RequestFilename,
-            "REQUEST_HEADERS" => RequestHeaders,
-            "REQUEST_HEADERS_NAMES" => RequestHeadersNames,
-            "REQUEST_LINE" => RequestLine,
-            "REQUEST_METHOD" => RequestMethod,
-            "REQUEST_PROTOCOL" => RequestProtocol,
-            "REQUEST_URI" => RequestUri,
-            "REQUEST_URI_RAW" => RequestUriRaw,
-            "RESPONSE_BODY" => ResponseBody,
-            "RESPONSE_CONTENT_LENGTH" => ResponseContentLength,
-            "RESPONSE_CONTENT_TYPE" => ResponseContentType,
-            "RESPONSE_HEADERS" => ResponseHeaders,
-            "RESPONSE_HEADERS_NAMES" => ResponseHeadersNames,
-            "RESPONSE_PROTOCOL" => ResponseProtocol,
-            "RESPONSE_STATUS" => ResponseStatus,
-            "RULE" => Rule,
-            "SERVER_ADDR" => ServerAddr,
-            "SERVER_NAME" => ServerName,
-            "SERVER_PORT" => ServerPort,
-            "SESSIONID" => SessionId,
-            "STATUS_LINE" => StatusLine,
-            "TIME" => Time,
-            "TIME_DAY" => TimeDay,
-            "TIME_EPOCH" => TimeEpoch,
-            "TIME_HOUR" => TimeHour,
-            "TIME_MIN" => TimeMin,
-            "TIME_MON" => TimeMon,
-            "TIME_SEC" => TimeSec,
-            "TIME_WDAY" => TimeWday,
-            "TIME_YEAR" => TimeYear,
-            "TX" => Tx,
-            "UNIQUE_ID" => UniqueId,
-            "URLENCODED_ERROR" => UrlencodedError,
-            "USERID" => Userid,
-            "WEBAPPID" => Webappid,
-            "XML" => Xml,
-            "IP" => Ip,
-            "GLOBAL" => Global,
-            "RESOURCE" => Resource,
-            "SESSION" => Session,
-            "USER" => User,
-            _ => return None,
-        })
+        COLLECTION_NAMES
+            .iter()
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map(|(_, c)| *c)
+    }
+
+    /// The collection's SecLang name (`REQUEST_HEADERS`).
+    pub fn name(self) -> &'static str {
+        COLLECTION_NAMES
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map_or("UNKNOWN", |(name, _)| name)
     }
 }
 
@@ -611,4 +647,21 @@ pub enum Action {
     SkipAfter(String),
     /// `ctl:…`.
     Ctl(Ctl),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_names_round_trip() {
+        for (name, collection) in COLLECTION_NAMES {
+            assert_eq!(collection.name(), *name);
+            assert_eq!(
+                Collection::parse(&name.to_ascii_lowercase()),
+                Some(*collection)
+            );
+        }
+        assert_eq!(Collection::parse("NOT_A_COLLECTION"), None);
+    }
 }
