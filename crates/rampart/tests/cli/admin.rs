@@ -267,8 +267,11 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     assert_eq!(document["openapi"], "3.1.0");
     assert!(document["paths"]["/consumers"]["post"].is_object());
     let token = std::fs::read_to_string(dir.join("data/admin-token")).expect("token");
+    let st_dir = dir.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("st")
+            // Its example cache goes to the working directory: keep it out of the tree.
+            .current_dir(&st_dir)
             .args([
                 "run",
                 &format!("http://127.0.0.1:{admin}/openapi.json"),
