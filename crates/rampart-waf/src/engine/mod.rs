@@ -711,13 +711,8 @@ impl<'e> Transaction<'e> {
         self.entries(c)
     }
 
-    /// A TX variable.
+    /// A TX variable. Names are kept lower case; `name` is copied only when it is not.
     pub fn tx(&self, name: &str) -> Option<&[u8]> {
-        self.tx_value(name)
-    }
-
-    /// A TX variable (names are kept lower case); no copy of `name` when it already is.
-    fn tx_value(&self, name: &str) -> Option<&[u8]> {
         let value = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             self.tx.get(&name.to_ascii_lowercase())
         } else {
@@ -892,7 +887,7 @@ impl<'e> Transaction<'e> {
             match var.collection {
                 Collection::Tx => match &var.selector {
                     Selector::Key(k) => {
-                        if let Some(v) = self.tx_value(k) {
+                        if let Some(v) = self.tx(k) {
                             visit(k, v, f);
                         }
                     }
@@ -1082,7 +1077,7 @@ impl<'e> Transaction<'e> {
             };
         }
         match Collection::parse(collection) {
-            Some(Collection::Tx) => self.tx_value(key).map(text),
+            Some(Collection::Tx) => self.tx(key).map(text),
             Some(Collection::MatchedVar) => Some(text(&self.matched_var.1)),
             Some(Collection::MatchedVarName) => Some(self.matched_var.0.clone()),
             Some(Collection::MatchedVarsNames) => self
