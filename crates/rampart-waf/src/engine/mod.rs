@@ -4,12 +4,16 @@
 
 mod body;
 pub mod operator;
+mod prefilter;
 pub mod transform;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 use crate::seclang::{
     Action, Collection, Ctl, Directive, Location, Operator, Rule, RuleSet, Selector, SetVarOp,
@@ -48,6 +52,59 @@ pub struct CompiledRule {
     capture: bool,
     multi_match: bool,
     chained: Option<Box<CompiledRule>>,
+    /// Its transformation chain in [`Engine::chains`] (set once the rule set is compiled).
+    chain: Option<u32>,
+    /// Its bit in its chain's prefilter, when its regex has required literals.
+    prefilter_slot: Option<u32>,
+}
+
+/// The literal prefilter of the rule set's regexes: one automaton over the required
+/// literals of every prefiltered rule, so that one scan of a value tells which of
+/// those rules can match it.
+#[derive(Debug)]
+struct Prefilter {
+    literals: AhoCorasick,
+    /// The slot (rule) each literal belongs to, by pattern id.
+    literal_slot: Vec<u32>,
+    /// Prefiltered rules.
+    slots: usize,
+}
+
+impl Prefilter {
+    /// The slots whose rules have a literal in `value`, one bit each.
+    fn hits(&self, value: &[u8]) -> Vec<u64> {
+        let mut bits = vec![0u64; self.slots.div_ceil(64)];
+        for found in self.literals.find_overlapping_iter(value) {
+            let slot = self.literal_slot[found.pattern().as_usize()] as usize;
+            bits[slot / 64] |= 1 << (slot % 64);
+        }
+        bits
+    }
+}
+
+/// Whether `slot`'s bit is set.
+fn has_slot(bits: &[u64], slot: u32) -> bool {
+    let slot = slot as usize;
+    bits.get(slot / 64)
+        .is_some_and(|word| word & (1 << (slot % 64)) != 0)
+}
+
+/// What a transaction keeps of one collection value for the rules that read it.
+#[derive(Debug, Default)]
+struct ValueCache {
+    /// [`Prefilter::hits`] of the value as it is.
+    hits: Option<Vec<u64>>,
+    /// The value through each transformation chain, by chain index.
+    chains: Vec<Option<Derived>>,
+}
+
+/// A value as a transformation chain left it: computed once per transaction.
+#[derive(Debug)]
+struct Derived {
+    /// The transformed value; `None` when the chain leaves it unchanged.
+    value: Option<Vec<u8>>,
+    /// [`Prefilter::hits`] of the transformed value.
+    hits: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +128,10 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Engine {
     phases: [Vec<Step>; 5],
+    /// The distinct transformation chains of the rules.
+    chains: Vec<Vec<Transformation>>,
+    /// The regexes' literal prefilter (none when no regex has usable literals).
+    prefilter: Option<Prefilter>,
     /// Compiled `/regex/` selectors, by source.
     selectors: HashMap<String, regex::Regex>,
     /// The configured engine mode.
@@ -174,6 +235,7 @@ impl Engine {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let (chains, prefilter) = share_chains(&mut steps);
         let mut phases: [Vec<Step>; 5] = Default::default();
         for step in steps {
             match &step {
@@ -219,6 +281,8 @@ impl Engine {
         }
         Ok(Self {
             phases,
+            chains,
+            prefilter,
             selectors,
             mode,
             request_body_limit,
@@ -235,6 +299,72 @@ impl Engine {
             .filter(|s| matches!(s, Step::Rule(_)))
             .count()
     }
+}
+
+/// Gives every rule its shared transformation chain and, for regexes with required
+/// literals (and not `multiMatch`, which tests every intermediate value), a prefilter
+/// slot; returns the chains and the prefilter.
+fn share_chains(steps: &mut [Step]) -> (Vec<Vec<Transformation>>, Option<Prefilter>) {
+    let mut chains: Vec<Vec<Transformation>> = Vec::new();
+    let mut patterns: Vec<Vec<u8>> = Vec::new();
+    let mut literal_slot: Vec<u32> = Vec::new();
+    let mut slots = 0usize;
+    for step in steps.iter_mut() {
+        let Step::Rule(head) = step else { continue };
+        let Some(head) = Arc::get_mut(head) else {
+            continue;
+        };
+        let mut next: Option<&mut CompiledRule> = Some(head);
+        while let Some(rule) = next {
+            let index = match chains.iter().position(|c| *c == rule.transforms) {
+                Some(i) => i,
+                None => {
+                    chains.push(rule.transforms.clone());
+                    chains.len() - 1
+                }
+            };
+            rule.chain = u32::try_from(index).ok();
+            let required = match &rule.compiled {
+                operator::Compiled::Regex(re) if !rule.multi_match => {
+                    prefilter::required_literals(re.as_str()).filter(|set| worth_scanning(set))
+                }
+                _ => None,
+            };
+            if let (Some(required), Ok(slot)) = (required, u32::try_from(slots)) {
+                slots += 1;
+                rule.prefilter_slot = Some(slot);
+                for literal in required {
+                    patterns.push(literal);
+                    literal_slot.push(slot);
+                }
+            }
+            next = rule.chained.as_deref_mut();
+        }
+    }
+    // Without an automaton (none needed, or too large to build) every regex runs.
+    let prefilter = AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(&patterns)
+        .ok()
+        .filter(|_| slots > 0)
+        .map(|literals| Prefilter {
+            literals,
+            literal_slot,
+            slots,
+        });
+    (chains, prefilter)
+}
+
+/// Whether a regex's required literals are rare enough in ordinary values for a scan
+/// to spare the regex: no single character that clean requests are full of.
+fn worth_scanning(literals: &[Vec<u8>]) -> bool {
+    literals.iter().all(|l| match l.as_slice() {
+        [] => false,
+        [b] => b"<>\"'`;(){}[]$\\|!^~*#".contains(b) || !b.is_ascii(),
+        _ => true,
+    })
 }
 
 fn compile_rule(
@@ -297,6 +427,8 @@ fn compile_rule(
         multi_match: actions.iter().any(|a| matches!(a, Action::MultiMatch)),
         actions,
         chained,
+        chain: None,
+        prefilter_slot: None,
     })
 }
 
@@ -347,10 +479,57 @@ type Entries = Vec<(String, Vec<u8>)>;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What [`Transaction::for_each_target`] calls with each selected value.
-type TargetVisitor<'a> = dyn FnMut(Option<Collection>, &str, &[u8]) + 'a;
+/// The index is the entry's position in its collection, given for values that stay put
+/// until the collection is replaced (not TX, MATCHED_* or counts).
+type TargetVisitor<'a> = dyn FnMut(Option<Collection>, Option<u32>, &str, &[u8]) + 'a;
 
 /// Variables a `ctl:ruleRemoveTarget…` took away from rules (by id ranges or tag).
 type RemovedTarget = (Option<Vec<(u64, u64)>>, Option<String>, Vec<Variable>);
+
+/// Name/value pairs whose storage outlives a `clear`: the per-rule match lists are
+/// cleared for every rule, and would otherwise allocate again for each.
+#[derive(Debug, Default)]
+struct ReusedEntries {
+    items: Entries,
+    len: usize,
+}
+
+impl ReusedEntries {
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends `value` under the name `write_name` writes.
+    fn push(&mut self, write_name: impl FnOnce(&mut String), value: &[u8]) {
+        if self.len == self.items.len() {
+            self.items.push(Default::default());
+        }
+        let (name, stored) = &mut self.items[self.len];
+        name.clear();
+        write_name(name);
+        stored.clear();
+        stored.extend_from_slice(value);
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[(String, Vec<u8>)] {
+        &self.items[..self.len]
+    }
+}
+
+/// A target's name as `MATCHED_VAR_NAME` shows it (`ARGS:id`).
+fn write_target_name(name: &mut String, collection: Option<Collection>, key: &str) {
+    if let Some(c) = collection {
+        name.push_str(c.name());
+        if !key.is_empty() {
+            name.push(':');
+            name.push_str(key);
+        }
+    }
+}
+
+/// TX names of capture groups 0–9.
+const CAPTURE_NAMES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 /// One request's evaluation state.
 pub struct Transaction<'e> {
@@ -367,7 +546,12 @@ pub struct Transaction<'e> {
     /// The raw body (`REQUEST_BODY` shows it only for urlencoded or forced bodies).
     raw_body: Vec<u8>,
     matched_var: (String, Vec<u8>),
-    matched_vars: Entries,
+    matched_vars: ReusedEntries,
+    /// The current rule's matches (kept here so that their storage is reused).
+    found: ReusedEntries,
+    /// Collection values as transformation chains left them: by collection, then
+    /// entry index, then chain. A collection's go when it is replaced.
+    derived: RefCell<FastMap<Collection, Vec<ValueCache>>>,
     /// Rules that matched and log, in order.
     pub matched: Vec<Matched>,
     /// Set when a disruptive action fired in `On` mode: the status to answer.
@@ -395,7 +579,9 @@ impl<'e> Transaction<'e> {
             force_body_variable: false,
             raw_body: request.body.clone(),
             matched_var: Default::default(),
-            matched_vars: Vec::new(),
+            matched_vars: ReusedEntries::default(),
+            found: ReusedEntries::default(),
+            derived: RefCell::default(),
             matched: Vec::new(),
             interruption: None,
             rule_id: 0,
@@ -405,12 +591,17 @@ impl<'e> Transaction<'e> {
     }
 
     fn set(&mut self, c: Collection, entries: Entries) {
+        self.forget_derived(c);
         self.collections.insert(c, entries);
     }
 
     fn single(&mut self, c: Collection, name: &str, value: impl Into<Vec<u8>>) {
-        self.collections
-            .insert(c, vec![(name.to_string(), value.into())]);
+        self.set(c, vec![(name.to_string(), value.into())]);
+    }
+
+    /// Drops the transformed values of `c` (its entries are being replaced).
+    fn forget_derived(&mut self, c: Collection) {
+        self.derived.get_mut().remove(&c);
     }
 
     fn load_request(&mut self, r: &Request) {
@@ -713,25 +904,47 @@ impl<'e> Transaction<'e> {
 
     /// A TX variable. Names are kept lower case; `name` is copied only when it is not.
     pub fn tx(&self, name: &str) -> Option<&[u8]> {
-        let value = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.tx.get(&name.to_ascii_lowercase())
-        } else {
-            self.tx.get(name)
+        if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.tx.get(name).map(Vec::as_slice);
+        }
+        // Lower-cased on the stack (rule sets' names are short).
+        let mut buffer = [0u8; 64];
+        let value = match buffer.get_mut(..name.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(name.as_bytes());
+                lower.make_ascii_lowercase();
+                self.tx.get(std::str::from_utf8(lower).ok()?)
+            }
+            None => self.tx.get(&name.to_ascii_lowercase()),
         };
         value.map(Vec::as_slice)
+    }
+
+    /// Sets a TX variable (`name` lower case), reusing the old value's storage.
+    fn set_tx(&mut self, name: Cow<'_, str>, value: &[u8]) {
+        match self.tx.get_mut(name.as_ref()) {
+            Some(stored) => {
+                stored.clear();
+                stored.extend_from_slice(value);
+            }
+            None => {
+                self.tx.insert(name.into_owned(), value.to_vec());
+            }
+        }
     }
 
     fn run_phase(&mut self, phase: u8) {
         if self.mode == Mode::Off || self.interruption.is_some() {
             return;
         }
-        let steps = &self.engine.phases[usize::from(phase - 1)];
-        let mut skip_to: Option<String> = None;
+        let engine = self.engine;
+        let steps = &engine.phases[usize::from(phase - 1)];
+        let mut skip_to: Option<&str> = None;
         let mut skip_count = 0u32;
         for step in steps {
             match step {
                 Step::Marker(name) => {
-                    if skip_to.as_deref() == Some(name.as_str()) {
+                    if skip_to == Some(name.as_str()) {
                         skip_to = None;
                     }
                 }
@@ -752,7 +965,7 @@ impl<'e> Transaction<'e> {
                     if self.evaluate(rule, rule) {
                         for a in &rule.actions {
                             match a {
-                                Action::SkipAfter(m) => skip_to = Some(m.clone()),
+                                Action::SkipAfter(m) => skip_to = Some(m),
                                 Action::Skip(n) => skip_count = *n,
                                 _ => {}
                             }
@@ -772,79 +985,143 @@ impl<'e> Transaction<'e> {
         self.rule_id = head.id;
         // Only string operators read their argument per request (regexes and phrase
         // sets were compiled from theirs).
-        let argument: Cow<'_, str> = if matches!(rule.compiled, operator::Compiled::Text(..))
-            && rule.operator.argument.contains("%{")
-        {
-            Cow::Owned(self.expand(&rule.operator.argument))
+        let argument: Cow<'_, str> = if matches!(rule.compiled, operator::Compiled::Text(..)) {
+            self.expand(&rule.operator.argument)
         } else {
             Cow::Borrowed(&rule.operator.argument)
         };
         // Find the matches with the transaction borrowed (values are not copied unless
         // they match), then run the actions for each.
-        let mut matches: Vec<(String, Vec<u8>, Vec<Vec<u8>>)> = Vec::new();
+        let mut found = std::mem::take(&mut self.found);
+        found.clear();
+        // Capture groups per match, kept only for rules that `capture`.
+        let mut captures_found: Vec<Vec<Vec<u8>>> = Vec::new();
         {
-            let mut check = |collection: Option<Collection>, key: &str, value: &[u8]| {
-                let mut current: Cow<'_, [u8]> = Cow::Borrowed(value);
-                let try_candidate = |candidate: &[u8]| {
-                    let outcome = operator::run(&rule.compiled, &argument, candidate, rule.capture);
-                    (outcome.matched != rule.operator.negated).then_some(outcome.captures)
-                };
-                let mut found = if rule.multi_match {
-                    try_candidate(&current).map(|c| (current.to_vec(), c))
-                } else {
-                    None
-                };
-                for t in &rule.transforms {
-                    if found.is_some() {
-                        break;
-                    }
-                    // An unchanged value is neither copied nor tried again.
-                    let Some(next) = transform::apply_if_changed(*t, &current) else {
-                        continue;
+            let derived = &self.derived;
+            let engine = self.engine;
+            let shared_chain = rule.chain.filter(|_| !rule.multi_match);
+            let mut check =
+                |collection: Option<Collection>, index: Option<u32>, key: &str, value: &[u8]| {
+                    let try_candidate = |candidate: &[u8]| {
+                        let outcome =
+                            operator::run(&rule.compiled, &argument, candidate, rule.capture);
+                        (outcome.matched != rule.operator.negated).then_some(outcome.captures)
                     };
-                    current = Cow::Owned(next);
-                    if rule.multi_match {
-                        found = try_candidate(&current).map(|c| (current.to_vec(), c));
-                    }
-                }
-                if !rule.multi_match {
-                    found = try_candidate(&current).map(|c| (current.into_owned(), c));
-                }
-                if let Some((candidate, captures)) = found {
-                    let name = match collection {
-                        None => String::new(),
-                        Some(c) if key.is_empty() => c.name().to_string(),
-                        Some(c) => format!("{}:{key}", c.name()),
+                    let mut record = |candidate: &[u8], captures: Vec<Vec<u8>>| {
+                        found.push(|name| write_target_name(name, collection, key), candidate);
+                        if rule.capture {
+                            captures_found.push(captures);
+                        }
                     };
-                    matches.push((name, candidate, captures));
-                }
-            };
+                    match (collection, index, shared_chain) {
+                        // A collection value: transformed once per chain and scanned for
+                        // literals once, whichever rule reads it first.
+                        (Some(c), Some(index), Some(chain_id)) => {
+                            let mut derived = derived.borrow_mut();
+                            let by_entry = derived.entry(c).or_default();
+                            let index = index as usize;
+                            if by_entry.len() <= index {
+                                by_entry.resize_with(index + 1, ValueCache::default);
+                            }
+                            let ValueCache {
+                                hits: original_hits,
+                                chains,
+                            } = &mut by_entry[index];
+                            let chain_index = chain_id as usize;
+                            if chains.len() <= chain_index {
+                                chains.resize_with(chain_index + 1, || None);
+                            }
+                            let Derived {
+                                value: transformed,
+                                hits,
+                            } = chains[chain_index].get_or_insert_with(|| Derived {
+                                value: transform::apply_chain_if_changed(
+                                    &engine.chains[chain_index],
+                                    value,
+                                ),
+                                hits: None,
+                            });
+                            let current = transformed.as_deref().unwrap_or(value);
+                            let possible = match (&engine.prefilter, rule.prefilter_slot) {
+                                (Some(prefilter), Some(slot)) => {
+                                    // An unchanged value shares the scan of the original.
+                                    let bits = match &*transformed {
+                                        None => &*original_hits
+                                            .get_or_insert_with(|| prefilter.hits(value)),
+                                        Some(v) => &*hits.get_or_insert_with(|| prefilter.hits(v)),
+                                    };
+                                    has_slot(bits, slot)
+                                }
+                                _ => true,
+                            };
+                            let captures = if possible {
+                                try_candidate(current)
+                            } else {
+                                // None of the regex's literals is there: it cannot match.
+                                rule.operator.negated.then(Vec::new)
+                            };
+                            if let Some(captures) = captures {
+                                record(current, captures);
+                            }
+                        }
+                        _ if rule.multi_match => {
+                            // Every intermediate value is tested, the untransformed one first.
+                            let mut current: Cow<'_, [u8]> = Cow::Borrowed(value);
+                            let mut captures = try_candidate(&current);
+                            for t in &rule.transforms {
+                                if captures.is_some() {
+                                    break;
+                                }
+                                // An unchanged value is neither copied nor tried again.
+                                let Some(next) = transform::apply_if_changed(*t, &current) else {
+                                    continue;
+                                };
+                                current = Cow::Owned(next);
+                                captures = try_candidate(&current);
+                            }
+                            if let Some(captures) = captures {
+                                record(&current, captures);
+                            }
+                        }
+                        _ => {
+                            let current =
+                                transform::apply_chain_if_changed(&rule.transforms, value);
+                            let current = current.as_deref().unwrap_or(value);
+                            if let Some(captures) = try_candidate(current) {
+                                record(current, captures);
+                            }
+                        }
+                    }
+                };
             if rule.variables.is_empty() {
-                check(None, "", b"");
+                check(None, None, "", b"");
             } else {
                 self.for_each_target(head, rule, &mut check);
             }
         }
         // MATCHED_VARS is this rule's (the targets above could still read the previous one's).
         self.matched_vars.clear();
-        if matches.is_empty() {
-            return false;
-        }
-        for (name, candidate, captures) in matches {
-            if rule.capture {
-                for (i, c) in captures.into_iter().enumerate() {
-                    self.tx.insert(i.to_string(), c);
+        let any = found.len > 0;
+        let mut captures_found = captures_found.into_iter();
+        for (name, candidate) in found.as_slice() {
+            if let Some(captures) = captures_found.next() {
+                for (tx_name, c) in CAPTURE_NAMES.iter().zip(captures) {
+                    self.set_tx(Cow::Borrowed(tx_name), &c);
                 }
             }
             // The previous MATCHED_VAR's storage is reused.
             self.matched_var.0.clear();
-            self.matched_var.0.push_str(&name);
+            self.matched_var.0.push_str(name);
             self.matched_var.1.clear();
-            self.matched_var.1.extend_from_slice(&candidate);
-            self.matched_vars.push((name, candidate));
+            self.matched_var.1.extend_from_slice(candidate);
+            self.matched_vars.push(|n| n.push_str(name), candidate);
             // Non-disruptive actions run per match, before any chained rule (which may
             // read what they set), as in ModSecurity.
             self.run_actions(rule);
+        }
+        self.found = found;
+        if !any {
+            return false;
         }
         if let Some(next) = &rule.chained {
             if !self.evaluate(head, next) {
@@ -860,65 +1137,70 @@ impl<'e> Transaction<'e> {
     /// Calls `f(collection, key, value)` for every value `rule`'s variables select,
     /// exclusions applied, without copying values.
     fn for_each_target(&self, head: &CompiledRule, rule: &CompiledRule, f: &mut TargetVisitor<'_>) {
-        let mut exclusions: Vec<&Variable> = rule.variables.iter().filter(|v| v.exclude).collect();
-        for (ids, tag, vars) in &self.removed_targets {
-            let applies = ids.as_ref().is_some_and(|r| ranges_contain(r, head.id))
-                || tag.as_ref().is_some_and(|t| head.tags.contains(t));
-            if applies {
-                exclusions.extend(vars.iter());
-            }
-        }
+        // Exclusions: the rule's own `!VAR`s and any `ctl:ruleRemoveTarget…` for it.
+        let removed: &[RemovedTarget] = &self.removed_targets;
+        let excluded = |collection: Collection, key: &str| {
+            let hit = |x: &Variable| x.collection == collection && self.selects(&x.selector, key);
+            rule.variables.iter().any(|x| x.exclude && hit(x))
+                || removed.iter().any(|(ids, tag, vars)| {
+                    (ids.as_ref().is_some_and(|r| ranges_contain(r, head.id))
+                        || tag.as_ref().is_some_and(|t| head.tags.contains(t)))
+                        && vars.iter().any(hit)
+                })
+        };
         for var in rule.variables.iter().filter(|v| !v.exclude) {
-            let kept = |key: &str| {
-                self.selects(&var.selector, key)
-                    && !exclusions
-                        .iter()
-                        .any(|x| x.collection == var.collection && self.selects(&x.selector, key))
-            };
+            let kept =
+                |key: &str| self.selects(&var.selector, key) && !excluded(var.collection, key);
             let mut count = 0usize;
-            let mut visit = |key: &str, value: &[u8], f: &mut TargetVisitor<'_>| {
-                if kept(key) {
-                    count += 1;
-                    if !var.count {
-                        f(Some(var.collection), key, value);
+            let mut visit =
+                |index: Option<u32>, key: &str, value: &[u8], f: &mut TargetVisitor<'_>| {
+                    if kept(key) {
+                        count += 1;
+                        if !var.count {
+                            f(Some(var.collection), index, key, value);
+                        }
                     }
-                }
-            };
+                };
             match var.collection {
                 Collection::Tx => match &var.selector {
                     Selector::Key(k) => {
                         if let Some(v) = self.tx(k) {
-                            visit(k, v, f);
+                            visit(None, k, v, f);
                         }
                     }
                     _ => {
                         for (k, v) in &self.tx {
-                            visit(k, v, f);
+                            visit(None, k, v, f);
                         }
                     }
                 },
-                Collection::MatchedVar => visit("", &self.matched_var.1, f),
-                Collection::MatchedVarName => visit("", self.matched_var.0.as_bytes(), f),
+                Collection::MatchedVar => visit(None, "", &self.matched_var.1, f),
+                Collection::MatchedVarName => visit(None, "", self.matched_var.0.as_bytes(), f),
                 Collection::MatchedVars => {
-                    for (k, v) in &self.matched_vars {
-                        visit(k, v, f);
+                    for (k, v) in self.matched_vars.as_slice() {
+                        visit(None, k, v, f);
                     }
                 }
                 Collection::MatchedVarsNames => {
-                    for (k, _) in &self.matched_vars {
-                        visit(k, k.as_bytes(), f);
+                    for (k, _) in self.matched_vars.as_slice() {
+                        visit(None, k, k.as_bytes(), f);
                     }
                 }
                 other => {
                     if let Some(entries) = self.collections.get(&other) {
-                        for (k, v) in entries {
-                            visit(k, v, f);
+                        for (i, (k, v)) in entries.iter().enumerate() {
+                            visit(u32::try_from(i).ok(), k, v, f);
                         }
                     }
                 }
             }
             if var.count {
-                f(Some(var.collection), "", count.to_string().as_bytes());
+                f(
+                    Some(var.collection),
+                    None,
+                    "",
+                    itoa::Buffer::new().format(count).as_bytes(),
+                );
             }
         }
     }
@@ -934,9 +1216,10 @@ impl<'e> Transaction<'e> {
             Collection::MatchedVarName => {
                 vec![(String::new(), self.matched_var.0.clone().into_bytes())]
             }
-            Collection::MatchedVars => self.matched_vars.clone(),
+            Collection::MatchedVars => self.matched_vars.as_slice().to_vec(),
             Collection::MatchedVarsNames => self
                 .matched_vars
+                .as_slice()
                 .iter()
                 .map(|(k, _)| (k.clone(), k.clone().into_bytes()))
                 .collect(),
@@ -953,28 +1236,33 @@ impl<'e> Transaction<'e> {
                     name,
                     op,
                 } if collection == "tx" => {
-                    let name = self.expand(name).to_ascii_lowercase();
+                    let name = self.expand(name);
+                    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                        Cow::Owned(name.to_ascii_lowercase())
+                    } else {
+                        name
+                    };
                     match op {
                         SetVarOp::Delete => {
-                            self.tx.remove(&name);
+                            self.tx.remove(name.as_ref());
                         }
                         SetVarOp::Set(v) => {
-                            let v = self.expand(v).into_bytes();
-                            self.tx.insert(name, v);
+                            let v = self.expand(v);
+                            self.set_tx(name, v.as_bytes());
                         }
                         SetVarOp::Add(v) | SetVarOp::Subtract(v) => {
                             let delta: i64 = self.expand(v).trim().parse().unwrap_or(0);
                             let current: i64 = self
                                 .tx
-                                .get(&name)
-                                .and_then(|c| String::from_utf8_lossy(c).trim().parse().ok())
+                                .get(name.as_ref())
+                                .and_then(|c| std::str::from_utf8(c).ok()?.trim().parse().ok())
                                 .unwrap_or(0);
                             let next = if matches!(op, SetVarOp::Add(_)) {
                                 current.saturating_add(delta)
                             } else {
                                 current.saturating_sub(delta)
                             };
-                            self.tx.insert(name, next.to_string().into_bytes());
+                            self.set_tx(name, itoa::Buffer::new().format(next).as_bytes());
                         }
                     }
                 }
@@ -992,7 +1280,7 @@ impl<'e> Transaction<'e> {
                     .actions
                     .iter()
                     .find_map(|a| match a {
-                        Action::Msg(m) => Some(self.expand(m)),
+                        Action::Msg(m) => Some(self.expand(m).into_owned()),
                         _ => None,
                     })
                     .unwrap_or_default();
@@ -1047,8 +1335,11 @@ impl<'e> Transaction<'e> {
         }
     }
 
-    /// Expands `%{collection.name}` macros.
-    fn expand(&self, text: &str) -> String {
+    /// Expands `%{collection.name}` macros (no copy of a text without any).
+    fn expand<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        if !text.contains("%{") {
+            return Cow::Borrowed(text);
+        }
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(start) = rest.find("%{") {
@@ -1056,14 +1347,14 @@ impl<'e> Transaction<'e> {
             let after = &rest[start + 2..];
             let Some(end) = after.find('}') else {
                 out.push_str(&rest[start..]);
-                return out;
+                return Cow::Owned(out);
             };
             let inner = &after[..end];
             out.push_str(&self.macro_value(inner));
             rest = &after[end + 1..];
         }
         out.push_str(rest);
-        out
+        Cow::Owned(out)
     }
 
     fn macro_value(&self, inner: &str) -> String {
@@ -1082,11 +1373,13 @@ impl<'e> Transaction<'e> {
             Some(Collection::MatchedVarName) => Some(self.matched_var.0.clone()),
             Some(Collection::MatchedVarsNames) => self
                 .matched_vars
+                .as_slice()
                 .iter()
                 .find(|(k, _)| key.is_empty() || key_eq(k, key))
                 .map(|(k, _)| k.clone()),
             Some(Collection::MatchedVars) => self
                 .matched_vars
+                .as_slice()
                 .iter()
                 .find(|(k, _)| key.is_empty() || key_eq(k, key))
                 .map(|(_, v)| text(v)),
@@ -1156,6 +1449,144 @@ mod tests {
         let set =
             crate::seclang::parse_str(rules, Path::new("t.conf")).unwrap_or_else(|e| panic!("{e}"));
         Engine::compile(&set).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Every string scalar of the YAML files under `dir` (the regression corpus's
+    /// URIs, headers and bodies), raw and percent-decoded.
+    fn corpus_strings(dir: &Path, out: &mut Vec<Vec<u8>>) {
+        fn strings(value: &serde_norway::Value, out: &mut Vec<Vec<u8>>) {
+            match value {
+                serde_norway::Value::String(s) => {
+                    out.push(s.as_bytes().to_vec());
+                    out.push(transform::apply(Transformation::UrlDecodeUni, s.as_bytes()));
+                }
+                serde_norway::Value::Sequence(items) => items.iter().for_each(|v| strings(v, out)),
+                serde_norway::Value::Mapping(map) => map.values().for_each(|v| strings(v, out)),
+                _ => {}
+            }
+        }
+        for entry in std::fs::read_dir(dir).expect("corpus dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                corpus_strings(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                let text = std::fs::read_to_string(&path).expect("corpus file");
+                if let Ok(value) = serde_norway::from_str::<serde_norway::Value>(&text) {
+                    strings(&value, out);
+                }
+            }
+        }
+    }
+
+    /// The prefilter only ever skips regexes that cannot match: for every prefiltered
+    /// CRS rule and every input of the CRS regression corpus, a value the regex matches
+    /// (after the rule's transformations) holds one of the rule's literals.
+    #[test]
+    fn prefiltered_crs_regexes_never_miss_a_match_of_the_corpus() {
+        let shared = std::env::var_os("RAMPART_SHARED_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+        let crs = shared.join("crs");
+        if !crs.join("rules").is_dir() {
+            eprintln!("SKIPPED: the CRS rules (../shared/crs) were not found");
+            return;
+        }
+        let set = crate::seclang::parse_str(
+            &crate::conformance::crs_entry(&crs),
+            &crs.join("entry.conf"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::compile(&set).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut inputs = Vec::new();
+        corpus_strings(&crs.join("regression"), &mut inputs);
+        inputs.sort();
+        inputs.dedup();
+        assert!(inputs.len() > 1000, "corpus read: {} inputs", inputs.len());
+        let mut prefiltered = 0;
+        let mut matches_checked = 0;
+        for step in engine.phases.iter().flatten() {
+            let Step::Rule(head) = step else { continue };
+            let mut next: Option<&CompiledRule> = Some(head);
+            while let Some(rule) = next {
+                next = rule.chained.as_deref();
+                let (Some(_), operator::Compiled::Regex(re)) =
+                    (rule.prefilter_slot, &rule.compiled)
+                else {
+                    continue;
+                };
+                prefiltered += 1;
+                let literals = prefilter::required_literals(re.as_str()).expect("literals");
+                for input in &inputs {
+                    let value = transform::apply_chain_if_changed(&rule.transforms, input)
+                        .unwrap_or_else(|| input.clone());
+                    if !re.is_match(&value) {
+                        continue;
+                    }
+                    matches_checked += 1;
+                    let lower = value.to_ascii_lowercase();
+                    assert!(
+                        literals
+                            .iter()
+                            .any(|l| memchr::memmem::find(&lower, l).is_some()),
+                        "rule {} at {}: {:?} matches, none of {} literals is in it",
+                        rule.id,
+                        rule.location,
+                        String::from_utf8_lossy(&value),
+                        literals.len()
+                    );
+                }
+            }
+        }
+        assert!(
+            prefiltered > 200,
+            "only {prefiltered} CRS regexes prefiltered"
+        );
+        assert!(
+            matches_checked > 1000,
+            "only {matches_checked} matches checked"
+        );
+    }
+
+    fn post(uri: &str, body: &str) -> Request {
+        Request {
+            method: "POST".into(),
+            uri: uri.into(),
+            protocol: "HTTP/1.1".into(),
+            headers: vec![(
+                "Content-Type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: body.as_bytes().to_vec(),
+            remote_addr: "127.0.0.1".into(),
+        }
+    }
+
+    #[test]
+    fn a_negated_regex_whose_literals_are_absent_matches() {
+        let e = engine(concat!(
+            "SecRuleEngine DetectionOnly\n",
+            "SecRule REQUEST_METHOD \"!@rx ^(?:GET|HEAD)$\" \"id:1,phase:1,pass,log\"\n",
+            "SecRule REQUEST_METHOD \"@rx ^(?:GET|HEAD)$\" \"id:2,phase:1,pass,log\"\n",
+        ));
+        let mut tx = Transaction::new(&e, &post("/", ""));
+        tx.run_request_phases();
+        assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn shared_transformations_follow_a_collection_that_changes() {
+        // Phase 1 reads REQUEST_BODY (empty before the body is processed) through
+        // t:lowercase; phase 2 reads it again through the same chain once it holds the
+        // body: the new value is seen, not the one cached (nor its literal scan).
+        let e = engine(concat!(
+            "SecRuleEngine DetectionOnly\n",
+            "SecRule REQUEST_BODY \"@rx union select\" \"id:1,phase:1,pass,log,t:none,t:lowercase\"\n",
+            "SecRule REQUEST_BODY \"@rx union select\" \"id:2,phase:2,pass,log,t:none,t:lowercase\"\n",
+            "SecRule ARGS \"@rx ^Q$\" \"id:3,phase:2,pass,log,t:none\"\n",
+        ));
+        let mut tx = Transaction::new(&e, &post("/?a=Q", "b=UNION SELECT"));
+        tx.run_request_phases();
+        assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [2, 3]);
     }
 
     #[test]

@@ -68,6 +68,17 @@ pub fn apply_if_changed(t: Transformation, input: &[u8]) -> Option<Vec<u8>> {
     (!leaves_unchanged(t, input)).then(|| apply(t, input))
 }
 
+/// `chain` applied in order to `input`, or `None` when every step leaves it unchanged.
+pub fn apply_chain_if_changed(chain: &[Transformation], input: &[u8]) -> Option<Vec<u8>> {
+    let mut current: Option<Vec<u8>> = None;
+    for t in chain {
+        if let Some(next) = apply_if_changed(*t, current.as_deref().unwrap_or(input)) {
+            current = Some(next);
+        }
+    }
+    current
+}
+
 /// Whether `apply(t, input) == input` is certain from a scan for the bytes `t` acts on.
 /// `false` means only "maybe changed".
 fn leaves_unchanged(t: Transformation, input: &[u8]) -> bool {
