@@ -52,7 +52,8 @@ pub struct CompiledRule {
     capture: bool,
     multi_match: bool,
     chained: Option<Box<CompiledRule>>,
-    /// Its transformation chain in [`Engine::chains`] (set once the rule set is compiled).
+    /// Its transformation chain's number: rules with the same chain share it (set once
+    /// the rule set is compiled).
     chain: Option<u32>,
     /// Its bit in its chain's prefilter, when its regex has required literals.
     prefilter_slot: Option<u32>,
@@ -88,6 +89,11 @@ fn has_slot(bits: &[u64], slot: u32) -> bool {
     bits.get(slot / 64)
         .is_some_and(|word| word & (1 << (slot % 64)) != 0)
 }
+
+/// Most bytes of transformed values one transaction keeps for sharing between rules;
+/// past it, values are transformed per rule again (as they were before sharing), so a
+/// request of many large arguments cannot make the cache hold a copy per chain of each.
+const DERIVED_BYTES_LIMIT: usize = 1 << 20;
 
 /// What a transaction keeps of one collection value for the rules that read it.
 #[derive(Debug, Default)]
@@ -128,8 +134,6 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Engine {
     phases: [Vec<Step>; 5],
-    /// The distinct transformation chains of the rules.
-    chains: Vec<Vec<Transformation>>,
     /// The regexes' literal prefilter (none when no regex has usable literals).
     prefilter: Option<Prefilter>,
     /// Compiled `/regex/` selectors, by source.
@@ -235,7 +239,7 @@ impl Engine {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let (chains, prefilter) = share_chains(&mut steps);
+        let prefilter = share_chains(&mut steps);
         let mut phases: [Vec<Step>; 5] = Default::default();
         for step in steps {
             match &step {
@@ -281,7 +285,6 @@ impl Engine {
         }
         Ok(Self {
             phases,
-            chains,
             prefilter,
             selectors,
             mode,
@@ -303,8 +306,8 @@ impl Engine {
 
 /// Gives every rule its shared transformation chain and, for regexes with required
 /// literals (and not `multiMatch`, which tests every intermediate value), a prefilter
-/// slot; returns the chains and the prefilter.
-fn share_chains(steps: &mut [Step]) -> (Vec<Vec<Transformation>>, Option<Prefilter>) {
+/// slot; returns the prefilter.
+fn share_chains(steps: &mut [Step]) -> Option<Prefilter> {
     let mut chains: Vec<Vec<Transformation>> = Vec::new();
     let mut patterns: Vec<Vec<u8>> = Vec::new();
     let mut literal_slot: Vec<u32> = Vec::new();
@@ -354,7 +357,7 @@ fn share_chains(steps: &mut [Step]) -> (Vec<Vec<Transformation>>, Option<Prefilt
             literal_slot,
             slots,
         });
-    (chains, prefilter)
+    prefilter
 }
 
 /// Whether a regex's required literals are rare enough in ordinary values for a scan
@@ -552,6 +555,8 @@ pub struct Transaction<'e> {
     /// Collection values as transformation chains left them: by collection, then
     /// entry index, then chain. A collection's go when it is replaced.
     derived: RefCell<FastMap<Collection, Vec<ValueCache>>>,
+    /// Bytes [`Transaction::derived`] has taken so far (never lowered: a bound, not a gauge).
+    derived_bytes: std::cell::Cell<usize>,
     /// Rules that matched and log, in order.
     pub matched: Vec<Matched>,
     /// Set when a disruptive action fired in `On` mode: the status to answer.
@@ -582,6 +587,7 @@ impl<'e> Transaction<'e> {
             matched_vars: ReusedEntries::default(),
             found: ReusedEntries::default(),
             derived: RefCell::default(),
+            derived_bytes: std::cell::Cell::new(0),
             matched: Vec::new(),
             interruption: None,
             rule_id: 0,
@@ -998,6 +1004,7 @@ impl<'e> Transaction<'e> {
         let mut captures_found: Vec<Vec<Vec<u8>>> = Vec::new();
         {
             let derived = &self.derived;
+            let derived_bytes = &self.derived_bytes;
             let engine = self.engine;
             let shared_chain = rule.chain.filter(|_| !rule.multi_match);
             let mut check =
@@ -1031,16 +1038,32 @@ impl<'e> Transaction<'e> {
                             if chains.len() <= chain_index {
                                 chains.resize_with(chain_index + 1, || None);
                             }
-                            let Derived {
+                            if chains[chain_index].is_none() {
+                                let transformed =
+                                    transform::apply_chain_if_changed(&rule.transforms, value);
+                                let size = transformed.as_ref().map_or(0, Vec::len)
+                                    + std::mem::size_of::<Derived>();
+                                if derived_bytes.get() + size > DERIVED_BYTES_LIMIT {
+                                    // Over the budget: this value is not kept.
+                                    let current = transformed.as_deref().unwrap_or(value);
+                                    if let Some(captures) = try_candidate(current) {
+                                        record(current, captures);
+                                    }
+                                    return;
+                                }
+                                derived_bytes.set(derived_bytes.get() + size);
+                                chains[chain_index] = Some(Derived {
+                                    value: transformed,
+                                    hits: None,
+                                });
+                            }
+                            let Some(Derived {
                                 value: transformed,
                                 hits,
-                            } = chains[chain_index].get_or_insert_with(|| Derived {
-                                value: transform::apply_chain_if_changed(
-                                    &engine.chains[chain_index],
-                                    value,
-                                ),
-                                hits: None,
-                            });
+                            }) = chains[chain_index].as_mut()
+                            else {
+                                return; // Set just above.
+                            };
                             let current = transformed.as_deref().unwrap_or(value);
                             let possible = match (&engine.prefilter, rule.prefilter_slot) {
                                 (Some(prefilter), Some(slot)) => {
@@ -1587,6 +1610,33 @@ mod tests {
         let mut tx = Transaction::new(&e, &post("/?a=Q", "b=UNION SELECT"));
         tx.run_request_phases();
         assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    #[test]
+    fn transformed_values_kept_for_sharing_are_bounded() {
+        // Ten chains, each turning a 200 KB argument into a new 200 KB value: past the
+        // budget values are transformed per rule again, and every rule still matches.
+        let mut rules = String::from("SecRuleEngine DetectionOnly\n");
+        for id in 1..=10 {
+            let chain = ",t:lowercase".repeat(id);
+            rules.push_str(&format!(
+                "SecRule ARGS \"@rx aaaa\" \"id:{id},phase:1,pass,log,t:none{chain}\"\n"
+            ));
+        }
+        let e = engine(&rules);
+        let mut request = post(&format!("/?a={}", "A".repeat(200_000)), "");
+        request.method = "GET".into();
+        let mut tx = Transaction::new(&e, &request);
+        tx.run_request_phases();
+        assert_eq!(
+            tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<u64>>()
+        );
+        assert!(tx.derived_bytes.get() <= DERIVED_BYTES_LIMIT);
+        assert!(
+            tx.derived_bytes.get() > DERIVED_BYTES_LIMIT / 2,
+            "values were kept"
+        );
     }
 
     #[test]
