@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
-use moka::sync::Cache;
+use moka::future::Cache;
 use rampart_config::AuthPolicy;
 use rampart_crypto::SigningKey;
 use rampart_proxy::phase::{
@@ -107,18 +107,27 @@ impl KeyCache {
         }
     }
 
-    /// The principal for a presented key (cached, including refusals).
+    /// The principal for a presented key (cached, including refusals). Concurrent
+    /// misses for one key share one lookup: when an entry expires, every connection
+    /// presenting that key would otherwise ask the store (and record the key's use) at
+    /// once.
     pub async fn principal(&self, presented: &str) -> Result<Option<Arc<Admitted>>, StoreError> {
-        if let Some(cached) = self.entries.get(presented) {
+        if let Some(cached) = self.entries.get(presented).await {
             return Ok(cached);
         }
-        let answer = self
-            .lookup
-            .principal(presented)
-            .await?
-            .map(|p| Arc::new(Admitted::new(p)));
-        self.entries.insert(presented.to_string(), answer.clone());
-        Ok(answer)
+        self.entries
+            .try_get_with(presented.to_string(), async {
+                Ok(self
+                    .lookup
+                    .principal(presented)
+                    .await?
+                    .map(|p| Arc::new(Admitted::new(p))))
+            })
+            .await
+            .map_err(|shared: Arc<StoreError>| {
+                // Every waiter holds the one error; the last can take it whole.
+                Arc::try_unwrap(shared).unwrap_or_else(|e| StoreError::Unavailable(e.to_string()))
+            })
     }
 
     /// Drops every cached answer.

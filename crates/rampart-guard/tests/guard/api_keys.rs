@@ -217,3 +217,52 @@ async fn a_store_outage_never_lets_a_key_in() {
         "routes without auth keep working"
     );
 }
+
+/// The real store, counting how often it is asked.
+struct CountingLookup {
+    store: rampart_store::Store,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl rampart_guard::KeyLookup for CountingLookup {
+    async fn principal(
+        &self,
+        presented: &str,
+    ) -> Result<Option<rampart_proxy::phase::Principal>, rampart_store::StoreError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Long enough for every concurrent caller to arrive while it is in progress.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rampart_guard::KeyLookup::principal(&self.store, presented).await
+    }
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_key_share_one_store_lookup() {
+    let store = store().await;
+    let (consumer, _, secret) = key(&store, "partner", &["orders:read"]).await;
+    let lookup = Arc::new(CountingLookup {
+        store,
+        calls: Default::default(),
+    });
+    let cache = Arc::new(rampart_guard::KeyCache::new(
+        lookup.clone(),
+        Duration::from_secs(60),
+    ));
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (cache, secret) = (Arc::clone(&cache), secret.clone());
+        callers.spawn(async move { cache.principal(&secret).await });
+    }
+    let mut answered = 0;
+    while let Some(answer) = callers.join_next().await {
+        let admitted = answer.expect("task").expect("lookup").expect("a valid key");
+        assert_eq!(admitted.principal.consumer_id, consumer);
+        answered += 1;
+    }
+    assert_eq!(answered, 50);
+    assert_eq!(lookup.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Served from the cache afterwards.
+    assert!(cache.principal(&secret).await.expect("lookup").is_some());
+    assert_eq!(lookup.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
