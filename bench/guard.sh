@@ -4,7 +4,12 @@
 # run with wrk. Rounds alternate the three; medians are reported (req/s, p99, CPU per
 # request) with the ratios guarded/unguarded and guarded/nginx.
 #
-# Needs: nginx, wrk. Loopback only. Usage: bench/guard.sh [duration-seconds] [connections] [rounds]
+# With INSTRUCTIONS=1 it instead runs Rampart under callgrind (valgrind) and prints the
+# user-space instructions per request, unguarded and guarded: a count that, unlike time
+# on a shared VM, does not move between runs (kernel time is not in it).
+#
+# Needs: nginx, wrk (and valgrind for INSTRUCTIONS=1). Loopback only.
+# Usage: [INSTRUCTIONS=1] bench/guard.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -57,9 +62,15 @@ CONF
 
 taskset -c "$LOAD_CPU" nginx -c "$work/upstream.conf" -e "$work/upstream.error.log"
 taskset -c "$PROXY_CPU" nginx -c "$work/proxy.conf" -e "$work/proxy.error.log"
-(cd "$work" && RUST_LOG=warn taskset -c "$PROXY_CPU" "$RAMPART" serve --config rampart.toml --workers 1) &
+if [[ "${INSTRUCTIONS:-0}" == 1 ]]; then
+  require_tools valgrind callgrind_control
+  (cd "$work" && RUST_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$work/callgrind.out" "$RAMPART" serve --config rampart.toml --workers 1 2>"$work/valgrind.log") &
+else
+  (cd "$work" && RUST_LOG=warn taskset -c "$PROXY_CPU" "$RAMPART" serve --config rampart.toml --workers 1) &
+fi
 rampart_pid=$!
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do
   curl -fs "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null 2>&1 && break
   sleep 0.1
 done
@@ -68,6 +79,29 @@ secret=$(cd "$work" && "$RAMPART" keys create --consumer "$consumer" --json --ad
 curl -fs -H "x-api-key: $secret" "http://127.0.0.1:$RAMPART_PORT/guarded" >/dev/null
 
 nginx_pid=$(nginx_worker "$work/proxy.pid")
+
+if [[ "${INSTRUCTIONS:-0}" == 1 ]]; then
+  valgrind_pid=$rampart_pid
+  count() { # name path -> prints instructions per request over a wrk run
+    callgrind_control -i on "$valgrind_pid" >/dev/null
+    callgrind_control -z "$valgrind_pid" >/dev/null
+    local n
+    n=$(taskset -c "$LOAD_CPU" wrk -t1 -c4 -d"${DURATION}s" -H "x-api-key: $secret" "http://127.0.0.1:$RAMPART_PORT$2" | awk '/requests in/ { print $1 }')
+    callgrind_control -d "$valgrind_pid" >/dev/null
+    callgrind_control -i off "$valgrind_pid" >/dev/null
+    local dump ir
+    dump=$(ls -t "$work"/callgrind.out.* | head -n1)
+    ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
+    rm -f "$work"/callgrind.out.*
+    INSTR=$((ir / n))
+    printf '%-10s %8d requests %12d instructions/request\n' "$1" "$n" "$INSTR"
+  }
+  echo "== instructions per request under callgrind (wrk -c4 -d${DURATION}s each)"
+  count unguarded /; open_ir=$INSTR
+  count guarded /guarded; guarded_ir=$INSTR
+  awk -v o="$open_ir" -v g="$guarded_ir" 'BEGIN { printf "guards cost %d instructions/request; unguarded/guarded: %.3f\n", g - o, o / g }'
+  exit 0
+fi
 
 row() { printf '%-26s %10s req/s   p99 %7s ms   cpu %6s us/req   %s\n' "$@"; }
 

@@ -92,7 +92,8 @@ impl Admitted {
 /// Verified (and refused) keys, kept briefly.
 pub struct KeyCache {
     lookup: Arc<dyn KeyLookup>,
-    entries: Cache<String, Option<Arc<Admitted>>>,
+    /// Hashed with a fast, per-process seeded hasher: looked up on every request.
+    entries: Cache<String, Option<Arc<Admitted>>, foldhash::fast::RandomState>,
 }
 
 impl KeyCache {
@@ -103,7 +104,7 @@ impl KeyCache {
             entries: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 

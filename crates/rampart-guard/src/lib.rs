@@ -190,14 +190,14 @@ impl GuardFactory for Guards {
             }));
         }
         if !route.rate_limits.is_empty() {
-            guards.push(Box::new(RateLimitGuard {
-                route: route.name.clone(),
-                rules: route.rate_limits.clone(),
-                limiter: Arc::clone(&self.limiter),
-                fallback: Arc::clone(&self.fallback),
-                breaker: Arc::clone(&self.breaker),
-                metrics: Arc::clone(&self.metrics),
-            }));
+            guards.push(Box::new(RateLimitGuard::new(
+                route.name.clone(),
+                route.rate_limits.clone(),
+                Arc::clone(&self.limiter),
+                Arc::clone(&self.fallback),
+                Arc::clone(&self.breaker),
+                Arc::clone(&self.metrics),
+            )));
         }
         guards
     }

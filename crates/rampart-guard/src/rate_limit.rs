@@ -15,18 +15,37 @@ use std::time::Instant;
 /// Enforces a route's rate limits; a request must conform to all of them.
 pub struct RateLimitGuard {
     /// Route name (keys and metrics).
-    pub route: Arc<str>,
-    /// The limits.
-    pub rules: Vec<RateLimitRule>,
+    route: Arc<str>,
+    /// The limits, each with the start of its limiter keys (`<route>:<i>:`).
+    rules: Vec<(RateLimitRule, String)>,
     /// The shared limiter (in-process or Redis).
-    pub limiter: Arc<dyn SharedState>,
+    limiter: Arc<dyn SharedState>,
     /// The local limiter used while the shared one is unreachable.
-    pub fallback: Arc<LocalState>,
+    fallback: Arc<LocalState>,
     /// Stops asking an unreachable shared limiter on every request; probes it again
     /// after a second.
-    pub breaker: Arc<Mutex<CircuitBreaker>>,
+    breaker: Arc<Mutex<CircuitBreaker>>,
     /// Where decisions are counted.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
+}
+
+/// Appends `ip` in its usual text form (IPv4 without the formatting machinery).
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 /// The tightest limit's state, for the `RateLimit` response headers.
@@ -43,46 +62,62 @@ fn ceil_secs(d: std::time::Duration) -> u64 {
 }
 
 impl RateLimitGuard {
-    /// The limiter key of rule `i` for this request: `<route>:<i>:<subject>`, built in
-    /// one buffer.
+    /// Enforces `rules` on route `route`.
+    pub fn new(
+        route: Arc<str>,
+        rules: Vec<RateLimitRule>,
+        limiter: Arc<dyn SharedState>,
+        fallback: Arc<LocalState>,
+        breaker: Arc<Mutex<CircuitBreaker>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let rules = rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, rule)| (rule, format!("{route}:{i}:")))
+            .collect();
+        Self {
+            route,
+            rules,
+            limiter,
+            fallback,
+            breaker,
+            metrics,
+        }
+    }
+
+    /// The limiter key of a rule for this request: `<route>:<i>:<subject>`, built in
+    /// one buffer from the rule's prefix.
     fn key(
-        &self,
-        i: usize,
+        prefix: &str,
         rule: &RateLimitRule,
         head: &http::request::Parts,
         ctx: &RequestContext,
     ) -> String {
-        use std::fmt::Write;
-        let mut key = String::with_capacity(self.route.len() + 48);
-        let _ = write!(key, "{}:{i}:", self.route);
+        let mut key = String::with_capacity(prefix.len() + 48);
+        key.push_str(prefix);
         let principal = ctx.principal.as_deref();
+        let mut subject = |kind: &str, value: &str| {
+            key.push_str(kind);
+            key.push_str(value);
+            true
+        };
         let written = match &rule.key {
             LimitKey::ClientIp => false,
-            LimitKey::Route => {
-                key.push_str("route");
-                true
-            }
-            LimitKey::Consumer => principal.is_some_and(|p| {
-                let _ = write!(key, "consumer:{}", p.consumer_id);
-                true
-            }),
-            LimitKey::ApiKey => principal.is_some_and(|p| {
-                let _ = write!(key, "key:{}", p.key_id);
-                true
-            }),
-            LimitKey::Header(name) => head.headers.get(name).is_some_and(|v| {
-                let _ = write!(key, "h:{}", String::from_utf8_lossy(v.as_bytes()));
-                true
-            }),
+            LimitKey::Route => subject("route", ""),
+            LimitKey::Consumer => principal.is_some_and(|p| subject("consumer:", &p.consumer_id)),
+            LimitKey::ApiKey => principal.is_some_and(|p| subject("key:", &p.key_id)),
+            LimitKey::Header(name) => head
+                .headers
+                .get(name)
+                .is_some_and(|v| subject("h:", &String::from_utf8_lossy(v.as_bytes()))),
             LimitKey::Claim(claim) => principal
                 .and_then(|p| p.claims.iter().find(|(name, _)| name == claim))
-                .is_some_and(|(_, value)| {
-                    let _ = write!(key, "c:{value}");
-                    true
-                }),
+                .is_some_and(|(_, value)| subject("c:", value)),
         };
         if !written {
-            let _ = write!(key, "ip:{}", ctx.client_ip);
+            key.push_str("ip:");
+            push_ip(&mut key, ctx.client_ip);
         }
         key
     }
@@ -164,9 +199,9 @@ impl RateLimitGuard {
         ctx: &mut RequestContext,
     ) -> Result<(), ProxyError> {
         let mut tightest: Option<RateLimitState> = None;
-        for (i, rule) in self.rules.iter().enumerate() {
+        for (rule, prefix) in &self.rules {
             let (spec, limit, window_secs) = Self::spec(rule, ctx);
-            let key = self.key(i, rule, head, ctx);
+            let key = Self::key(prefix, rule, head, ctx);
             let decision = self.decide(&key, &spec, rule.fail_open).await?;
             let state = RateLimitState {
                 limit,
@@ -244,6 +279,27 @@ impl ResponseFilter for RateLimitHeaders {
         ) {
             head.headers.insert("ratelimit-policy", p);
             head.headers.insert("ratelimit", c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_their_display_form() {
+        for ip in [
+            "0.0.0.0",
+            "203.0.113.9",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().expect("address");
+            let mut out = String::from("ip:");
+            push_ip(&mut out, ip);
+            assert_eq!(out, format!("ip:{ip}"));
         }
     }
 }

@@ -1,9 +1,12 @@
 //! In-process GCRA state: theoretical arrival times in sharded hash maps. One decision
 //! is one short lock of one shard; expired entries are swept as shards fill.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+
+/// A fast hasher seeded per table (and per shard, so that a shard's keys, which share
+/// their shard bits, still spread over its buckets): decided on every request.
+type RandomState = foldhash::fast::RandomState;
 
 use parking_lot::Mutex;
 
@@ -20,7 +23,7 @@ struct State {
 
 /// GCRA state for many keys, bounded in size.
 pub(super) struct GcraTable {
-    shards: Vec<Mutex<HashMap<String, State>>>,
+    shards: Vec<Mutex<HashMap<String, State, RandomState>>>,
     hasher: RandomState,
     per_shard: usize,
 }
@@ -29,8 +32,10 @@ impl GcraTable {
     /// Holds at most about `capacity` keys.
     pub(super) fn new(capacity: u64) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(RandomState::default())))
+                .collect(),
+            hasher: RandomState::default(),
             per_shard: usize::try_from(capacity / SHARDS as u64)
                 .unwrap_or(usize::MAX)
                 .max(16),
@@ -41,14 +46,16 @@ impl GcraTable {
     pub(super) fn decide(&self, key: &str, now: u64, spec: &RateSpec, cost: u32) -> RateDecision {
         let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
         let mut map = self.shards[shard].lock();
-        let current = map.get(key).filter(|s| s.expires > now).map(|s| s.tat);
+        // One lookup for a known key; a new one is hashed again only to be inserted.
+        let mut slot = map.get_mut(key);
+        let current = slot.as_deref().filter(|s| s.expires > now).map(|s| s.tat);
         let (decision, next) = gcra::step(current, now, spec, cost);
         if let Some(tat) = next {
             let state = State {
                 tat,
                 expires: now.saturating_add(decision.reset_after.as_nanos() as u64),
             };
-            match map.get_mut(key) {
+            match slot.take() {
                 Some(slot) => *slot = state,
                 None => {
                     if map.len() >= self.per_shard {
