@@ -47,7 +47,7 @@ impl GcraTable {
         let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
         let mut map = self.shards[shard].lock();
         // One lookup for a known key; a new one is hashed again only to be inserted.
-        let mut slot = map.get_mut(key);
+        let slot = map.get_mut(key);
         let current = slot.as_deref().filter(|s| s.expires > now).map(|s| s.tat);
         let (decision, next) = gcra::step(current, now, spec, cost);
         if let Some(tat) = next {
@@ -55,7 +55,7 @@ impl GcraTable {
                 tat,
                 expires: now.saturating_add(decision.reset_after.as_nanos() as u64),
             };
-            match slot.take() {
+            match slot {
                 Some(slot) => *slot = state,
                 None => {
                     if map.len() >= self.per_shard {

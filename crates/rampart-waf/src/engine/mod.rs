@@ -55,7 +55,7 @@ pub struct CompiledRule {
     /// Its transformation chain's number: rules with the same chain share it (set once
     /// the rule set is compiled).
     chain: Option<u32>,
-    /// Its bit in its chain's prefilter, when its regex has required literals.
+    /// Its bit in the rule set's [`Prefilter`], when its regex has required literals.
     prefilter_slot: Option<u32>,
 }
 
@@ -329,7 +329,7 @@ fn share_chains(steps: &mut [Step]) -> Option<Prefilter> {
             rule.chain = u32::try_from(index).ok();
             let required = match &rule.compiled {
                 operator::Compiled::Regex(re) if !rule.multi_match => {
-                    prefilter::required_literals(re.as_str()).filter(|set| worth_scanning(set))
+                    prefilter::required_literals(re.as_str())
                 }
                 _ => None,
             };
@@ -358,16 +358,6 @@ fn share_chains(steps: &mut [Step]) -> Option<Prefilter> {
             slots,
         });
     prefilter
-}
-
-/// Whether a regex's required literals are rare enough in ordinary values for a scan
-/// to spare the regex: no single character that clean requests are full of.
-fn worth_scanning(literals: &[Vec<u8>]) -> bool {
-    literals.iter().all(|l| match l.as_slice() {
-        [] => false,
-        [b] => b"<>\"'`;(){}[]$\\|!^~*#".contains(b) || !b.is_ascii(),
-        _ => true,
-    })
 }
 
 fn compile_rule(
@@ -1038,31 +1028,30 @@ impl<'e> Transaction<'e> {
                             if chains.len() <= chain_index {
                                 chains.resize_with(chain_index + 1, || None);
                             }
-                            if chains[chain_index].is_none() {
-                                let transformed =
-                                    transform::apply_chain_if_changed(&rule.transforms, value);
-                                let size = transformed.as_ref().map_or(0, Vec::len)
-                                    + std::mem::size_of::<Derived>();
-                                if derived_bytes.get() + size > DERIVED_BYTES_LIMIT {
-                                    // Over the budget: this value is not kept.
-                                    let current = transformed.as_deref().unwrap_or(value);
-                                    if let Some(captures) = try_candidate(current) {
-                                        record(current, captures);
-                                    }
-                                    return;
-                                }
-                                derived_bytes.set(derived_bytes.get() + size);
-                                chains[chain_index] = Some(Derived {
-                                    value: transformed,
-                                    hits: None,
-                                });
-                            }
-                            let Some(Derived {
+                            let Derived {
                                 value: transformed,
                                 hits,
-                            }) = chains[chain_index].as_mut()
-                            else {
-                                return; // Set just above.
+                            } = match &mut chains[chain_index] {
+                                Some(kept) => kept,
+                                slot @ None => {
+                                    let transformed =
+                                        transform::apply_chain_if_changed(&rule.transforms, value);
+                                    let size = transformed.as_ref().map_or(0, Vec::len)
+                                        + std::mem::size_of::<Derived>();
+                                    if derived_bytes.get() + size > DERIVED_BYTES_LIMIT {
+                                        // Over the budget: this value is not kept.
+                                        let current = transformed.as_deref().unwrap_or(value);
+                                        if let Some(captures) = try_candidate(current) {
+                                            record(current, captures);
+                                        }
+                                        return;
+                                    }
+                                    derived_bytes.set(derived_bytes.get() + size);
+                                    slot.insert(Derived {
+                                        value: transformed,
+                                        hits: None,
+                                    })
+                                }
                             };
                             let current = transformed.as_deref().unwrap_or(value);
                             let possible = match (&engine.prefilter, rule.prefilter_slot) {
@@ -1570,19 +1559,19 @@ mod tests {
         );
     }
 
-    fn post(uri: &str, body: &str) -> Request {
+    /// A request from 127.0.0.1 with a body of `content_type`.
+    fn request(method: &str, uri: &str, content_type: &str, body: &str) -> Request {
         Request {
-            method: "POST".into(),
+            method: method.into(),
             uri: uri.into(),
             protocol: "HTTP/1.1".into(),
-            headers: vec![(
-                "Content-Type".into(),
-                "application/x-www-form-urlencoded".into(),
-            )],
+            headers: vec![("Content-Type".into(), content_type.into())],
             body: body.as_bytes().to_vec(),
             remote_addr: "127.0.0.1".into(),
         }
     }
+
+    const FORM: &str = "application/x-www-form-urlencoded";
 
     #[test]
     fn a_negated_regex_whose_literals_are_absent_matches() {
@@ -1591,7 +1580,7 @@ mod tests {
             "SecRule REQUEST_METHOD \"!@rx ^(?:GET|HEAD)$\" \"id:1,phase:1,pass,log\"\n",
             "SecRule REQUEST_METHOD \"@rx ^(?:GET|HEAD)$\" \"id:2,phase:1,pass,log\"\n",
         ));
-        let mut tx = Transaction::new(&e, &post("/", ""));
+        let mut tx = Transaction::new(&e, &request("POST", "/", FORM, ""));
         tx.run_request_phases();
         assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
     }
@@ -1607,7 +1596,7 @@ mod tests {
             "SecRule REQUEST_BODY \"@rx union select\" \"id:2,phase:2,pass,log,t:none,t:lowercase\"\n",
             "SecRule ARGS \"@rx ^Q$\" \"id:3,phase:2,pass,log,t:none\"\n",
         ));
-        let mut tx = Transaction::new(&e, &post("/?a=Q", "b=UNION SELECT"));
+        let mut tx = Transaction::new(&e, &request("POST", "/?a=Q", FORM, "b=UNION SELECT"));
         tx.run_request_phases();
         assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [2, 3]);
     }
@@ -1624,8 +1613,7 @@ mod tests {
             ));
         }
         let e = engine(&rules);
-        let mut request = post(&format!("/?a={}", "A".repeat(200_000)), "");
-        request.method = "GET".into();
+        let request = request("GET", &format!("/?a={}", "A".repeat(200_000)), FORM, "");
         let mut tx = Transaction::new(&e, &request);
         tx.run_request_phases();
         assert_eq!(
@@ -1643,17 +1631,12 @@ mod tests {
     fn multipart_field_names_reach_files_names() {
         let e = engine("SecRuleEngine DetectionOnly\nSecRule FILES_NAMES \"@rx =\" \"id:1,phase:2,pass,log\"\n");
         let body = "-----------------------------6276\nContent-Disposition: form-data; name=\"fi=le\"; filename=\"test\"\nContent-Type: text/plain\n\nemail: x@example.com\n\n-----------------------------6276--\n";
-        let request = Request {
-            method: "POST".into(),
-            uri: "/".into(),
-            protocol: "HTTP/1.1".into(),
-            headers: vec![(
-                "Content-Type".into(),
-                "multipart/form-data; boundary=---------------------------6276".into(),
-            )],
-            body: body.as_bytes().to_vec(),
-            remote_addr: "127.0.0.1".into(),
-        };
+        let request = request(
+            "POST",
+            "/",
+            "multipart/form-data; boundary=---------------------------6276",
+            body,
+        );
         let mut tx = Transaction::new(&e, &request);
         tx.run_request_phases();
         assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
@@ -1668,17 +1651,7 @@ mod tests {
             "SecRule TX:/TYPES_*/ \"@rx utf-7\" \"id:3,phase:2,pass,log\"\n",
         ));
         let body = "------B\nContent-Disposition: form-data; name=\"u\"\nContent-Type: text/plain; charset=utf-7\n\nx\n------B--\n";
-        let request = Request {
-            method: "POST".into(),
-            uri: "/".into(),
-            protocol: "HTTP/1.1".into(),
-            headers: vec![(
-                "Content-Type".into(),
-                "multipart/form-data; boundary=----B".into(),
-            )],
-            body: body.as_bytes().to_vec(),
-            remote_addr: "127.0.0.1".into(),
-        };
+        let request = request("POST", "/", "multipart/form-data; boundary=----B", body);
         let mut tx = Transaction::new(&e, &request);
         tx.run_request_phases();
         assert_eq!(tx.tx("types_0"), Some(&b"text/plain; charset=utf-7"[..]));

@@ -22,15 +22,15 @@ const MAX_CLASS: usize = 8;
 const MAX_REQUIRED: usize = 512;
 
 /// The literals (ASCII lower case) one of which every match of `pattern` contains,
-/// or `None` when the pattern does not guarantee any (or does not parse). `pattern`
-/// is read as `regex::bytes` reads it (Unicode on, UTF-8 not required).
+/// or `None` when the pattern does not guarantee any worth scanning for (or does not
+/// parse). `pattern` is read as `regex::bytes` reads it (Unicode on, UTF-8 not required).
 pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     let hir = regex_syntax::ParserBuilder::new()
         .utf8(false)
         .build()
         .parse(pattern)
         .ok()?;
-    let mut literals = analyse(&hir).required?;
+    let mut literals = analyse(&hir).required.filter(|set| worth_scanning(set))?;
     literals.sort();
     literals.dedup();
     // A literal that contains another one adds nothing: drop it.
@@ -46,6 +46,16 @@ pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
         }
     }
     Some(kept)
+}
+
+/// Whether literals are rare enough in ordinary values for a scan to spare the regex:
+/// no single character that clean requests are full of.
+fn worth_scanning(literals: &[Vec<u8>]) -> bool {
+    literals.iter().all(|l| match l.as_slice() {
+        [] => false,
+        [b] => b"<>\"'`;(){}[]$\\|!^~*#".contains(b) || !b.is_ascii(),
+        _ => true,
+    })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
