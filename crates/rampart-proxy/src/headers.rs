@@ -21,32 +21,39 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// Longest request id kept from a client; longer or odd ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
 
+/// The hop-by-hop fields (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
+/// `Proxy-Connection`).
+static HOP_BY_HOP: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::PROXY_AUTHENTICATE,
+    &header::PROXY_AUTHORIZATION,
+    &header::UPGRADE,
+];
+
 /// Removes hop-by-hop headers and every header named in `Connection`. With
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket pass-through).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let hop_by_hop = [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &header::UPGRADE,
-    ];
-    // Most messages carry none: one pass over the names instead of nine lookups.
-    if !keep_upgrade && !headers.keys().any(|name| hop_by_hop.contains(&name)) {
-        return;
+    // One pass over the names notes which hop-by-hop fields are present (most
+    // messages carry none, or only `Connection`); only those are then removed.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| *hop == name) {
+            present |= 1 << i;
+        }
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present & 1 != 0 {
         remove_connection_named(headers, keep_upgrade);
     }
-    for name in hop_by_hop {
-        if keep_upgrade && (name == header::UPGRADE || name == header::CONNECTION) {
-            continue;
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        let kept = keep_upgrade && (**name == header::UPGRADE || **name == header::CONNECTION);
+        if present & (1 << i) != 0 && !kept {
+            headers.remove(*name);
         }
-        headers.remove(name);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -104,11 +104,12 @@ impl AccessRecord<'_> {
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
-    // Nearly every value needs no escaping; this check is a tight, vectorised loop.
-    if bytes
-        .iter()
-        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
-    {
+    // Nearly every value needs no escaping. The check has no early exit, so it
+    // compiles to a vectorised loop over the whole value.
+    let needs_escape = bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\') | (b == 0x7f)
+    });
+    if !needs_escape {
         out.extend_from_slice(bytes);
         out.push(b'"');
         return;
@@ -146,18 +147,8 @@ fn push_opt(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Milliseconds with microsecond precision (`12.345`).

@@ -2,6 +2,8 @@
 //! response heads into `http` types, working out body framing, decoding chunked
 //! bodies, and encoding heads. Pure functions over buffers, no I/O.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
@@ -74,35 +76,35 @@ fn version_of(minor: Option<u8>) -> Result<Version, HeadError> {
     }
 }
 
+/// Fields kept inline in a head's span list; longer heads spill to the heap.
+const INLINE_FIELDS: usize = 24;
+
 /// Where a head's parts lie in the bytes it was parsed from, so that they can be
 /// taken as shared slices of one buffer instead of copied one by one.
 struct Spans {
     /// (name start, name end, value start, value end) per field.
-    fields: [(u32, u32, u32, u32); MAX_HEADERS],
-    count: usize,
+    fields: smallvec::SmallVec<[(u32, u32, u32, u32); INLINE_FIELDS]>,
 }
 
 impl Spans {
     /// Records the fields httparse found in `buf`.
     fn of(buf: &[u8], fields: &[httparse::Header<'_>]) -> Spans {
-        let mut spans = Spans {
-            fields: [(0, 0, 0, 0); MAX_HEADERS],
-            count: 0,
-        };
-        for (slot, field) in spans.fields.iter_mut().zip(fields) {
-            let (name_start, name_end) = span_in(buf, field.name.as_bytes());
-            let (value_start, value_end) = span_in(buf, field.value);
-            *slot = (name_start, name_end, value_start, value_end);
-            spans.count += 1;
-        }
-        spans
+        let fields = fields
+            .iter()
+            .map(|field| {
+                let (name_start, name_end) = span_in(buf, field.name.as_bytes());
+                let (value_start, value_end) = span_in(buf, field.value);
+                (name_start, name_end, value_start, value_end)
+            })
+            .collect();
+        Spans { fields }
     }
 
     /// The fields as a map whose values share `head`'s storage. `spare` leaves room
     /// for fields the proxy adds, so they do not make the map grow.
     fn header_map(&self, head: &Bytes, spare: usize) -> Result<HeaderMap, HeadError> {
-        let mut map = HeaderMap::with_capacity(self.count + spare);
-        for &(name_start, name_end, value_start, value_end) in &self.fields[..self.count] {
+        let mut map = HeaderMap::with_capacity(self.fields.len() + spare);
+        for &(name_start, name_end, value_start, value_end) in &self.fields {
             let name = head
                 .get(name_start as usize..name_end as usize)
                 .and_then(|name| HeaderName::from_bytes(name).ok())
@@ -203,9 +205,10 @@ pub fn parse_request(
     buf: &mut BytesMut,
     max_head: usize,
 ) -> Result<Option<RequestHead>, HeadError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut fields);
-    let consumed = match request.parse(buf) {
+    // Uninitialised slots: httparse writes the ones it fills (no 4 KiB clear per head).
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let consumed = match request.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(n)) if n > max_head => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(HeadError::TooLarge),
@@ -258,9 +261,14 @@ pub fn parse_response(
     method: &Method,
     max_head: usize,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let consumed = match response.parse(buf) {
+    // Uninitialised slots: httparse writes the ones it fills (no 4 KiB clear per head).
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let consumed = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    ) {
         Ok(httparse::Status::Complete(n)) if n > max_head => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(HeadError::TooLarge),
@@ -491,12 +499,16 @@ fn reason(status: StatusCode) -> &'static str {
     status.canonical_reason().unwrap_or("Unknown")
 }
 
+fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 fn push_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name, value);
     }
 }
 
@@ -526,10 +538,7 @@ pub fn encode_request_head(
         {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name, value);
     }
     push_framing(out, framing);
     out.extend_from_slice(b"\r\n");
@@ -547,8 +556,10 @@ fn push_framing(out: &mut Vec<u8>, framing: Framing) {
     }
 }
 
-/// Appends a response head. `framing` adds its field (`Length` or `Chunked`);
-/// `connection` adds a `Connection` field with that value.
+/// Appends a response head. `framing` adds its field (`Length` or `Chunked`) and,
+/// unless it is `Empty` (a response without a body keeps the fields it has), replaces
+/// any `Content-Length` or `Transfer-Encoding` among `headers`; `connection` adds a
+/// `Connection` field with that value.
 pub fn encode_response_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -562,7 +573,16 @@ pub fn encode_response_head(
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
     out.extend_from_slice(b"\r\n");
-    push_fields(out, headers);
+    if framing == Framing::Empty {
+        push_fields(out, headers);
+    } else {
+        // The body's framing replaces the fields' own.
+        for (name, value) in headers {
+            if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+                push_field(out, name, value);
+            }
+        }
+    }
     push_framing(out, framing);
     if let Some(value) = connection {
         out.extend_from_slice(b"connection: ");
@@ -818,7 +838,6 @@ mod tests {
             b"POST /p?q HTTP/1.1\r\nhost: h\r\nx-a: 1\r\ncontent-length: 4\r\n\r\n".to_vec()
         );
         headers.remove("host");
-        headers.remove("content-length");
         out.clear();
         encode_response_head(
             &mut out,
@@ -831,7 +850,22 @@ mod tests {
         assert_eq!(
             out,
             b"HTTP/1.1 404 Not Found\r\nx-a: 1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-                .to_vec()
+                .to_vec(),
+            "the body's framing replaces the fields' content-length"
+        );
+        // Without a body (HEAD, 204, 304) the fields' own framing is what is sent.
+        out.clear();
+        encode_response_head(
+            &mut out,
+            StatusCode::OK,
+            &headers,
+            Framing::Empty,
+            None,
+            None,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 99\r\n\r\n".to_vec()
         );
     }
 }

@@ -394,7 +394,7 @@ pub async fn serve<I, H, F, B>(
         let body_finished = pump.as_ref().is_none_or(Pump::finished) && framing != Framing::Invalid;
         drop(pump);
 
-        let (mut parts, mut body) = response.into_parts();
+        let (parts, mut body) = response.into_parts();
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(sender) = upgrade_sender {
                 out.clear();
@@ -422,8 +422,7 @@ pub async fn serve<I, H, F, B>(
         let body_framing = if no_body {
             Framing::Empty
         } else {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            parts.headers.remove(header::TRANSFER_ENCODING);
+            // The encoder leaves out the body's own framing fields.
             match body.size_hint().exact() {
                 Some(n) => Framing::Length(n),
                 None if version == Version::HTTP_11 => Framing::Chunked,
