@@ -9,7 +9,7 @@
 # on a shared VM, does not move between runs (kernel time is not in it).
 #
 # Needs: nginx, wrk (and valgrind for INSTRUCTIONS=1). Loopback only.
-# Usage: [INSTRUCTIONS=1] bench/guard.sh [duration-seconds] [connections] [rounds]
+# Usage: [INSTRUCTIONS=1] [RAMPART_BIN=path] bench/guard.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -34,8 +34,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet -p rampart
-RAMPART=$PWD/target/release/rampart
+# RAMPART_BIN runs a binary built elsewhere (for A/B comparisons of two builds).
+if [[ -z "${RAMPART_BIN:-}" ]]; then
+  cargo build --release --quiet -p rampart
+fi
+RAMPART=$(realpath "${RAMPART_BIN:-target/release/rampart}")
 
 nginx_conf "$work/upstream.conf" "$work/upstream.pid" "$work/upstream.error.log" off \
   $UPSTREAM_PORT $UPSTREAM_PORT 'location / { return 200 "hello from upstream\n"; }'
@@ -103,22 +106,24 @@ if [[ "${INSTRUCTIONS:-0}" == 1 ]]; then
   exit 0
 fi
 
-row() { printf '%-26s %10s req/s   p99 %7s ms   cpu %6s us/req   %s\n' "$@"; }
+row() { printf '%-26s %10s req/s   p99 %7s ms   cpu %6s us/req (user/sys %s)\n' "$@"; }
 
 echo "== $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxies on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
-n_rps=(); n_cpu=(); o_rps=(); o_cpu=(); g_rps=(); g_cpu=()
+n_rps=(); n_cpu=(); o_rps=(); o_cpu=(); g_rps=(); g_cpu=(); n_user=(); n_sys=(); o_user=(); o_sys=(); g_user=(); g_sys=()
 for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PORT/"
-  row "nginx proxy #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"; n_rps+=("$RPS"); n_cpu+=("$CPU_US")
+  row "nginx proxy #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; n_rps+=("$RPS"); n_cpu+=("$CPU_US"); n_user+=("$CPU_USER"); n_sys+=("$CPU_SYS")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
-  row "rampart unguarded #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"; o_rps+=("$RPS"); o_cpu+=("$CPU_US")
+  row "rampart unguarded #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; o_rps+=("$RPS"); o_cpu+=("$CPU_US"); o_user+=("$CPU_USER"); o_sys+=("$CPU_SYS")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/guarded" -H "x-api-key: $secret"
-  row "rampart key+2 limits #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"; g_rps+=("$RPS"); g_cpu+=("$CPU_US")
+  row "rampart key+2 limits #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; g_rps+=("$RPS"); g_cpu+=("$CPU_US"); g_user+=("$CPU_USER"); g_sys+=("$CPU_SYS")
 done
 nginx_rps=$(median "${n_rps[@]}"); open_rps=$(median "${o_rps[@]}"); guarded_rps=$(median "${g_rps[@]}")
-row "nginx median" "$nginx_rps" "-" "$(median "${n_cpu[@]}")" ""
-row "rampart unguarded median" "$open_rps" "-" "$(median "${o_cpu[@]}")" ""
-row "rampart guarded median" "$guarded_rps" "-" "$(median "${g_cpu[@]}")" ""
+row "nginx median" "$nginx_rps" "-" "$(median "${n_cpu[@]}")" "$(median "${n_user[@]}")/$(median "${n_sys[@]}")"
+row "rampart unguarded median" "$open_rps" "-" "$(median "${o_cpu[@]}")" "$(median "${o_user[@]}")/$(median "${o_sys[@]}")"
+row "rampart guarded median" "$guarded_rps" "-" "$(median "${g_cpu[@]}")" "$(median "${g_user[@]}")/$(median "${g_sys[@]}")"
 echo "== result (medians)"
 awk -v g="$guarded_rps" -v o="$open_rps" -v n="$nginx_rps" \
   'BEGIN { printf "guarded/unguarded: %.2f   guarded/nginx: %.2f\n", g / o, g / n }'
+awk -v g="$(median "${g_cpu[@]}")" -v o="$(median "${o_cpu[@]}")" -v n="$(median "${n_cpu[@]}")" \
+  'BEGIN { printf "cpu per request, unguarded/guarded: %.2f   nginx/guarded: %.2f (the throughput a saturated CPU would give)\n", o / g, n / g }'

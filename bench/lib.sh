@@ -41,12 +41,13 @@ to_ms() { # wrk latency like 812.00us / 1.20ms / 1.01s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
 
-cpu_ticks() { # pid -> user+system clock ticks of every thread
-  awk '{ print $14 + $15 }' "/proc/$1/stat"
+cpu_ticks() { # pid -> "user system" clock ticks of every thread
+  awk '{ print $14, $15 }' "/proc/$1/stat"
 }
 
 # wrk_run PID URL [wrk args...] -> sets RPS, P99 (ms), CPU_US (µs of CPU per request
-# spent by PID), ERRORS
+# spent by PID, user + system), CPU_USER and CPU_SYS (its parts), CPU_SPLIT
+# ("user/system"), ERRORS
 wrk_run() {
   local pid=$1 url=$2 out before after requests
   shift 2
@@ -56,8 +57,10 @@ wrk_run() {
   RPS=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
   P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
   requests=$(awk '/requests in/ { print $1 }' <<<"$out")
-  CPU_US=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="${requests:-0}" \
-    'BEGIN { if (r > 0) printf "%.1f", t / hz * 1e6 / r; else print "nan" }')
+  read -r CPU_US CPU_USER CPU_SYS < <(awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" -v r="${requests:-0}" \
+    'BEGIN { split(b, x, " "); split(a, y, " "); u = (y[1] - x[1]) / hz * 1e6; s = (y[2] - x[2]) / hz * 1e6;
+             if (r > 0) printf "%.1f %.1f %.1f\n", (u + s) / r, u / r, s / r; else print "nan nan nan" }')
+  CPU_SPLIT="$CPU_USER/$CPU_SYS"
   ERRORS=$(awk '/Non-2xx|Socket errors/' <<<"$out" | tr '\n' ' ')
 }
 

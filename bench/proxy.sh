@@ -7,7 +7,7 @@
 # and Rampart's idle RSS.
 #
 # Needs: nginx, wrk (Debian packages `nginx-light` or `nginx`, `wrk`). Runs on loopback only.
-# Usage: bench/proxy.sh [duration-seconds] [connections] [rounds]
+# Usage: [RAMPART_BIN=path] bench/proxy.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -32,8 +32,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet -p rampart
-RAMPART=target/release/rampart
+# RAMPART_BIN runs a binary built elsewhere (for A/B comparisons of two builds).
+if [[ -z "${RAMPART_BIN:-}" ]]; then
+  cargo build --release --quiet -p rampart
+fi
+RAMPART=$(realpath "${RAMPART_BIN:-target/release/rampart}")
 
 nginx_conf "$work/upstream.conf" "$work/upstream.pid" "$work/upstream.error.log" off \
   $UPSTREAM_PORT $UPSTREAM_PORT 'location / { return 200 "hello from upstream\n"; }'
@@ -55,24 +58,25 @@ idle_rss_kb=$(ps -o rss= -p "$rampart_pid" | tr -d ' ')
 nginx_pid=$(nginx_worker "$work/proxy.pid")
 upstream_pid=$(nginx_worker "$work/upstream.pid")
 
-row() { printf '%-18s %10s req/s   p99 %7s ms   cpu %6s us/req   %s\n' "$@"; }
+row() { printf '%-18s %10s req/s   p99 %7s ms   cpu %6s us/req (user/sys %s)\n' "$@"; }
 
 echo "== peak: $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxy on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
 wrk_run "$upstream_pid" "http://127.0.0.1:$UPSTREAM_PORT/"
-row "upstream direct" "$RPS" "$P99" "-" "$ERRORS"
-nginx_rps=(); nginx_cpu=(); nginx_p99=(); rampart_rps=(); rampart_cpu=(); rampart_p99=()
+row "upstream direct" "$RPS" "$P99" "-" "- $ERRORS"
+nginx_rps=(); nginx_cpu=(); nginx_p99=(); nginx_user=(); nginx_sys=()
+rampart_rps=(); rampart_cpu=(); rampart_p99=(); rampart_user=(); rampart_sys=()
 for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/"
-  row "nginx #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"
-  nginx_rps+=("$RPS"); nginx_cpu+=("$CPU_US"); nginx_p99+=("$P99")
+  row "nginx #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
+  nginx_rps+=("$RPS"); nginx_cpu+=("$CPU_US"); nginx_p99+=("$P99"); nginx_user+=("$CPU_USER"); nginx_sys+=("$CPU_SYS")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
-  row "rampart #$round" "$RPS" "$P99" "$CPU_US" "$ERRORS"
-  rampart_rps+=("$RPS"); rampart_cpu+=("$CPU_US"); rampart_p99+=("$P99")
+  row "rampart #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
+  rampart_rps+=("$RPS"); rampart_cpu+=("$CPU_US"); rampart_p99+=("$P99"); rampart_user+=("$CPU_USER"); rampart_sys+=("$CPU_SYS")
 done
 n_rps=$(median "${nginx_rps[@]}"); r_rps=$(median "${rampart_rps[@]}")
 n_cpu=$(median "${nginx_cpu[@]}"); r_cpu=$(median "${rampart_cpu[@]}")
-row "nginx median" "$n_rps" "$(median "${nginx_p99[@]}")" "$n_cpu" ""
-row "rampart median" "$r_rps" "$(median "${rampart_p99[@]}")" "$r_cpu" ""
+row "nginx median" "$n_rps" "$(median "${nginx_p99[@]}")" "$n_cpu" "$(median "${nginx_user[@]}")/$(median "${nginx_sys[@]}")"
+row "rampart median" "$r_rps" "$(median "${rampart_p99[@]}")" "$r_cpu" "$(median "${rampart_user[@]}")/$(median "${rampart_sys[@]}")"
 
 # Half of Rampart's peak: each connection waits so that the total rate is about half.
 half_rate=$(awk -v r="$r_rps" 'BEGIN { printf "%d", r / 2 }')
