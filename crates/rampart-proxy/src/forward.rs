@@ -238,8 +238,10 @@ fn prepare(
     let config = &route.config;
     let mut headers = parts.headers;
     headers::remove_hop_by_hop(&mut headers, upgrade);
+    // `Host` stays in the map (every sender writes or replaces it from `host`).
     let client_host = headers
-        .remove(HOST)
+        .get(HOST)
+        .cloned()
         .or_else(|| HeaderValue::from_str(&ctx.authority).ok());
     headers::set_forwarding(
         &mut headers,
@@ -248,6 +250,7 @@ fn prepare(
         ctx.trusted_peer,
         ctx.scheme,
         client_host.as_ref(),
+        &ctx.forwarded,
     );
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     headers.insert(TRACEPARENT.clone(), ctx.trace.traceparent.clone());
@@ -530,9 +533,7 @@ async fn send(
             let mut request = Request::new(request_body);
             *request.method_mut() = outgoing.method.clone();
             *request.headers_mut() = headers.clone();
-            if let Some(host) = host {
-                request.headers_mut().insert(HOST, host.clone());
-            }
+            crate::pool::set_host(request.headers_mut(), host);
             *request.uri_mut() = Uri::from(outgoing.path_and_query.clone());
             *request.version_mut() = outgoing.version;
             match tokio::time::timeout_at(plan.deadline, echo::respond(request)).await {

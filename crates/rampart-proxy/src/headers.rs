@@ -286,9 +286,16 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     client
 }
 
+/// The `Forwarded` value last built on a connection, with the host it was built for:
+/// a connection's peer and scheme do not change, and its requests nearly always name
+/// the same host, so the value is built once per connection rather than per request.
+#[derive(Debug, Default)]
+pub struct ForwardedCache(parking_lot::Mutex<Option<(Option<HeaderValue>, HeaderValue)>>);
+
 /// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From a trusted peer the
 /// incoming values are kept and extended; from anyone else they are replaced.
-/// `peer_value` is `peer` (canonical) as text; `host` is the requested authority.
+/// `peer_value` is `peer` (canonical) as text; `host` is the requested authority;
+/// `cache` belongs to the connection the request came on (peer and scheme fixed).
 pub fn set_forwarding(
     headers: &mut HeaderMap,
     peer: IpAddr,
@@ -296,6 +303,7 @@ pub fn set_forwarding(
     trusted_peer: bool,
     scheme: &'static str,
     host: Option<&HeaderValue>,
+    cache: &ForwardedCache,
 ) {
     let peer = canonical(peer);
     let peer_text = peer_value.to_str().unwrap_or_default();
@@ -321,9 +329,37 @@ pub fn set_forwarding(
     let prior = trusted_peer
         .then(|| join_values(headers, &FORWARDED))
         .flatten();
+    if prior.is_none() {
+        // The value depends only on peer, scheme and host: reuse the connection's.
+        let mut cached = cache.0.lock();
+        let value = match &*cached {
+            Some((for_host, value)) if for_host.as_ref() == host => value.clone(),
+            _ => {
+                let value = forwarded_value(None, peer, peer_text, scheme, host);
+                *cached = Some((host.cloned(), value.clone()));
+                value
+            }
+        };
+        drop(cached);
+        headers.insert(FORWARDED.clone(), value);
+        return;
+    }
+    let value = forwarded_value(prior.as_deref(), peer, peer_text, scheme, host);
+    headers.insert(FORWARDED.clone(), value);
+}
+
+/// A `Forwarded` value (RFC 7239) for this hop, after `prior` hops if any. A host
+/// that is not plain authority text is left out; an invalid value becomes `for=unknown`.
+fn forwarded_value(
+    prior: Option<&str>,
+    peer: IpAddr,
+    peer_text: &str,
+    scheme: &'static str,
+    host: Option<&HeaderValue>,
+) -> HeaderValue {
     let mut forwarded =
         String::with_capacity(prior.as_ref().map_or(0, |p| p.len() + 2) + peer_text.len() + 64);
-    if let Some(prior) = &prior {
+    if let Some(prior) = prior {
         forwarded.push_str(prior);
         forwarded.push_str(", ");
     }
@@ -347,7 +383,8 @@ pub fn set_forwarding(
         forwarded.push_str(";host=");
         forwarded.push_str(host);
     }
-    put(headers, &FORWARDED, forwarded);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(forwarded))
+        .unwrap_or_else(|_| HeaderValue::from_static("for=unknown"))
 }
 
 fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -421,11 +458,46 @@ mod tests {
             false,
             "http",
             Some(&HeaderValue::from_static("app.test")),
+            &ForwardedCache::default(),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.test");
         assert_eq!(h["forwarded"], "for=10.0.0.1;proto=http;host=app.test");
+    }
+
+    #[test]
+    fn a_connections_forwarded_value_follows_its_host() {
+        let cache = ForwardedCache::default();
+        let forwarded_for = |host: &'static str| {
+            let mut h = map(&[("forwarded", "for=6.6.6.6")]);
+            set_forwarding(
+                &mut h,
+                "10.0.0.1".parse().expect("ip"),
+                &HeaderValue::from_static("10.0.0.1"),
+                false,
+                "http",
+                Some(&HeaderValue::from_static(host)),
+                &cache,
+            );
+            h["forwarded"].clone()
+        };
+        assert_eq!(
+            forwarded_for("a.test"),
+            "for=10.0.0.1;proto=http;host=a.test"
+        );
+        assert_eq!(
+            forwarded_for("a.test"),
+            "for=10.0.0.1;proto=http;host=a.test"
+        );
+        assert_eq!(
+            forwarded_for("b.test"),
+            "for=10.0.0.1;proto=http;host=b.test"
+        );
+        assert_eq!(
+            forwarded_for("a.test"),
+            "for=10.0.0.1;proto=http;host=a.test"
+        );
     }
 
     #[test]
@@ -442,6 +514,7 @@ mod tests {
             true,
             "http",
             Some(&HeaderValue::from_static("app.test")),
+            &ForwardedCache::default(),
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");

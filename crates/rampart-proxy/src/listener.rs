@@ -280,6 +280,7 @@ pub(crate) async fn serve(
             peer_text: peer.to_string().into(),
             scheme: if tls.is_some() { "https" } else { "http" },
             activity: Arc::new(ConnectionActivity::new()),
+            forwarded: Arc::default(),
         });
         let context = ConnectionSetup {
             shared: Arc::clone(&shared),

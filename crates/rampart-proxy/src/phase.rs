@@ -56,6 +56,8 @@ pub struct RequestContext {
     pub attempt_spans: Option<Vec<AttemptSpan>>,
     /// Who the request is from, once an authentication guard has established it.
     pub principal: Option<Arc<Principal>>,
+    /// The connection's last `Forwarded` value, reused while peer and host repeat.
+    pub(crate) forwarded: Arc<crate::headers::ForwardedCache>,
 }
 
 /// An authenticated caller.

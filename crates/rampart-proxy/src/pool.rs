@@ -232,6 +232,18 @@ fn ring(targets: &[TargetSlot]) -> Vec<(u64, usize)> {
     ring
 }
 
+/// Makes `host` the request's `Host` (none: the field is left out).
+pub(crate) fn set_host(headers: &mut HeaderMap, host: Option<&HeaderValue>) {
+    match host {
+        Some(host) => {
+            headers.insert(HOST, host.clone());
+        }
+        None => {
+            headers.remove(HOST);
+        }
+    }
+}
+
 impl Pool {
     /// A pool for `config`; call [`Pool::start_health_checks`] once it is in an `Arc`.
     pub fn new(config: Arc<Upstream>, metrics: Arc<Metrics>) -> Self {
@@ -326,9 +338,7 @@ impl Pool {
                 *request.method_mut() = method.clone();
                 *request.uri_mut() = uri;
                 *request.headers_mut() = headers.clone();
-                if let Some(host) = host {
-                    request.headers_mut().insert(HOST, host.clone());
-                }
+                set_host(request.headers_mut(), host);
                 if self.config.protocol == Protocol::H2c {
                     *request.version_mut() = Version::HTTP_2;
                 }

@@ -49,6 +49,8 @@ pub(crate) struct ConnectionInfo {
     pub scheme: &'static str,
     /// Idle tracking; a request counts as activity until its response body ends.
     pub activity: Arc<ConnectionActivity>,
+    /// The `Forwarded` value last sent for this connection.
+    pub forwarded: Arc<headers::ForwardedCache>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -101,6 +103,7 @@ pub(crate) async fn handle(
         phases: PhaseTimes::default(),
         attempt_spans: None,
         principal: None,
+        forwarded: Arc::clone(&conn.forwarded),
     };
     if shared.traces.is_some() && ctx.trace.sampled {
         ctx.attempt_spans = Some(Vec::new());

@@ -132,59 +132,134 @@ fn span_in(buf: &[u8], part: &[u8]) -> (u32, u32) {
 /// context the proxy adds.
 const REQUEST_SPARE_FIELDS: usize = 8;
 
-/// Whether a comma-separated header list contains `token` (case-insensitive).
-pub fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+/// What the fields that frame a message and manage its connection say, read in one
+/// pass over the parsed fields (before the header map exists, so without lookups).
+#[derive(Debug, Default)]
+struct FieldFacts {
+    /// The first and second `Content-Length` values (parsed; `Some(None)`: invalid).
+    lengths: [Option<Option<u64>>; 2],
+    /// More than one `Content-Length` field.
+    several_lengths: bool,
+    /// `Transfer-Encoding` fields seen.
+    codings: usize,
+    /// The first `Transfer-Encoding` field is exactly `chunked`.
+    first_coding_chunked: bool,
+    /// The last `Transfer-Encoding` field ends with `chunked`.
+    last_coding_chunked: bool,
+    /// `Connection` tokens seen.
+    close: bool,
+    keep_alive: bool,
+    connection_upgrade: bool,
+    /// The first `Expect` field is `100-continue`.
+    expect_continue: bool,
+    /// An `Upgrade` field is present.
+    upgrade: bool,
 }
 
-fn parse_length(value: &HeaderValue) -> Option<u64> {
-    let bytes = value.as_bytes();
-    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
-        return None;
+impl FieldFacts {
+    fn of(fields: &[httparse::Header<'_>]) -> FieldFacts {
+        let mut facts = FieldFacts::default();
+        let mut expect_seen = false;
+        let mut lengths_seen = 0;
+        for field in fields {
+            let name = field.name.as_bytes();
+            let value = field.value;
+            // Compared only when the length matches: most fields cost one comparison.
+            match name.len() {
+                14 if token_is(name, b"content-length") => {
+                    if let Some(slot) = facts.lengths.get_mut(lengths_seen) {
+                        *slot = Some(parse_length(value));
+                    }
+                    lengths_seen += 1;
+                    facts.several_lengths = lengths_seen > 1;
+                }
+                17 if token_is(name, b"transfer-encoding") => {
+                    if facts.codings == 0 {
+                        facts.first_coding_chunked = token_is(value.trim_ascii(), b"chunked");
+                    }
+                    facts.codings += 1;
+                    let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
+                    facts.last_coding_chunked = token_is(last.trim_ascii(), b"chunked");
+                }
+                10 if token_is(name, b"connection") => {
+                    for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                        facts.close |= token_is(token, b"close");
+                        facts.keep_alive |= token_is(token, b"keep-alive");
+                        facts.connection_upgrade |= token_is(token, b"upgrade");
+                    }
+                }
+                6 if !expect_seen && token_is(name, b"expect") => {
+                    expect_seen = true;
+                    facts.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+                }
+                7 if token_is(name, b"upgrade") => facts.upgrade = true,
+                _ => {}
+            }
+        }
+        facts
     }
-    std::str::from_utf8(bytes).ok()?.parse().ok()
-}
 
-/// Body framing of a request (RFC 9112 §6.3), strict: anything ambiguous is `Invalid`.
-fn request_framing(headers: &HeaderMap, version: Version) -> Framing {
-    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    let length = lengths.next();
-    let several_lengths = lengths.next().is_some();
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
-    match (length, codings.next()) {
-        (None, None) => Framing::Empty,
-        (Some(_), Some(_)) => Framing::Invalid,
-        (Some(value), None) => match parse_length(value) {
-            Some(_) if several_lengths => Framing::Invalid,
-            Some(0) => Framing::Empty,
-            Some(n) => Framing::Length(n),
-            None => Framing::Invalid,
-        },
-        (None, Some(coding)) => {
-            let only_chunked = codings.next().is_none()
-                && coding
-                    .as_bytes()
-                    .trim_ascii()
-                    .eq_ignore_ascii_case(b"chunked");
-            if only_chunked && version == Version::HTTP_11 {
+    /// Whether the connection may stay open after this message (RFC 9112 §9.3).
+    fn keep_alive(&self, version: Version) -> bool {
+        if version == Version::HTTP_11 {
+            !self.close
+        } else {
+            self.keep_alive
+        }
+    }
+
+    /// Body framing of a request (RFC 9112 §6.3), strict: anything ambiguous is `Invalid`.
+    fn request_framing(&self, version: Version) -> Framing {
+        match (self.lengths[0], self.codings > 0) {
+            (None, false) => Framing::Empty,
+            (Some(_), true) => Framing::Invalid,
+            (Some(length), false) => match length {
+                Some(_) if self.several_lengths => Framing::Invalid,
+                Some(0) => Framing::Empty,
+                Some(n) => Framing::Length(n),
+                None => Framing::Invalid,
+            },
+            (None, true) => {
+                if self.codings == 1 && self.first_coding_chunked && version == Version::HTTP_11 {
+                    Framing::Chunked
+                } else {
+                    Framing::Invalid
+                }
+            }
+        }
+    }
+
+    /// Body framing of a response whose body is not ruled out by its status or method.
+    fn response_framing(&self) -> Result<Framing, HeadError> {
+        if self.codings > 0 {
+            return Ok(if self.last_coding_chunked {
                 Framing::Chunked
             } else {
-                Framing::Invalid
-            }
+                Framing::UntilClose
+            });
+        }
+        match self.lengths {
+            [None, _] => Ok(Framing::UntilClose),
+            [Some(Some(0)), None] => Ok(Framing::Empty),
+            [Some(Some(n)), None] => Ok(Framing::Length(n)),
+            [Some(Some(n)), Some(other)] if other == Some(n) => Ok(Framing::Length(n)),
+            _ => Err(HeadError::Malformed("invalid Content-Length")),
         }
     }
 }
 
-fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
-    if version == Version::HTTP_11 {
-        !has_token(headers, &header::CONNECTION, "close")
-    } else {
-        has_token(headers, &header::CONNECTION, "keep-alive")
+/// Whether `token` is `lower` (lower-case letters and `-`) in any case. Setting bit
+/// 0x20 lower-cases a letter and keeps `-`; of the other bytes only CR would become
+/// one of those (`-`), and httparse lets no CR into a field name or value.
+fn token_is(token: &[u8], lower: &[u8]) -> bool {
+    token.len() == lower.len() && token.iter().zip(lower).all(|(t, l)| t | 0x20 == *l)
+}
+
+fn parse_length(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
     }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 /// The offset just past the blank line that ends a field section, if `buf` holds one.
@@ -224,6 +299,7 @@ pub fn parse_request(
     let version = version_of(request.version)?;
     let target = span_in(buf, request.path.unwrap_or_default().as_bytes());
     let spans = Spans::of(buf, request.headers);
+    let facts = FieldFacts::of(request.headers);
     let head = buf.split_to(consumed).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target.0 as usize..target.1 as usize))
         .map_err(|_| HeadError::Malformed("invalid request target"))?;
@@ -231,15 +307,10 @@ pub fn parse_request(
         return Err(HeadError::Malformed("invalid request target"));
     }
     let headers = spans.header_map(&head, REQUEST_SPARE_FIELDS)?;
-    let framing = request_framing(&headers, version);
-    let keep_alive = keep_alive(&headers, version) && framing != Framing::Invalid;
-    let expect_continue = version == Version::HTTP_11
-        && headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let upgrade = version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
-        && has_token(&headers, &header::CONNECTION, "upgrade");
+    let framing = facts.request_framing(version);
+    let keep_alive = facts.keep_alive(version) && framing != Framing::Invalid;
+    let expect_continue = version == Version::HTTP_11 && facts.expect_continue;
+    let upgrade = version == Version::HTTP_11 && facts.upgrade && facts.connection_upgrade;
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = method;
     parts.uri = uri;
@@ -280,6 +351,7 @@ pub fn parse_response(
         .map_err(|_| HeadError::Malformed("invalid status code"))?;
     let version = version_of(response.version)?;
     let spans = Spans::of(buf, response.headers);
+    let facts = FieldFacts::of(response.headers);
     let head = buf.split_to(consumed).freeze();
     let headers = spans.header_map(&head, 2)?;
     let framing = if method == Method::HEAD
@@ -288,37 +360,10 @@ pub fn parse_response(
         || status == StatusCode::NOT_MODIFIED
     {
         Framing::Empty
-    } else if let Some(coding) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
-        let last = coding
-            .as_bytes()
-            .rsplit(|b| *b == b',')
-            .next()
-            .unwrap_or_default();
-        if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        }
     } else {
-        let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-        match (lengths.next().map(parse_length), lengths.next()) {
-            (None, _) => Framing::UntilClose,
-            (Some(Some(n)), None) => {
-                if n == 0 {
-                    Framing::Empty
-                } else {
-                    Framing::Length(n)
-                }
-            }
-            (Some(Some(n)), Some(other)) if parse_length(other) == Some(n) => Framing::Length(n),
-            _ => return Err(HeadError::Malformed("invalid Content-Length")),
-        }
+        facts.response_framing()?
     };
-    let keep_alive = keep_alive(&headers, version) && framing != Framing::UntilClose;
+    let keep_alive = facts.keep_alive(version) && framing != Framing::UntilClose;
     let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;
     parts.version = version;
@@ -815,6 +860,15 @@ mod tests {
             decode_all(big_trailers.as_bytes(), 100).err(),
             Some(ChunkError::TrailersTooLarge)
         );
+    }
+
+    #[test]
+    fn tokens_compare_in_any_case() {
+        assert!(token_is(b"Content-Length", b"content-length"));
+        assert!(token_is(b"KEEP-ALIVE", b"keep-alive"));
+        assert!(!token_is(b"keep-alivf", b"keep-alive"));
+        assert!(!token_is(b"close ", b"close"));
+        assert!(!token_is(b"clos", b"close"));
     }
 
     #[test]

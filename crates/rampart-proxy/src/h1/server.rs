@@ -262,17 +262,31 @@ async fn refuse_head<I: Io>(io: &mut I, error: HeadError) {
     let _ = io.flush().await;
 }
 
+/// Resolves once `stop` flips to true (or its sender is gone). Made once per connection
+/// and polled across its requests, so waiting for a head registers no new waiter.
+async fn stop_signalled(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Waits for the next request head in `buf`, reading as needed; `None` when the
 /// connection should close (client gone, idle, draining, or a refused head).
-async fn next_head<I: Io>(
+///
+/// The idle timer is re-armed lazily: each wait moves only its deadline, and the
+/// timer, when it fires early, is set to the current deadline (one timer update per
+/// idle period instead of one per request).
+async fn next_head<I: Io, S: Future<Output = ()>>(
     io: &mut I,
     buf: &mut BytesMut,
     limits: ServerLimits,
     idle: &mut Pin<&mut tokio::time::Sleep>,
-    stop: &mut watch::Receiver<bool>,
+    stopped: &mut Pin<&mut S>,
+    stop: &watch::Receiver<bool>,
 ) -> Option<codec::RequestHead> {
-    idle.as_mut()
-        .reset(tokio::time::Instant::now() + limits.idle_timeout);
+    let deadline = tokio::time::Instant::now() + limits.idle_timeout;
     loop {
         // Blank lines before a request line are allowed (RFC 9112 §2.2).
         let blank = buf
@@ -298,12 +312,13 @@ async fn next_head<I: Io>(
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             },
-            () = idle.as_mut() => return None,
-            changed = stop.changed(), if buf.is_empty() => {
-                if changed.is_err() || *stop.borrow() {
+            () = idle.as_mut() => {
+                if tokio::time::Instant::now() >= deadline {
                     return None;
                 }
+                idle.as_mut().reset(deadline);
             }
+            () = stopped.as_mut(), if buf.is_empty() => return None,
         }
     }
 }
@@ -314,7 +329,7 @@ pub async fn serve<I, H, F, B>(
     mut io: I,
     mut buf: BytesMut,
     limits: ServerLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     mut handler: H,
 ) where
     I: Io,
@@ -324,9 +339,12 @@ pub async fn serve<I, H, F, B>(
 {
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
+    let stopped = stop_signalled(stop.clone());
+    tokio::pin!(stopped);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let Some(head) = next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await else {
+        let Some(head) = next_head(&mut io, &mut buf, limits, &mut idle, &mut stopped, &stop).await
+        else {
             return;
         };
         let codec::RequestHead {
