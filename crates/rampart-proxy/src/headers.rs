@@ -15,25 +15,47 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Longest request id kept from a client; longer or odd ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
 
 /// The hop-by-hop fields (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
 /// `Proxy-Connection`).
-static HOP_BY_HOP: [&HeaderName; 9] = [
-    &header::CONNECTION,
-    &KEEP_ALIVE,
-    &PROXY_CONNECTION,
-    &header::TE,
-    &header::TRAILER,
-    &header::TRANSFER_ENCODING,
-    &header::PROXY_AUTHENTICATE,
-    &header::PROXY_AUTHORIZATION,
-    &header::UPGRADE,
+const HOP_BY_HOP_NAMES: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "upgrade",
 ];
+
+static HOP_BY_HOP: [HeaderName; 9] = [
+    HeaderName::from_static(HOP_BY_HOP_NAMES[0]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[1]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[2]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[3]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[4]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[5]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[6]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[7]),
+    HeaderName::from_static(HOP_BY_HOP_NAMES[8]),
+];
+
+/// Bit `n` is set when a hop-by-hop name is `n` bytes long: other names are passed
+/// over without comparing.
+const HOP_BY_HOP_LENGTHS: u32 = {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < HOP_BY_HOP_NAMES.len() {
+        mask |= 1 << HOP_BY_HOP_NAMES[i].len();
+        i += 1;
+    }
+    mask
+};
 
 /// Removes hop-by-hop headers and every header named in `Connection`. With
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket pass-through).
@@ -42,7 +64,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // messages carry none, or only `Connection`); only those are then removed.
     let mut present = 0u16;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| *hop == name) {
+        let len = name.as_str().len();
+        if len >= 32 || HOP_BY_HOP_LENGTHS & (1 << len) == 0 {
+            continue;
+        }
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
             present |= 1 << i;
         }
     }
@@ -50,9 +76,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         remove_connection_named(headers, keep_upgrade);
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        let kept = keep_upgrade && (**name == header::UPGRADE || **name == header::CONNECTION);
+        let kept = keep_upgrade && (*name == header::UPGRADE || *name == header::CONNECTION);
         if present & (1 << i) != 0 && !kept {
-            headers.remove(*name);
+            headers.remove(name);
         }
     }
     if keep_upgrade {
@@ -128,6 +154,25 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 
 /// The client's request id if it is sane, else a new random one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    request_id_or(headers, &rand::random())
+}
+
+/// The request's id and its trace context, with one draw of randomness for both.
+pub fn identify(headers: &HeaderMap) -> (HeaderValue, TraceContext) {
+    use rand::RngCore;
+    let mut rng = rand::rng();
+    let (mut id, mut span, mut trace) = ([0u8; 16], [0u8; 8], [0u8; 16]);
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut span);
+    rng.fill_bytes(&mut trace);
+    (
+        request_id_or(headers, &id),
+        trace_context_or(headers, span, trace),
+    )
+}
+
+/// The client's request id if it is sane, else `random` as hex.
+fn request_id_or(headers: &HeaderMap, random: &[u8; 16]) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
         let bytes = v.as_bytes();
         if !bytes.is_empty()
@@ -138,7 +183,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         }
     }
     let mut text = [0u8; 32];
-    hex_into(&rand::random::<[u8; 16]>(), &mut text);
+    hex_into(random, &mut text);
     ascii_value(text)
 }
 
@@ -191,16 +236,18 @@ pub fn new_span_id() -> [u8; 8] {
     rand::random::<u64>().max(1).to_be_bytes()
 }
 
-/// Reads `traceparent`, or starts a new trace when it is missing or invalid.
-pub fn trace_context(headers: &HeaderMap) -> TraceContext {
+/// Reads `traceparent`, or starts a new trace when it is missing or invalid: `span`
+/// becomes this hop's span id and, for a new trace, `trace` the trace id (zero ids
+/// are not valid, so they are made non-zero).
+fn trace_context_or(headers: &HeaderMap, span: [u8; 8], trace: [u8; 16]) -> TraceContext {
     let incoming = headers
         .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_traceparent);
-    let span_id = new_span_id();
+    let span_id = u64::from_be_bytes(span).max(1).to_be_bytes();
     let (trace_id_bytes, parent_span_id, sampled) = match incoming {
         Some((trace_id, parent, flags)) => (trace_id, Some(parent), flags & 1 == 1),
-        None => (rand::random::<u128>().max(1).to_be_bytes(), None, true),
+        None => (u128::from_be_bytes(trace).max(1).to_be_bytes(), None, true),
     };
     let text = traceparent_text(&trace_id_bytes, &span_id, sampled);
     let mut trace_id_hex = [0u8; 32];
@@ -436,6 +483,16 @@ mod tests {
     }
 
     #[test]
+    fn every_hop_by_hop_field_is_removed_in_any_case_and_order() {
+        for name in HOP_BY_HOP_NAMES {
+            let upper = name.to_ascii_uppercase();
+            let mut h = map(&[("x-before", "1"), (upper.as_str(), "v"), ("x-after", "1")]);
+            remove_hop_by_hop(&mut h, false);
+            assert_eq!(h.len(), 2, "{name} kept");
+        }
+    }
+
+    #[test]
     fn keeps_upgrade_for_websocket() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade_request(&h));
@@ -549,7 +606,7 @@ mod tests {
     #[test]
     fn traceparent_is_continued_or_started() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let t = trace_context(&map(&[("traceparent", incoming)]));
+        let t = identify(&map(&[("traceparent", incoming)])).1;
         assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let sent = t.traceparent.to_str().expect("ascii");
         assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
@@ -557,7 +614,13 @@ mod tests {
             !sent.contains("00f067aa0ba902b7"),
             "a new span id for this hop"
         );
-        let fresh = trace_context(&map(&[("traceparent", "garbage")]));
+        let (fresh_id, fresh) = identify(&map(&[("traceparent", "garbage")]));
+        assert_eq!(fresh_id.len(), 32);
+        assert_ne!(
+            fresh_id.as_bytes(),
+            fresh.trace_id().as_bytes(),
+            "independent draws"
+        );
         assert_eq!(fresh.trace_id().len(), 32);
         assert_ne!(fresh.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
     }

@@ -85,9 +85,10 @@ pub(crate) async fn handle(
         })
         .unwrap_or_default();
     let host = host_without_port(&authority);
+    let (request_id, trace) = headers::identify(&parts.headers);
     let mut ctx = RequestContext {
-        request_id: headers::request_id(&parts.headers),
-        trace: headers::trace_context(&parts.headers),
+        request_id,
+        trace,
         peer: conn.peer,
         peer_ip_value: conn.peer_ip_value.clone(),
         client_ip: headers::client_ip(conn.peer.ip(), &parts.headers, &server.trusted_proxies),
