@@ -2,7 +2,9 @@
 # Guard benchmark: the proxy benchmark's upstream behind Rampart with and without
 # API-key authentication plus two rate limits on the route, and behind nginx, in one
 # run with wrk. Rounds alternate the three; medians are reported (req/s, p99, CPU per
-# request) with the ratios guarded/unguarded and guarded/nginx.
+# request) with the ratios guarded/unguarded and guarded/nginx. The two Rampart routes
+# match paths of the same length (`/guarded`, `/unguard`), so that what differs between
+# them is the guards.
 #
 # With INSTRUCTIONS=1 it instead runs Rampart under callgrind (valgrind) and prints the
 # user-space instructions per request, unguarded and guarded: a count that, unlike time
@@ -60,6 +62,7 @@ auth = { methods = ["api_key"] }
 rate_limits = [{ requests = 1000000, per = "1s", key = "consumer" }, { requests = 100000000, per = "1h", key = "client_ip" }]
 [[routes]]
 name = "open"
+match = { path_prefix = "/unguard" }
 upstream = "app"
 CONF
 
@@ -100,7 +103,7 @@ if [[ "${INSTRUCTIONS:-0}" == 1 ]]; then
     printf '%-10s %8d requests %12d instructions/request\n' "$1" "$n" "$INSTR"
   }
   echo "== instructions per request under callgrind (wrk -c4 -d${DURATION}s each)"
-  count unguarded /; open_ir=$INSTR
+  count unguarded /unguard; open_ir=$INSTR
   count guarded /guarded; guarded_ir=$INSTR
   awk -v o="$open_ir" -v g="$guarded_ir" 'BEGIN { printf "guards cost %d instructions/request; unguarded/guarded: %.3f\n", g - o, o / g }'
   exit 0
@@ -111,9 +114,9 @@ row() { printf '%-26s %10s req/s   p99 %7s ms   cpu %6s us/req (user/sys %s)\n' 
 echo "== $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxies on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
 n_rps=(); n_cpu=(); o_rps=(); o_cpu=(); g_rps=(); g_cpu=(); n_user=(); n_sys=(); o_user=(); o_sys=(); g_user=(); g_sys=()
 for round in $(seq 1 "$ROUNDS"); do
-  wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PORT/"
+  wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PORT/unguard"
   row "nginx proxy #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; n_rps+=("$RPS"); n_cpu+=("$CPU_US"); n_user+=("$CPU_USER"); n_sys+=("$CPU_SYS")
-  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
+  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/unguard"
   row "rampart unguarded #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; o_rps+=("$RPS"); o_cpu+=("$CPU_US"); o_user+=("$CPU_USER"); o_sys+=("$CPU_SYS")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/guarded" -H "x-api-key: $secret"
   row "rampart key+2 limits #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; g_rps+=("$RPS"); g_cpu+=("$CPU_US"); g_user+=("$CPU_USER"); g_sys+=("$CPU_SYS")

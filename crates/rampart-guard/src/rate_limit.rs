@@ -86,15 +86,16 @@ impl RateLimitGuard {
         }
     }
 
-    /// The limiter key of a rule for this request: `<route>:<i>:<subject>`, built in
-    /// one buffer from the rule's prefix.
+    /// Writes the limiter key of a rule for this request, `<route>:<i>:<subject>`, into
+    /// `key` (cleared first; one buffer serves every rule of a request).
     fn key(
+        key: &mut String,
         prefix: &str,
         rule: &RateLimitRule,
         head: &http::request::Parts,
         ctx: &RequestContext,
-    ) -> String {
-        let mut key = String::with_capacity(prefix.len() + 48);
+    ) {
+        key.clear();
         key.push_str(prefix);
         let principal = ctx.principal.as_deref();
         let mut subject = |kind: &str, value: &str| {
@@ -117,9 +118,8 @@ impl RateLimitGuard {
         };
         if !written {
             key.push_str("ip:");
-            push_ip(&mut key, ctx.client_ip);
+            push_ip(key, ctx.client_ip);
         }
-        key
     }
 
     /// The rule's numbers, or the consumer's plan's for a `consumer` limit.
@@ -153,6 +153,9 @@ impl RateLimitGuard {
         spec: &RateSpec,
         fail_open: bool,
     ) -> Result<RateDecision, ProxyError> {
+        if let Some(decision) = self.limiter.rate_limit_now(key, spec, 1) {
+            return Ok(decision);
+        }
         if !self.limiter.can_fail() {
             return self
                 .limiter
@@ -185,10 +188,7 @@ impl RateLimitGuard {
                         format!("rate limiter: {e}"),
                     ));
                 }
-                self.fallback
-                    .rate_limit(key, spec, 1)
-                    .await
-                    .map_err(|e| ProxyError::new(ErrorKind::Internal, e.to_string()))
+                Ok(self.fallback.decide_now(key, spec, 1))
             }
         }
     }
@@ -199,9 +199,10 @@ impl RateLimitGuard {
         ctx: &mut RequestContext,
     ) -> Result<(), ProxyError> {
         let mut tightest: Option<RateLimitState> = None;
+        let mut key = String::with_capacity(128);
         for (rule, prefix) in &self.rules {
             let (spec, limit, window_secs) = Self::spec(rule, ctx);
-            let key = Self::key(prefix, rule, head, ctx);
+            Self::key(&mut key, prefix, rule, head, ctx);
             let decision = self.decide(&key, &spec, rule.fail_open).await?;
             let state = RateLimitState {
                 limit,

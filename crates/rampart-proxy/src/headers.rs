@@ -68,7 +68,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         if len >= 32 || HOP_BY_HOP_LENGTHS & (1 << len) == 0 {
             continue;
         }
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+        let same = (0..HOP_BY_HOP.len())
+            .find(|&i| HOP_BY_HOP_NAMES[i].len() == len && HOP_BY_HOP[i] == *name);
+        if let Some(i) = same {
             present |= 1 << i;
         }
     }

@@ -84,6 +84,14 @@ impl Default for LocalState {
     }
 }
 
+impl LocalState {
+    /// One GCRA rate-limit decision for `key`, counted when allowed (in-process, at once).
+    pub fn decide_now(&self, key: &str, spec: &RateSpec, cost: u32) -> RateDecision {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        self.gcra.decide(key, now, spec, cost)
+    }
+}
+
 #[async_trait]
 impl SharedState for LocalState {
     async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> Result<i64, StoreError> {
@@ -139,14 +147,17 @@ impl SharedState for LocalState {
         Ok(self.channels.sender(channel).subscribe())
     }
 
+    fn rate_limit_now(&self, key: &str, spec: &RateSpec, cost: u32) -> Option<RateDecision> {
+        Some(self.decide_now(key, spec, cost))
+    }
+
     async fn rate_limit(
         &self,
         key: &str,
         spec: &RateSpec,
         cost: u32,
     ) -> Result<RateDecision, StoreError> {
-        let now = self.epoch.elapsed().as_nanos() as u64;
-        Ok(self.gcra.decide(key, now, spec, cost))
+        Ok(self.decide_now(key, spec, cost))
     }
 
     async fn put(
