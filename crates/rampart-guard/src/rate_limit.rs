@@ -147,13 +147,15 @@ impl RateLimitGuard {
         )
     }
 
+    /// One decision for `key`, as of `now` (one clock reading serves every rule).
     async fn decide(
         &self,
         key: &str,
         spec: &RateSpec,
         fail_open: bool,
+        now: Instant,
     ) -> Result<RateDecision, ProxyError> {
-        if let Some(decision) = self.limiter.rate_limit_now(key, spec, 1) {
+        if let Some(decision) = self.limiter.rate_limit_now(key, spec, 1, now) {
             return Ok(decision);
         }
         if !self.limiter.can_fail() {
@@ -163,7 +165,7 @@ impl RateLimitGuard {
                 .await
                 .map_err(|e| ProxyError::new(ErrorKind::Internal, e.to_string()));
         }
-        let admission = self.breaker.lock().try_acquire(Instant::now());
+        let admission = self.breaker.lock().try_acquire(now);
         let shared = match admission {
             Admission::Rejected => Err(StoreError::Unavailable(
                 "shared limiter skipped while it is failing".into(),
@@ -188,7 +190,7 @@ impl RateLimitGuard {
                         format!("rate limiter: {e}"),
                     ));
                 }
-                Ok(self.fallback.decide_now(key, spec, 1))
+                Ok(self.fallback.decide_now(key, spec, 1, Instant::now()))
             }
         }
     }
@@ -200,10 +202,11 @@ impl RateLimitGuard {
     ) -> Result<(), ProxyError> {
         let mut tightest: Option<RateLimitState> = None;
         let mut key = String::with_capacity(128);
+        let now = Instant::now();
         for (rule, prefix) in &self.rules {
             let (spec, limit, window_secs) = Self::spec(rule, ctx);
             Self::key(&mut key, prefix, rule, head, ctx);
-            let decision = self.decide(&key, &spec, rule.fail_open).await?;
+            let decision = self.decide(&key, &spec, rule.fail_open, now).await?;
             let state = RateLimitState {
                 limit,
                 window_secs,

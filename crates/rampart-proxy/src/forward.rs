@@ -134,7 +134,8 @@ fn total_timeout(total: Duration) -> ProxyError {
     )
 }
 
-/// Forwards a request through `route`, honouring the route's total timeout. The
+/// Forwards a request through `route`, honouring the route's total timeout, which
+/// runs from `started` (the caller's reading of the clock as forwarding began). The
 /// total deadline bounds every wait (body buffering, each attempt, each backoff)
 /// rather than wrapping them in a timer of its own: one timer per wait.
 pub async fn forward(
@@ -143,8 +144,9 @@ pub async fn forward(
     mut request: Request<ProxyBody>,
     hash: Option<u64>,
     metrics: &Metrics,
+    started: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let deadline = tokio::time::Instant::now() + route.config.total_timeout;
+    let deadline = tokio::time::Instant::from_std(started) + route.config.total_timeout;
     let upgrade =
         request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
     let client_upgrade = upgrade
@@ -424,7 +426,7 @@ async fn attempt_pool(
             }
             None => &outgoing.headers,
         };
-        let result = send(pool, target, outgoing, headers, body, plan).await;
+        let result = send(pool, target, outgoing, headers, body, plan, now).await;
         if let (Some((span_id, start)), Some(spans)) = (span, ctx.attempt_spans.as_mut()) {
             spans.push(AttemptSpan {
                 span_id,
@@ -493,7 +495,7 @@ async fn attempt_pool(
     }
 }
 
-/// Sends one attempt to one target.
+/// Sends one attempt to one target; the attempt's time runs from `now`.
 async fn send(
     pool: &Arc<Pool>,
     target: usize,
@@ -501,10 +503,11 @@ async fn send(
     headers: &HeaderMap,
     body: &mut OutgoingBody,
     plan: &AttemptPlan<'_>,
+    now: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let slot = &pool.targets[target];
     let per_try = plan.per_try;
-    let try_deadline = tokio::time::Instant::now() + per_try;
+    let try_deadline = tokio::time::Instant::from_std(now) + per_try;
     let deadline = try_deadline.min(plan.deadline);
     let timed_out = || {
         if try_deadline <= plan.deadline {

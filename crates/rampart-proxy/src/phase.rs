@@ -58,6 +58,8 @@ pub struct RequestContext {
     pub principal: Option<Arc<Principal>>,
     /// The connection's last `Forwarded` value, reused while peer and host repeat.
     pub(crate) forwarded: Arc<crate::headers::ForwardedCache>,
+    /// When forwarding began (the upstream phase's start), once it has.
+    pub(crate) upstream_started: Option<Instant>,
 }
 
 /// An authenticated caller.
@@ -229,6 +231,7 @@ impl<'a> Next<'a> {
                 request,
                 self.hash,
                 self.metrics,
+                std::time::Instant::now(),
             )),
         }
     }

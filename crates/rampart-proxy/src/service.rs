@@ -105,6 +105,7 @@ pub(crate) async fn handle(
         attempt_spans: None,
         principal: None,
         forwarded: Arc::clone(&conn.forwarded),
+        upstream_started: None,
     };
     if shared.traces.is_some() && ctx.trace.sampled {
         ctx.attempt_spans = Some(Vec::new());
@@ -129,6 +130,11 @@ pub(crate) async fn handle(
         )
         .await
     };
+    // One reading ends the upstream phase and times the response head.
+    let answered = Instant::now();
+    if let Some(started) = ctx.upstream_started {
+        ctx.phases.upstream = ms(answered - started);
+    }
 
     let request_id = ctx.request_id.to_str().unwrap_or("-");
     let (mut response, error) = match result {
@@ -163,7 +169,7 @@ pub(crate) async fn handle(
         status,
     );
     requests.inc();
-    duration.observe(received.elapsed().as_secs_f64());
+    duration.observe((answered - received).as_secs_f64());
 
     let trace = shared
         .traces
@@ -292,10 +298,11 @@ async fn run_phases(
         Balance::ConsistentHash(key) => Some(forward::hash_key(key, ctx, &parts.headers)),
         _ => None,
     };
+    ctx.upstream_started = Some(started);
     let request = Request::from_parts(parts, body);
     let result = if route.exchanges.is_empty() {
         // Straight to forwarding, without boxing a future for the exchange chain.
-        forward::forward(&route, ctx, request, hash, metrics).await
+        forward::forward(&route, ctx, request, hash, metrics, started).await
     } else {
         let next = Next {
             route: &route,
@@ -305,7 +312,6 @@ async fn run_phases(
         };
         next.forward(request, ctx).await
     };
-    ctx.phases.upstream = ms(started.elapsed());
     result
 }
 

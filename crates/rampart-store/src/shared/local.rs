@@ -85,9 +85,10 @@ impl Default for LocalState {
 }
 
 impl LocalState {
-    /// One GCRA rate-limit decision for `key`, counted when allowed (in-process, at once).
-    pub fn decide_now(&self, key: &str, spec: &RateSpec, cost: u32) -> RateDecision {
-        let now = self.epoch.elapsed().as_nanos() as u64;
+    /// One GCRA rate-limit decision for `key` at `now`, counted when allowed
+    /// (in-process, at once).
+    pub fn decide_now(&self, key: &str, spec: &RateSpec, cost: u32, now: Instant) -> RateDecision {
+        let now = now.saturating_duration_since(self.epoch).as_nanos() as u64;
         self.gcra.decide(key, now, spec, cost)
     }
 }
@@ -147,8 +148,14 @@ impl SharedState for LocalState {
         Ok(self.channels.sender(channel).subscribe())
     }
 
-    fn rate_limit_now(&self, key: &str, spec: &RateSpec, cost: u32) -> Option<RateDecision> {
-        Some(self.decide_now(key, spec, cost))
+    fn rate_limit_now(
+        &self,
+        key: &str,
+        spec: &RateSpec,
+        cost: u32,
+        now: Instant,
+    ) -> Option<RateDecision> {
+        Some(self.decide_now(key, spec, cost, now))
     }
 
     async fn rate_limit(
@@ -157,7 +164,7 @@ impl SharedState for LocalState {
         spec: &RateSpec,
         cost: u32,
     ) -> Result<RateDecision, StoreError> {
-        Ok(self.decide_now(key, spec, cost))
+        Ok(self.decide_now(key, spec, cost, Instant::now()))
     }
 
     async fn put(

@@ -39,10 +39,16 @@ pub trait SharedState: Send + Sync {
     async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError>;
     /// Messages published on `channel` from now on.
     async fn subscribe(&self, channel: &str) -> Result<broadcast::Receiver<String>, StoreError>;
-    /// The decision `rate_limit` would give, made at once by a backend that decides
-    /// in-process (no future to allocate and poll); `None` from one that must ask a
-    /// service, whose callers then await `rate_limit`.
-    fn rate_limit_now(&self, _key: &str, _spec: &RateSpec, _cost: u32) -> Option<RateDecision> {
+    /// The decision `rate_limit` would give, made at once at `now` by a backend that
+    /// decides in-process (no future to allocate and poll); `None` from one that must
+    /// ask a service, whose callers then await `rate_limit`.
+    fn rate_limit_now(
+        &self,
+        _key: &str,
+        _spec: &RateSpec,
+        _cost: u32,
+        _now: std::time::Instant,
+    ) -> Option<RateDecision> {
         None
     }
     /// One GCRA rate-limit decision for `key` (see [`RateSpec`]), counted when allowed.
