@@ -112,7 +112,7 @@ fi
 row() { printf '%-26s %10s req/s   p99 %7s ms   cpu %6s us/req (user/sys %s)\n' "$@"; }
 
 echo "== $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxies on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
-n_rps=(); n_cpu=(); o_rps=(); o_cpu=(); g_rps=(); g_cpu=(); n_user=(); n_sys=(); o_user=(); o_sys=(); g_user=(); g_sys=()
+n_rps=(); n_cpu=(); o_rps=(); o_cpu=(); g_rps=(); g_cpu=(); g_over_o=(); g_over_n=(); n_user=(); n_sys=(); o_user=(); o_sys=(); g_user=(); g_sys=()
 for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PORT/unguard"
   row "nginx proxy #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; n_rps+=("$RPS"); n_cpu+=("$CPU_US"); n_user+=("$CPU_USER"); n_sys+=("$CPU_SYS")
@@ -120,6 +120,9 @@ for round in $(seq 1 "$ROUNDS"); do
   row "rampart unguarded #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; o_rps+=("$RPS"); o_cpu+=("$CPU_US"); o_user+=("$CPU_USER"); o_sys+=("$CPU_SYS")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/guarded" -H "x-api-key: $secret"
   row "rampart key+2 limits #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; g_rps+=("$RPS"); g_cpu+=("$CPU_US"); g_user+=("$CPU_USER"); g_sys+=("$CPU_SYS")
+  # A round's three runs are back to back: their ratios move less with the host's load.
+  g_over_o+=("$(awk -v g="$RPS" -v o="${o_rps[-1]}" 'BEGIN { printf "%.3f", g / o }')")
+  g_over_n+=("$(awk -v g="$RPS" -v n="${n_rps[-1]}" 'BEGIN { printf "%.3f", g / n }')")
 done
 nginx_rps=$(median "${n_rps[@]}"); open_rps=$(median "${o_rps[@]}"); guarded_rps=$(median "${g_rps[@]}")
 row "nginx median" "$nginx_rps" "-" "$(median "${n_cpu[@]}")" "$(median "${n_user[@]}")/$(median "${n_sys[@]}")"
@@ -130,3 +133,5 @@ awk -v g="$guarded_rps" -v o="$open_rps" -v n="$nginx_rps" \
   'BEGIN { printf "guarded/unguarded: %.2f   guarded/nginx: %.2f\n", g / o, g / n }'
 awk -v g="$(median "${g_cpu[@]}")" -v o="$(median "${o_cpu[@]}")" -v n="$(median "${n_cpu[@]}")" \
   'BEGIN { printf "cpu per request, unguarded/guarded: %.2f   nginx/guarded: %.2f (the throughput a saturated CPU would give)\n", o / g, n / g }'
+echo "per round, guarded/unguarded: ${g_over_o[*]} (median $(median "${g_over_o[@]}"))"
+echo "per round, guarded/nginx: ${g_over_n[*]} (median $(median "${g_over_n[@]}"))"

@@ -64,7 +64,7 @@ echo "== peak: $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxy on
 wrk_run "$upstream_pid" "http://127.0.0.1:$UPSTREAM_PORT/"
 row "upstream direct" "$RPS" "$P99" "-" "- $ERRORS"
 nginx_rps=(); nginx_cpu=(); nginx_p99=(); nginx_user=(); nginx_sys=()
-rampart_rps=(); rampart_cpu=(); rampart_p99=(); rampart_user=(); rampart_sys=()
+rampart_rps=(); rampart_cpu=(); rampart_p99=(); rampart_user=(); rampart_sys=(); round_ratio=()
 for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/"
   row "nginx #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
@@ -72,6 +72,8 @@ for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
   row "rampart #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
   rampart_rps+=("$RPS"); rampart_cpu+=("$CPU_US"); rampart_p99+=("$P99"); rampart_user+=("$CPU_USER"); rampart_sys+=("$CPU_SYS")
+  # Each round's pair ran back to back: their ratio moves less with the host's load.
+  round_ratio+=("$(awk -v r="$RPS" -v n="${nginx_rps[-1]}" 'BEGIN { printf "%.3f", r / n }')")
 done
 n_rps=$(median "${nginx_rps[@]}"); r_rps=$(median "${rampart_rps[@]}")
 n_cpu=$(median "${nginx_cpu[@]}"); r_cpu=$(median "${rampart_cpu[@]}")
@@ -96,6 +98,7 @@ echo "p99 at half load: upstream direct $base_p99 ms, nginx $nginx_half_p99 ms, 
 
 echo "== result"
 awk -v r="$r_rps" -v n="$n_rps" 'BEGIN { printf "throughput ratio rampart/nginx (medians): %.2f\n", r / n }'
+echo "throughput ratio rampart/nginx per round: ${round_ratio[*]} (median $(median "${round_ratio[@]}"))"
 awk -v r="$r_cpu" -v n="$n_cpu" 'BEGIN { printf "cpu per request rampart/nginx (medians): %.2f (lower is better)\n", r / n }'
 awk -v a="$rampart_half_p99" -v b="$base_p99" -v c="$nginx_half_p99" \
   'BEGIN { printf "p99 added at half load: rampart %.3f ms, nginx %.3f ms\n", a - b, c - b }'
