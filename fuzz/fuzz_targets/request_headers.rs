@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
             map.append(HeaderName::from_static(names[i % names.len()]), value);
         }
     }
-    let _ = headers::trace_context(&map);
+    let _ = headers::identify(&map);
     let _ = headers::request_id(&map);
     let trusted = ["10.0.0.0/8".parse().expect("net")];
     let peer = "10.1.2.3".parse().expect("ip");
@@ -22,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = headers::is_upgrade_request(&map);
     let mut copy = map.clone();
     let host = map.get("forwarded").cloned();
-    headers::set_forwarding(&mut copy, peer, &headers::ip_value(peer), true, "https", host.as_ref());
+    let cache = headers::ForwardedCache::default();
+    // Trusted, then untrusted twice: the last call takes the connection's cached value.
+    for trusted_peer in [true, false, false] {
+        headers::set_forwarding(&mut copy, peer, &headers::ip_value(peer), trusted_peer, "https", host.as_ref(), &cache);
+    }
     headers::remove_hop_by_hop(&mut copy, headers::is_upgrade_request(&map));
 });
