@@ -18,19 +18,19 @@ pub struct AccessRecord<'a> {
     pub time: std::time::SystemTime,
     /// Request id (kept from the client or generated).
     pub request_id: &'a str,
-    /// W3C trace id.
+    /// W3C trace id (hex digits: written without escaping).
     pub trace_id: &'a str,
     /// Listener name.
     pub listener: &'a str,
-    /// Client address.
+    /// Client socket address as text (written without escaping).
     pub client: &'a str,
-    /// Method.
+    /// Method, an HTTP token (written without escaping).
     pub method: &'a str,
     /// Host the client asked for.
     pub host: &'a str,
     /// Path (without query).
     pub path: &'a str,
-    /// HTTP version.
+    /// HTTP version, such as `HTTP/1.1` (written without escaping).
     pub protocol: &'a str,
     /// Route name, if one matched.
     pub route: Option<&'a str>,
@@ -61,19 +61,19 @@ impl AccessRecord<'_> {
         out.extend_from_slice(b"\",\"request_id\":");
         push_str(out, self.request_id);
         out.extend_from_slice(b",\"trace_id\":");
-        push_str(out, self.trace_id);
+        push_plain(out, self.trace_id);
         out.extend_from_slice(b",\"listener\":");
         push_str(out, self.listener);
         out.extend_from_slice(b",\"client\":");
-        push_str(out, self.client);
+        push_plain(out, self.client);
         out.extend_from_slice(b",\"method\":");
-        push_str(out, self.method);
+        push_plain(out, self.method);
         out.extend_from_slice(b",\"host\":");
         push_str(out, self.host);
         out.extend_from_slice(b",\"path\":");
         push_str(out, self.path);
         out.extend_from_slice(b",\"protocol\":");
-        push_str(out, self.protocol);
+        push_plain(out, self.protocol);
         out.extend_from_slice(b",\"route\":");
         push_opt(out, self.route);
         out.extend_from_slice(b",\"upstream\":");
@@ -137,6 +137,17 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// A JSON string literal of text that never needs escaping (hex ids, socket
+/// addresses, HTTP method tokens, protocol names), written without checking.
+fn push_plain(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!s
+        .bytes()
+        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f));
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
     out.push(b'"');
 }
 
