@@ -155,15 +155,9 @@ impl RateLimitGuard {
         fail_open: bool,
         now: Instant,
     ) -> Result<RateDecision, ProxyError> {
+        // An in-process limiter answers at once and cannot be unreachable.
         if let Some(decision) = self.limiter.rate_limit_now(key, spec, 1, now) {
             return Ok(decision);
-        }
-        if !self.limiter.can_fail() {
-            return self
-                .limiter
-                .rate_limit(key, spec, 1)
-                .await
-                .map_err(|e| ProxyError::new(ErrorKind::Internal, e.to_string()));
         }
         let admission = self.breaker.lock().try_acquire(now);
         let shared = match admission {

@@ -138,8 +138,6 @@ const REQUEST_SPARE_FIELDS: usize = 8;
 struct FieldFacts {
     /// The first and second `Content-Length` values (parsed; `Some(None)`: invalid).
     lengths: [Option<Option<u64>>; 2],
-    /// More than one `Content-Length` field.
-    several_lengths: bool,
     /// `Transfer-Encoding` fields seen.
     codings: usize,
     /// The first `Transfer-Encoding` field is exactly `chunked`.
@@ -160,18 +158,15 @@ impl FieldFacts {
     fn of(fields: &[httparse::Header<'_>]) -> FieldFacts {
         let mut facts = FieldFacts::default();
         let mut expect_seen = false;
-        let mut lengths_seen = 0;
         for field in fields {
             let name = field.name.as_bytes();
             let value = field.value;
             // Compared only when the length matches: most fields cost one comparison.
             match name.len() {
                 14 if token_is(name, b"content-length") => {
-                    if let Some(slot) = facts.lengths.get_mut(lengths_seen) {
+                    if let Some(slot) = facts.lengths.iter_mut().find(|l| l.is_none()) {
                         *slot = Some(parse_length(value));
                     }
-                    lengths_seen += 1;
-                    facts.several_lengths = lengths_seen > 1;
                 }
                 17 if token_is(name, b"transfer-encoding") => {
                     if facts.codings == 0 {
@@ -214,7 +209,8 @@ impl FieldFacts {
             (None, false) => Framing::Empty,
             (Some(_), true) => Framing::Invalid,
             (Some(length), false) => match length {
-                Some(_) if self.several_lengths => Framing::Invalid,
+                // A second Content-Length field, whatever its value.
+                Some(_) if self.lengths[1].is_some() => Framing::Invalid,
                 Some(0) => Framing::Empty,
                 Some(n) => Framing::Length(n),
                 None => Framing::Invalid,

@@ -206,8 +206,4 @@ impl SharedState for LocalState {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
-
-    fn can_fail(&self) -> bool {
-        false
-    }
 }

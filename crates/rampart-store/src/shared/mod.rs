@@ -73,11 +73,6 @@ pub trait SharedState: Send + Sync {
     async fn remove(&self, key: &str) -> Result<(), StoreError>;
     /// Checks that the backing service answers.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Whether calls can fail for lack of a backing service (false in-process), so
-    /// that callers can skip their fallbacks.
-    fn can_fail(&self) -> bool {
-        true
-    }
 }
 
 /// Broadcast channels by name, shared by both implementations.
