@@ -21,6 +21,7 @@ use crate::body::{collect_limited, empty, full, BoxError, ProxyBody};
 use crate::echo;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::client::SendError;
+use crate::h1::codec::ResponseFields;
 use crate::h1::upgrade::{OnUpgrade, Upgraded, UpstreamUpgraded};
 use crate::headers::{self, TRACEPARENT, X_REQUEST_ID};
 use crate::phase::{AttemptSpan, RequestContext};
@@ -35,6 +36,8 @@ struct Outgoing {
     headers: HeaderMap,
     client_host: Option<HeaderValue>,
     upgrade: bool,
+    /// How the response's fields come back from an HTTP/1.1 upstream.
+    response_fields: ResponseFields,
 }
 
 /// How the request body is sent: once as a stream, or replayable from a buffer.
@@ -199,6 +202,8 @@ pub async fn forward(
             }
             Some(Fallback::Upstream(_)) => match &route.fallback_pool {
                 Some(fallback) => {
+                    // A field is added to the response below.
+                    outgoing.response_fields = ResponseFields::Map;
                     let mut response =
                         attempt_pool(fallback, ctx, &mut outgoing, &mut body, &plan, metrics)
                             .await?;
@@ -276,6 +281,17 @@ fn prepare(
         headers,
         client_host,
         upgrade,
+        // The fields pass through as sent unless something on the route reads or
+        // changes them, or the client is served by HTTP/2 (which needs a map).
+        response_fields: if route.exchanges.is_empty()
+            && route.response_filters.is_empty()
+            && parts.version <= Version::HTTP_11
+            && !upgrade
+        {
+            ResponseFields::PassThrough
+        } else {
+            ResponseFields::Map
+        },
     })
 }
 
@@ -556,6 +572,7 @@ async fn send(
                     host,
                     headers,
                     body: request_body,
+                    response_fields: outgoing.response_fields,
                 },
             );
             match tokio::time::timeout_at(deadline, sent).await {

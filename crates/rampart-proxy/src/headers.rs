@@ -45,6 +45,27 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static(HOP_BY_HOP_NAMES[8]),
 ];
 
+/// Whether `name` is one of the hop-by-hop fields, in any case.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    // Most names match no hop-by-hop field's length and cost one test.
+    name.len() < 32
+        && HOP_BY_HOP_LENGTHS & (1 << name.len()) != 0
+        && HOP_BY_HOP_NAMES
+            .iter()
+            .any(|hop| hop.len() == name.len() && hop.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Bit `n` set when a hop-by-hop field's name is `n` bytes long (all are under 32).
+const HOP_BY_HOP_LENGTHS: u32 = {
+    let mut mask = 0u32;
+    let mut i = 0;
+    while i < HOP_BY_HOP_NAMES.len() {
+        mask |= 1 << HOP_BY_HOP_NAMES[i].len();
+        i += 1;
+    }
+    mask
+};
+
 /// Removes hop-by-hop headers and every header named in `Connection`. With
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket pass-through).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -468,6 +489,26 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn hop_by_hop_names_in_any_case() {
+        for name in [
+            "connection",
+            "Keep-Alive",
+            "PROXY-CONNECTION",
+            "te",
+            "Trailer",
+            "transfer-encoding",
+            "proxy-authenticate",
+            "Proxy-Authorization",
+            "upgrade",
+        ] {
+            assert!(is_hop_by_hop(name.as_bytes()), "{name}");
+        }
+        for name in ["tf", "content-length", "connectiom", "x-upgrade", ""] {
+            assert!(!is_hop_by_hop(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]

@@ -321,6 +321,7 @@ impl Pool {
                     host,
                     headers,
                     body,
+                    response_fields: _,
                 } = request;
                 let Endpoint::Http { scheme, authority } = &target.endpoint else {
                     return Err(SendError::Connect(format!(
@@ -537,6 +538,7 @@ async fn probe(
                     host: target.authority_header.as_ref(),
                     headers: &headers,
                     body: empty(),
+                    response_fields: crate::h1::codec::ResponseFields::PassThrough,
                 },
             )
             .await

@@ -167,6 +167,8 @@ pub struct Outbound<'a> {
     pub headers: &'a HeaderMap,
     /// The body.
     pub body: ProxyBody,
+    /// How the response's fields are handed back (pools over HTTP/2 always give a map).
+    pub response_fields: codec::ResponseFields,
 }
 
 impl TargetClient {
@@ -244,6 +246,7 @@ impl TargetClient {
             host,
             headers,
             body,
+            response_fields,
         } = request;
         let upgrade = headers.contains_key(header::UPGRADE);
         let hint = body.size_hint();
@@ -278,7 +281,7 @@ impl TargetClient {
             );
             let written = write_request(&mut conn, body.take(), framing).await;
             let outcome = match written {
-                Ok(()) => read_response_head(&mut conn, method).await,
+                Ok(()) => read_response_head(&mut conn, method, response_fields).await,
                 Err(e) => Err(e),
             };
             match outcome {
@@ -439,12 +442,13 @@ async fn send_out(
 async fn read_response_head(
     conn: &mut Conn,
     method: &Method,
+    fields_as: codec::ResponseFields,
 ) -> Result<codec::ResponseHead, SendError> {
     let mut got_any = false;
     loop {
         if !conn.buf.is_empty() {
             got_any = true;
-            match codec::parse_response(&mut conn.buf, method, MAX_RESPONSE_HEAD) {
+            match codec::parse_response(&mut conn.buf, method, MAX_RESPONSE_HEAD, fields_as) {
                 Ok(Some(head)) => {
                     let status = head.parts.status;
                     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {

@@ -57,10 +57,130 @@ pub struct RequestHead {
     pub upgrade: bool,
 }
 
+/// How a response head's fields are handed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFields {
+    /// As a header map in the parts (for phases that read or change them).
+    Map,
+    /// As [`PassedFields`] in the parts' extensions, to be written out as they came;
+    /// the map starts empty. Used when nothing on the route looks at the response's
+    /// fields: it saves building a map that would only be encoded again.
+    /// Interim and `101` responses always get a map.
+    PassThrough,
+}
+
+/// A response's fields as the upstream sent them, less the hop-by-hop fields (and
+/// those its `Connection` names) and `X-Request-Id` (the proxy sets its own):
+/// shared slices of the received head, written out by [`encode_response_head`].
+#[derive(Debug, Clone)]
+pub struct PassedFields {
+    head: Bytes,
+    fields: smallvec::SmallVec<[PassedField; INLINE_FIELDS]>,
+    has_date: bool,
+}
+
+/// Where one passed field lies in the head.
+#[derive(Debug, Clone, Copy)]
+struct PassedField {
+    name: (u32, u32),
+    value: (u32, u32),
+    /// The field is `Content-Length`.
+    is_length: bool,
+}
+
+impl PassedFields {
+    /// The bytes at `span` of the head.
+    fn at(&self, (start, end): (u32, u32)) -> &[u8] {
+        self.head
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// Whether the fields include `Date`.
+    pub fn has_date(&self) -> bool {
+        self.has_date
+    }
+
+    /// The fields as (name, value) pairs, names in the case they were sent.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .iter()
+            .map(|field| (self.at(field.name), self.at(field.value)))
+    }
+
+    /// Appends the fields; `Content-Length` only with `with_length`.
+    fn encode(&self, out: &mut Vec<u8>, with_length: bool) {
+        for field in &self.fields {
+            if field.is_length && !with_length {
+                continue;
+            }
+            out.extend_from_slice(self.at(field.name));
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(self.at(field.value));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Picks the end-to-end fields among `buf_fields` (parsed from `buf`) in the same
+    /// pass that notes their facts; `head` is added once the head has been taken out
+    /// of the buffer.
+    fn scan(
+        buf: &[u8],
+        buf_fields: &[httparse::Header<'_>],
+        facts: &mut FieldFacts,
+    ) -> PassedFields {
+        let mut has_date = false;
+        let mut fields = smallvec::SmallVec::new();
+        for field in buf_fields {
+            let name = field.name.as_bytes();
+            let is_length = match facts.note(name, field.value) {
+                FieldKind::HopByHop | FieldKind::RequestId => continue,
+                FieldKind::ContentLength => true,
+                FieldKind::Date => {
+                    has_date = true;
+                    false
+                }
+                FieldKind::Other => false,
+            };
+            fields.push(PassedField {
+                name: span_in(buf, name),
+                value: span_in(buf, field.value),
+                is_length,
+            });
+        }
+        let mut passed = PassedFields {
+            head: Bytes::new(),
+            fields,
+            has_date,
+        };
+        if facts.names_fields {
+            // The names a `Connection` field lists are hop-by-hop too (RFC 9110 §7.6.1).
+            let listed: Vec<&[u8]> = buf_fields
+                .iter()
+                .filter(|f| token_is(f.name.as_bytes(), b"connection"))
+                .flat_map(|f| f.value.split(|b| *b == b',').map(<[u8]>::trim_ascii))
+                .collect();
+            let name = |field: &PassedField| {
+                buf.get(field.name.0 as usize..field.name.1 as usize)
+                    .unwrap_or_default()
+            };
+            passed
+                .fields
+                .retain(|field| !listed.iter().any(|t| t.eq_ignore_ascii_case(name(field))));
+            passed.has_date = passed
+                .fields
+                .iter()
+                .any(|field| token_is(name(field), b"date"));
+        }
+        passed
+    }
+}
+
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
-    /// Status, version and fields.
+    /// Status, version and fields (an empty map with [`ResponseFields::PassThrough`],
+    /// the fields then being [`PassedFields`] in the extensions).
     pub parts: http::response::Parts,
     /// How the body is delimited.
     pub framing: Framing,
@@ -152,46 +272,82 @@ struct FieldFacts {
     expect_continue: bool,
     /// An `Upgrade` field is present.
     upgrade: bool,
+    /// An `Expect` field has been seen.
+    expect_seen: bool,
+    /// A `Connection` field names another field (a token other than `close`,
+    /// `keep-alive` and `upgrade`).
+    names_fields: bool,
+}
+
+/// What one field is, as far as forwarding it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldKind {
+    /// A hop-by-hop field: not forwarded.
+    HopByHop,
+    /// `Content-Length`: replaced by the body's framing when there is a body.
+    ContentLength,
+    /// `Date`.
+    Date,
+    /// `X-Request-Id`: the proxy sets its own on responses.
+    RequestId,
+    /// Any other field.
+    Other,
 }
 
 impl FieldFacts {
     fn of(fields: &[httparse::Header<'_>]) -> FieldFacts {
         let mut facts = FieldFacts::default();
-        let mut expect_seen = false;
         for field in fields {
-            let name = field.name.as_bytes();
-            let value = field.value;
-            // Compared only when the length matches: most fields cost one comparison.
-            match name.len() {
-                14 if token_is(name, b"content-length") => {
-                    if let Some(slot) = facts.lengths.iter_mut().find(|l| l.is_none()) {
-                        *slot = Some(parse_length(value));
-                    }
-                }
-                17 if token_is(name, b"transfer-encoding") => {
-                    if facts.codings == 0 {
-                        facts.first_coding_chunked = token_is(value.trim_ascii(), b"chunked");
-                    }
-                    facts.codings += 1;
-                    let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
-                    facts.last_coding_chunked = token_is(last.trim_ascii(), b"chunked");
-                }
-                10 if token_is(name, b"connection") => {
-                    for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                        facts.close |= token_is(token, b"close");
-                        facts.keep_alive |= token_is(token, b"keep-alive");
-                        facts.connection_upgrade |= token_is(token, b"upgrade");
-                    }
-                }
-                6 if !expect_seen && token_is(name, b"expect") => {
-                    expect_seen = true;
-                    facts.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
-                }
-                7 if token_is(name, b"upgrade") => facts.upgrade = true,
-                _ => {}
-            }
+            facts.note(field.name.as_bytes(), field.value);
         }
         facts
+    }
+
+    /// Notes one field and says what it is.
+    fn note(&mut self, name: &[u8], value: &[u8]) -> FieldKind {
+        // Compared only when the length matches: most fields cost one comparison.
+        match name.len() {
+            14 if token_is(name, b"content-length") => {
+                if let Some(slot) = self.lengths.iter_mut().find(|l| l.is_none()) {
+                    *slot = Some(parse_length(value));
+                }
+                FieldKind::ContentLength
+            }
+            17 if token_is(name, b"transfer-encoding") => {
+                if self.codings == 0 {
+                    self.first_coding_chunked = token_is(value.trim_ascii(), b"chunked");
+                }
+                self.codings += 1;
+                let last = value.rsplit(|b| *b == b',').next().unwrap_or_default();
+                self.last_coding_chunked = token_is(last.trim_ascii(), b"chunked");
+                FieldKind::HopByHop
+            }
+            10 if token_is(name, b"connection") => {
+                for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    let close = token_is(token, b"close");
+                    let keep_alive = token_is(token, b"keep-alive");
+                    let upgrade = token_is(token, b"upgrade");
+                    self.close |= close;
+                    self.keep_alive |= keep_alive;
+                    self.connection_upgrade |= upgrade;
+                    self.names_fields |= !(token.is_empty() || close || keep_alive || upgrade);
+                }
+                FieldKind::HopByHop
+            }
+            6 if !self.expect_seen && token_is(name, b"expect") => {
+                self.expect_seen = true;
+                self.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+                FieldKind::Other
+            }
+            7 if token_is(name, b"upgrade") => {
+                self.upgrade = true;
+                FieldKind::HopByHop
+            }
+            4 if token_is(name, b"date") => FieldKind::Date,
+            12 if token_is(name, b"x-request-id") => FieldKind::RequestId,
+            _ if crate::headers::is_hop_by_hop(name) => FieldKind::HopByHop,
+            _ => FieldKind::Other,
+        }
     }
 
     /// Whether the connection may stay open after this message (RFC 9112 §9.3).
@@ -322,11 +478,13 @@ pub fn parse_request(
 }
 
 /// Parses a response head at the start of `buf` for a request with `method`, and
-/// takes it out of `buf` (its fields keep sharing the storage). `Ok(None)`: incomplete.
+/// takes it out of `buf` (its fields keep sharing the storage), handing the fields on
+/// as `fields` says. `Ok(None)`: incomplete.
 pub fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
     max_head: usize,
+    fields_as: ResponseFields,
 ) -> Result<Option<ResponseHead>, HeadError> {
     // Uninitialised slots: httparse writes the ones it fills (no 4 KiB clear per head).
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -346,12 +504,31 @@ pub fn parse_response(
     let status = StatusCode::from_u16(response.code.unwrap_or_default())
         .map_err(|_| HeadError::Malformed("invalid status code"))?;
     let version = version_of(response.version)?;
-    let spans = Spans::of(buf, response.headers);
-    let facts = FieldFacts::of(response.headers);
+    /// The fields, as they will be handed on.
+    enum Fields {
+        Passed(PassedFields),
+        ForMap(Spans),
+    }
+    let mut facts = FieldFacts::default();
+    let fields = if fields_as == ResponseFields::PassThrough && !status.is_informational() {
+        Fields::Passed(PassedFields::scan(buf, response.headers, &mut facts))
+    } else {
+        facts = FieldFacts::of(response.headers);
+        Fields::ForMap(Spans::of(buf, response.headers))
+    };
     let head = buf.split_to(consumed).freeze();
-    // Room for the one field the proxy adds (the request id); kept small so that a
-    // typical response's map stays a small allocation.
-    let headers = spans.header_map(&head, 1)?;
+    let mut parts = http::Response::new(()).into_parts().0;
+    match fields {
+        Fields::Passed(mut passed) => {
+            passed.head = head;
+            // Room for the one field the proxy adds (the request id).
+            parts.headers = HeaderMap::with_capacity(1);
+            parts.extensions.insert(passed);
+        }
+        // Room for the one field the proxy adds (the request id); kept small so that a
+        // typical response's map stays a small allocation.
+        Fields::ForMap(spans) => parts.headers = spans.header_map(&head, 1)?,
+    }
     let framing = if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -362,10 +539,8 @@ pub fn parse_response(
         facts.response_framing()?
     };
     let keep_alive = facts.keep_alive(version) && framing != Framing::UntilClose;
-    let mut parts = http::Response::new(()).into_parts().0;
     parts.status = status;
     parts.version = version;
-    parts.headers = headers;
     Ok(Some(ResponseHead {
         parts,
         framing,
@@ -599,13 +774,14 @@ fn push_framing(out: &mut Vec<u8>, framing: Framing) {
     }
 }
 
-/// Appends a response head. `framing` adds its field (`Length` or `Chunked`) and,
-/// unless it is `Empty` (a response without a body keeps the fields it has), replaces
-/// any `Content-Length` or `Transfer-Encoding` among `headers`; `connection` adds a
-/// `Connection` field with that value.
+/// Appends a response head: `passed` fields first, then `headers`. `framing` adds its
+/// field (`Length` or `Chunked`) and, unless it is `Empty` (a response without a body
+/// keeps the fields it has), replaces any `Content-Length` or `Transfer-Encoding`
+/// among the fields; `connection` adds a `Connection` field with that value.
 pub fn encode_response_head(
     out: &mut Vec<u8>,
     status: StatusCode,
+    passed: Option<&PassedFields>,
     headers: &HeaderMap,
     framing: Framing,
     connection: Option<&'static str>,
@@ -616,6 +792,9 @@ pub fn encode_response_head(
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
     out.extend_from_slice(b"\r\n");
+    if let Some(passed) = passed {
+        passed.encode(out, framing == Framing::Empty);
+    }
     if framing == Framing::Empty {
         push_fields(out, headers);
     } else {
@@ -758,7 +937,7 @@ mod tests {
     #[test]
     fn response_framing() {
         let parse = |text: &str, method: &Method| {
-            parse_response(&mut BytesMut::from(text), method, 8192)
+            parse_response(&mut BytesMut::from(text), method, 8192, ResponseFields::Map)
                 .expect("valid")
                 .expect("complete")
         };
@@ -798,7 +977,8 @@ mod tests {
                 &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..]
             ),
             &get,
-            8192
+            8192,
+            ResponseFields::Map
         )
         .is_err());
     }
@@ -869,6 +1049,85 @@ mod tests {
         assert!(!token_is(b"clos", b"close"));
     }
 
+    fn passed(text: &str, method: &Method) -> ResponseHead {
+        parse_response(
+            &mut BytesMut::from(text),
+            method,
+            8192,
+            ResponseFields::PassThrough,
+        )
+        .expect("valid")
+        .expect("complete")
+    }
+
+    fn encoded(head: &ResponseHead, framing: Framing, date: Option<&[u8]>) -> String {
+        let mut out = Vec::new();
+        encode_response_head(
+            &mut out,
+            head.parts.status,
+            head.parts.extensions.get::<PassedFields>(),
+            &head.parts.headers,
+            framing,
+            None,
+            date,
+        );
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn passed_through_fields_leave_out_hop_by_hop_ones() {
+        let text = "HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive, X-Secret\r\n\
+                    X-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-Request-Id: theirs\r\n\
+                    Content-Length: 2\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\
+                    Proxy-Connection: x\r\nTrailer: x\r\nTE: x\r\nUpgrade: x\r\n\r\nok";
+        let mut head = passed(text, &Method::GET);
+        assert!(head.parts.headers.is_empty(), "the fields are not in a map");
+        assert_eq!(head.framing, Framing::Length(2));
+        assert!(head.keep_alive);
+        let fields = head.parts.extensions.get::<PassedFields>().expect("passed");
+        assert!(!fields.has_date());
+        let names: Vec<&[u8]> = fields.iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            names,
+            [
+                &b"Server"[..],
+                b"Content-Length",
+                b"Set-Cookie",
+                b"Set-Cookie"
+            ]
+        );
+        head.parts
+            .headers
+            .insert("x-request-id", HeaderValue::from_static("ours"));
+        assert_eq!(
+            encoded(&head, Framing::Length(2), Some(b"D")),
+            "HTTP/1.1 200 OK\r\nServer: up\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\
+             x-request-id: ours\r\ncontent-length: 2\r\ndate: D\r\n\r\n",
+            "the body's framing replaces the field's Content-Length"
+        );
+        // Without a body the field's own length is what is sent.
+        let head = passed(
+            "HTTP/1.1 200 OK\r\nDate: then\r\nContent-Length: 7\r\n\r\n",
+            &Method::HEAD,
+        );
+        let fields = head.parts.extensions.get::<PassedFields>().expect("passed");
+        assert!(fields.has_date());
+        assert_eq!(
+            encoded(&head, Framing::Empty, None),
+            "HTTP/1.1 200 OK\r\nDate: then\r\nContent-Length: 7\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn interim_responses_always_get_a_map() {
+        let head = passed(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            &Method::GET,
+        );
+        assert!(head.parts.extensions.get::<PassedFields>().is_none());
+        assert_eq!(head.parts.headers.len(), 2);
+    }
+
     #[test]
     fn encodes_heads() {
         let mut headers = HeaderMap::new();
@@ -894,6 +1153,7 @@ mod tests {
         encode_response_head(
             &mut out,
             StatusCode::NOT_FOUND,
+            None,
             &headers,
             Framing::Chunked,
             Some("close"),
@@ -910,6 +1170,7 @@ mod tests {
         encode_response_head(
             &mut out,
             StatusCode::OK,
+            None,
             &headers,
             Framing::Empty,
             None,

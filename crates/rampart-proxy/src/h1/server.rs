@@ -252,6 +252,7 @@ async fn refuse_head<I: Io>(io: &mut I, error: HeadError) {
     codec::encode_response_head(
         &mut out,
         parts.status,
+        None,
         &headers,
         Framing::Length(bytes.len() as u64),
         Some("close"),
@@ -419,6 +420,7 @@ pub async fn serve<I, H, F, B>(
                 codec::encode_response_head(
                     &mut out,
                     parts.status,
+                    None,
                     &parts.headers,
                     Framing::Empty,
                     None,
@@ -454,11 +456,15 @@ pub async fn serve<I, H, F, B>(
             (true, Version::HTTP_10) => Some("keep-alive"),
             _ => None,
         };
-        let date = (!parts.headers.contains_key(header::DATE)).then(http_date);
+        let passed = parts.extensions.get::<codec::PassedFields>();
+        let date = (!parts.headers.contains_key(header::DATE)
+            && !passed.is_some_and(codec::PassedFields::has_date))
+        .then(http_date);
         out.clear();
         codec::encode_response_head(
             &mut out,
             parts.status,
+            passed,
             &parts.headers,
             if no_body {
                 Framing::Empty

@@ -217,3 +217,108 @@ upstream = "echo"
     let answer = raw(addr, &head).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
 }
+
+/// An upstream written by hand that answers every request with `response`.
+async fn canned_upstream(response: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    let end = buf
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(0, |i| i + 4);
+                    buf.drain(..end);
+                    if stream.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn response_fields_pass_through_less_hop_by_hop_ones_with_or_without_filters() {
+    let upstream = canned_upstream(
+        "HTTP/1.1 200 OK\r\nServer: canned\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\n\
+         Connection: keep-alive, X-Private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\n\
+         X-Request-Id: upstream-id\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\
+         Trailer: x\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    // `/plain` has nothing that reads response fields, so they pass through as sent;
+    // `/filtered` changes them, so they go through a header map: both answer alike.
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["{upstream}"]
+[[routes]]
+name = "plain"
+upstream = "app"
+match = {{ path_prefix = "/plain" }}
+[[routes]]
+name = "filtered"
+upstream = "app"
+match = {{ path_prefix = "/filtered" }}
+response_headers = {{ set = {{ "x-filtered" = "yes" }} }}
+"#
+    ))
+    .await;
+    for path in ["/plain", "/filtered"] {
+        let answer = raw(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-Id: client-id\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+        assert_eq!(body, "ok", "{path}");
+        let lines: Vec<String> = head.lines().map(str::to_ascii_lowercase).collect();
+        let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+        assert!(lines[0].starts_with("http/1.1 200"), "{path}: {head}");
+        assert_eq!(count("server: canned"), 1, "{path}: {head}");
+        assert_eq!(
+            count("date: tue, 01 dec 2026"),
+            1,
+            "{path}: upstream's date kept: {head}"
+        );
+        assert_eq!(count("date:"), 1, "{path}: no second date: {head}");
+        assert_eq!(count("set-cookie:"), 2, "{path}: {head}");
+        assert_eq!(count("x-request-id: client-id"), 1, "{path}: {head}");
+        assert_eq!(
+            count("x-request-id:"),
+            1,
+            "{path}: upstream's id replaced: {head}"
+        );
+        assert_eq!(count("content-length: 2"), 1, "{path}: {head}");
+        assert_eq!(count("connection: close"), 1, "{path}: {head}");
+        for hop in [
+            "x-private",
+            "keep-alive",
+            "trailer",
+            "connection: keep-alive",
+        ] {
+            assert_eq!(count(hop), 0, "{path}: {hop} left in: {head}");
+        }
+        assert_eq!(
+            count("x-filtered: yes"),
+            usize::from(path == "/filtered"),
+            "{head}"
+        );
+    }
+}
