@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     let cache = headers::ForwardedCache::default();
     // Trusted, then untrusted twice: the last call takes the connection's cached value.
     for trusted_peer in [true, false, false] {
-        headers::set_forwarding(&mut copy, peer, &headers::ip_value(peer), trusted_peer, "https", host.as_ref(), &cache);
+        let mut added = headers::AddedFields::default();
+        headers::set_forwarding(&copy, &mut added, peer, &headers::ip_value(peer), trusted_peer, "https", host.as_ref(), &cache);
+        added.remove_replaced(&mut copy);
+        assert!(added.iter().all(|(name, _)| !copy.contains_key(name)), "replaced fields removed");
+        added.merge_into(&mut copy);
     }
     headers::remove_hop_by_hop(&mut copy, headers::is_upgrade_request(&map));
 });

@@ -23,7 +23,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::h1::client::SendError;
 use crate::h1::codec::ResponseFields;
 use crate::h1::upgrade::{OnUpgrade, Upgraded, UpstreamUpgraded};
-use crate::headers::{self, TRACEPARENT, X_REQUEST_ID};
+use crate::headers::{self, AddedFields, TRACEPARENT, X_REQUEST_ID};
 use crate::phase::{AttemptSpan, RequestContext};
 use crate::pool::{hash_bytes, Pool};
 use crate::runtime::RouteRuntime;
@@ -33,7 +33,10 @@ struct Outgoing {
     method: Method,
     version: Version,
     path_and_query: PathAndQuery,
+    /// The client's fields that go on (hop-by-hop ones and those `added` replaces removed).
     headers: HeaderMap,
+    /// The fields the proxy sets, written after `headers`.
+    added: AddedFields,
     client_host: Option<HeaderValue>,
     upgrade: bool,
     /// How the response's fields come back from an HTTP/1.1 upstream.
@@ -250,8 +253,10 @@ fn prepare(
         .get(HOST)
         .cloned()
         .or_else(|| HeaderValue::from_str(&ctx.authority).ok());
+    let mut added = AddedFields::default();
     headers::set_forwarding(
-        &mut headers,
+        &headers,
+        &mut added,
         ctx.peer.ip(),
         &ctx.peer_ip_value,
         ctx.trusted_peer,
@@ -259,9 +264,14 @@ fn prepare(
         client_host.as_ref(),
         &ctx.forwarded,
     );
-    headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
-    headers.insert(TRACEPARENT.clone(), ctx.trace.traceparent.clone());
-    config.request_headers.apply(&mut headers);
+    added.set(&X_REQUEST_ID, ctx.request_id.clone());
+    added.set(&TRACEPARENT, ctx.trace.traceparent.clone());
+    added.remove_replaced(&mut headers);
+    if !config.request_headers.is_empty() {
+        // The route's operations see, and may change, the fields the proxy sets.
+        std::mem::take(&mut added).merge_into(&mut headers);
+        config.request_headers.apply(&mut headers);
+    }
 
     let strips = config.strip_prefix
         && matches!(&config.matcher.path, rampart_config::PathMatch::Prefix(p) if p != "/");
@@ -279,6 +289,7 @@ fn prepare(
         version: parts.version,
         path_and_query,
         headers,
+        added,
         client_host,
         upgrade,
         // The fields pass through as sent unless something on the route reads or
@@ -432,17 +443,26 @@ async fn attempt_pool(
             let span_id = headers::new_span_id();
             (span_id, std::time::SystemTime::now())
         });
-        let traced_headers;
-        let headers = match span {
+        let (traced_headers, traced_added);
+        let (headers, added) = match span {
             Some((span_id, _)) => {
-                let mut copy = outgoing.headers.clone();
-                copy.insert(TRACEPARENT.clone(), ctx.trace.traceparent_for(span_id));
-                traced_headers = copy;
-                &traced_headers
+                let value = ctx.trace.traceparent_for(span_id);
+                if outgoing.headers.contains_key(&TRACEPARENT) {
+                    // The route's operations took the proxy's fields into the map.
+                    let mut copy = outgoing.headers.clone();
+                    copy.insert(TRACEPARENT.clone(), value);
+                    traced_headers = copy;
+                    (&traced_headers, &outgoing.added)
+                } else {
+                    let mut copy = outgoing.added.clone();
+                    copy.set(&TRACEPARENT, value);
+                    traced_added = copy;
+                    (&outgoing.headers, &traced_added)
+                }
             }
-            None => &outgoing.headers,
+            None => (&outgoing.headers, &outgoing.added),
         };
-        let result = send(pool, target, outgoing, headers, body, plan, now).await;
+        let result = send(pool, target, outgoing, (headers, added), body, plan, now).await;
         if let (Some((span_id, start)), Some(spans)) = (span, ctx.attempt_spans.as_mut()) {
             spans.push(AttemptSpan {
                 span_id,
@@ -511,12 +531,13 @@ async fn attempt_pool(
     }
 }
 
-/// Sends one attempt to one target; the attempt's time runs from `now`.
+/// Sends one attempt to one target with the client's fields and the proxy's; the
+/// attempt's time runs from `now`.
 async fn send(
     pool: &Arc<Pool>,
     target: usize,
     outgoing: &Outgoing,
-    headers: &HeaderMap,
+    (headers, added): (&HeaderMap, &AddedFields),
     body: &mut OutgoingBody,
     plan: &AttemptPlan<'_>,
     now: Instant,
@@ -552,6 +573,7 @@ async fn send(
             let mut request = Request::new(request_body);
             *request.method_mut() = outgoing.method.clone();
             *request.headers_mut() = headers.clone();
+            added.clone().merge_into(request.headers_mut());
             crate::pool::set_host(request.headers_mut(), host);
             *request.uri_mut() = Uri::from(outgoing.path_and_query.clone());
             *request.version_mut() = outgoing.version;
@@ -571,6 +593,7 @@ async fn send(
                     path_and_query: &outgoing.path_and_query,
                     host,
                     headers,
+                    added,
                     body: request_body,
                     response_fields: outgoing.response_fields,
                 },

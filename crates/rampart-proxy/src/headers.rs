@@ -348,12 +348,66 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 #[derive(Debug, Default)]
 pub struct ForwardedCache(parking_lot::Mutex<Option<(Option<HeaderValue>, HeaderValue)>>);
 
-/// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded`. From a trusted peer the
-/// incoming values are kept and extended; from anyone else they are replaced.
-/// `peer_value` is `peer` (canonical) as text; `host` is the requested authority;
-/// `cache` belongs to the connection the request came on (peer and scheme fixed).
+/// Fields the proxy sets on a forwarded request (forwarding fields, request id,
+/// trace context), kept beside the client's fields and written after them: the
+/// client's map is neither grown nor hashed for them. Each replaces any field of
+/// its name among the client's ([`AddedFields::remove_replaced`]).
+#[derive(Debug, Clone, Default)]
+pub struct AddedFields(smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 6]>);
+
+impl AddedFields {
+    /// Sets `name` to `value`, replacing an earlier value of `name`.
+    pub fn set(&mut self, name: &'static HeaderName, value: HeaderValue) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(field) => field.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// The value set for `name`.
+    pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The fields, in the order they were first set.
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.iter().map(|(n, v)| (*n, v))
+    }
+
+    /// Removes from `headers` the fields these replace (one pass over the names; a
+    /// removal only for a name that is there).
+    pub fn remove_replaced(&self, headers: &mut HeaderMap) {
+        let mut present = 0u8;
+        for name in headers.keys() {
+            if let Some(i) = self.0.iter().position(|(n, _)| *n == name) {
+                present |= 1 << i;
+            }
+        }
+        for (i, (name, _)) in self.0.iter().enumerate() {
+            if present & (1 << i) != 0 {
+                headers.remove(*name);
+            }
+        }
+    }
+
+    /// Moves the fields into `headers`, replacing theirs (for a sender or a phase that
+    /// works on one map).
+    pub fn merge_into(self, headers: &mut HeaderMap) {
+        for (name, value) in self.0 {
+            headers.insert(name.clone(), value);
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded` in `added`, from `headers` (the
+/// client's fields). From a trusted peer the incoming values are kept and extended;
+/// from anyone else they are replaced. `peer_value` is `peer` (canonical) as text;
+/// `host` is the requested authority; `cache` belongs to the connection the request
+/// came on (peer and scheme fixed).
+#[allow(clippy::too_many_arguments)]
 pub fn set_forwarding(
-    headers: &mut HeaderMap,
+    headers: &HeaderMap,
+    added: &mut AddedFields,
     peer: IpAddr,
     peer_value: &HeaderValue,
     trusted_peer: bool,
@@ -369,18 +423,22 @@ pub fn set_forwarding(
         None
     };
     match prior_xff {
-        Some(prior) => put(headers, &X_FORWARDED_FOR, format!("{prior}, {peer_text}")),
-        None => {
-            headers.insert(X_FORWARDED_FOR.clone(), peer_value.clone());
+        Some(prior) => {
+            // A joined value that is not a valid field value is sent as the peer alone.
+            let value =
+                HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("{prior}, {peer_text}")))
+                    .unwrap_or_else(|_| peer_value.clone());
+            added.set(&X_FORWARDED_FOR, value);
         }
+        None => added.set(&X_FORWARDED_FOR, peer_value.clone()),
     }
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+        added.set(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     }
     let host = host.filter(|h| !h.is_empty());
     let keep_host = trusted_peer && headers.contains_key(&X_FORWARDED_HOST);
     if let (false, Some(host)) = (keep_host, host) {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        added.set(&X_FORWARDED_HOST, host.clone());
     }
     let prior = trusted_peer
         .then(|| join_values(headers, &FORWARDED))
@@ -397,11 +455,11 @@ pub fn set_forwarding(
             }
         };
         drop(cached);
-        headers.insert(FORWARDED.clone(), value);
+        added.set(&FORWARDED, value);
         return;
     }
     let value = forwarded_value(prior.as_deref(), peer, peer_text, scheme, host);
-    headers.insert(FORWARDED.clone(), value);
+    added.set(&FORWARDED, value);
 }
 
 /// A `Forwarded` value (RFC 7239) for this hop, after `prior` hops if any. A host
@@ -450,16 +508,6 @@ fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .collect();
     (!values.is_empty()).then(|| values.join(", "))
-}
-
-/// Sets `name` to `value` (taken without a copy), or removes it if `value` is not a
-/// valid field value.
-fn put(headers: &mut HeaderMap, name: &HeaderName, value: String) {
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-        headers.insert(name.clone(), v);
-    } else {
-        headers.remove(name);
-    }
 }
 
 #[cfg(test)]
@@ -530,10 +578,23 @@ mod tests {
         assert_eq!(h["connection"], "upgrade");
     }
 
+    /// `h` as forwarded with `added`: the fields `added` replaces are gone, its own
+    /// are there.
+    fn forward_with(h: &mut HeaderMap, added: AddedFields) {
+        added.remove_replaced(h);
+        assert!(
+            added.iter().all(|(name, _)| !h.contains_key(name)),
+            "replaced fields removed"
+        );
+        added.merge_into(h);
+    }
+
     /// `set_forwarding` for a request from the untrusted peer 10.0.0.1 over http.
     fn forward_from_untrusted(h: &mut HeaderMap, host: &'static str, cache: &ForwardedCache) {
+        let mut added = AddedFields::default();
         set_forwarding(
             h,
+            &mut added,
             "10.0.0.1".parse().expect("ip"),
             &HeaderValue::from_static("10.0.0.1"),
             false,
@@ -541,6 +602,30 @@ mod tests {
             Some(&HeaderValue::from_static(host)),
             cache,
         );
+        forward_with(h, added);
+    }
+
+    #[test]
+    fn added_fields_replace_the_clients_of_the_same_name() {
+        let mut h = map(&[
+            ("x-request-id", "theirs"),
+            ("accept", "*/*"),
+            ("x-request-id", "again"),
+        ]);
+        let mut added = AddedFields::default();
+        added.set(&X_REQUEST_ID, HeaderValue::from_static("first"));
+        added.set(&TRACEPARENT, HeaderValue::from_static("t"));
+        added.set(&X_REQUEST_ID, HeaderValue::from_static("ours"));
+        assert_eq!(added.iter().count(), 2, "a second set replaces");
+        added.remove_replaced(&mut h);
+        assert!(
+            !h.contains_key("x-request-id"),
+            "every value of the name goes"
+        );
+        assert_eq!(h["accept"], "*/*");
+        added.merge_into(&mut h);
+        assert_eq!(h["x-request-id"], "ours");
+        assert_eq!(h["traceparent"], "t");
     }
 
     #[test]
@@ -590,8 +675,10 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("forwarded", "for=1.2.3.4"),
         ]);
+        let mut added = AddedFields::default();
         set_forwarding(
-            &mut h,
+            &h,
+            &mut added,
             "::1".parse().expect("ip"),
             &HeaderValue::from_static("::1"),
             true,
@@ -599,6 +686,11 @@ mod tests {
             Some(&HeaderValue::from_static("app.test")),
             &ForwardedCache::default(),
         );
+        assert!(
+            added.get(&X_FORWARDED_PROTO).is_none(),
+            "the trusted proxy's value is kept"
+        );
+        forward_with(&mut h, added);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, ::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(

@@ -320,6 +320,7 @@ impl Pool {
                     path_and_query,
                     host,
                     headers,
+                    added,
                     body,
                     response_fields: _,
                 } = request;
@@ -339,6 +340,7 @@ impl Pool {
                 *request.method_mut() = method.clone();
                 *request.uri_mut() = uri;
                 *request.headers_mut() = headers.clone();
+                added.clone().merge_into(request.headers_mut());
                 set_host(request.headers_mut(), host);
                 if self.config.protocol == Protocol::H2c {
                     *request.version_mut() = Version::HTTP_2;
@@ -537,6 +539,7 @@ async fn probe(
                     path_and_query: &path,
                     host: target.authority_header.as_ref(),
                     headers: &headers,
+                    added: &crate::headers::AddedFields::default(),
                     body: empty(),
                     response_fields: crate::h1::codec::ResponseFields::PassThrough,
                 },

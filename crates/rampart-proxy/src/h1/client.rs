@@ -26,6 +26,7 @@ use tokio_rustls::TlsConnector;
 use super::codec::{self, ChunkedDecoder, Decoded, Framing};
 use super::upgrade::{Upgraded, UpstreamUpgraded};
 use crate::body::{empty, BoxError, ProxyBody};
+use crate::headers::AddedFields;
 
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -165,6 +166,8 @@ pub struct Outbound<'a> {
     pub host: Option<&'a HeaderValue>,
     /// The other fields; framing fields are set from the body, not taken from here.
     pub headers: &'a HeaderMap,
+    /// Fields the proxy sets, written after `headers` (which holds none of their names).
+    pub added: &'a AddedFields,
     /// The body.
     pub body: ProxyBody,
     /// How the response's fields are handed back (pools over HTTP/2 always give a map).
@@ -245,6 +248,7 @@ impl TargetClient {
             path_and_query,
             host,
             headers,
+            added,
             body,
             response_fields,
         } = request;
@@ -277,6 +281,7 @@ impl TargetClient {
                 path_and_query.as_str(),
                 host,
                 headers,
+                added,
                 framing,
             );
             let written = write_request(&mut conn, body.take(), framing).await;

@@ -248,9 +248,10 @@ fn span_in(buf: &[u8], part: &[u8]) -> (u32, u32) {
     }
 }
 
-/// Room left in a request's header map for the forwarding headers, ids and trace
-/// context the proxy adds.
-const REQUEST_SPARE_FIELDS: usize = 8;
+/// Room left in a request's header map for fields phases add (the principal's, from
+/// authentication); the proxy's own go beside the map. Kept small so that a typical
+/// request's map stays a small allocation.
+const REQUEST_SPARE_FIELDS: usize = 3;
 
 /// What the fields that frame a message and manage its connection say, read in one
 /// pass over the parsed fields (before the header map exists, so without lookups).
@@ -731,13 +732,14 @@ fn push_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
 }
 
 /// Appends a request head: the request line, `host`, `headers` (less any `Host`
-/// and framing fields), then `framing`'s field.
+/// and framing fields), the `added` fields, then `framing`'s field.
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
     host: Option<&HeaderValue>,
     headers: &HeaderMap,
+    added: &crate::headers::AddedFields,
     framing: Framing,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -756,6 +758,9 @@ pub fn encode_request_head(
         {
             continue;
         }
+        push_field(out, name, value);
+    }
+    for (name, value) in added.iter() {
         push_field(out, name, value);
     }
     push_framing(out, framing);
@@ -1142,6 +1147,7 @@ mod tests {
             "/p?q",
             Some(&host),
             &headers,
+            &crate::headers::AddedFields::default(),
             Framing::Length(4),
         );
         assert_eq!(

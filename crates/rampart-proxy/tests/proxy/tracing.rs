@@ -14,6 +14,19 @@ use crate::support::*;
 
 #[tokio::test]
 async fn a_span_per_request_and_a_child_span_per_attempt_reach_the_collector() {
+    spans_reach_the_collector("").await;
+}
+
+#[tokio::test]
+async fn attempt_spans_are_named_upstream_when_the_route_changes_request_fields() {
+    // The route's operations see the proxy's fields in the request's map; each attempt
+    // still sends exactly one traceparent, its own.
+    spans_reach_the_collector(r#"request_headers = { set = { "x-edge" = "1" } }"#).await;
+}
+
+/// Sends a traced request that is retried once on a route with `route_options`, and
+/// checks the spans exported and the traceparent the upstream saw.
+async fn spans_reach_the_collector(route_options: &str) {
     // The collector: records every OTLP/HTTP protobuf export it receives.
     let received: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
     let sink = Arc::clone(&received);
@@ -38,11 +51,13 @@ async fn a_span_per_request_and_a_child_span_per_attempt_reach_the_collector() {
     let counter = Arc::clone(&calls);
     let app = upstream(move |req| {
         let n = counter.fetch_add(1, Ordering::SeqCst);
-        let parent = req
+        let parents: Vec<String> = req
             .headers()
-            .get("traceparent")
+            .get_all("traceparent")
+            .iter()
             .map(|v| v.to_str().unwrap_or("").to_string())
-            .unwrap_or_default();
+            .collect();
+        let parent = parents.join(" & ");
         async move {
             if n == 0 {
                 reply(503, "retry me")
@@ -61,9 +76,11 @@ targets = ["{}"]
 name = "api"
 upstream = "app"
 retry = {{ attempts = 1, backoff_base = "1ms" }}
+{}
 "#,
         collector.url(),
-        app.url()
+        app.url(),
+        route_options
     ))
     .await;
     let answer = send(
