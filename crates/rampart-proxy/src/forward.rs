@@ -264,8 +264,8 @@ fn prepare(
         client_host.as_ref(),
         &ctx.forwarded,
     );
-    added.set(&X_REQUEST_ID, ctx.request_id.clone());
-    added.set(&TRACEPARENT, ctx.trace.traceparent.clone());
+    added.push(&X_REQUEST_ID, ctx.request_id.clone());
+    added.push(&TRACEPARENT, ctx.trace.traceparent.clone());
     added.remove_replaced(&mut headers);
     if !config.request_headers.is_empty() {
         // The route's operations see, and may change, the fields the proxy sets.

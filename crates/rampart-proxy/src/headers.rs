@@ -356,6 +356,12 @@ pub struct ForwardedCache(parking_lot::Mutex<Option<(Option<HeaderValue>, Header
 pub struct AddedFields(smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 6]>);
 
 impl AddedFields {
+    /// Adds a field whose name is not set yet (no search).
+    pub fn push(&mut self, name: &'static HeaderName, value: HeaderValue) {
+        debug_assert!(self.get(name).is_none(), "{name} added twice");
+        self.0.push((name, value));
+    }
+
     /// Sets `name` to `value`, replacing an earlier value of `name`.
     pub fn set(&mut self, name: &'static HeaderName, value: HeaderValue) {
         match self.0.iter_mut().find(|(n, _)| *n == name) {
@@ -428,17 +434,17 @@ pub fn set_forwarding(
             let value =
                 HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("{prior}, {peer_text}")))
                     .unwrap_or_else(|_| peer_value.clone());
-            added.set(&X_FORWARDED_FOR, value);
+            added.push(&X_FORWARDED_FOR, value);
         }
-        None => added.set(&X_FORWARDED_FOR, peer_value.clone()),
+        None => added.push(&X_FORWARDED_FOR, peer_value.clone()),
     }
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
-        added.set(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+        added.push(&X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     }
     let host = host.filter(|h| !h.is_empty());
     let keep_host = trusted_peer && headers.contains_key(&X_FORWARDED_HOST);
     if let (false, Some(host)) = (keep_host, host) {
-        added.set(&X_FORWARDED_HOST, host.clone());
+        added.push(&X_FORWARDED_HOST, host.clone());
     }
     let prior = trusted_peer
         .then(|| join_values(headers, &FORWARDED))
@@ -455,11 +461,11 @@ pub fn set_forwarding(
             }
         };
         drop(cached);
-        added.set(&FORWARDED, value);
+        added.push(&FORWARDED, value);
         return;
     }
     let value = forwarded_value(prior.as_deref(), peer, peer_text, scheme, host);
-    added.set(&FORWARDED, value);
+    added.push(&FORWARDED, value);
 }
 
 /// A `Forwarded` value (RFC 7239) for this hop, after `prior` hops if any. A host
