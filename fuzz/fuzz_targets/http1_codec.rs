@@ -6,11 +6,29 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use rampart_proxy::h1::codec::{self, ChunkedDecoder, Decoded};
+use rampart_proxy::headers;
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(data);
     if let Ok(Some(_)) = codec::parse_request(&mut buf, 8192) {
         assert!(buf.len() < data.len(), "a parsed head takes its bytes");
+    }
+    // Passed-through fields, once in a map, are the map's fields less the hop-by-hop
+    // ones and the request id.
+    let as_map = codec::parse_response(&mut BytesMut::from(data), &http::Method::GET, 8192, codec::ResponseFields::Map);
+    let passed = codec::parse_response(&mut BytesMut::from(data), &http::Method::GET, 8192, codec::ResponseFields::PassThrough);
+    match (as_map, passed) {
+        (Ok(Some(mut as_map)), Ok(Some(mut passed))) => {
+            assert_eq!(as_map.framing, passed.framing);
+            assert_eq!(as_map.keep_alive, passed.keep_alive);
+            if let Some(fields) = passed.parts.extensions.remove::<codec::PassedFields>() {
+                headers::remove_hop_by_hop(&mut as_map.parts.headers, false);
+                as_map.parts.headers.remove(&headers::X_REQUEST_ID);
+                assert_eq!(fields.into_map(), as_map.parts.headers);
+            }
+        }
+        (Ok(None), Ok(None)) | (Err(_), Err(_)) => {}
+        (a, b) => panic!("the two ways disagree: {a:?} / {b:?}"),
     }
     for fields_as in [codec::ResponseFields::Map, codec::ResponseFields::PassThrough] {
         let mut buf = BytesMut::from(data);

@@ -3,15 +3,17 @@
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use rampart_config::{Cors, SecurityHeaders};
-use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter, Verdict};
+use rampart_proxy::phase::{
+    Guard, GuardFuture, RequestContext, ResponseFilter, ResponseView, Verdict,
+};
 use rampart_proxy::{empty, ErrorKind, ProxyError};
 
 /// Adds the configured security headers to every response.
 pub struct SecurityHeadersFilter(pub SecurityHeaders);
 
 impl ResponseFilter for SecurityHeadersFilter {
-    fn filter(&self, ctx: &RequestContext, head: &mut http::response::Parts) {
-        let h = &mut head.headers;
+    fn filter(&self, ctx: &RequestContext, head: &mut ResponseView<'_>) {
+        let h = head.headers();
         if let (Some(hsts), "https") = (&self.0.hsts, ctx.scheme) {
             h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
@@ -153,7 +155,7 @@ impl Guard for CorsGuard {
 pub struct CorsFilter(pub Cors);
 
 impl ResponseFilter for CorsFilter {
-    fn filter(&self, ctx: &RequestContext, head: &mut http::response::Parts) {
+    fn filter(&self, ctx: &RequestContext, head: &mut ResponseView<'_>) {
         let Some(AllowedOrigin(origin)) = ctx
             .held
             .iter()
@@ -161,7 +163,7 @@ impl ResponseFilter for CorsFilter {
         else {
             return;
         };
-        let h = &mut head.headers;
+        let h = head.headers();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         h.append(header::VARY, HeaderValue::from_static("Origin"));
         if self.0.credentials {

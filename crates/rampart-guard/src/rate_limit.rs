@@ -5,7 +5,9 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 use parking_lot::Mutex;
 use rampart_config::{LimitKey, RateLimitRule};
-use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter, Verdict};
+use rampart_proxy::phase::{
+    Guard, GuardFuture, RequestContext, ResponseFilter, ResponseView, Verdict,
+};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_resilience::{Admission, CircuitBreaker};
 use rampart_store::{LocalState, RateDecision, RateSpec, SharedState, StoreError};
@@ -258,8 +260,8 @@ pub struct RateLimitHeaders {
 }
 
 impl ResponseFilter for RateLimitHeaders {
-    fn filter(&self, ctx: &RequestContext, head: &mut http::response::Parts) {
-        if !self.always && head.status != http::StatusCode::TOO_MANY_REQUESTS {
+    fn filter(&self, ctx: &RequestContext, head: &mut ResponseView<'_>) {
+        if !self.always && head.status() != http::StatusCode::TOO_MANY_REQUESTS {
             return;
         }
         let Some(state) = ctx
@@ -275,8 +277,8 @@ impl ResponseFilter for RateLimitHeaders {
             HeaderValue::from_str(&policy),
             HeaderValue::from_str(&current),
         ) {
-            head.headers.insert("ratelimit-policy", p);
-            head.headers.insert("ratelimit", c);
+            head.headers().insert("ratelimit-policy", p);
+            head.headers().insert("ratelimit", c);
         }
     }
 }

@@ -9,7 +9,9 @@ use arc_swap::ArcSwap;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
 use ipnet::IpNet;
 use rampart_config::{parse_ip_list, IpRules, RequestLimits};
-use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, ResponseFilter, Verdict};
+use rampart_proxy::phase::{
+    Guard, GuardFuture, RequestContext, ResponseFilter, ResponseView, Verdict,
+};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_telemetry::Metrics;
 
@@ -105,9 +107,9 @@ impl Guard for RequestLimitGuard {
 pub struct AllowHeader(pub HeaderValue);
 
 impl ResponseFilter for AllowHeader {
-    fn filter(&self, _ctx: &RequestContext, head: &mut http::response::Parts) {
-        if head.status == http::StatusCode::METHOD_NOT_ALLOWED {
-            head.headers.insert(ALLOW, self.0.clone());
+    fn filter(&self, _ctx: &RequestContext, head: &mut ResponseView<'_>) {
+        if head.status() == http::StatusCode::METHOD_NOT_ALLOWED {
+            head.headers().insert(ALLOW, self.0.clone());
         }
     }
 }

@@ -292,10 +292,10 @@ fn prepare(
         added,
         client_host,
         upgrade,
-        // The fields pass through as sent unless something on the route reads or
-        // changes them, or the client is served by HTTP/2 (which needs a map).
+        // The fields pass through as sent unless an exchange (which sees the whole
+        // response) is on the route, or the client is served by HTTP/2 (which needs a
+        // map); response filters get them as a map when they ask (`ResponseView`).
         response_fields: if route.exchanges.is_empty()
-            && route.response_filters.is_empty()
             && parts.version <= Version::HTTP_11
             && !upgrade
         {

@@ -240,7 +240,44 @@ impl<'a> Next<'a> {
 /// A phase that changes the response head before it goes to the client.
 pub trait ResponseFilter: Send + Sync {
     /// Changes the response head.
-    fn filter(&self, ctx: &RequestContext, head: &mut http::response::Parts);
+    fn filter(&self, ctx: &RequestContext, head: &mut ResponseView<'_>);
+}
+
+/// A response head as response filters see it. The upstream's fields may still be
+/// the ones passed through as received (see `h1::codec::ResponseFields`); they
+/// become a header map the first time a filter asks for them, so a filter that
+/// leaves a response alone costs nothing.
+pub struct ResponseView<'a> {
+    parts: &'a mut http::response::Parts,
+}
+
+impl<'a> ResponseView<'a> {
+    /// A view of `parts`.
+    pub fn new(parts: &'a mut http::response::Parts) -> Self {
+        Self { parts }
+    }
+
+    /// The status.
+    pub fn status(&self) -> http::StatusCode {
+        self.parts.status
+    }
+
+    /// The fields, all of them in the map.
+    pub fn headers(&mut self) -> &mut http::HeaderMap {
+        if let Some(passed) = self
+            .parts
+            .extensions
+            .remove::<crate::h1::codec::PassedFields>()
+        {
+            let added = std::mem::replace(&mut self.parts.headers, passed.into_map());
+            for (name, value) in added {
+                if let Some(name) = name {
+                    self.parts.headers.append(name, value);
+                }
+            }
+        }
+        &mut self.parts.headers
+    }
 }
 
 /// Fault injection: delays and/or aborts a share of requests.
@@ -322,7 +359,44 @@ impl Guard for RouteBulkheadGuard {
 pub struct ResponseHeaders(pub rampart_config::HeaderOps);
 
 impl ResponseFilter for ResponseHeaders {
-    fn filter(&self, _ctx: &RequestContext, head: &mut http::response::Parts) {
-        self.0.apply(&mut head.headers);
+    fn filter(&self, _ctx: &RequestContext, head: &mut ResponseView<'_>) {
+        if !self.0.is_empty() {
+            self.0.apply(head.headers());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h1::codec::{parse_response, PassedFields, ResponseFields};
+
+    #[test]
+    fn a_view_hands_out_passed_fields_as_a_map_only_when_asked() {
+        let mut head = parse_response(
+            &mut bytes::BytesMut::from(
+                "HTTP/1.1 404 Not Found\r\nServer: up\r\nContent-Length: 0\r\n\r\n",
+            ),
+            &http::Method::GET,
+            8192,
+            ResponseFields::PassThrough,
+        )
+        .expect("valid")
+        .expect("complete");
+        head.parts
+            .headers
+            .insert("x-set-before", HeaderValue::from_static("1"));
+        assert_eq!(
+            ResponseView::new(&mut head.parts).status(),
+            http::StatusCode::NOT_FOUND
+        );
+        assert!(
+            head.parts.extensions.get::<PassedFields>().is_some(),
+            "reading the status keeps the fields as they came"
+        );
+        let mut view = ResponseView::new(&mut head.parts);
+        let names: Vec<String> = view.headers().keys().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["server", "content-length", "x-set-before"]);
+        assert!(head.parts.extensions.get::<PassedFields>().is_none());
     }
 }

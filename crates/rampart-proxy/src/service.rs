@@ -150,8 +150,9 @@ pub(crate) async fn handle(
     if let Some(route) = &route_used {
         if !route.response_filters.is_empty() {
             let (mut head, body) = response.into_parts();
+            let mut view = crate::phase::ResponseView::new(&mut head);
             for filter in &route.response_filters {
-                filter.filter(&ctx, &mut head);
+                filter.filter(&ctx, &mut view);
             }
             response = Response::from_parts(head, body);
         }

@@ -108,6 +108,23 @@ impl PassedFields {
             .map(|field| (self.at(field.name), self.at(field.value)))
     }
 
+    /// The fields as a header map (values share the head's storage). A field the
+    /// `http` types refuse is left out; httparse, which read them, accepts the same
+    /// name and value bytes, so none is.
+    pub fn into_map(self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.fields.len() + 1);
+        for field in &self.fields {
+            let name = HeaderName::from_bytes(self.at(field.name));
+            let (start, end) = field.value;
+            let value =
+                HeaderValue::from_maybe_shared(self.head.slice(start as usize..end as usize));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+
     /// Appends the fields; `Content-Length` only with `with_length`.
     fn encode(&self, out: &mut Vec<u8>, with_length: bool) {
         for field in &self.fields {
@@ -1121,6 +1138,33 @@ mod tests {
             encoded(&head, Framing::Empty, None),
             "HTTP/1.1 200 OK\r\nDate: then\r\nContent-Length: 7\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn passed_fields_become_the_same_map_as_parsing_into_one() {
+        let text = "HTTP/1.1 200 OK\r\nServer: up\r\nSet-Cookie: a=1\r\nX-Request-Id: theirs\r\n\
+                    Connection: X-Private\r\nX-Private: 1\r\nSet-Cookie: b=2\r\n\
+                    Content-Length: 0\r\n\r\n";
+        let mut passed = passed(text, &Method::GET);
+        let fields = passed
+            .parts
+            .extensions
+            .remove::<PassedFields>()
+            .expect("passed");
+        let mut as_map = parse_response(
+            &mut BytesMut::from(text),
+            &Method::GET,
+            8192,
+            ResponseFields::Map,
+        )
+        .expect("valid")
+        .expect("complete");
+        crate::headers::remove_hop_by_hop(&mut as_map.parts.headers, false);
+        as_map.parts.headers.remove("x-request-id");
+        let map = fields.into_map();
+        assert_eq!(map, as_map.parts.headers);
+        let cookies: Vec<_> = map.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"], "order kept");
     }
 
     #[test]
