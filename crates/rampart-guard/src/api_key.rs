@@ -1,5 +1,6 @@
 //! API-key authentication.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,7 +198,7 @@ impl AuthGuard {
 
     /// The presented key: `Authorization: Bearer rk_…`, the configured header, or (when
     /// allowed) the configured query parameter, which is then removed from the request.
-    fn presented(&self, head: &mut http::request::Parts) -> Option<String> {
+    fn presented<'h>(&self, head: &'h mut http::request::Parts) -> Option<Cow<'h, str>> {
         let headers = &head.headers;
         let bearer = headers
             .get(AUTHORIZATION)
@@ -212,10 +213,9 @@ impl AuthGuard {
                     .and_then(|v| v.to_str().ok())
                     .map(str::trim)
             })
-            .filter(|v| !v.is_empty() && v.len() <= 256)
-            .map(str::to_string);
-        if from_headers.is_some() {
-            return from_headers;
+            .filter(|v| !v.is_empty() && v.len() <= 256);
+        if let Some(key) = from_headers {
+            return Some(Cow::Borrowed(key));
         }
         let name = self.policy.api_key_query.as_deref()?;
         let query = head.uri.query()?;
@@ -243,7 +243,7 @@ impl AuthGuard {
         if let Ok(uri) = http::Uri::from_parts(parts) {
             head.uri = uri;
         }
-        Some(found)
+        Some(Cow::Owned(found))
     }
 
     async fn check_inner(

@@ -1,16 +1,16 @@
-//! In-process GCRA state: theoretical arrival times in sharded hash maps. One decision
-//! is one short lock of one shard; expired entries are swept as shards fill.
+//! In-process GCRA state: theoretical arrival times in sharded hash tables. One
+//! decision is one hash of the key and one short lock of one shard; expired entries
+//! are swept as shards fill.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-/// A fast hasher seeded per table (and per shard, so that a shard's keys, which share
-/// their shard bits, still spread over its buckets): decided on every request.
-type RandomState = foldhash::fast::RandomState;
-
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 use super::gcra::{self, RateDecision, RateSpec};
+
+/// A fast hasher seeded per table: decided on every request.
+type RandomState = foldhash::fast::RandomState;
 
 const SHARDS: usize = 64;
 
@@ -23,18 +23,24 @@ struct State {
 
 /// GCRA state for many keys, bounded in size.
 pub(super) struct GcraTable {
-    shards: Vec<Mutex<HashMap<String, State, RandomState>>>,
+    /// Keys with their state. One hash per key picks the shard (from bits the table
+    /// does not use for its buckets or tags) and the place in it.
+    shards: Vec<Mutex<HashTable<(String, State)>>>,
     hasher: RandomState,
     per_shard: usize,
+}
+
+/// The shard of a key with `hash`: bits 32 and up, clear of the low bits that pick
+/// a bucket and the top seven that tag it.
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
 }
 
 impl GcraTable {
     /// Holds at most about `capacity` keys.
     pub(super) fn new(capacity: u64) -> Self {
         Self {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_hasher(RandomState::default())))
-                .collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
             hasher: RandomState::default(),
             per_shard: usize::try_from(capacity / SHARDS as u64)
                 .unwrap_or(usize::MAX)
@@ -44,11 +50,13 @@ impl GcraTable {
 
     /// One decision for `key` at `now` (ns).
     pub(super) fn decide(&self, key: &str, now: u64, spec: &RateSpec, cost: u32) -> RateDecision {
-        let shard = (self.hasher.hash_one(key) as usize) % SHARDS;
-        let mut map = self.shards[shard].lock();
-        // One lookup for a known key; a new one is hashed again only to be inserted.
-        let slot = map.get_mut(key);
-        let current = slot.as_deref().filter(|s| s.expires > now).map(|s| s.tat);
+        let hash = self.hasher.hash_one(key);
+        let mut table = self.shards[shard_of(hash)].lock();
+        let slot = table.find_mut(hash, |(k, _)| k == key);
+        let current = slot
+            .as_deref()
+            .filter(|(_, s)| s.expires > now)
+            .map(|(_, s)| s.tat);
         let (decision, next) = gcra::step(current, now, spec, cost);
         if let Some(tat) = next {
             let state = State {
@@ -56,18 +64,18 @@ impl GcraTable {
                 expires: now.saturating_add(decision.reset_after.as_nanos() as u64),
             };
             match slot {
-                Some(slot) => *slot = state,
+                Some((_, slot)) => *slot = state,
                 None => {
-                    if map.len() >= self.per_shard {
-                        map.retain(|_, s| s.expires > now);
-                        if map.len() >= self.per_shard {
+                    if table.len() >= self.per_shard {
+                        table.retain(|(_, s)| s.expires > now);
+                        if table.len() >= self.per_shard {
                             // Still full of live keys: forget one (it gets a fresh budget).
-                            if let Some(victim) = map.keys().next().cloned() {
-                                map.remove(&victim);
-                            }
+                            let mut forgot = false;
+                            table.retain(|_| std::mem::replace(&mut forgot, true));
                         }
                     }
-                    map.insert(key.to_string(), state);
+                    let rehash = |(k, _): &(String, State)| self.hasher.hash_one(k.as_str());
+                    table.insert_unique(hash, (key.to_string(), state), rehash);
                 }
             }
         }
