@@ -68,7 +68,7 @@ pub struct Admitted {
     /// Who.
     pub principal: Arc<Principal>,
     /// `x-rampart-consumer`, `-key-id` and `-scopes`, as sent upstream.
-    headers: Vec<(HeaderName, HeaderValue)>,
+    headers: Vec<(&'static HeaderName, HeaderValue)>,
 }
 
 impl Admitted {
@@ -81,7 +81,7 @@ impl Admitted {
             (&SCOPES, scopes.as_str()),
         ]
         .into_iter()
-        .filter_map(|(name, value)| HeaderValue::from_str(value).ok().map(|v| (name.clone(), v)))
+        .filter_map(|(name, value)| HeaderValue::from_str(value).ok().map(|v| (name, v)))
         .collect();
         Self {
             principal: Arc::new(principal),
@@ -330,7 +330,7 @@ impl AuthGuard {
         head.headers.remove(&self.policy.api_key_header);
         head.headers.remove(AUTHORIZATION);
         for (name, value) in &admitted.headers {
-            head.headers.insert(name.clone(), value.clone());
+            ctx.added.set(name, value.clone());
         }
         for (claim, header) in &self.claim_headers {
             let value = principal

@@ -110,9 +110,11 @@ impl RateLimitGuard {
             LimitKey::Route => subject("route", ""),
             LimitKey::Consumer => principal.is_some_and(|p| subject("consumer:", &p.consumer_id)),
             LimitKey::ApiKey => principal.is_some_and(|p| subject("key:", &p.key_id)),
+            // A field an earlier guard set (the principal's) counts as the request's.
             LimitKey::Header(name) => head
                 .headers
                 .get(name)
+                .or_else(|| ctx.added.get(name))
                 .is_some_and(|v| subject("h:", &String::from_utf8_lossy(v.as_bytes()))),
             LimitKey::Claim(claim) => principal
                 .and_then(|p| p.claims.iter().find(|(name, _)| name == claim))

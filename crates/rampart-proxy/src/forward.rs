@@ -241,7 +241,7 @@ pub async fn forward(
 /// trace context, header operations and path rewriting.
 fn prepare(
     route: &RouteRuntime,
-    ctx: &RequestContext,
+    ctx: &mut RequestContext,
     parts: http::request::Parts,
     upgrade: bool,
 ) -> Result<Outgoing, ProxyError> {
@@ -253,7 +253,7 @@ fn prepare(
         .get(HOST)
         .cloned()
         .or_else(|| HeaderValue::from_str(&ctx.authority).ok());
-    let mut added = AddedFields::default();
+    let mut added = std::mem::take(&mut ctx.added);
     headers::set_forwarding(
         &headers,
         &mut added,
@@ -646,7 +646,13 @@ fn splice_upgrade(client: OnUpgrade, mut upstream: Upgraded) {
 
 /// The consistent-hash key of a request, per the pool's `hash_on`.
 pub fn hash_key(key: &HashKey, ctx: &RequestContext, headers: &HeaderMap) -> u64 {
-    let from_header = |name: &http::HeaderName| headers.get(name).map(|v| hash_bytes(v.as_bytes()));
+    // A field a phase set (the principal's) counts as the request's.
+    let from_header = |name: &http::HeaderName| {
+        headers
+            .get(name)
+            .or_else(|| ctx.added.get(name))
+            .map(|v| hash_bytes(v.as_bytes()))
+    };
     let value = match key {
         HashKey::ClientIp => None,
         HashKey::Header(name) => from_header(name),

@@ -353,7 +353,10 @@ pub struct ForwardedCache(parking_lot::Mutex<Option<(Option<HeaderValue>, Header
 /// client's map is neither grown nor hashed for them. Each replaces any field of
 /// its name among the client's ([`AddedFields::remove_replaced`]).
 #[derive(Debug, Clone, Default)]
-pub struct AddedFields(smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 6]>);
+pub struct AddedFields(smallvec::SmallVec<[(&'static HeaderName, HeaderValue); ADDED_INLINE]>);
+
+/// Added fields kept inline: the proxy's six and a principal's three.
+const ADDED_INLINE: usize = 9;
 
 impl AddedFields {
     /// Adds a field whose name is not set yet (no search).
@@ -383,14 +386,15 @@ impl AddedFields {
     /// Removes from `headers` the fields these replace (one pass over the names; a
     /// removal only for a name that is there).
     pub fn remove_replaced(&self, headers: &mut HeaderMap) {
-        let mut present = 0u8;
+        // Bit i: the map holds the i-th name (past the 64th, a removal is just tried).
+        let mut present = 0u64;
         for name in headers.keys() {
             if let Some(i) = self.0.iter().position(|(n, _)| *n == name) {
-                present |= 1 << i;
+                present |= 1u64.checked_shl(i as u32).unwrap_or(0);
             }
         }
         for (i, (name, _)) in self.0.iter().enumerate() {
-            if present & (1 << i) != 0 {
+            if i >= 64 || present & (1 << i) != 0 {
                 headers.remove(*name);
             }
         }

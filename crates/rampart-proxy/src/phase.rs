@@ -56,6 +56,9 @@ pub struct RequestContext {
     pub attempt_spans: Option<Vec<AttemptSpan>>,
     /// Who the request is from, once an authentication guard has established it.
     pub principal: Option<Arc<Principal>>,
+    /// Fields a phase sets on the upstream request (the principal's), sent after the
+    /// client's fields with the proxy's own; each replaces a client field of its name.
+    pub added: crate::headers::AddedFields,
     /// The connection's last `Forwarded` value, reused while peer and host repeat.
     pub(crate) forwarded: Arc<crate::headers::ForwardedCache>,
     /// When forwarding began (the upstream phase's start), once it has.

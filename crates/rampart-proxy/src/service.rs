@@ -104,6 +104,7 @@ pub(crate) async fn handle(
         phases: PhaseTimes::default(),
         attempt_spans: None,
         principal: None,
+        added: headers::AddedFields::default(),
         forwarded: Arc::clone(&conn.forwarded),
         upstream_started: None,
     };

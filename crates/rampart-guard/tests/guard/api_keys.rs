@@ -266,3 +266,31 @@ async fn concurrent_misses_for_one_key_share_one_store_lookup() {
     assert!(cache.principal(&secret).await.expect("lookup").is_some());
     assert_eq!(lookup.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_limit_keyed_on_a_principal_header_counts_each_consumer_apart() {
+    // The principal's headers are set by the authentication guard; a later rate
+    // limit keyed on one of them sees the value the upstream will see.
+    let up = mirror().await;
+    let store = store().await;
+    let (_, _, first) = key(&store, "first", &[]).await;
+    let (_, _, second) = key(&store, "second", &[]).await;
+    let routes = r#"
+[[routes]]
+name = "metered"
+upstream = "app"
+auth = { methods = ["api_key"] }
+rate_limits = [{ requests = 1, per = "1h", key = "header:x-rampart-consumer" }]
+"#;
+    let setup = gateway(store, Arc::new(LocalState::default()), up, routes).await;
+    let status = |secret: String| async move {
+        get(setup.addr, "/", &[("x-api-key", &secret)]).await.status
+    };
+    assert_eq!(status(first.clone()).await, 200);
+    assert_eq!(
+        status(first).await,
+        429,
+        "the first consumer's one request is spent"
+    );
+    assert_eq!(status(second).await, 200, "the second consumer has its own");
+}
