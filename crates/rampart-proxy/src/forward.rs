@@ -43,6 +43,9 @@ struct Outgoing {
     response_fields: ResponseFields,
 }
 
+/// Marks a response that came from a route's fallback (`static` or `upstream`).
+static X_RAMPART_FALLBACK: http::HeaderName = http::HeaderName::from_static("x-rampart-fallback");
+
 /// How the request body is sent: once as a stream, or replayable from a buffer.
 enum OutgoingBody {
     Stream {
@@ -198,22 +201,24 @@ pub async fn forward(
                 response
                     .headers_mut()
                     .insert(CONTENT_TYPE, content_type.clone());
-                response
-                    .headers_mut()
-                    .insert("x-rampart-fallback", HeaderValue::from_static("static"));
+                response.headers_mut().insert(
+                    X_RAMPART_FALLBACK.clone(),
+                    HeaderValue::from_static("static"),
+                );
                 Ok(response)
             }
             Some(Fallback::Upstream(_)) => match &route.fallback_pool {
                 Some(fallback) => {
-                    // A field is added to the response below.
-                    outgoing.response_fields = ResponseFields::Map;
-                    let mut response =
+                    let response =
                         attempt_pool(fallback, ctx, &mut outgoing, &mut body, &plan, metrics)
                             .await?;
-                    response
-                        .headers_mut()
-                        .insert("x-rampart-fallback", HeaderValue::from_static("upstream"));
-                    Ok(response)
+                    let (mut head, body) = response.into_parts();
+                    crate::h1::codec::set_response_field(
+                        &mut head,
+                        &X_RAMPART_FALLBACK,
+                        HeaderValue::from_static("upstream"),
+                    );
+                    Ok(Response::from_parts(head, body))
                 }
                 None => Err(e),
             },

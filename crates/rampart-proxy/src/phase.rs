@@ -273,6 +273,7 @@ impl<'a> ResponseView<'a> {
             .remove::<crate::h1::codec::PassedFields>()
         {
             let added = std::mem::replace(&mut self.parts.headers, passed.into_map());
+            // What was set in the map itself (nothing, on the proxy's own path) follows.
             for (name, value) in added {
                 if let Some(name) = name {
                     self.parts.headers.append(name, value);

@@ -138,7 +138,7 @@ pub(crate) async fn handle(
     }
 
     let request_id = ctx.request_id.to_str().unwrap_or("-");
-    let (mut response, error) = match result {
+    let (response, error) = match result {
         Ok(response) => (response, None),
         Err(e) => {
             match e.side {
@@ -148,21 +148,18 @@ pub(crate) async fn handle(
             (e.to_response(request_id), Some(e.kind.slug()))
         }
     };
+    let (mut head, body) = response.into_parts();
     if let Some(route) = &route_used {
         if !route.response_filters.is_empty() {
-            let (mut head, body) = response.into_parts();
             let mut view = crate::phase::ResponseView::new(&mut head);
             for filter in &route.response_filters {
                 filter.filter(&ctx, &mut view);
             }
-            response = Response::from_parts(head, body);
         }
     }
-    response
-        .headers_mut()
-        .insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+    crate::h1::codec::set_response_field(&mut head, &X_REQUEST_ID, ctx.request_id.clone());
 
-    let status = response.status().as_u16();
+    let status = head.status.as_u16();
     let route_name = route_used.as_ref().map(|r| Arc::clone(&r.config.name));
     let route_metrics = route_used.as_ref().map_or(&shared.unrouted, |r| &r.metrics);
     let (requests, duration) = route_metrics.series(
@@ -216,7 +213,6 @@ pub(crate) async fn handle(
     });
     // Permits a phase holds (bulkheads) last until the response head is ready.
     drop(ctx);
-    let (head, body) = response.into_parts();
     Response::from_parts(
         head,
         LoggedBody {

@@ -75,9 +75,14 @@ pub enum ResponseFields {
 #[derive(Debug, Clone)]
 pub struct PassedFields {
     head: Bytes,
-    fields: smallvec::SmallVec<[PassedField; INLINE_FIELDS]>,
+    fields: smallvec::SmallVec<[PassedField; PASSED_INLINE]>,
     has_date: bool,
+    /// Fields the proxy set (the request id), written after the passed ones.
+    set: smallvec::SmallVec<[(HeaderName, HeaderValue); 1]>,
 }
+
+/// Passed fields kept inline; a response with more spills them to the heap.
+const PASSED_INLINE: usize = 16;
 
 /// Where one passed field lies in the head.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +117,7 @@ impl PassedFields {
     /// `http` types refuse is left out; httparse, which read them, accepts the same
     /// name and value bytes, so none is.
     pub fn into_map(self) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.fields.len() + 1);
+        let mut map = HeaderMap::with_capacity(self.fields.len() + self.set.len() + 1);
         for field in &self.fields {
             let name = HeaderName::from_bytes(self.at(field.name));
             let (start, end) = field.value;
@@ -122,7 +127,32 @@ impl PassedFields {
                 map.append(name, value);
             }
         }
+        for (name, value) in self.set {
+            map.insert(name, value);
+        }
         map
+    }
+
+    /// Sets a field on the response, replacing any passed field of that name.
+    pub fn set(&mut self, name: &HeaderName, value: HeaderValue) {
+        let head = &self.head;
+        let named = |field: &PassedField| {
+            head.get(field.name.0 as usize..field.name.1 as usize)
+                .is_some_and(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
+        };
+        if self.fields.iter().any(named) {
+            self.fields.retain(|field| !named(field));
+            if name == header::DATE {
+                self.has_date = false;
+            }
+        }
+        match self.set.iter_mut().find(|(n, _)| n == name) {
+            Some(field) => field.1 = value,
+            None => self.set.push((name.clone(), value)),
+        }
+        if name == header::DATE {
+            self.has_date = true;
+        }
     }
 
     /// Appends the fields; `Content-Length` only with `with_length`.
@@ -135,6 +165,9 @@ impl PassedFields {
             out.extend_from_slice(b": ");
             out.extend_from_slice(self.at(field.value));
             out.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in &self.set {
+            push_field(out, name, value);
         }
     }
 
@@ -169,6 +202,7 @@ impl PassedFields {
             head: Bytes::new(),
             fields,
             has_date,
+            set: smallvec::SmallVec::new(),
         };
         if facts.names_fields {
             // The names a `Connection` field lists are hop-by-hop too (RFC 9110 §7.6.1).
@@ -190,6 +224,21 @@ impl PassedFields {
                 .any(|field| token_is(name(field), b"date"));
         }
         passed
+    }
+}
+
+/// Sets a field on a response head: among its passed-through fields when it has
+/// them, else in its map. Either way the field replaces any of the same name.
+pub fn set_response_field(
+    parts: &mut http::response::Parts,
+    name: &HeaderName,
+    value: HeaderValue,
+) {
+    match parts.extensions.get_mut::<PassedFields>() {
+        Some(passed) => passed.set(name, value),
+        None => {
+            parts.headers.insert(name.clone(), value);
+        }
     }
 }
 
@@ -539,8 +588,8 @@ pub fn parse_response(
     match fields {
         Fields::Passed(mut passed) => {
             passed.head = head;
-            // Room for the one field the proxy adds (the request id).
-            parts.headers = HeaderMap::with_capacity(1);
+            // The fields the proxy sets go with the passed ones (`set_response_field`):
+            // the map stays empty, without an allocation.
             parts.extensions.insert(passed);
         }
         // Room for the one field the proxy adds (the request id); kept small so that a
@@ -1165,6 +1214,47 @@ mod tests {
         assert_eq!(map, as_map.parts.headers);
         let cookies: Vec<_> = map.get_all("set-cookie").iter().collect();
         assert_eq!(cookies, ["a=1", "b=2"], "order kept");
+    }
+
+    #[test]
+    fn a_field_set_on_passed_fields_replaces_theirs_and_follows_them() {
+        let mut head = passed(
+            "HTTP/1.1 200 OK\r\nServer: up\r\nX-Mark: theirs\r\nDate: then\r\n\r\n",
+            &Method::HEAD,
+        );
+        set_response_field(
+            &mut head.parts,
+            &HeaderName::from_static("x-mark"),
+            HeaderValue::from_static("ours"),
+        );
+        set_response_field(
+            &mut head.parts,
+            &HeaderName::from_static("x-mark"),
+            HeaderValue::from_static("ours again"),
+        );
+        assert!(head.parts.headers.is_empty(), "the map stays empty");
+        assert_eq!(
+            encoded(&head, Framing::Empty, None),
+            "HTTP/1.1 200 OK\r\nServer: up\r\nDate: then\r\nx-mark: ours again\r\n\r\n"
+        );
+        let fields = head
+            .parts
+            .extensions
+            .remove::<PassedFields>()
+            .expect("passed");
+        let map = fields.into_map();
+        assert_eq!(
+            map.get_all("x-mark").iter().collect::<Vec<_>>(),
+            ["ours again"]
+        );
+        // Without passed fields, the map takes it.
+        let mut plain = http::Response::new(()).into_parts().0;
+        set_response_field(
+            &mut plain,
+            &HeaderName::from_static("x-mark"),
+            HeaderValue::from_static("1"),
+        );
+        assert_eq!(plain.headers["x-mark"], "1");
     }
 
     #[test]
