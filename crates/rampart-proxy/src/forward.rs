@@ -156,11 +156,11 @@ pub async fn forward(
     started: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let deadline = tokio::time::Instant::from_std(started) + route.config.total_timeout;
-    let upgrade =
-        request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
-    let client_upgrade = upgrade
-        .then(|| request.extensions_mut().remove::<OnUpgrade>())
-        .flatten();
+    // The HTTP/1.1 server gives a request that asks for an upgrade (as its codec
+    // decided: HTTP/1.1, `Connection: upgrade` and `Upgrade`) the means to take over
+    // the connection; nothing else has one.
+    let client_upgrade = request.extensions_mut().remove::<OnUpgrade>();
+    let upgrade = client_upgrade.is_some();
     let (parts, body) = request.into_parts();
     let config = &route.config;
 
@@ -599,6 +599,7 @@ async fn send(
                     host,
                     headers,
                     added,
+                    upgrade: outgoing.upgrade,
                     body: request_body,
                     response_fields: outgoing.response_fields,
                 },

@@ -150,17 +150,6 @@ pub fn remove_internal(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether the request asks for a protocol upgrade (WebSocket).
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
 /// The client's request id if it is sane, else a new random one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     request_id_or(headers, &rand::random())
@@ -582,7 +571,6 @@ mod tests {
     #[test]
     fn keeps_upgrade_for_websocket() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert!(is_upgrade_request(&h));
         remove_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");

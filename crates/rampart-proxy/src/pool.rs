@@ -321,6 +321,7 @@ impl Pool {
                     host,
                     headers,
                     added,
+                    upgrade: _,
                     body,
                     response_fields: _,
                 } = request;
@@ -540,6 +541,7 @@ async fn probe(
                     host: target.authority_header.as_ref(),
                     headers: &headers,
                     added: &crate::headers::AddedFields::default(),
+                    upgrade: false,
                     body: empty(),
                     response_fields: crate::h1::codec::ResponseFields::PassThrough,
                 },

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -168,6 +168,8 @@ pub struct Outbound<'a> {
     pub headers: &'a HeaderMap,
     /// Fields the proxy sets, written after `headers` (which holds none of their names).
     pub added: &'a AddedFields,
+    /// The request asks for a protocol upgrade (its `Upgrade` field is among `headers`).
+    pub upgrade: bool,
     /// The body.
     pub body: ProxyBody,
     /// How the response's fields are handed back (pools over HTTP/2 always give a map).
@@ -249,10 +251,10 @@ impl TargetClient {
             host,
             headers,
             added,
+            upgrade,
             body,
             response_fields,
         } = request;
-        let upgrade = headers.contains_key(header::UPGRADE);
         let hint = body.size_hint();
         let framing = if body.is_end_stream() || hint.exact() == Some(0) {
             // Methods that usually carry content say so even when it is empty.
