@@ -254,10 +254,10 @@ fn prepare(
     let mut headers = parts.headers;
     headers::remove_hop_by_hop(&mut headers, upgrade);
     // `Host` stays in the map (every sender writes or replaces it from `host`).
-    let client_host = headers
-        .get(HOST)
-        .cloned()
-        .or_else(|| HeaderValue::from_str(&ctx.authority).ok());
+    let client_host = headers.get(HOST).cloned().or_else(|| {
+        let authority = parts.uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
     let mut added = std::mem::take(&mut ctx.added);
     headers::set_forwarding(
         &headers,

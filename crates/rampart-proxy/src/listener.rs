@@ -281,6 +281,7 @@ pub(crate) async fn serve(
             scheme: if tls.is_some() { "https" } else { "http" },
             activity: Arc::new(ConnectionActivity::new()),
             forwarded: Arc::default(),
+            host: parking_lot::Mutex::new(None),
         });
         let context = ConnectionSetup {
             shared: Arc::clone(&shared),

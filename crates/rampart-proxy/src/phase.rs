@@ -39,9 +39,7 @@ pub struct RequestContext {
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The requested host, lower case, without port.
-    pub host: String,
-    /// The requested authority as sent (host and optional port).
-    pub authority: String,
+    pub host: Arc<str>,
     /// When the request arrived.
     pub received: Instant,
     /// Values a phase keeps alive for the rest of the request (permits, leases).

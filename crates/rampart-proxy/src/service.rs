@@ -51,6 +51,24 @@ pub(crate) struct ConnectionInfo {
     pub activity: Arc<ConnectionActivity>,
     /// The `Forwarded` value last sent for this connection.
     pub forwarded: Arc<headers::ForwardedCache>,
+    /// The last authority requested on this connection with its host (lower case,
+    /// without port): a connection's requests nearly always name the same one.
+    pub host: parking_lot::Mutex<Option<(String, Arc<str>)>>,
+}
+
+impl ConnectionInfo {
+    /// The host of `authority`, reused while the connection repeats it.
+    fn host_of(&self, authority: &str) -> Arc<str> {
+        let mut last = self.host.lock();
+        match &*last {
+            Some((seen, host)) if seen == authority => Arc::clone(host),
+            _ => {
+                let host: Arc<str> = host_without_port(authority).into();
+                *last = Some((authority.to_string(), Arc::clone(&host)));
+                host
+            }
+        }
+    }
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -75,16 +93,10 @@ pub(crate) async fn handle(
     let authority = parts
         .uri
         .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    let host = host_without_port(&authority);
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()));
+    let has_authority = authority.is_some_and(|a| !a.is_empty());
+    let host = conn.host_of(authority.unwrap_or_default());
     let (request_id, trace) = headers::identify(&parts.headers);
     let mut ctx = RequestContext {
         request_id,
@@ -96,7 +108,6 @@ pub(crate) async fn handle(
         listener: Arc::clone(&conn.listener),
         scheme: conn.scheme,
         host,
-        authority,
         received,
         held: Vec::new(),
         attempts: 0,
@@ -128,6 +139,7 @@ pub(crate) async fn handle(
             &mut route_used,
             parts,
             body,
+            has_authority,
         )
         .await
     };
@@ -184,7 +196,7 @@ pub(crate) async fn handle(
                 name: format!("{method} {}", route_name.as_deref().unwrap_or("unrouted")),
                 method: method.to_string(),
                 path: path_and_query.as_ref().map_or("", |p| p.path()).to_string(),
-                host: ctx.host.clone(),
+                host: ctx.host.to_string(),
                 route: route_name.clone(),
                 request_id: request_id.to_string(),
                 status,
@@ -199,7 +211,7 @@ pub(crate) async fn handle(
             listener: Arc::clone(&ctx.listener),
             client: Arc::clone(&conn.peer_text),
             method,
-            host: std::mem::take(&mut ctx.host),
+            host: Arc::clone(&ctx.host),
             path_and_query,
             protocol: version,
             route: route_used,
@@ -254,10 +266,11 @@ async fn run_phases(
     route_used: &mut Option<Arc<RouteRuntime>>,
     mut parts: http::request::Parts,
     body: ProxyBody,
+    has_authority: bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // accept
     headers::remove_internal(&mut parts.headers);
-    if parts.version == Version::HTTP_11 && ctx.authority.is_empty() {
+    if parts.version == Version::HTTP_11 && !has_authority {
         return Err(ProxyError::new(
             ErrorKind::BadRequest,
             "HTTP/1.1 request without Host",
@@ -321,7 +334,7 @@ pub(crate) struct PendingRecord {
     listener: Arc<str>,
     client: Arc<str>,
     method: http::Method,
-    host: String,
+    host: Arc<str>,
     path_and_query: Option<http::uri::PathAndQuery>,
     protocol: Version,
     route: Option<Arc<RouteRuntime>>,

@@ -404,3 +404,38 @@ upstream = "app"
         "20 sequential requests, one upstream connection"
     );
 }
+
+#[tokio::test]
+async fn each_request_on_a_connection_is_routed_by_its_own_host() {
+    let (_gw, addr) = gateway(
+        r#"
+[upstreams.echo]
+targets = ["builtin:echo"]
+[[routes]]
+name = "shop"
+match = { hosts = ["shop.test"] }
+upstream = "echo"
+response_headers = { set = { x-route = "shop" } }
+[[routes]]
+name = "any"
+upstream = "echo"
+response_headers = { set = { x-route = "any" } }
+"#,
+    )
+    .await;
+    // One connection, the host changing from request to request (and its case and
+    // port with it): the connection's remembered host must follow.
+    let answer = raw(
+        addr,
+        b"GET /1 HTTP/1.1\r\nHost: shop.test\r\n\r\n\
+          GET /2 HTTP/1.1\r\nHost: other.test\r\n\r\n\
+          GET /3 HTTP/1.1\r\nHost: SHOP.test:8080\r\n\r\n\
+          GET /4 HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let routes: Vec<&str> = answer
+        .lines()
+        .filter_map(|line| line.strip_prefix("x-route: "))
+        .collect();
+    assert_eq!(routes, ["shop", "any", "shop", "any"], "{answer}");
+}
