@@ -32,6 +32,10 @@ impl RollingWindow {
             return;
         };
         let elapsed = now.saturating_duration_since(start);
+        if elapsed < self.bucket_width {
+            // Still in the head bucket (nearly every call): no division.
+            return;
+        }
         let steps = (elapsed.as_nanos() / self.bucket_width.as_nanos().max(1)) as usize;
         if steps == 0 {
             return;
