@@ -337,10 +337,10 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 #[derive(Debug, Default)]
 pub struct ForwardedCache(parking_lot::Mutex<Option<(Option<HeaderValue>, HeaderValue)>>);
 
-/// Fields the proxy sets on a forwarded request (forwarding fields, request id,
-/// trace context), kept beside the client's fields and written after them: the
-/// client's map is neither grown nor hashed for them. Each replaces any field of
-/// its name among the client's ([`AddedFields::remove_replaced`]).
+/// Fields the proxy sets on a forwarded request (forwarding fields, request id, trace
+/// context, and the principal's from authentication), kept beside the client's fields
+/// and written after them: the client's map is neither grown nor hashed for them. Each
+/// replaces any field of its name among the client's ([`AddedFields::remove_replaced`]).
 #[derive(Debug, Clone, Default)]
 pub struct AddedFields(smallvec::SmallVec<[(&'static HeaderName, HeaderValue); ADDED_INLINE]>);
 

@@ -271,10 +271,15 @@ impl<'a> ResponseView<'a> {
             .remove::<crate::h1::codec::PassedFields>()
         {
             let added = std::mem::replace(&mut self.parts.headers, passed.into_map());
-            // What was set in the map itself (nothing, on the proxy's own path) follows.
-            for (name, value) in added {
-                if let Some(name) = name {
-                    self.parts.headers.append(name, value);
+            // What was set in the map itself (nothing, on the proxy's own path) follows;
+            // a name is given once for all its values.
+            let mut name = None;
+            for (next, value) in added {
+                if next.is_some() {
+                    name = next;
+                }
+                if let Some(name) = &name {
+                    self.parts.headers.append(name.clone(), value);
                 }
             }
         }
@@ -388,6 +393,9 @@ mod tests {
         head.parts
             .headers
             .insert("x-set-before", HeaderValue::from_static("1"));
+        head.parts
+            .headers
+            .append("x-set-before", HeaderValue::from_static("2"));
         assert_eq!(
             ResponseView::new(&mut head.parts).status(),
             http::StatusCode::NOT_FOUND
@@ -399,6 +407,8 @@ mod tests {
         let mut view = ResponseView::new(&mut head.parts);
         let names: Vec<String> = view.headers().keys().map(|n| n.to_string()).collect();
         assert_eq!(names, ["server", "content-length", "x-set-before"]);
+        let values: Vec<_> = view.headers().get_all("x-set-before").iter().collect();
+        assert_eq!(values, ["1", "2"], "every value of a name set before");
         assert!(head.parts.extensions.get::<PassedFields>().is_none());
     }
 }
