@@ -295,49 +295,12 @@ rate_limits = [{ requests = 1, per = "1h", key = "header:x-rampart-consumer" }]
     assert_eq!(status(second).await, 200, "the second consumer has its own");
 }
 
-/// An upstream written by hand that answers every request with `name` as a JSON string.
-async fn named_upstream(name: &'static str) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut chunk).await {
-                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                            _ => return,
-                        }
-                    }
-                    let end = buf
-                        .windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                        .map_or(0, |i| i + 4);
-                    buf.drain(..end);
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n\"{name}\"",
-                        name.len() + 2
-                    );
-                    if stream.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn consistent_hashing_on_a_principal_header_spreads_consumers() {
     // Every request comes from one client IP: only the consumer header the
-    // authentication guard set can spread them over the two targets.
-    let (a, b) = (named_upstream("a").await, named_upstream("b").await);
+    // authentication guard set can spread them over the two targets. Each target is
+    // told its own address as `Host`, which the mirror sends back.
+    let (a, b) = (mirror().await, mirror().await);
     let store = store().await;
     let mut secrets = Vec::new();
     for i in 0..16 {
@@ -349,6 +312,7 @@ async fn consistent_hashing_on_a_principal_header_spreads_consumers() {
 targets = ["http://{a}", "http://{b}"]
 balance = "consistent_hash"
 hash_on = "header:x-rampart-consumer"
+host_header = "target"
 [[routes]]
 name = "hashed"
 upstream = "pair"
@@ -367,8 +331,17 @@ auth = {{ methods = ["api_key"] }}
         let first = send(setup.addr, "GET", "/", &[("x-api-key", secret)], "").await;
         let again = send(setup.addr, "GET", "/", &[("x-api-key", secret)], "").await;
         assert_eq!(first.status, 200);
-        assert_eq!(first.body, again.body, "a consumer stays on its target");
-        seen.insert(first.body.to_string());
+        let target = first.body["host"].as_str().unwrap_or_default().to_string();
+        assert!(
+            target == a.to_string() || target == b.to_string(),
+            "{target}"
+        );
+        assert_eq!(
+            again.body["host"],
+            target.as_str(),
+            "a consumer stays on its target"
+        );
+        seen.insert(target);
     }
     assert_eq!(
         seen.len(),
