@@ -254,7 +254,8 @@ pub enum ProtocolInput {
 pub struct PoolInput {
     /// Most idle connections kept per target. Default 128.
     pub max_idle_per_target: Option<usize>,
-    /// Close pooled connections idle for this long. Default `"90s"`.
+    /// Close pooled connections idle for this long, counted from when the last request
+    /// on the connection began (a long response counts as idle time). Default `"90s"`.
     pub idle_timeout: Option<DurationText>,
 }
 

@@ -169,6 +169,8 @@ pub async fn forward(
     let may_retry =
         !upgrade && retry.attempts > 0 && (retry.non_idempotent || is_idempotent(&outgoing.method));
     let max_body = config.limits.as_ref().and_then(|l| l.max_body_bytes);
+    // Without a body to wait for, the first attempt begins at `started`.
+    let bodiless = body.is_end_stream() || body.size_hint().exact() == Some(0);
     let chosen = choose_body(body, may_retry, config.retry_body_limit, max_body);
     let mut body = tokio::time::timeout_at(deadline, chosen)
         .await
@@ -189,7 +191,18 @@ pub async fn forward(
     // Breaker admission happens per attempt; an open breaker before the first attempt
     // sends the request to the fallback.
     let pool = &route.pool;
-    match attempt_pool(pool, ctx, &mut outgoing, &mut body, &plan, metrics).await {
+    let first_attempt = if bodiless { started } else { Instant::now() };
+    match attempt_pool(
+        pool,
+        ctx,
+        &mut outgoing,
+        &mut body,
+        &plan,
+        metrics,
+        first_attempt,
+    )
+    .await
+    {
         Err(e) if e.kind == ErrorKind::BreakerOpen && ctx.attempts == 0 => match &config.fallback {
             Some(Fallback::Static {
                 status,
@@ -209,9 +222,16 @@ pub async fn forward(
             }
             Some(Fallback::Upstream(_)) => match &route.fallback_pool {
                 Some(fallback) => {
-                    let response =
-                        attempt_pool(fallback, ctx, &mut outgoing, &mut body, &plan, metrics)
-                            .await?;
+                    let response = attempt_pool(
+                        fallback,
+                        ctx,
+                        &mut outgoing,
+                        &mut body,
+                        &plan,
+                        metrics,
+                        Instant::now(),
+                    )
+                    .await?;
                     let (mut head, body) = response.into_parts();
                     crate::h1::codec::set_response_field(
                         &mut head,
@@ -263,11 +283,11 @@ fn prepare(
         &headers,
         &mut added,
         ctx.peer.ip(),
-        &ctx.peer_ip_value,
+        &ctx.conn.peer_ip_value,
         ctx.trusted_peer,
         ctx.scheme,
         client_host.as_ref(),
-        &ctx.forwarded,
+        &ctx.conn.forwarded,
     );
     added.push(&X_REQUEST_ID, ctx.request_id.clone());
     added.push(&TRACEPARENT, ctx.trace.traceparent.clone());
@@ -387,7 +407,9 @@ struct AttemptPlan<'a> {
     hash: Option<u64>,
 }
 
-/// Attempts one pool up to `1 + plan.retries` times.
+/// Attempts one pool up to `1 + plan.retries` times, the first attempt beginning at
+/// `first_attempt` (the caller's reading of the clock). Each attempt's end is noted
+/// in `ctx.upstream_finished`.
 async fn attempt_pool(
     pool: &Arc<Pool>,
     ctx: &mut RequestContext,
@@ -395,6 +417,7 @@ async fn attempt_pool(
     body: &mut OutgoingBody,
     plan: &AttemptPlan<'_>,
     metrics: &Metrics,
+    first_attempt: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let retry = plan.retry;
     // Metric labels are built only on the paths that count something.
@@ -419,7 +442,11 @@ async fn attempt_pool(
     let mut retry_permit = None;
     let mut attempt = 0u32;
     loop {
-        let now = Instant::now();
+        let now = if attempt == 0 {
+            first_attempt
+        } else {
+            Instant::now()
+        };
         let admission = match &pool.breaker {
             Some(b) => b.lock().try_acquire(now),
             None => Admission::Allowed,
@@ -479,6 +506,7 @@ async fn attempt_pool(
             });
         }
         let finished = Instant::now();
+        ctx.upstream_finished = Some(finished);
         let (outcome, success) = match &result {
             Ok(response) if response.status().is_server_error() => {
                 (AttemptOutcome::ServerError, false)
@@ -602,6 +630,7 @@ async fn send(
                     upgrade: outgoing.upgrade,
                     body: request_body,
                     response_fields: outgoing.response_fields,
+                    now,
                 },
             );
             match tokio::time::timeout_at(deadline, sent).await {

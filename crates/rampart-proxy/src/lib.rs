@@ -5,6 +5,7 @@
 //! accept → route → guards → upstream select → forward → response filters → log.
 
 mod body;
+mod clock;
 mod echo;
 mod error;
 mod forward;

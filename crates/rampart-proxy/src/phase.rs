@@ -28,14 +28,10 @@ pub struct RequestContext {
     pub trace: TraceContext,
     /// The TCP peer.
     pub peer: SocketAddr,
-    /// The TCP peer's IP as a header value (IPv4-mapped addresses as IPv4).
-    pub peer_ip_value: HeaderValue,
     /// The client's IP, derived through trusted proxies.
     pub client_ip: IpAddr,
     /// Whether the peer is a trusted proxy.
     pub trusted_peer: bool,
-    /// The listener's name.
-    pub listener: Arc<str>,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The requested host, lower case, without port.
@@ -57,10 +53,19 @@ pub struct RequestContext {
     /// Fields a phase sets on the upstream request (the principal's), sent after the
     /// client's fields with the proxy's own; each replaces a client field of its name.
     pub added: crate::headers::AddedFields,
-    /// The connection's last `Forwarded` value, reused while peer and host repeat.
-    pub(crate) forwarded: Arc<crate::headers::ForwardedCache>,
+    /// The connection the request came on (its listener, peer, `Forwarded` cache).
+    pub(crate) conn: Arc<crate::service::ConnectionInfo>,
     /// When forwarding began (the upstream phase's start), once it has.
     pub(crate) upstream_started: Option<Instant>,
+    /// When the last upstream attempt ended, once one has.
+    pub(crate) upstream_finished: Option<Instant>,
+}
+
+impl RequestContext {
+    /// The name of the listener the request came on.
+    pub fn listener(&self) -> &str {
+        &self.conn.listener
+    }
 }
 
 /// An authenticated caller.

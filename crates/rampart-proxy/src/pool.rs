@@ -324,6 +324,7 @@ impl Pool {
                     upgrade: _,
                     body,
                     response_fields: _,
+                    now: _,
                 } = request;
                 let Endpoint::Http { scheme, authority } = &target.endpoint else {
                     return Err(SendError::Connect(format!(
@@ -544,6 +545,7 @@ async fn probe(
                     upgrade: false,
                     body: empty(),
                     response_fields: crate::h1::codec::ResponseFields::PassThrough,
+                    now: Instant::now(),
                 },
             )
             .await

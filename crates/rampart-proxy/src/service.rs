@@ -82,7 +82,7 @@ pub(crate) async fn handle(
     request: Request<ProxyBody>,
 ) -> Response<LoggedBody> {
     let received = Instant::now();
-    let wall = SystemTime::now();
+    let wall = crate::clock::wall_time(received);
     shared.metrics.in_flight.inc();
     conn.activity
         .in_flight
@@ -102,10 +102,8 @@ pub(crate) async fn handle(
         request_id,
         trace,
         peer: conn.peer,
-        peer_ip_value: conn.peer_ip_value.clone(),
         client_ip: headers::client_ip(conn.peer.ip(), &parts.headers, &server.trusted_proxies),
         trusted_peer: headers::is_trusted(conn.peer.ip(), &server.trusted_proxies),
-        listener: Arc::clone(&conn.listener),
         scheme: conn.scheme,
         host,
         received,
@@ -116,8 +114,9 @@ pub(crate) async fn handle(
         attempt_spans: None,
         principal: None,
         added: headers::AddedFields::default(),
-        forwarded: Arc::clone(&conn.forwarded),
+        conn,
         upstream_started: None,
+        upstream_finished: None,
     };
     if shared.traces.is_some() && ctx.trace.sampled {
         ctx.attempt_spans = Some(Vec::new());
@@ -143,8 +142,12 @@ pub(crate) async fn handle(
         )
         .await
     };
-    // One reading ends the upstream phase and times the response head.
-    let answered = Instant::now();
+    // One reading ends the upstream phase and times the response head: the last
+    // attempt's end when nothing ran after it (a route without exchanges).
+    let answered = match ctx.upstream_finished {
+        Some(finished) if route_used.as_ref().is_some_and(|r| r.exchanges.is_empty()) => finished,
+        _ => Instant::now(),
+    };
     if let Some(started) = ctx.upstream_started {
         ctx.phases.upstream = ms(answered - started);
     }
@@ -170,6 +173,8 @@ pub(crate) async fn handle(
         }
     }
     crate::h1::codec::set_response_field(&mut head, &X_REQUEST_ID, ctx.request_id.clone());
+    // Permits a phase holds (bulkheads) last until the response head is ready.
+    ctx.held.clear();
 
     let status = head.status.as_u16();
     let route_name = route_used.as_ref().map(|r| Arc::clone(&r.config.name));
@@ -203,15 +208,14 @@ pub(crate) async fn handle(
                 attempts,
             })
         });
+    // What the line needs is moved out of the context, not cloned.
     let record = shared.access_log.enabled().then(|| {
         Box::new(PendingRecord {
             time: wall,
-            request_id: ctx.request_id.clone(),
+            request_id: ctx.request_id,
             trace_id: ctx.trace.trace_id_hex,
-            listener: Arc::clone(&ctx.listener),
-            client: Arc::clone(&conn.peer_text),
             method,
-            host: Arc::clone(&ctx.host),
+            host: ctx.host,
             path_and_query,
             protocol: version,
             route: route_used,
@@ -223,17 +227,14 @@ pub(crate) async fn handle(
             received,
         })
     });
-    // Permits a phase holds (bulkheads) last until the response head is ready.
-    drop(ctx);
     Response::from_parts(
         head,
         LoggedBody {
             inner: body,
             bytes: 0,
             record,
-            access_log: shared.access_log.clone(),
-            metrics: Arc::clone(&shared.metrics),
-            activity: Arc::clone(&conn.activity),
+            shared,
+            conn: ctx.conn,
             trace,
         },
     )
@@ -277,17 +278,18 @@ async fn run_phases(
         ));
     }
     // route (timed from arrival: one clock read per phase boundary)
-    let route = runtime
-        .select(
-            &ctx.listener,
-            &ctx.host,
-            &parts.method,
-            parts.uri.path(),
-            &parts.headers,
-        )
-        .cloned()
-        .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matched"))?;
-    *route_used = Some(Arc::clone(&route));
+    let route: &RouteRuntime = route_used.insert(
+        runtime
+            .select(
+                ctx.listener(),
+                &ctx.host,
+                &parts.method,
+                parts.uri.path(),
+                &parts.headers,
+            )
+            .cloned()
+            .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matched"))?,
+    );
     let routed = Instant::now();
     ctx.phases.route = ms(routed - ctx.received);
     // guards
@@ -331,8 +333,6 @@ pub(crate) struct PendingRecord {
     time: SystemTime,
     request_id: http::HeaderValue,
     trace_id: [u8; 32],
-    listener: Arc<str>,
-    client: Arc<str>,
     method: http::Method,
     host: Arc<str>,
     path_and_query: Option<http::uri::PathAndQuery>,
@@ -352,9 +352,10 @@ pub(crate) struct LoggedBody {
     inner: ProxyBody,
     bytes: u64,
     record: Option<Box<PendingRecord>>,
-    access_log: AccessLog,
-    metrics: Arc<Metrics>,
-    activity: Arc<ConnectionActivity>,
+    /// The gateway's shared state (metrics, access log) and the request's connection,
+    /// handed over by the request rather than cloned for it.
+    shared: Arc<Shared>,
+    conn: Arc<ConnectionInfo>,
     trace: Option<Box<PendingTrace>>,
 }
 
@@ -455,8 +456,9 @@ impl Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        self.metrics.in_flight.dec();
-        self.activity
+        self.shared.metrics.in_flight.dec();
+        self.conn
+            .activity
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(trace) = self.trace.take() {
@@ -471,12 +473,12 @@ impl Drop for LoggedBody {
             Version::HTTP_3 => "HTTP/3",
             _ => "HTTP",
         };
-        self.access_log.write(&AccessRecord {
+        self.shared.access_log.write(&AccessRecord {
             time: r.time,
             request_id: r.request_id.to_str().unwrap_or("-"),
             trace_id: std::str::from_utf8(&r.trace_id).unwrap_or_default(),
-            listener: &r.listener,
-            client: &r.client,
+            listener: &self.conn.listener,
+            client: &self.conn.peer_text,
             method: r.method.as_str(),
             host: &r.host,
             path: r.path_and_query.as_ref().map_or("", |p| p.path()),

@@ -107,7 +107,9 @@ struct Conn {
     buf: BytesMut,
     /// What is about to be written (kept between requests to reuse its storage).
     out: Vec<u8>,
-    idle_since: Instant,
+    /// When the attempt that last took it began: its idle time is over-estimated by
+    /// that attempt's length, never under-estimated, and no clock is read to check it in.
+    last_used: Instant,
     reused: bool,
 }
 
@@ -174,6 +176,8 @@ pub struct Outbound<'a> {
     pub body: ProxyBody,
     /// How the response's fields are handed back (pools over HTTP/2 always give a map).
     pub response_fields: codec::ResponseFields,
+    /// When the attempt began (the idle pool's clock: no reading of its own).
+    pub now: Instant,
 }
 
 impl TargetClient {
@@ -187,26 +191,28 @@ impl TargetClient {
         }
     }
 
-    fn checkout(&self) -> Option<Conn> {
+    /// A kept-alive connection still fresh at `now`, marked as taken at `now`.
+    fn checkout(&self, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.lock();
         while let Some(mut conn) = idle.pop() {
-            if conn.idle_since.elapsed() < self.idle_timeout && !conn.is_stale() {
+            if now.saturating_duration_since(conn.last_used) < self.idle_timeout && !conn.is_stale()
+            {
                 conn.reused = true;
+                conn.last_used = now;
                 return Some(conn);
             }
         }
         None
     }
 
-    fn checkin(&self, mut conn: Conn) {
-        conn.idle_since = Instant::now();
+    fn checkin(&self, conn: Conn) {
         let mut idle = self.idle.lock();
         if idle.len() < self.max_idle {
             idle.push(conn);
         }
     }
 
-    async fn connect(&self) -> Result<Conn, SendError> {
+    async fn connect(&self, now: Instant) -> Result<Conn, SendError> {
         let connect = &self.connect;
         let attempt = async {
             let tcp = TcpStream::connect(connect.authority.as_str())
@@ -226,7 +232,7 @@ impl TargetClient {
                 stream,
                 buf: BytesMut::with_capacity(READ_CHUNK),
                 out: Vec::with_capacity(1024),
-                idle_since: Instant::now(),
+                last_used: now,
                 reused: false,
             })
         };
@@ -254,6 +260,7 @@ impl TargetClient {
             upgrade,
             body,
             response_fields,
+            now,
         } = request;
         let hint = body.size_hint();
         let framing = if body.is_end_stream() || hint.exact() == Some(0) {
@@ -272,9 +279,9 @@ impl TargetClient {
         // request without a body is sent again on a new one when that happens.
         let mut body = Some(body);
         loop {
-            let (mut conn, reused) = match self.checkout() {
+            let (mut conn, reused) = match self.checkout(now) {
                 Some(conn) => (conn, true),
-                None => (self.connect().await?, false),
+                None => (self.connect(now).await?, false),
             };
             conn.out.clear();
             codec::encode_request_head(

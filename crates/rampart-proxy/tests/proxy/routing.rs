@@ -361,21 +361,24 @@ async fn target_counts_path(
     counts
 }
 
-#[tokio::test]
-async fn upstream_connections_are_kept_alive_and_reused() {
+/// An upstream answering "ok", behind a relay that counts the TCP connections made to it.
+async fn counting_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    // Count TCP connections by wrapping the accept loop.
     let counter = std::sync::Arc::clone(&accepted);
     let inner = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let inner_addr = inner.local_addr().expect("addr");
-    let _up = upstream_on(inner, |_req| async { reply(200, "ok") });
+    let up = upstream_on(inner, |_req| async { reply(200, "ok") });
     let front = listener.local_addr().expect("addr");
     tokio::spawn(async move {
+        let _up = up;
         while let Ok((mut client_side, _)) = listener.accept().await {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
@@ -385,6 +388,12 @@ async fn upstream_connections_are_kept_alive_and_reused() {
             });
         }
     });
+    (front, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (front, accepted) = counting_upstream().await;
     let (_gw, addr) = gateway(&format!(
         r#"
 [upstreams.app]
@@ -403,6 +412,34 @@ upstream = "app"
         1,
         "20 sequential requests, one upstream connection"
     );
+}
+
+#[tokio::test]
+async fn an_upstream_connection_idle_past_the_pool_timeout_is_not_reused() {
+    let (front, accepted) = counting_upstream().await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["http://{front}"]
+pool = {{ max_idle_per_target = 4, idle_timeout = "300ms" }}
+[[routes]]
+upstream = "app"
+"#
+    ))
+    .await;
+    let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/").await.text(), "ok");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        connections(),
+        1,
+        "requests well within the timeout share one"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(get(addr, "/").await.text(), "ok");
+    assert_eq!(connections(), 2, "after idling past it, a new connection");
 }
 
 #[tokio::test]
