@@ -315,10 +315,10 @@ async fn run_phases(
     let request = Request::from_parts(parts, body);
     let result = if route.exchanges.is_empty() {
         // Straight to forwarding, without boxing a future for the exchange chain.
-        forward::forward(&route, ctx, request, hash, metrics, started).await
+        forward::forward(route, ctx, request, hash, metrics, started).await
     } else {
         let next = Next {
-            route: &route,
+            route,
             hash,
             metrics,
             inner: &route.exchanges,
