@@ -329,7 +329,7 @@ pub struct RouteBulkheadGuard {
     /// The route's name (for metrics).
     pub route: Arc<str>,
     /// The limit.
-    pub bulkhead: rampart_resilience::Bulkhead,
+    pub bulkhead: Arc<rampart_resilience::Bulkhead>,
     /// Where rejections are counted.
     pub metrics: Arc<rampart_telemetry::Metrics>,
 }
@@ -344,7 +344,7 @@ impl Guard for RouteBulkheadGuard {
         _head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
     ) -> GuardFuture<'a> {
-        let verdict = match self.bulkhead.try_acquire() {
+        let verdict = match self.bulkhead.try_acquire_owned() {
             Some(permit) => {
                 ctx.held.push(Box::new(permit));
                 Ok(Verdict::Continue)

@@ -56,12 +56,12 @@ pub struct TargetSlot {
 
 /// Marks a target busy (for least-connections) while held.
 #[derive(Debug)]
-pub struct InFlight {
-    pool: Arc<Pool>,
+pub struct InFlight<'a> {
+    pool: &'a Pool,
     index: usize,
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.pool.targets[self.index]
             .in_flight
@@ -416,12 +416,9 @@ impl Pool {
     }
 
     /// Marks target `index` busy until the guard drops.
-    pub fn start(self: &Arc<Self>, index: usize) -> InFlight {
+    pub fn start(&self, index: usize) -> InFlight<'_> {
         self.targets[index].in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight {
-            pool: Arc::clone(self),
-            index,
-        }
+        InFlight { pool: self, index }
     }
 
     /// Feeds an attempt's outcome to outlier detection.

@@ -84,7 +84,7 @@ impl Runtime {
                 if let Some(max) = route.max_concurrent_requests {
                     guards.push(Box::new(RouteBulkheadGuard {
                         route: route.name.clone(),
-                        bulkhead: Bulkhead::new(max),
+                        bulkhead: Arc::new(Bulkhead::new(max)),
                         metrics: Arc::clone(metrics),
                     }));
                 }

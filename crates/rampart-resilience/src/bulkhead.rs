@@ -3,17 +3,24 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Admits at most `max` concurrent holders of a [`BulkheadPermit`].
+/// Admits at most `max` concurrent holders of a permit.
 #[derive(Debug)]
 pub struct Bulkhead {
     max: usize,
-    in_use: Arc<AtomicUsize>,
+    in_use: AtomicUsize,
 }
 
-/// Held while a request runs; dropping it frees the slot.
+/// Held while a request runs; dropping it frees the slot. It borrows its bulkhead,
+/// so taking and dropping one costs one atomic operation each.
 #[derive(Debug)]
-pub struct BulkheadPermit {
-    in_use: Arc<AtomicUsize>,
+pub struct BulkheadPermit<'a> {
+    bulkhead: &'a Bulkhead,
+}
+
+/// A permit that owns a reference to its bulkhead, for holders that must be `'static`.
+#[derive(Debug)]
+pub struct OwnedBulkheadPermit {
+    bulkhead: Arc<Bulkhead>,
 }
 
 impl Bulkhead {
@@ -21,16 +28,28 @@ impl Bulkhead {
     pub fn new(max: usize) -> Self {
         Self {
             max,
-            in_use: Arc::new(AtomicUsize::new(0)),
+            in_use: AtomicUsize::new(0),
         }
     }
 
     /// Takes a slot, or `None` when all are taken.
-    pub fn try_acquire(&self) -> Option<BulkheadPermit> {
+    pub fn try_acquire(&self) -> Option<BulkheadPermit<'_>> {
+        // Built only once the slot is taken: dropping a permit frees one.
+        self.take_slot().then(|| BulkheadPermit { bulkhead: self })
+    }
+
+    /// Takes a slot for a holder that outlives the borrow, or `None` when all are taken.
+    pub fn try_acquire_owned(self: &Arc<Self>) -> Option<OwnedBulkheadPermit> {
+        self.take_slot().then(|| OwnedBulkheadPermit {
+            bulkhead: Arc::clone(self),
+        })
+    }
+
+    fn take_slot(&self) -> bool {
         let mut current = self.in_use.load(Ordering::Relaxed);
         loop {
             if current >= self.max {
-                return None;
+                return false;
             }
             match self.in_use.compare_exchange_weak(
                 current,
@@ -38,14 +57,14 @@ impl Bulkhead {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => {
-                    return Some(BulkheadPermit {
-                        in_use: Arc::clone(&self.in_use),
-                    })
-                }
+                Ok(_) => return true,
                 Err(seen) => current = seen,
             }
         }
+    }
+
+    fn release(&self) {
+        self.in_use.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// How many slots are taken.
@@ -59,9 +78,15 @@ impl Bulkhead {
     }
 }
 
-impl Drop for BulkheadPermit {
+impl Drop for BulkheadPermit<'_> {
     fn drop(&mut self) {
-        self.in_use.fetch_sub(1, Ordering::AcqRel);
+        self.bulkhead.release();
+    }
+}
+
+impl Drop for OwnedBulkheadPermit {
+    fn drop(&mut self) {
+        self.bulkhead.release();
     }
 }
 
@@ -75,6 +100,7 @@ mod tests {
         let p1 = b.try_acquire().expect("first");
         let _p2 = b.try_acquire().expect("second");
         assert!(b.try_acquire().is_none());
+        assert!(b.try_acquire().is_none(), "a refusal frees nothing");
         assert_eq!(b.in_use(), 2);
         drop(p1);
         assert!(b.try_acquire().is_some());
@@ -87,7 +113,7 @@ mod tests {
             let handles: Vec<_> = (0..16)
                 .map(|_| {
                     let b = Arc::clone(&b);
-                    s.spawn(move || b.try_acquire())
+                    s.spawn(move || b.try_acquire_owned())
                 })
                 .collect();
             handles
@@ -96,5 +122,17 @@ mod tests {
                 .collect()
         });
         assert_eq!(held.len(), 3);
+    }
+
+    #[test]
+    fn owned_permits_share_the_slots() {
+        let b = Arc::new(Bulkhead::new(2));
+        let owned = b.try_acquire_owned().expect("first");
+        let _borrowed = b.try_acquire().expect("second");
+        assert!(b.try_acquire_owned().is_none());
+        assert!(b.try_acquire().is_none());
+        drop(owned);
+        assert_eq!(b.in_use(), 1);
+        assert!(b.try_acquire_owned().is_some());
     }
 }

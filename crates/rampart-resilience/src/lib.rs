@@ -14,7 +14,7 @@ mod window;
 
 pub use backoff::Backoff;
 pub use breaker::{Admission, BreakerSettings, BreakerState, CircuitBreaker};
-pub use bulkhead::{Bulkhead, BulkheadPermit};
+pub use bulkhead::{Bulkhead, BulkheadPermit, OwnedBulkheadPermit};
 pub use outlier::{AttemptOutcome, OutlierDetector, OutlierSettings};
 pub use retry_budget::{RetryBudget, RetryBudgetSettings, RetryPermit};
 pub use window::RollingWindow;

@@ -1,7 +1,6 @@
 //! A retry budget: retries in flight stay under a share of requests in flight.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// How many retries may be in flight.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,17 +32,18 @@ impl RetryBudgetSettings {
 #[derive(Debug)]
 pub struct RetryBudget {
     settings: RetryBudgetSettings,
-    active_requests: Arc<AtomicU64>,
-    active_retries: Arc<AtomicU64>,
+    active_requests: AtomicU64,
+    active_retries: AtomicU64,
 }
 
-/// Counts a request (or a retry) as active while held.
+/// Counts a request (or a retry) as active while held; it borrows its budget, so
+/// taking and dropping one costs one atomic operation each.
 #[derive(Debug)]
-pub struct RetryPermit {
-    counter: Arc<AtomicU64>,
+pub struct RetryPermit<'a> {
+    counter: &'a AtomicU64,
 }
 
-impl Drop for RetryPermit {
+impl Drop for RetryPermit<'_> {
     fn drop(&mut self) {
         self.counter.fetch_sub(1, Ordering::AcqRel);
     }
@@ -54,21 +54,21 @@ impl RetryBudget {
     pub fn new(settings: RetryBudgetSettings) -> Self {
         Self {
             settings,
-            active_requests: Arc::new(AtomicU64::new(0)),
-            active_retries: Arc::new(AtomicU64::new(0)),
+            active_requests: AtomicU64::new(0),
+            active_retries: AtomicU64::new(0),
         }
     }
 
     /// Marks a request active until the permit drops.
-    pub fn start_request(&self) -> RetryPermit {
+    pub fn start_request(&self) -> RetryPermit<'_> {
         self.active_requests.fetch_add(1, Ordering::AcqRel);
         RetryPermit {
-            counter: Arc::clone(&self.active_requests),
+            counter: &self.active_requests,
         }
     }
 
     /// Takes a retry slot if the budget allows it.
-    pub fn try_retry(&self) -> Option<RetryPermit> {
+    pub fn try_retry(&self) -> Option<RetryPermit<'_>> {
         let requests = self.active_requests.load(Ordering::Acquire);
         let mut retries = self.active_retries.load(Ordering::Acquire);
         loop {
@@ -83,7 +83,7 @@ impl RetryBudget {
             ) {
                 Ok(_) => {
                     return Some(RetryPermit {
-                        counter: Arc::clone(&self.active_retries),
+                        counter: &self.active_retries,
                     })
                 }
                 Err(seen) => retries = seen,
