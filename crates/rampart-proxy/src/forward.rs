@@ -447,10 +447,7 @@ async fn attempt_pool(
         } else {
             Instant::now()
         };
-        let admission = match &pool.breaker {
-            Some(b) => b.lock().try_acquire(now),
-            None => Admission::Allowed,
-        };
+        let admission = pool.admit(now);
         if admission == Admission::Rejected {
             metrics.breaker_rejections.get_or_create(&labels()).inc();
             return Err(ProxyError::new(
@@ -523,11 +520,13 @@ async fn attempt_pool(
             // A client-side failure says nothing about the upstream.
             Err(_) => (AttemptOutcome::Success, true),
         };
-        pool.record(target, finished, outcome);
-        if let Some(b) = &pool.breaker {
-            b.lock()
-                .on_result(finished, success, admission == Admission::Probe);
-        }
+        pool.record(
+            target,
+            finished,
+            outcome,
+            success,
+            admission == Admission::Probe,
+        );
         drop(retry_permit.take());
 
         let wants_retry = match &result {

@@ -277,7 +277,7 @@ impl Gateway {
                     .enumerate()
                     .map(|(i, t)| serde_json::json!({ "target": &*t.label, "available": pool.is_available(i, now) }))
                     .collect();
-                let breaker = pool.breaker.as_ref().map(|b| format!("{:?}", b.lock().state(now)));
+                let breaker = pool.breaker_state(now).map(|state| format!("{state:?}"));
                 (name.clone(), serde_json::json!({ "targets": targets, "circuit_breaker": breaker }))
             })
             .collect()

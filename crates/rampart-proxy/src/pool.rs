@@ -16,7 +16,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
 use rampart_config::{Balance, Endpoint, Protocol, Upstream};
-use rampart_resilience::{AttemptOutcome, Bulkhead, CircuitBreaker, OutlierDetector, RetryBudget};
+use rampart_resilience::{
+    Admission, AttemptOutcome, BreakerState, Bulkhead, CircuitBreaker, OutlierDetector, RetryBudget,
+};
 use rampart_telemetry::{Metrics, TargetLabels};
 
 use crate::body::{empty, BoxError, ProxyBody};
@@ -79,6 +81,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// What an attempt's outcome feeds: outlier detection and the circuit breaker.
+struct PoolHealth {
+    outlier: OutlierDetector,
+    breaker: Option<CircuitBreaker>,
+}
+
 /// An upstream pool.
 pub struct Pool {
     /// The pool's config.
@@ -89,9 +97,11 @@ pub struct Pool {
     cursor: AtomicUsize,
     ring: Vec<(u64, usize)>,
     transport: Transport,
-    outlier: Mutex<OutlierDetector>,
-    /// Circuit breaker, if enabled.
-    pub breaker: Option<Mutex<CircuitBreaker>>,
+    /// Outlier detection and the circuit breaker, under one lock: an attempt's
+    /// outcome updates both at once.
+    health: Mutex<PoolHealth>,
+    /// Whether the pool has a circuit breaker (admission takes the lock only then).
+    has_breaker: bool,
     /// Concurrency limit.
     pub bulkhead: Bulkhead,
     /// Retry budget.
@@ -283,11 +293,11 @@ impl Pool {
             cursor: AtomicUsize::new(0),
             ring: ring(&targets),
             transport: build_transport(&config, &targets),
-            outlier: Mutex::new(OutlierDetector::new(config.outlier.clone(), targets.len())),
-            breaker: config
-                .breaker
-                .clone()
-                .map(|s| Mutex::new(CircuitBreaker::new(s))),
+            health: Mutex::new(PoolHealth {
+                outlier: OutlierDetector::new(config.outlier.clone(), targets.len()),
+                breaker: config.breaker.clone().map(CircuitBreaker::new),
+            }),
+            has_breaker: config.breaker.is_some(),
             bulkhead: Bulkhead::new(config.max_concurrent_requests),
             retry_budget: RetryBudget::new(config.retry_budget),
             epoch: Instant::now(),
@@ -421,9 +431,40 @@ impl Pool {
         InFlight { pool: self, index }
     }
 
-    /// Feeds an attempt's outcome to outlier detection.
-    pub fn record(&self, index: usize, now: Instant, outcome: AttemptOutcome) {
-        let ejected = self.outlier.lock().record(index, now, outcome);
+    /// Whether the circuit breaker (if any) admits an attempt at `now`.
+    pub fn admit(&self, now: Instant) -> Admission {
+        if !self.has_breaker {
+            return Admission::Allowed;
+        }
+        self.health
+            .lock()
+            .breaker
+            .as_mut()
+            .map_or(Admission::Allowed, |b| b.try_acquire(now))
+    }
+
+    /// The circuit breaker's state at `now`, if the pool has one.
+    pub fn breaker_state(&self, now: Instant) -> Option<BreakerState> {
+        self.health.lock().breaker.as_ref().map(|b| b.state(now))
+    }
+
+    /// Feeds an attempt's outcome to outlier detection and, with whether it counts as
+    /// a success and was a half-open probe, to the circuit breaker.
+    pub fn record(
+        &self,
+        index: usize,
+        now: Instant,
+        outcome: AttemptOutcome,
+        success: bool,
+        probe: bool,
+    ) {
+        let ejected = {
+            let mut health = self.health.lock();
+            if let Some(breaker) = &mut health.breaker {
+                breaker.on_result(now, success, probe);
+            }
+            health.outlier.record(index, now, outcome)
+        };
         if let Some(duration) = ejected {
             let t = &self.targets[index];
             t.ejected_until
@@ -444,8 +485,8 @@ impl Pool {
                 .get_or_create(&target_labels(&self.config.name, t))
                 .set(value);
         }
-        if let Some(breaker) = &self.breaker {
-            let state = breaker.lock().state(now).as_gauge();
+        if let Some(state) = self.breaker_state(now) {
+            let state = state.as_gauge();
             self.metrics
                 .breaker_state
                 .get_or_create(&rampart_telemetry::UpstreamLabels {
