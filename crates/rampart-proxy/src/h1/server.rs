@@ -273,6 +273,25 @@ async fn stop_signalled(mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Whether the gateway asked its connections to stop, read without the channel's lock.
+struct StopFlag {
+    receiver: watch::Receiver<bool>,
+    at_start: bool,
+}
+
+impl StopFlag {
+    /// The only value the gateway ever sends is `true`, so a change after this point
+    /// (or a sender gone) is the stop.
+    fn new(mut receiver: watch::Receiver<bool>) -> Self {
+        let at_start = *receiver.borrow_and_update();
+        Self { receiver, at_start }
+    }
+
+    fn requested(&self) -> bool {
+        self.at_start || self.receiver.has_changed().unwrap_or(true)
+    }
+}
+
 /// Waits for the next request head in `buf`, reading as needed; `None` when the
 /// connection should close (client gone, idle, draining, or a refused head).
 ///
@@ -285,7 +304,7 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
     limits: ServerLimits,
     idle: &mut Pin<&mut tokio::time::Sleep>,
     stopped: &mut Pin<&mut S>,
-    stop: &watch::Receiver<bool>,
+    stop: &StopFlag,
 ) -> Option<codec::RequestHead> {
     let deadline = tokio::time::Instant::now() + limits.idle_timeout;
     loop {
@@ -304,7 +323,7 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
                     return None;
                 }
             }
-        } else if *stop.borrow() {
+        } else if stop.requested() {
             return None;
         }
         buf.reserve(READ_CHUNK);
@@ -342,6 +361,7 @@ pub async fn serve<I, H, F, B>(
     tokio::pin!(idle);
     let stopped = stop_signalled(stop.clone());
     tokio::pin!(stopped);
+    let stop = StopFlag::new(stop);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
         let Some(head) = next_head(&mut io, &mut buf, limits, &mut idle, &mut stopped, &stop).await
@@ -434,7 +454,7 @@ pub async fn serve<I, H, F, B>(
                 return;
             }
         }
-        let stopping = *stop.borrow();
+        let stopping = stop.requested();
         let no_body = is_head
             || parts.status.is_informational()
             || parts.status == StatusCode::NO_CONTENT

@@ -27,6 +27,22 @@ upstream = "app"
     let in_flight: Vec<_> = (0..3)
         .map(|_| tokio::spawn(async move { get(addr, "/").await }))
         .collect();
+    // A kept-alive HTTP/1.1 connection with a request in flight: its response says
+    // the connection closes, and it does, instead of waiting out the grace period.
+    let kept_alive = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut out))
+            .await
+            .expect("the connection ends after its response")
+            .expect("read");
+        String::from_utf8_lossy(&out).to_ascii_lowercase()
+    });
     tokio::time::sleep(Duration::from_millis(150)).await;
     let started = std::time::Instant::now();
     gw.shutdown().await;
@@ -36,6 +52,10 @@ upstream = "app"
         assert_eq!(answer.status, 200);
         assert_eq!(answer.text(), "finished");
     }
+    let answer = kept_alive.await.expect("join");
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    assert!(answer.ends_with("finished"), "{answer}");
     assert!(
         took >= Duration::from_millis(250),
         "shutdown waited for the requests: {took:?}"
