@@ -22,6 +22,11 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// Whether `body` is known to carry no bytes (ended, or declared zero-length).
+pub fn is_known_empty(body: &impl http_body::Body) -> bool {
+    body.is_end_stream() || body.size_hint().exact() == Some(0)
+}
+
 /// Why a body could not be collected.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {

@@ -170,7 +170,7 @@ pub async fn forward(
         !upgrade && retry.attempts > 0 && (retry.non_idempotent || is_idempotent(&outgoing.method));
     let max_body = config.limits.as_ref().and_then(|l| l.max_body_bytes);
     // Without a body to wait for, the first attempt begins at `started`.
-    let bodiless = body.is_end_stream() || body.size_hint().exact() == Some(0);
+    let bodiless = crate::body::is_known_empty(&body);
     let chosen = choose_body(body, may_retry, config.retry_body_limit, max_body);
     let mut body = tokio::time::timeout_at(deadline, chosen)
         .await
@@ -364,7 +364,7 @@ async fn choose_body(
     max_body: Option<u64>,
 ) -> Result<OutgoingBody, ProxyError> {
     let hint = body.size_hint();
-    if body.is_end_stream() || hint.exact() == Some(0) {
+    if crate::body::is_known_empty(&body) {
         return Ok(OutgoingBody::Buffered(Bytes::new()));
     }
     if max_body.is_some_and(|max| hint.lower() > max) {

@@ -100,8 +100,6 @@ pub struct Pool {
     /// Outlier detection and the circuit breaker, under one lock: an attempt's
     /// outcome updates both at once.
     health: Mutex<PoolHealth>,
-    /// Whether the pool has a circuit breaker (admission takes the lock only then).
-    has_breaker: bool,
     /// Concurrency limit.
     pub bulkhead: Bulkhead,
     /// Retry budget.
@@ -297,7 +295,6 @@ impl Pool {
                 outlier: OutlierDetector::new(config.outlier.clone(), targets.len()),
                 breaker: config.breaker.clone().map(CircuitBreaker::new),
             }),
-            has_breaker: config.breaker.is_some(),
             bulkhead: Bulkhead::new(config.max_concurrent_requests),
             retry_budget: RetryBudget::new(config.retry_budget),
             epoch: Instant::now(),
@@ -433,7 +430,8 @@ impl Pool {
 
     /// Whether the circuit breaker (if any) admits an attempt at `now`.
     pub fn admit(&self, now: Instant) -> Admission {
-        if !self.has_breaker {
+        // Without a breaker, nothing to lock.
+        if self.config.breaker.is_none() {
             return Admission::Allowed;
         }
         self.health

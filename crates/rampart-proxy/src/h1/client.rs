@@ -263,7 +263,7 @@ impl TargetClient {
             now,
         } = request;
         let hint = body.size_hint();
-        let framing = if body.is_end_stream() || hint.exact() == Some(0) {
+        let framing = if crate::body::is_known_empty(&body) {
             // Methods that usually carry content say so even when it is empty.
             if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
                 Framing::Length(0)

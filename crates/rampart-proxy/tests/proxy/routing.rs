@@ -361,8 +361,12 @@ async fn target_counts_path(
     counts
 }
 
-/// An upstream answering "ok", behind a relay that counts the TCP connections made to it.
-async fn counting_upstream() -> (
+/// A gateway whose one route goes to an upstream answering "ok" behind a relay that
+/// counts the TCP connections made to it; the pool keeps idle connections `idle_timeout`.
+async fn gateway_counting_upstream_connections(
+    idle_timeout: &str,
+) -> (
+    rampart_proxy::Gateway,
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
@@ -388,22 +392,22 @@ async fn counting_upstream() -> (
             });
         }
     });
-    (front, accepted)
-}
-
-#[tokio::test]
-async fn upstream_connections_are_kept_alive_and_reused() {
-    let (front, accepted) = counting_upstream().await;
-    let (_gw, addr) = gateway(&format!(
+    let (gw, addr) = gateway(&format!(
         r#"
 [upstreams.app]
 targets = ["http://{front}"]
-pool = {{ max_idle_per_target = 4, idle_timeout = "30s" }}
+pool = {{ max_idle_per_target = 4, idle_timeout = "{idle_timeout}" }}
 [[routes]]
 upstream = "app"
 "#
     ))
     .await;
+    (gw, addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (_gw, addr, accepted) = gateway_counting_upstream_connections("30s").await;
     for _ in 0..20 {
         assert_eq!(get(addr, "/").await.text(), "ok");
     }
@@ -416,17 +420,7 @@ upstream = "app"
 
 #[tokio::test]
 async fn an_upstream_connection_idle_past_the_pool_timeout_is_not_reused() {
-    let (front, accepted) = counting_upstream().await;
-    let (_gw, addr) = gateway(&format!(
-        r#"
-[upstreams.app]
-targets = ["http://{front}"]
-pool = {{ max_idle_per_target = 4, idle_timeout = "300ms" }}
-[[routes]]
-upstream = "app"
-"#
-    ))
-    .await;
+    let (_gw, addr, accepted) = gateway_counting_upstream_connections("300ms").await;
     let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
     for _ in 0..3 {
         assert_eq!(get(addr, "/").await.text(), "ok");
