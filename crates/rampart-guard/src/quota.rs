@@ -22,12 +22,24 @@ pub const USAGE_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Count {
-    /// The store's count when last read or written.
+    /// The store's count when last read or written (counts only grow within a period).
     stored: i64,
     /// Counted here and not yet written.
     pending: i64,
+    /// Taken from `pending` by a write that has not finished: still counted by every
+    /// decision until the write's result lands in `stored`.
+    writing: i64,
+    /// Writes started so far: a read that overlapped one cannot tell whether it saw it.
+    writes_started: u64,
     /// When `stored` was last read or written.
     synced: Option<Instant>,
+}
+
+impl Count {
+    /// What this consumer has used in the period, as far as this instance knows.
+    fn used(&self) -> i64 {
+        self.stored + self.writing + self.pending
+    }
 }
 
 /// Per-consumer request counts, synced with the store.
@@ -40,10 +52,7 @@ impl UsageCounter {
     /// Counts in `store`; a background task writes counts every [`USAGE_SYNC_INTERVAL`]
     /// until the counter is dropped.
     pub fn start(store: Arc<dyn UsageStore>) -> Arc<Self> {
-        let counter = Arc::new(Self {
-            store,
-            counts: Mutex::new(HashMap::new()),
-        });
+        let counter = Self::without_sync_task(store);
         let weak: Weak<Self> = Arc::downgrade(&counter);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(USAGE_SYNC_INTERVAL);
@@ -61,16 +70,31 @@ impl UsageCounter {
         counter
     }
 
+    /// Counts in `store`, written only when [`UsageCounter::flush`] is called.
+    fn without_sync_task(store: Arc<dyn UsageStore>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// Writes every pending count to the store. Counts that fail are kept for the next try.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let pending: Vec<((String, String), i64)> = {
             let mut counts = self.counts.lock();
             let stale = Instant::now() - 60 * USAGE_SYNC_INTERVAL;
-            counts.retain(|_, c| c.pending > 0 || c.synced.is_some_and(|t| t > stale));
+            counts.retain(|_, c| {
+                c.pending > 0 || c.writing > 0 || c.synced.is_some_and(|t| t > stale)
+            });
             counts
                 .iter_mut()
                 .filter(|(_, c)| c.pending > 0)
-                .map(|(k, c)| (k.clone(), std::mem::take(&mut c.pending)))
+                .map(|(k, c)| {
+                    let delta = std::mem::take(&mut c.pending);
+                    c.writing += delta;
+                    c.writes_started += 1;
+                    (k.clone(), delta)
+                })
                 .collect()
         };
         let mut first_error = None;
@@ -78,9 +102,11 @@ impl UsageCounter {
             let result = self.store.add_usage(&consumer, &period, delta).await;
             let mut counts = self.counts.lock();
             let count = counts.entry((consumer, period)).or_default();
+            count.writing -= delta;
             match result {
                 Ok(total) => {
-                    count.stored = total;
+                    // Another write of this key may have finished first with a larger total.
+                    count.stored = count.stored.max(total);
                     count.synced = Some(Instant::now());
                 }
                 Err(e) => {
@@ -93,23 +119,30 @@ impl UsageCounter {
     }
 
     /// The store's count for `(consumer, period)`, re-read when older than the sync interval.
+    ///
+    /// A read that overlapped a write of this instance is dropped: it may or may not
+    /// include that write's delta, which is counted until the write's own result lands.
     async fn refresh(&self, consumer: &str, period: &str) -> Result<(), StoreError> {
-        let fresh = self
-            .counts
-            .lock()
-            .get(&(consumer.to_string(), period.to_string()))
-            .and_then(|c| c.synced)
-            .is_some_and(|t| t.elapsed() < USAGE_SYNC_INTERVAL);
-        if fresh {
-            return Ok(());
-        }
+        let writes_before = {
+            let counts = self.counts.lock();
+            let count = counts.get(&(consumer.to_string(), period.to_string()));
+            if count
+                .and_then(|c| c.synced)
+                .is_some_and(|t| t.elapsed() < USAGE_SYNC_INTERVAL)
+            {
+                return Ok(());
+            }
+            count.map_or(0, |c| c.writes_started)
+        };
         let stored = self.store.usage(consumer, period).await?;
         let mut counts = self.counts.lock();
         let count = counts
             .entry((consumer.to_string(), period.to_string()))
             .or_default();
-        count.stored = stored;
-        count.synced = Some(Instant::now());
+        if count.writing == 0 && count.writes_started == writes_before {
+            count.stored = count.stored.max(stored);
+            count.synced = Some(Instant::now());
+        }
         Ok(())
     }
 
@@ -120,7 +153,7 @@ impl UsageCounter {
         for (i, (period, limit)) in budgets.iter().enumerate() {
             let used = counts
                 .get(&(consumer.to_string(), period.clone()))
-                .map_or(0, |c| c.stored + c.pending);
+                .map_or(0, Count::used);
             if used >= *limit {
                 return Err(i);
             }
@@ -208,5 +241,136 @@ impl Guard for QuotaGuard {
         ctx: &'a mut RequestContext,
     ) -> GuardFuture<'a> {
         Box::pin(async move { self.check_inner(ctx).await.map(|()| Verdict::Continue) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use rampart_store::{ConsumerStore, Store};
+    use tokio::sync::Semaphore;
+
+    /// The real SQLite store, whose writes wait for a permit and whose reads answer only
+    /// while `read_gate` is free: a test decides when a write or read that started ends.
+    struct HeldWrites {
+        store: Store,
+        permits: Semaphore,
+        read_gate: tokio::sync::Mutex<()>,
+        /// Told each time a read has its answer from the store.
+        read_answered: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl UsageStore for HeldWrites {
+        async fn add_usage(
+            &self,
+            consumer_id: &str,
+            period: &str,
+            delta: i64,
+        ) -> Result<i64, StoreError> {
+            self.permits.acquire().await.expect("open").forget();
+            self.store.add_usage(consumer_id, period, delta).await
+        }
+
+        async fn usage(&self, consumer_id: &str, period: &str) -> Result<i64, StoreError> {
+            let used = self.store.usage(consumer_id, period).await;
+            self.read_answered.notify_one();
+            drop(self.read_gate.lock().await);
+            used
+        }
+    }
+
+    /// A held store with one consumer, and that consumer's id.
+    async fn held_store() -> (Arc<HeldWrites>, String) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("rampart-quota-{}-{nanos}", std::process::id()));
+        let store = Store::open_sqlite(&dir).await.expect("store");
+        let consumer = store
+            .create_consumer(rampart_store::NewConsumer {
+                name: "metered".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("consumer");
+        let held = Arc::new(HeldWrites {
+            store,
+            permits: Semaphore::new(0),
+            read_gate: tokio::sync::Mutex::new(()),
+            read_answered: tokio::sync::Notify::new(),
+        });
+        (held, consumer.id)
+    }
+
+    const BUDGET: &[(&str, i64)] = &[("d:2026-12-04", 3)];
+
+    fn budget() -> Vec<(String, i64)> {
+        BUDGET.iter().map(|(k, l)| (k.to_string(), *l)).collect()
+    }
+
+    /// Waits until a flush has taken the pending counts and is writing them.
+    async fn until_writing(counter: &UsageCounter) {
+        for _ in 0..1000 {
+            if counter.counts.lock().values().any(|c| c.writing > 0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the flush never started writing");
+    }
+
+    #[tokio::test]
+    async fn counts_being_written_still_count() {
+        let (store, c) = held_store().await;
+        let counter = UsageCounter::without_sync_task(store.clone());
+        for _ in 0..3 {
+            counter.refresh(&c, "d:2026-12-04").await.expect("read");
+            assert_eq!(counter.take(&c, &budget()), Ok(()));
+        }
+        let flushing = tokio::spawn({
+            let counter = counter.clone();
+            async move { counter.flush().await }
+        });
+        until_writing(&counter).await;
+        // The three requests are neither pending nor stored yet: the budget is still spent.
+        assert_eq!(counter.take(&c, &budget()), Err(0));
+        store.permits.add_permits(1);
+        flushing.await.expect("join").expect("flush");
+        assert_eq!(
+            store.store.usage(&c, "d:2026-12-04").await.expect("usage"),
+            3
+        );
+        assert_eq!(counter.take(&c, &budget()), Err(0));
+    }
+
+    #[tokio::test]
+    async fn a_read_that_overlaps_a_write_does_not_lower_the_count() {
+        let (store, c) = held_store().await;
+        let counter = UsageCounter::without_sync_task(store.clone());
+        for _ in 0..2 {
+            assert_eq!(counter.take(&c, &budget()), Ok(()));
+        }
+        // A read of the store starts (it will see 0) and is held before it answers.
+        let gate = store.read_gate.lock().await;
+        let reading = tokio::spawn({
+            let (counter, c) = (counter.clone(), c.clone());
+            async move { counter.refresh(&c, "d:2026-12-04").await }
+        });
+        store.read_answered.notified().await;
+        // Meanwhile the two requests are written.
+        store.permits.add_permits(1);
+        counter.flush().await.expect("flush");
+        assert_eq!(
+            store.store.usage(&c, "d:2026-12-04").await.expect("usage"),
+            2
+        );
+        // The old read answers last: it must not undo the write.
+        drop(gate);
+        reading.await.expect("join").expect("read");
+        assert_eq!(counter.take(&c, &budget()), Ok(()));
+        assert_eq!(counter.take(&c, &budget()), Err(0));
     }
 }
