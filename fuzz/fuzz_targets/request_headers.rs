@@ -14,7 +14,13 @@ fuzz_target!(|data: &[u8]| {
             map.append(HeaderName::from_static(names[i % names.len()]), value);
         }
     }
-    let _ = headers::identify(&map);
+    // Read only when untraced; continued (or started) when traced: the same trace either way.
+    let read = headers::identify(&map, false).1;
+    let joined = headers::identify(&map, true).1.expect("a traced request has a trace");
+    if let Some(read) = read {
+        assert_eq!(read.trace_id_hex, joined.trace_id_hex);
+        assert!(read.traceparent.is_none() && joined.traceparent.is_some());
+    }
     let _ = headers::request_id(&map);
     let trusted = ["10.0.0.0/8".parse().expect("net")];
     let peer = "10.1.2.3".parse().expect("ip");

@@ -109,7 +109,10 @@ pub struct LogInput {
     pub access_log: Option<String>,
 }
 
-/// OTLP trace export.
+/// OTLP trace export. With it, each request is a span of the caller's trace (or of a
+/// new one) and `traceparent` names Rampart's span upstream; without it, Rampart takes
+/// no part in tracing: a caller's `traceparent` passes through unchanged (the access log
+/// still shows its trace id) and none is added.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TracingInput {

@@ -290,7 +290,9 @@ fn prepare(
         &ctx.conn.forwarded,
     );
     added.push(&X_REQUEST_ID, ctx.request_id.clone());
-    added.push(&TRACEPARENT, ctx.trace.traceparent.clone());
+    if let Some(traceparent) = ctx.trace.as_ref().and_then(|t| t.traceparent.clone()) {
+        added.push(&TRACEPARENT, traceparent);
+    }
     added.remove_replaced(&mut headers);
     if !config.request_headers.is_empty() {
         // The route's operations see, and may change, the fields the proxy sets.
@@ -468,14 +470,19 @@ async fn attempt_pool(
 
         // A traced request gets a span per attempt, named in the traceparent sent
         // upstream; otherwise every attempt sends the prepared headers as they are.
-        let span = ctx.attempt_spans.is_some().then(|| {
-            let span_id = headers::new_span_id();
-            (span_id, std::time::SystemTime::now())
-        });
+        let span = ctx
+            .attempt_spans
+            .as_ref()
+            .zip(ctx.trace.as_ref())
+            .map(|(_, trace)| {
+                let span_id = headers::new_span_id();
+                let traceparent = trace.traceparent_for(span_id);
+                (span_id, std::time::SystemTime::now(), traceparent)
+            });
         let (traced_headers, traced_added);
-        let (headers, added) = match span {
-            Some((span_id, _)) => {
-                let value = ctx.trace.traceparent_for(span_id);
+        let (headers, added) = match &span {
+            Some((_, _, traceparent)) => {
+                let value = traceparent.clone();
                 if outgoing.headers.contains_key(&TRACEPARENT) {
                     // The route's operations took the proxy's fields into the map.
                     let mut copy = outgoing.headers.clone();
@@ -492,7 +499,7 @@ async fn attempt_pool(
             None => (&outgoing.headers, &outgoing.added),
         };
         let result = send(pool, target, outgoing, (headers, added), body, plan, now).await;
-        if let (Some((span_id, start)), Some(spans)) = (span, ctx.attempt_spans.as_mut()) {
+        if let (Some((span_id, start, _)), Some(spans)) = (span, ctx.attempt_spans.as_mut()) {
             spans.push(AttemptSpan {
                 span_id,
                 target: pool.targets[target].label.to_string(),

@@ -156,17 +156,28 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// The request's id and its trace context, with one draw of randomness for both.
-pub fn identify(headers: &HeaderMap) -> (HeaderValue, TraceContext) {
+///
+/// When Rampart exports its spans (`traced`), the request is a span of the caller's
+/// trace, or of a new one, and `traceparent` names that span upstream. Otherwise
+/// Rampart takes no part in tracing: a caller's valid trace context is only read (for
+/// the access log) and its `traceparent` passes through unchanged; without one there is
+/// no trace. (A span id sent upstream that no collector ever receives would leave the
+/// upstream's spans with a missing parent, and a new trace marked sampled would
+/// override the upstream's own sampling.)
+pub fn identify(headers: &HeaderMap, traced: bool) -> (HeaderValue, Option<TraceContext>) {
     use rand::RngCore;
     let mut rng = rand::rng();
-    let (mut id, mut span, mut trace) = ([0u8; 16], [0u8; 8], [0u8; 16]);
+    let mut id = [0u8; 16];
     rng.fill_bytes(&mut id);
-    rng.fill_bytes(&mut span);
-    rng.fill_bytes(&mut trace);
-    (
-        request_id_or(headers, &id),
-        trace_context_or(headers, span, trace),
-    )
+    let trace = if traced {
+        let (mut span, mut trace) = ([0u8; 8], [0u8; 16]);
+        rng.fill_bytes(&mut span);
+        rng.fill_bytes(&mut trace);
+        Some(trace_context_or(headers, span, trace))
+    } else {
+        incoming_trace(headers)
+    };
+    (request_id_or(headers, &id), trace)
 }
 
 /// The client's request id if it is sane, else `random` as hex.
@@ -192,14 +203,15 @@ pub struct TraceContext {
     pub trace_id_hex: [u8; 32],
     /// The trace id as bytes.
     pub trace_id_bytes: [u8; 16],
-    /// Rampart's span for this request.
+    /// Rampart's span for this request (the caller's span when Rampart takes no part).
     pub span_id: [u8; 8],
     /// The caller's span, when the request carried a `traceparent`.
     pub parent_span_id: Option<[u8; 8]>,
     /// Whether the trace is sampled (the caller's decision, or yes for new traces).
     pub sampled: bool,
-    /// The `traceparent` naming Rampart's request span, sent upstream.
-    pub traceparent: HeaderValue,
+    /// The `traceparent` naming Rampart's request span, sent upstream; `None` when
+    /// Rampart takes no part in the trace (the caller's own passes through).
+    pub traceparent: Option<HeaderValue>,
 }
 
 impl TraceContext {
@@ -234,16 +246,35 @@ pub fn new_span_id() -> [u8; 8] {
     rand::random::<u64>().max(1).to_be_bytes()
 }
 
+/// The caller's valid `traceparent`, as ids and flags.
+fn incoming_traceparent(headers: &HeaderMap) -> Option<([u8; 16], [u8; 8], u8)> {
+    headers
+        .get(&TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent)
+}
+
+/// The caller's trace context, read and not joined: it is passed on as it came.
+fn incoming_trace(headers: &HeaderMap) -> Option<TraceContext> {
+    let (trace_id_bytes, parent, flags) = incoming_traceparent(headers)?;
+    let mut trace_id_hex = [0u8; 32];
+    hex_into(&trace_id_bytes, &mut trace_id_hex);
+    Some(TraceContext {
+        trace_id_hex,
+        trace_id_bytes,
+        span_id: parent,
+        parent_span_id: Some(parent),
+        sampled: flags & 1 == 1,
+        traceparent: None,
+    })
+}
+
 /// Reads `traceparent`, or starts a new trace when it is missing or invalid: `span`
 /// becomes this hop's span id and, for a new trace, `trace` the trace id (zero ids
 /// are not valid, so they are made non-zero).
 fn trace_context_or(headers: &HeaderMap, span: [u8; 8], trace: [u8; 16]) -> TraceContext {
-    let incoming = headers
-        .get(&TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent);
     let span_id = u64::from_be_bytes(span).max(1).to_be_bytes();
-    let (trace_id_bytes, parent_span_id, sampled) = match incoming {
+    let (trace_id_bytes, parent_span_id, sampled) = match incoming_traceparent(headers) {
         Some((trace_id, parent, flags)) => (trace_id, Some(parent), flags & 1 == 1),
         None => (u128::from_be_bytes(trace).max(1).to_be_bytes(), None, true),
     };
@@ -253,7 +284,7 @@ fn trace_context_or(headers: &HeaderMap, span: [u8; 8], trace: [u8; 16]) -> Trac
     trace_id_hex.copy_from_slice(&text[3..35]);
     TraceContext {
         trace_id_hex,
-        traceparent: ascii_value(text),
+        traceparent: Some(ascii_value(text)),
         trace_id_bytes,
         span_id,
         parent_span_id,
@@ -720,17 +751,27 @@ mod tests {
     }
 
     #[test]
-    fn traceparent_is_continued_or_started() {
-        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let t = identify(&map(&[("traceparent", incoming)])).1;
+    fn a_traced_request_continues_or_starts_a_trace_with_its_own_span() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let t = identify(&map(&[("traceparent", incoming)]), true)
+            .1
+            .expect("traced");
         assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        let sent = t.traceparent.to_str().expect("ascii");
+        assert_eq!(
+            t.parent_span_id,
+            Some(0x00f0_67aa_0ba9_02b7_u64.to_be_bytes())
+        );
+        assert!(!t.sampled, "the caller's sampling decision is kept");
+        let sent = t.traceparent.expect("sent upstream");
+        let sent = sent.to_str().expect("ascii");
         assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(sent.ends_with("-00"), "{sent}");
         assert!(
             !sent.contains("00f067aa0ba902b7"),
             "a new span id for this hop"
         );
-        let (fresh_id, fresh) = identify(&map(&[("traceparent", "garbage")]));
+        let (fresh_id, fresh) = identify(&map(&[("traceparent", "garbage")]), true);
+        let fresh = fresh.expect("a new trace");
         assert_eq!(fresh_id.len(), 32);
         assert_ne!(
             fresh_id.as_bytes(),
@@ -739,5 +780,28 @@ mod tests {
         );
         assert_eq!(fresh.trace_id().len(), 32);
         assert_ne!(fresh.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(fresh.sampled && fresh.parent_span_id.is_none());
+        assert!(fresh.traceparent.is_some());
+    }
+
+    #[test]
+    fn an_untraced_request_only_reads_the_callers_trace() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let t = identify(&map(&[("traceparent", incoming)]), false)
+            .1
+            .expect("the caller's trace");
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            t.parent_span_id,
+            Some(0x00f0_67aa_0ba9_02b7_u64.to_be_bytes())
+        );
+        assert!(t.sampled);
+        assert!(t.traceparent.is_none(), "the caller's own passes through");
+        assert!(identify(&map(&[("traceparent", "garbage")]), false)
+            .1
+            .is_none());
+        let (id, trace) = identify(&HeaderMap::new(), false);
+        assert_eq!(id.len(), 32);
+        assert!(trace.is_none(), "no trace is started");
     }
 }

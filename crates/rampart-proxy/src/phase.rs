@@ -24,8 +24,9 @@ use crate::headers::TraceContext;
 pub struct RequestContext {
     /// Request id (kept from the client or generated); echoed in responses and errors.
     pub request_id: HeaderValue,
-    /// Trace context propagated upstream.
-    pub trace: TraceContext,
+    /// The request's trace: Rampart's span in it when spans are exported, else the
+    /// caller's trace as read (none when the caller sent no valid `traceparent`).
+    pub trace: Option<TraceContext>,
     /// The TCP peer.
     pub peer: SocketAddr,
     /// The client's IP, derived through trusted proxies.

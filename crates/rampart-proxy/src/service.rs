@@ -97,7 +97,7 @@ pub(crate) async fn handle(
         .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()));
     let has_authority = authority.is_some_and(|a| !a.is_empty());
     let host = conn.host_of(authority.unwrap_or_default());
-    let (request_id, trace) = headers::identify(&parts.headers);
+    let (request_id, trace) = headers::identify(&parts.headers, shared.traces.is_some());
     let mut ctx = RequestContext {
         request_id,
         trace,
@@ -118,7 +118,7 @@ pub(crate) async fn handle(
         upstream_started: None,
         upstream_finished: None,
     };
-    if shared.traces.is_some() && ctx.trace.sampled {
+    if shared.traces.is_some() && ctx.trace.as_ref().is_some_and(|t| t.sampled) {
         ctx.attempt_spans = Some(Vec::new());
     }
     let method = parts.method.clone();
@@ -191,12 +191,13 @@ pub(crate) async fn handle(
         .traces
         .as_ref()
         .zip(ctx.attempt_spans.take())
-        .map(|(exporter, attempts)| {
+        .zip(ctx.trace.as_ref())
+        .map(|((exporter, attempts), trace)| {
             Box::new(PendingTrace {
                 exporter: Arc::clone(exporter),
-                trace_id: ctx.trace.trace_id_bytes,
-                span_id: ctx.trace.span_id,
-                parent: ctx.trace.parent_span_id,
+                trace_id: trace.trace_id_bytes,
+                span_id: trace.span_id,
+                parent: trace.parent_span_id,
                 start: wall,
                 name: format!("{method} {}", route_name.as_deref().unwrap_or("unrouted")),
                 method: method.to_string(),
@@ -213,7 +214,7 @@ pub(crate) async fn handle(
         Box::new(PendingRecord {
             time: wall,
             request_id: ctx.request_id,
-            trace_id: ctx.trace.trace_id_hex,
+            trace_id: ctx.trace.as_ref().map(|t| t.trace_id_hex),
             method,
             host: ctx.host,
             path_and_query,
@@ -332,7 +333,7 @@ async fn run_phases(
 pub(crate) struct PendingRecord {
     time: SystemTime,
     request_id: http::HeaderValue,
-    trace_id: [u8; 32],
+    trace_id: Option<[u8; 32]>,
     method: http::Method,
     host: Arc<str>,
     path_and_query: Option<http::uri::PathAndQuery>,
@@ -476,7 +477,10 @@ impl Drop for LoggedBody {
         self.shared.access_log.write(&AccessRecord {
             time: r.time,
             request_id: r.request_id.to_str().unwrap_or("-"),
-            trace_id: std::str::from_utf8(&r.trace_id).unwrap_or_default(),
+            trace_id: r
+                .trace_id
+                .as_ref()
+                .map(|t| std::str::from_utf8(t).unwrap_or_default()),
             listener: &self.conn.listener,
             client: &self.conn.peer_text,
             method: r.method.as_str(),

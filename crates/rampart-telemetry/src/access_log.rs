@@ -18,8 +18,9 @@ pub struct AccessRecord<'a> {
     pub time: std::time::SystemTime,
     /// Request id (kept from the client or generated).
     pub request_id: &'a str,
-    /// W3C trace id (hex digits: written without escaping).
-    pub trace_id: &'a str,
+    /// W3C trace id (hex digits: written without escaping); `None` (written as `null`)
+    /// when the request belongs to no trace.
+    pub trace_id: Option<&'a str>,
     /// Listener name.
     pub listener: &'a str,
     /// Client socket address as text (written without escaping).
@@ -61,7 +62,10 @@ impl AccessRecord<'_> {
         out.extend_from_slice(b"\",\"request_id\":");
         push_str(out, self.request_id);
         out.extend_from_slice(b",\"trace_id\":");
-        push_plain(out, self.trace_id);
+        match self.trace_id {
+            Some(id) => push_plain(out, id),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(b",\"listener\":");
         push_str(out, self.listener);
         out.extend_from_slice(b",\"client\":");
@@ -445,11 +449,11 @@ mod tests {
         let path = std::env::temp_dir().join(format!("rampart-access-{}.log", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let log = AccessLog::file(&path, Counter::default()).expect("open");
-        for status in [200, 502] {
+        for (status, trace_id) in [(200, Some("0af7651916cd43dd8448eb211c80319c")), (502, None)] {
             log.write(&AccessRecord {
                 time: std::time::UNIX_EPOCH + Duration::from_millis(1_767_225_600_042),
                 request_id: "a\"b\\c\u{1}",
-                trace_id: "t",
+                trace_id,
                 listener: "public",
                 client: "127.0.0.1:1",
                 method: "GET",
@@ -471,6 +475,9 @@ mod tests {
         loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             if text.lines().count() == 2 {
+                let first: serde_json::Value =
+                    serde_json::from_str(text.lines().next().unwrap_or("")).expect("json");
+                assert_eq!(first["trace_id"], "0af7651916cd43dd8448eb211c80319c");
                 let second: serde_json::Value =
                     serde_json::from_str(text.lines().nth(1).unwrap_or("")).expect("json");
                 assert_eq!(second["status"], 502);
@@ -479,6 +486,7 @@ mod tests {
                 assert_eq!(second["duration_ms"], 1.5);
                 assert_eq!(second["route"], "r");
                 assert!(second["upstream"].is_null());
+                assert!(second["trace_id"].is_null());
                 break;
             }
             assert!(

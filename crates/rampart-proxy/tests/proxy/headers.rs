@@ -122,10 +122,11 @@ upstream = "app"
     let seen = answer.json();
     assert_eq!(seen["x-request-id"], "client-id-1");
     assert_eq!(answer.headers["x-request-id"], "client-id-1");
-    let traceparent = seen["traceparent"].as_str().expect("traceparent");
-    assert!(
-        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
-        "{traceparent}"
+    // No spans are exported here: Rampart takes no part in the trace, and the caller's
+    // context passes through as it came.
+    assert_eq!(
+        seen["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     );
     assert_eq!(seen["host"], "internal.test");
 
@@ -142,9 +143,10 @@ upstream = "app"
         .to_string();
     assert_eq!(generated.len(), 32);
     assert_eq!(fresh.json()["x-request-id"], generated.as_str());
-    assert!(fresh.json()["traceparent"]
-        .as_str()
-        .is_some_and(|t| t.len() == 55));
+    assert!(
+        fresh.json().get("traceparent").is_none(),
+        "no trace is started when no spans are exported"
+    );
 }
 
 #[tokio::test]
