@@ -15,7 +15,7 @@ require_tools() {
   done
 }
 
-# nginx_conf FILE PID_FILE ERROR_LOG ACCESS_LOG PORT UPSTREAM_PORT LOCATION_BODY
+# nginx_conf FILE PID_FILE ERROR_LOG ACCESS_LOG PORT UPSTREAM_PORT LOCATION_BODY [HTTP_DIRECTIVES]
 nginx_conf() {
   cat > "$1" <<CONF
 worker_processes 1;
@@ -23,6 +23,7 @@ pid $2;
 error_log $3 warn;
 events { worker_connections 4096; }
 http {
+  ${8:-}
   access_log $4;
   keepalive_requests 1000000;
   upstream app { server 127.0.0.1:$6; keepalive 128; }
@@ -36,6 +37,14 @@ CONF
 
 # The location block of a plain nginx reverse proxy to the `app` upstream.
 NGINX_PROXY_LOCATION='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }'
+
+# nginx set up to do what Rampart does by default on a proxied request: the same
+# forwarding fields upstream (X-Forwarded-For/-Proto/-Host and Forwarded), a request id
+# sent upstream and returned to the client, and a JSON access-log line with the same
+# facts (request id, client, method, host, path, protocol, upstream, status, bytes,
+# durations). Used as a second, like-for-like peer.
+NGINX_SAME_WORK_LOCATION='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $http_host; proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=$http_host"; proxy_set_header X-Request-Id $request_id; add_header X-Request-Id $request_id always; }'
+NGINX_SAME_WORK_LOG_FORMAT="log_format rampart_like escape=json '{\"time\":\"\$time_iso8601\",\"request_id\":\"\$request_id\",\"listener\":\"proxy\",\"client\":\"\$remote_addr:\$remote_port\",\"method\":\"\$request_method\",\"host\":\"\$host\",\"path\":\"\$uri\",\"protocol\":\"\$server_protocol\",\"route\":\"proxy\",\"upstream\":\"app\",\"target\":\"\$upstream_addr\",\"status\":\$status,\"bytes_sent\":\$body_bytes_sent,\"phases_ms\":{\"upstream\":\$upstream_response_time},\"duration_ms\":\$request_time}';"
 
 to_ms() { # wrk latency like 812.00us / 1.20ms / 1.01s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'

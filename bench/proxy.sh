@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Proxy benchmark: one tiny upstream (nginx returning a short body), hit directly,
-# through nginx as a reverse proxy (1 worker, keep-alive upstream, access log on) and
-# through `rampart proxy --workers 1` (metrics and access log on), in one run, with
-# wrk. Rounds alternate nginx and Rampart; medians are reported: requests/s, p99, CPU
-# per request, the Rampart/nginx ratios, p99 added at half of Rampart's peak rate,
-# and Rampart's idle RSS.
+# through nginx as a reverse proxy (1 worker, keep-alive upstream, access log on),
+# through nginx set up to do the same work as Rampart (forwarding fields, request id
+# both ways, a JSON access-log line with the same facts) and through
+# `rampart proxy --workers 1` (metrics and access log on), in one run, with wrk.
+# Rounds alternate the three; medians are reported: requests/s, p99, CPU per request,
+# the Rampart/nginx ratios against both nginx set-ups, p99 added at half of Rampart's
+# peak rate, and Rampart's idle RSS.
 #
 # Needs: nginx, wrk (Debian packages `nginx-light` or `nginx`, `wrk`). Runs on loopback only.
 # Usage: [RAMPART_BIN=path] bench/proxy.sh [duration-seconds] [connections] [rounds]
@@ -19,13 +21,14 @@ UPSTREAM_PORT=18081
 NGINX_PROXY_PORT=18082
 RAMPART_PORT=18083
 RAMPART_ADMIN=18084
+NGINX_SAME_PORT=18085
 
 require_tools nginx wrk taskset curl
 
 work=$(mktemp -d)
 cleanup() {
   [[ -n "${rampart_pid:-}" ]] && kill "$rampart_pid" 2>/dev/null || true
-  for conf in upstream proxy; do
+  for conf in upstream proxy same; do
     [[ -f "$work/$conf.pid" ]] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true
   done
   rm -rf "$work"
@@ -43,19 +46,25 @@ nginx_conf "$work/upstream.conf" "$work/upstream.pid" "$work/upstream.error.log"
 nginx_conf "$work/proxy.conf" "$work/proxy.pid" "$work/proxy.error.log" "$work/nginx-access.log" \
   $NGINX_PROXY_PORT $UPSTREAM_PORT "$NGINX_PROXY_LOCATION"
 
+nginx_conf "$work/same.conf" "$work/same.pid" "$work/same.error.log" "$work/nginx-same-access.log rampart_like" \
+  $NGINX_SAME_PORT $UPSTREAM_PORT "$NGINX_SAME_WORK_LOCATION" "$NGINX_SAME_WORK_LOG_FORMAT"
+
 taskset -c "$LOAD_CPU" nginx -c "$work/upstream.conf" -e "$work/upstream.error.log"
 taskset -c "$PROXY_CPU" nginx -c "$work/proxy.conf" -e "$work/proxy.error.log"
+taskset -c "$PROXY_CPU" nginx -c "$work/same.conf" -e "$work/same.error.log"
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$RAMPART" proxy --from 127.0.0.1:$RAMPART_PORT \
   --to http://127.0.0.1:$UPSTREAM_PORT --admin 127.0.0.1:$RAMPART_ADMIN --workers 1 \
   --access-log "$work/rampart-access.log" &
 rampart_pid=$!
 for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$RAMPART_PORT/" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$NGINX_PROXY_PORT/" >/dev/null 2>&1 && break
+  curl -fs "http://127.0.0.1:$RAMPART_PORT/" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$NGINX_PROXY_PORT/" >/dev/null 2>&1 \
+    && curl -fs "http://127.0.0.1:$NGINX_SAME_PORT/" >/dev/null 2>&1 && break
   sleep 0.1
 done
 sleep 1
 idle_rss_kb=$(ps -o rss= -p "$rampart_pid" | tr -d ' ')
 nginx_pid=$(nginx_worker "$work/proxy.pid")
+same_pid=$(nginx_worker "$work/same.pid")
 upstream_pid=$(nginx_worker "$work/upstream.pid")
 
 row() { printf '%-18s %10s req/s   p99 %7s ms   cpu %6s us/req (user/sys %s)\n' "$@"; }
@@ -65,19 +74,26 @@ wrk_run "$upstream_pid" "http://127.0.0.1:$UPSTREAM_PORT/"
 row "upstream direct" "$RPS" "$P99" "-" "- $ERRORS"
 nginx_rps=(); nginx_cpu=(); nginx_p99=(); nginx_user=(); nginx_sys=()
 rampart_rps=(); rampart_cpu=(); rampart_p99=(); rampart_user=(); rampart_sys=(); round_ratio=()
+same_rps=(); same_cpu=(); same_p99=(); same_ratio=()
 for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/"
   row "nginx #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
   nginx_rps+=("$RPS"); nginx_cpu+=("$CPU_US"); nginx_p99+=("$P99"); nginx_user+=("$CPU_USER"); nginx_sys+=("$CPU_SYS")
+  wrk_run "$same_pid" "http://127.0.0.1:$NGINX_SAME_PORT/"
+  row "nginx same #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
+  same_rps+=("$RPS"); same_cpu+=("$CPU_US"); same_p99+=("$P99")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
   row "rampart #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
   rampart_rps+=("$RPS"); rampart_cpu+=("$CPU_US"); rampart_p99+=("$P99"); rampart_user+=("$CPU_USER"); rampart_sys+=("$CPU_SYS")
   # Each round's pair ran back to back: their ratio moves less with the host's load.
   round_ratio+=("$(awk -v r="$RPS" -v n="${nginx_rps[-1]}" 'BEGIN { printf "%.3f", r / n }')")
+  same_ratio+=("$(awk -v r="$RPS" -v n="${same_rps[-1]}" 'BEGIN { printf "%.3f", r / n }')")
 done
 n_rps=$(median "${nginx_rps[@]}"); r_rps=$(median "${rampart_rps[@]}")
 n_cpu=$(median "${nginx_cpu[@]}"); r_cpu=$(median "${rampart_cpu[@]}")
+s_rps=$(median "${same_rps[@]}"); s_cpu=$(median "${same_cpu[@]}")
 row "nginx median" "$n_rps" "$(median "${nginx_p99[@]}")" "$n_cpu" "$(median "${nginx_user[@]}")/$(median "${nginx_sys[@]}")"
+row "nginx same median" "$s_rps" "$(median "${same_p99[@]}")" "$s_cpu" "-"
 row "rampart median" "$r_rps" "$(median "${rampart_p99[@]}")" "$r_cpu" "$(median "${rampart_user[@]}")/$(median "${rampart_sys[@]}")"
 
 # Half of Rampart's peak: each connection waits so that the total rate is about half.
@@ -100,6 +116,9 @@ echo "== result"
 awk -v r="$r_rps" -v n="$n_rps" 'BEGIN { printf "throughput ratio rampart/nginx (medians): %.2f\n", r / n }'
 echo "throughput ratio rampart/nginx per round: ${round_ratio[*]} (median $(median "${round_ratio[@]}"))"
 awk -v r="$r_cpu" -v n="$n_cpu" 'BEGIN { printf "cpu per request rampart/nginx (medians): %.2f (lower is better)\n", r / n }'
+awk -v r="$r_rps" -v n="$s_rps" 'BEGIN { printf "throughput ratio rampart/nginx doing the same work (medians): %.2f\n", r / n }'
+echo "throughput ratio rampart/nginx doing the same work per round: ${same_ratio[*]} (median $(median "${same_ratio[@]}"))"
+awk -v r="$r_cpu" -v n="$s_cpu" 'BEGIN { printf "cpu per request rampart/nginx doing the same work (medians): %.2f (lower is better)\n", r / n }'
 awk -v a="$rampart_half_p99" -v b="$base_p99" -v c="$nginx_half_p99" \
   'BEGIN { printf "p99 added at half load: rampart %.3f ms, nginx %.3f ms\n", a - b, c - b }'
 echo "rampart idle RSS: $((idle_rss_kb / 1024)) MiB"
