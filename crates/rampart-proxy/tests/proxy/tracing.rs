@@ -12,21 +12,34 @@ use prost::Message;
 
 use crate::support::*;
 
+/// A caller's trace context, continued by the spans Rampart exports.
+const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 #[tokio::test]
 async fn a_span_per_request_and_a_child_span_per_attempt_reach_the_collector() {
-    spans_reach_the_collector("").await;
+    spans_reach_the_collector("", Some(CALLER)).await;
+}
+
+#[tokio::test]
+async fn a_request_without_trace_context_starts_a_trace_when_spans_are_exported() {
+    spans_reach_the_collector("", None).await;
 }
 
 #[tokio::test]
 async fn attempt_spans_are_named_upstream_when_the_route_changes_request_fields() {
     // The route's operations see the proxy's fields in the request's map; each attempt
     // still sends exactly one traceparent, its own.
-    spans_reach_the_collector(r#"request_headers = { set = { "x-edge" = "1" } }"#).await;
+    spans_reach_the_collector(
+        r#"request_headers = { set = { "x-edge" = "1" } }"#,
+        Some(CALLER),
+    )
+    .await;
 }
 
-/// Sends a traced request that is retried once on a route with `route_options`, and
-/// checks the spans exported and the traceparent the upstream saw.
-async fn spans_reach_the_collector(route_options: &str) {
+/// Sends a request (with the caller's `traceparent`, if any) that is retried once on a
+/// route with `route_options`, and checks the spans exported and the traceparent the
+/// upstream saw.
+async fn spans_reach_the_collector(route_options: &str, caller: Option<&str>) {
     // The collector: records every OTLP/HTTP protobuf export it receives.
     let received: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
     let sink = Arc::clone(&received);
@@ -83,17 +96,11 @@ retry = {{ attempts = 1, backoff_base = "1ms" }}
         route_options
     ))
     .await;
-    let answer = send(
-        &client(),
-        request("GET", format!("http://{addr}/orders"))
-            .header(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )
-            .body(Full::default())
-            .expect("request"),
-    )
-    .await;
+    let mut traced = request("GET", format!("http://{addr}/orders"));
+    if let Some(caller) = caller {
+        traced = traced.header("traceparent", caller);
+    }
+    let answer = send(&client(), traced.body(Full::default()).expect("request")).await;
     let upstream_parent = answer.text();
     gw.shutdown().await; // flushes the exporter
 
@@ -115,16 +122,24 @@ retry = {{ attempts = 1, backoff_base = "1ms" }}
     assert_eq!(spans.len(), 3, "{spans:#?}");
     let trace_id = hex(&spans[0].trace_id);
     assert!(
-        spans
-            .iter()
-            .all(|s| hex(&s.trace_id) == "4bf92f3577b34da6a3ce929d0e0e4736"),
-        "{trace_id}"
+        spans.iter().all(|s| hex(&s.trace_id) == trace_id),
+        "{spans:#?}"
     );
     let server = spans
         .iter()
         .find(|s| s.kind == SpanKind::Server as i32)
         .expect("server span");
-    assert_eq!(hex(&server.parent_span_id), "00f067aa0ba902b7");
+    match caller {
+        Some(_) => {
+            assert_eq!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_eq!(hex(&server.parent_span_id), "00f067aa0ba902b7");
+        }
+        None => {
+            assert_eq!(trace_id.len(), 32);
+            assert!(trace_id.bytes().any(|b| b != b'0'), "a new, valid trace id");
+            assert!(server.parent_span_id.is_empty(), "a new trace's root span");
+        }
+    }
     assert_eq!(server.name, "GET api");
     let attempts: Vec<_> = spans
         .iter()
@@ -135,10 +150,7 @@ retry = {{ attempts = 1, backoff_base = "1ms" }}
     // The upstream saw the second attempt's span as its parent.
     assert_eq!(
         upstream_parent,
-        format!(
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
-            hex(&attempts[1].span_id)
-        )
+        format!("00-{trace_id}-{}-01", hex(&attempts[1].span_id))
     );
 }
 
