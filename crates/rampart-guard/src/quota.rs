@@ -29,8 +29,6 @@ struct Count {
     /// Taken from `pending` by a write that has not finished: still counted by every
     /// decision until the write's result lands in `stored`.
     writing: i64,
-    /// Writes started so far: a read that overlapped one cannot tell whether it saw it.
-    writes_started: u64,
     /// When `stored` was last read or written.
     synced: Option<Instant>,
 }
@@ -92,7 +90,6 @@ impl UsageCounter {
                 .map(|(k, c)| {
                     let delta = std::mem::take(&mut c.pending);
                     c.writing += delta;
-                    c.writes_started += 1;
                     (k.clone(), delta)
                 })
                 .collect()
@@ -120,26 +117,26 @@ impl UsageCounter {
 
     /// The store's count for `(consumer, period)`, re-read when older than the sync interval.
     ///
-    /// A read that overlapped a write of this instance is dropped: it may or may not
-    /// include that write's delta, which is counted until the write's own result lands.
+    /// Counts only grow within a period, so an answer older than a write that finished
+    /// meanwhile never lowers `stored`. An answer that lands while a write of this
+    /// instance is in flight is dropped: it may already include that write's delta,
+    /// which `writing` still counts.
     async fn refresh(&self, consumer: &str, period: &str) -> Result<(), StoreError> {
-        let writes_before = {
-            let counts = self.counts.lock();
-            let count = counts.get(&(consumer.to_string(), period.to_string()));
-            if count
-                .and_then(|c| c.synced)
-                .is_some_and(|t| t.elapsed() < USAGE_SYNC_INTERVAL)
-            {
-                return Ok(());
-            }
-            count.map_or(0, |c| c.writes_started)
-        };
+        let fresh = self
+            .counts
+            .lock()
+            .get(&(consumer.to_string(), period.to_string()))
+            .and_then(|c| c.synced)
+            .is_some_and(|t| t.elapsed() < USAGE_SYNC_INTERVAL);
+        if fresh {
+            return Ok(());
+        }
         let stored = self.store.usage(consumer, period).await?;
         let mut counts = self.counts.lock();
         let count = counts
             .entry((consumer.to_string(), period.to_string()))
             .or_default();
-        if count.writing == 0 && count.writes_started == writes_before {
+        if count.writing == 0 {
             count.stored = count.stored.max(stored);
             count.synced = Some(Instant::now());
         }
@@ -251,8 +248,9 @@ mod tests {
     use rampart_store::{ConsumerStore, Store};
     use tokio::sync::Semaphore;
 
-    /// The real SQLite store, whose writes wait for a permit and whose reads answer only
-    /// while `read_gate` is free: a test decides when a write or read that started ends.
+    /// The real SQLite store, whose writes, once made, wait for a permit before they
+    /// answer, and whose reads answer only while `read_gate` is free: a test decides
+    /// when a write or read that started ends.
     struct HeldWrites {
         store: Store,
         permits: Semaphore,
@@ -269,8 +267,9 @@ mod tests {
             period: &str,
             delta: i64,
         ) -> Result<i64, StoreError> {
+            let total = self.store.add_usage(consumer_id, period, delta).await;
             self.permits.acquire().await.expect("open").forget();
-            self.store.add_usage(consumer_id, period, delta).await
+            total
         }
 
         async fn usage(&self, consumer_id: &str, period: &str) -> Result<i64, StoreError> {
@@ -305,10 +304,12 @@ mod tests {
         (held, consumer.id)
     }
 
-    const BUDGET: &[(&str, i64)] = &[("d:2026-12-04", 3)];
+    /// The period the tests count in.
+    const DAY: &str = "d:2026-12-04";
 
+    /// A daily budget of three requests.
     fn budget() -> Vec<(String, i64)> {
-        BUDGET.iter().map(|(k, l)| (k.to_string(), *l)).collect()
+        vec![(DAY.to_string(), 3)]
     }
 
     /// Waits until a flush has taken the pending counts and is writing them.
@@ -327,7 +328,7 @@ mod tests {
         let (store, c) = held_store().await;
         let counter = UsageCounter::without_sync_task(store.clone());
         for _ in 0..3 {
-            counter.refresh(&c, "d:2026-12-04").await.expect("read");
+            counter.refresh(&c, DAY).await.expect("read");
             assert_eq!(counter.take(&c, &budget()), Ok(()));
         }
         let flushing = tokio::spawn({
@@ -337,12 +338,26 @@ mod tests {
         until_writing(&counter).await;
         // The three requests are neither pending nor stored yet: the budget is still spent.
         assert_eq!(counter.take(&c, &budget()), Err(0));
+        // A read made now may already see the write in the store: it is not taken, or
+        // the three would count twice.
+        counter
+            .counts
+            .lock()
+            .values_mut()
+            .for_each(|count| count.synced = None);
+        counter.refresh(&c, DAY).await.expect("read");
+        let used = |counter: &UsageCounter| {
+            counter
+                .counts
+                .lock()
+                .get(&(c.clone(), DAY.to_string()))
+                .map(Count::used)
+        };
+        assert_eq!(used(&counter), Some(3));
         store.permits.add_permits(1);
         flushing.await.expect("join").expect("flush");
-        assert_eq!(
-            store.store.usage(&c, "d:2026-12-04").await.expect("usage"),
-            3
-        );
+        assert_eq!(store.store.usage(&c, DAY).await.expect("usage"), 3);
+        assert_eq!(used(&counter), Some(3));
         assert_eq!(counter.take(&c, &budget()), Err(0));
     }
 
@@ -357,16 +372,13 @@ mod tests {
         let gate = store.read_gate.lock().await;
         let reading = tokio::spawn({
             let (counter, c) = (counter.clone(), c.clone());
-            async move { counter.refresh(&c, "d:2026-12-04").await }
+            async move { counter.refresh(&c, DAY).await }
         });
         store.read_answered.notified().await;
         // Meanwhile the two requests are written.
         store.permits.add_permits(1);
         counter.flush().await.expect("flush");
-        assert_eq!(
-            store.store.usage(&c, "d:2026-12-04").await.expect("usage"),
-            2
-        );
+        assert_eq!(store.store.usage(&c, DAY).await.expect("usage"), 2);
         // The old read answers last: it must not undo the write.
         drop(gate);
         reading.await.expect("join").expect("read");
