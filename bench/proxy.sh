@@ -74,14 +74,14 @@ wrk_run "$upstream_pid" "http://127.0.0.1:$UPSTREAM_PORT/"
 row "upstream direct" "$RPS" "$P99" "-" "- $ERRORS"
 nginx_rps=(); nginx_cpu=(); nginx_p99=(); nginx_user=(); nginx_sys=()
 rampart_rps=(); rampart_cpu=(); rampart_p99=(); rampart_user=(); rampart_sys=(); round_ratio=()
-same_rps=(); same_cpu=(); same_p99=(); same_ratio=()
+same_rps=(); same_cpu=(); same_p99=(); same_user=(); same_sys=(); same_ratio=()
 for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/"
   row "nginx #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
   nginx_rps+=("$RPS"); nginx_cpu+=("$CPU_US"); nginx_p99+=("$P99"); nginx_user+=("$CPU_USER"); nginx_sys+=("$CPU_SYS")
   wrk_run "$same_pid" "http://127.0.0.1:$NGINX_SAME_PORT/"
   row "nginx same #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
-  same_rps+=("$RPS"); same_cpu+=("$CPU_US"); same_p99+=("$P99")
+  same_rps+=("$RPS"); same_cpu+=("$CPU_US"); same_p99+=("$P99"); same_user+=("$CPU_USER"); same_sys+=("$CPU_SYS")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
   row "rampart #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
   rampart_rps+=("$RPS"); rampart_cpu+=("$CPU_US"); rampart_p99+=("$P99"); rampart_user+=("$CPU_USER"); rampart_sys+=("$CPU_SYS")
@@ -93,7 +93,7 @@ n_rps=$(median "${nginx_rps[@]}"); r_rps=$(median "${rampart_rps[@]}")
 n_cpu=$(median "${nginx_cpu[@]}"); r_cpu=$(median "${rampart_cpu[@]}")
 s_rps=$(median "${same_rps[@]}"); s_cpu=$(median "${same_cpu[@]}")
 row "nginx median" "$n_rps" "$(median "${nginx_p99[@]}")" "$n_cpu" "$(median "${nginx_user[@]}")/$(median "${nginx_sys[@]}")"
-row "nginx same median" "$s_rps" "$(median "${same_p99[@]}")" "$s_cpu" "-"
+row "nginx same median" "$s_rps" "$(median "${same_p99[@]}")" "$s_cpu" "$(median "${same_user[@]}")/$(median "${same_sys[@]}")"
 row "rampart median" "$r_rps" "$(median "${rampart_p99[@]}")" "$r_cpu" "$(median "${rampart_user[@]}")/$(median "${rampart_sys[@]}")"
 
 # Half of Rampart's peak: each connection waits so that the total rate is about half.
