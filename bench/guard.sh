@@ -36,16 +36,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# RAMPART_BIN runs a binary built elsewhere (for A/B comparisons of two builds).
-if [[ -z "${RAMPART_BIN:-}" ]]; then
-  cargo build --release --quiet -p rampart
-fi
-RAMPART=$(realpath "${RAMPART_BIN:-target/release/rampart}")
+rampart_binary
 
-nginx_conf "$work/upstream.conf" "$work/upstream.pid" "$work/upstream.error.log" off \
-  $UPSTREAM_PORT $UPSTREAM_PORT 'location / { return 200 "hello from upstream\n"; }'
-nginx_conf "$work/proxy.conf" "$work/proxy.pid" "$work/proxy.error.log" "$work/nginx-access.log" \
-  $NGINX_PORT $UPSTREAM_PORT "$NGINX_PROXY_LOCATION"
+upstream_and_proxy_confs "$work" $UPSTREAM_PORT $NGINX_PORT
 cat > "$work/rampart.toml" <<CONF
 admin = { listen = "127.0.0.1:$ADMIN_PORT" }
 log = { access_log = "$work/rampart-access.log" }

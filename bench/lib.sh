@@ -35,6 +35,25 @@ http {
 CONF
 }
 
+# Sets RAMPART to the binary under test: RAMPART_BIN when given (a binary built
+# elsewhere, for A/B comparisons of two builds), else a fresh release build.
+rampart_binary() {
+  if [[ -z "${RAMPART_BIN:-}" ]]; then
+    cargo build --release --quiet -p rampart
+  fi
+  RAMPART=$(realpath "${RAMPART_BIN:-target/release/rampart}")
+}
+
+# upstream_and_proxy_confs DIR UPSTREAM_PORT PROXY_PORT: DIR/upstream.conf, the tiny
+# upstream (nginx returning a short body), and DIR/proxy.conf, nginx as a plain reverse
+# proxy to it (access log to DIR/nginx-access.log); pid and error-log files beside them.
+upstream_and_proxy_confs() {
+  nginx_conf "$1/upstream.conf" "$1/upstream.pid" "$1/upstream.error.log" off \
+    "$2" "$2" 'location / { return 200 "hello from upstream\n"; }'
+  nginx_conf "$1/proxy.conf" "$1/proxy.pid" "$1/proxy.error.log" "$1/nginx-access.log" \
+    "$3" "$2" "$NGINX_PROXY_LOCATION"
+}
+
 # The location block of a plain nginx reverse proxy to the `app` upstream.
 NGINX_PROXY_LOCATION='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }'
 

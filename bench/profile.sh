@@ -38,15 +38,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ -z "${RAMPART_BIN:-}" ]]; then
-  cargo build --release --quiet -p rampart
-fi
-RAMPART=$(realpath "${RAMPART_BIN:-target/release/rampart}")
+rampart_binary
 
-nginx_conf "$work/upstream.conf" "$work/upstream.pid" "$work/upstream.error.log" off \
-  $UPSTREAM_PORT $UPSTREAM_PORT 'location / { return 200 "hello from upstream\n"; }'
-nginx_conf "$work/proxy.conf" "$work/proxy.pid" "$work/proxy.error.log" "$work/nginx-access.log" \
-  $NGINX_PORT $UPSTREAM_PORT "$NGINX_PROXY_LOCATION"
+upstream_and_proxy_confs "$work" $UPSTREAM_PORT $NGINX_PORT
 # One process in the foreground, so that valgrind follows the process serving requests.
 sed -i '1i daemon off; master_process off;' "$work/proxy.conf"
 taskset -c "$LOAD_CPU" nginx -c "$work/upstream.conf" -e "$work/upstream.error.log"

@@ -35,16 +35,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# RAMPART_BIN runs a binary built elsewhere (for A/B comparisons of two builds).
-if [[ -z "${RAMPART_BIN:-}" ]]; then
-  cargo build --release --quiet -p rampart
-fi
-RAMPART=$(realpath "${RAMPART_BIN:-target/release/rampart}")
+rampart_binary
 
-nginx_conf "$work/upstream.conf" "$work/upstream.pid" "$work/upstream.error.log" off \
-  $UPSTREAM_PORT $UPSTREAM_PORT 'location / { return 200 "hello from upstream\n"; }'
-nginx_conf "$work/proxy.conf" "$work/proxy.pid" "$work/proxy.error.log" "$work/nginx-access.log" \
-  $NGINX_PROXY_PORT $UPSTREAM_PORT "$NGINX_PROXY_LOCATION"
+upstream_and_proxy_confs "$work" $UPSTREAM_PORT $NGINX_PROXY_PORT
 
 nginx_conf "$work/same.conf" "$work/same.pid" "$work/same.error.log" "$work/nginx-same-access.log rampart_like" \
   $NGINX_SAME_PORT $UPSTREAM_PORT "$NGINX_SAME_WORK_LOCATION" "$NGINX_SAME_WORK_LOG_FORMAT"
