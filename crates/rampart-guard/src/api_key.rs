@@ -9,9 +9,7 @@ use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use moka::future::Cache;
 use rampart_config::AuthPolicy;
 use rampart_crypto::SigningKey;
-use rampart_proxy::phase::{
-    Guard, GuardFuture, Plan, PlanRate, Principal, RequestContext, Verdict,
-};
+use rampart_proxy::phase::{Guard, GuardCheck, Plan, PlanRate, Principal, RequestContext, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_store::{ApiKeyStore, ConsumerStatus, ConsumerStore, SharedState, Store, StoreError};
 use rampart_telemetry::Metrics;
@@ -390,11 +388,11 @@ impl Guard for AuthGuard {
         &'a self,
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a> {
-        Box::pin(async move {
+    ) -> GuardCheck<'a> {
+        GuardCheck::Later(Box::pin(async move {
             self.check_inner(head, ctx)
                 .await
                 .map(|()| Verdict::Continue)
-        })
+        }))
     }
 }

@@ -4,7 +4,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use rampart_config::{Cors, SecurityHeaders};
 use rampart_proxy::phase::{
-    Guard, GuardFuture, RequestContext, ResponseFilter, ResponseView, Verdict,
+    Guard, GuardCheck, RequestContext, ResponseFilter, ResponseView, Verdict,
 };
 use rampart_proxy::{empty, ErrorKind, ProxyError};
 
@@ -146,8 +146,8 @@ impl Guard for CorsGuard {
         &'a self,
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a> {
-        Box::pin(std::future::ready(self.verdict(head, ctx)))
+    ) -> GuardCheck<'a> {
+        GuardCheck::Now(self.verdict(head, ctx))
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 use rampart_config::Honeypots;
-use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, Verdict};
+use rampart_proxy::phase::{Guard, GuardCheck, RequestContext, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_store::{AuditEvent, AuditSink, SharedState};
 use rampart_telemetry::Metrics;
@@ -120,11 +120,11 @@ impl Guard for HoneypotGuard {
         &'a self,
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a> {
-        Box::pin(async move {
+    ) -> GuardCheck<'a> {
+        GuardCheck::Later(Box::pin(async move {
             self.check_inner(head, ctx)
                 .await
                 .map(|()| Verdict::Continue)
-        })
+        }))
     }
 }

@@ -197,6 +197,7 @@ impl GuardFactory for Guards {
                 Arc::clone(&self.fallback),
                 Arc::clone(&self.breaker),
                 Arc::clone(&self.metrics),
+                route.rate_limit_headers,
             )));
         }
         guards

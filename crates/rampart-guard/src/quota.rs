@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rampart_config::Quota;
-use rampart_proxy::phase::{Guard, GuardFuture, RequestContext, Verdict};
+use rampart_proxy::phase::{Guard, GuardCheck, RequestContext, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_store::{QuotaPeriod, StoreError, UsageStore};
 use rampart_telemetry::Metrics;
@@ -236,8 +236,10 @@ impl Guard for QuotaGuard {
         &'a self,
         _head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a> {
-        Box::pin(async move { self.check_inner(ctx).await.map(|()| Verdict::Continue) })
+    ) -> GuardCheck<'a> {
+        GuardCheck::Later(Box::pin(async move {
+            self.check_inner(ctx).await.map(|()| Verdict::Continue)
+        }))
     }
 }
 

@@ -6,7 +6,7 @@ use http::header::HeaderValue;
 use parking_lot::Mutex;
 use rampart_config::{LimitKey, RateLimitRule};
 use rampart_proxy::phase::{
-    Guard, GuardFuture, RequestContext, ResponseFilter, ResponseView, Verdict,
+    Guard, GuardCheck, RequestContext, ResponseFilter, ResponseView, Verdict,
 };
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_resilience::{Admission, CircuitBreaker};
@@ -29,6 +29,8 @@ pub struct RateLimitGuard {
     breaker: Arc<Mutex<CircuitBreaker>>,
     /// Where decisions are counted.
     metrics: Arc<Metrics>,
+    /// Allowed responses carry the `RateLimit` headers too (so the state is kept).
+    headers_always: bool,
 }
 
 /// Appends `ip` in its usual text form (IPv4 without the formatting machinery).
@@ -64,7 +66,8 @@ fn ceil_secs(d: std::time::Duration) -> u64 {
 }
 
 impl RateLimitGuard {
-    /// Enforces `rules` on route `route`.
+    /// Enforces `rules` on route `route`; `headers_always`: allowed responses carry
+    /// the `RateLimit` headers too (refusals always do).
     pub fn new(
         route: Arc<str>,
         rules: Vec<RateLimitRule>,
@@ -72,6 +75,7 @@ impl RateLimitGuard {
         fallback: Arc<LocalState>,
         breaker: Arc<Mutex<CircuitBreaker>>,
         metrics: Arc<Metrics>,
+        headers_always: bool,
     ) -> Self {
         let rules = rules
             .into_iter()
@@ -85,6 +89,7 @@ impl RateLimitGuard {
             fallback,
             breaker,
             metrics,
+            headers_always,
         }
     }
 
@@ -151,18 +156,16 @@ impl RateLimitGuard {
         )
     }
 
-    /// One decision for `key`, as of `now` (one clock reading serves every rule).
-    async fn decide(
+    /// The decision of the shared limiter for `key`, which must be asked (Redis): past
+    /// a breaker that stops asking while it fails, with the local fallback when the
+    /// rule fails open.
+    async fn decide_shared(
         &self,
         key: &str,
         spec: &RateSpec,
         fail_open: bool,
         now: Instant,
     ) -> Result<RateDecision, ProxyError> {
-        // An in-process limiter answers at once and cannot be unreachable.
-        if let Some(decision) = self.limiter.rate_limit_now(key, spec, 1, now) {
-            return Ok(decision);
-        }
         let admission = self.breaker.lock().try_acquire(now);
         let shared = match admission {
             Admission::Rejected => Err(StoreError::Unavailable(
@@ -193,45 +196,95 @@ impl RateLimitGuard {
         }
     }
 
-    async fn check_inner(
+    /// Takes in one rule's decision: keeps the tightest state, and refuses the request
+    /// when the rule does (the state then kept for the `RateLimit` headers).
+    fn take_decision(
         &self,
-        head: &mut http::request::Parts,
         ctx: &mut RequestContext,
+        tightest: &mut Option<RateLimitState>,
+        decision: &RateDecision,
+        (limit, window_secs): (u32, u64),
     ) -> Result<(), ProxyError> {
-        let mut tightest: Option<RateLimitState> = None;
-        let mut key = String::with_capacity(128);
-        let now = Instant::now();
-        for (rule, prefix) in &self.rules {
-            let (spec, limit, window_secs) = Self::spec(rule, ctx);
-            Self::key(&mut key, prefix, rule, head, ctx);
-            let decision = self.decide(&key, &spec, rule.fail_open, now).await?;
-            let state = RateLimitState {
+        if tightest
+            .as_ref()
+            .is_none_or(|t| decision.remaining < t.remaining)
+        {
+            *tightest = Some(RateLimitState {
                 limit,
                 window_secs,
                 remaining: decision.remaining,
                 reset_secs: ceil_secs(decision.reset_after),
-            };
-            if tightest
-                .as_ref()
-                .is_none_or(|t| state.remaining < t.remaining)
-            {
-                tightest = Some(state);
-            }
-            if !decision.allowed {
-                if let Some(t) = tightest.take() {
-                    ctx.held.push(Box::new(t));
-                }
-                crate::deny(&self.metrics, &self.route, "rate_limited");
-                let retry = u32::try_from(ceil_secs(decision.retry_after)).unwrap_or(u32::MAX);
-                return Err(ProxyError::new(
-                    ErrorKind::RateLimited(retry),
-                    "rate limit reached",
-                ));
-            }
+            });
         }
-        if let Some(t) = tightest {
+        if decision.allowed {
+            return Ok(());
+        }
+        if let Some(t) = tightest.take() {
             ctx.held.push(Box::new(t));
         }
+        crate::deny(&self.metrics, &self.route, "rate_limited");
+        let retry = u32::try_from(ceil_secs(decision.retry_after)).unwrap_or(u32::MAX);
+        Err(ProxyError::new(
+            ErrorKind::RateLimited(retry),
+            "rate limit reached",
+        ))
+    }
+
+    /// Keeps the tightest state of an allowed request when its response carries the
+    /// `RateLimit` headers.
+    fn allowed(&self, ctx: &mut RequestContext, tightest: Option<RateLimitState>) {
+        if let Some(t) = tightest.filter(|_| self.headers_always) {
+            ctx.held.push(Box::new(t));
+        }
+    }
+
+    /// Decides with an in-process limiter, at once (the key built in a per-thread
+    /// buffer). From rule `i` on the limiter must be asked (`Err(i)`) when it is shared.
+    fn check_now(
+        &self,
+        head: &http::request::Parts,
+        ctx: &mut RequestContext,
+        now: Instant,
+        tightest: &mut Option<RateLimitState>,
+    ) -> Result<Result<(), ProxyError>, usize> {
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        for (i, (rule, prefix)) in self.rules.iter().enumerate() {
+            let (spec, limit, window_secs) = Self::spec(rule, ctx);
+            let decision = KEY.with_borrow_mut(|key| {
+                Self::key(key, prefix, rule, head, ctx);
+                self.limiter.rate_limit_now(key, &spec, 1, now)
+            });
+            let Some(decision) = decision else {
+                return Err(i);
+            };
+            if let Err(refused) = self.take_decision(ctx, tightest, &decision, (limit, window_secs))
+            {
+                return Ok(Err(refused));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Decides rules `from..` with the shared limiter, after `check_now` decided the
+    /// ones before.
+    async fn check_shared(
+        &self,
+        head: &http::request::Parts,
+        ctx: &mut RequestContext,
+        now: Instant,
+        mut tightest: Option<RateLimitState>,
+        from: usize,
+    ) -> Result<(), ProxyError> {
+        let mut key = String::with_capacity(128);
+        for (rule, prefix) in &self.rules[from..] {
+            let (spec, limit, window_secs) = Self::spec(rule, ctx);
+            Self::key(&mut key, prefix, rule, head, ctx);
+            let decision = self.decide_shared(&key, &spec, rule.fail_open, now).await?;
+            self.take_decision(ctx, &mut tightest, &decision, (limit, window_secs))?;
+        }
+        self.allowed(ctx, tightest);
         Ok(())
     }
 }
@@ -241,16 +294,26 @@ impl Guard for RateLimitGuard {
         "rate_limit"
     }
 
+    /// An in-process limiter decides at once; a shared one is waited for.
     fn check<'a>(
         &'a self,
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a> {
-        Box::pin(async move {
-            self.check_inner(head, ctx)
-                .await
-                .map(|()| Verdict::Continue)
-        })
+    ) -> GuardCheck<'a> {
+        let now = Instant::now();
+        let mut tightest = None;
+        match self.check_now(head, ctx, now, &mut tightest) {
+            Ok(Ok(())) => {
+                self.allowed(ctx, tightest);
+                GuardCheck::Now(Ok(Verdict::Continue))
+            }
+            Ok(Err(refused)) => GuardCheck::Now(Err(refused)),
+            Err(from) => GuardCheck::Later(Box::pin(async move {
+                self.check_shared(head, ctx, now, tightest, from)
+                    .await
+                    .map(|()| Verdict::Continue)
+            })),
+        }
     }
 }
 

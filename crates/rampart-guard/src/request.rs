@@ -10,7 +10,7 @@ use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
 use ipnet::IpNet;
 use rampart_config::{parse_ip_list, IpRules, RequestLimits};
 use rampart_proxy::phase::{
-    Guard, GuardFuture, RequestContext, ResponseFilter, ResponseView, Verdict,
+    Guard, GuardCheck, RequestContext, ResponseFilter, ResponseView, Verdict,
 };
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_telemetry::Metrics;
@@ -96,10 +96,8 @@ impl Guard for RequestLimitGuard {
         &'a self,
         head: &'a mut http::request::Parts,
         _ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a> {
-        Box::pin(std::future::ready(
-            self.verdict(head).map(|()| Verdict::Continue),
-        ))
+    ) -> GuardCheck<'a> {
+        GuardCheck::Now(self.verdict(head).map(|()| Verdict::Continue))
     }
 }
 
@@ -226,7 +224,7 @@ impl Guard for IpGuard {
         &'a self,
         _head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a> {
+    ) -> GuardCheck<'a> {
         let ip = match ctx.client_ip {
             std::net::IpAddr::V6(v6) => v6
                 .to_ipv4_mapped()
@@ -245,6 +243,6 @@ impl Guard for IpGuard {
         } else {
             Ok(Verdict::Continue)
         };
-        Box::pin(std::future::ready(verdict))
+        GuardCheck::Now(verdict)
     }
 }

@@ -175,8 +175,27 @@ pub enum Verdict {
     Answer(http::Response<crate::ProxyBody>),
 }
 
-/// A guard's verdict; an error is answered at once as problem+json.
+/// A guard's verdict to wait for; an error is answered at once as problem+json.
 pub type GuardFuture<'a> = Pin<Box<dyn Future<Output = Result<Verdict, ProxyError>> + Send + 'a>>;
+
+/// What a guard's check gives: the verdict at once, or a future of it when the guard
+/// must wait (a store, Redis, a delay). Deciding at once costs no allocation.
+pub enum GuardCheck<'a> {
+    /// Decided without waiting.
+    Now(Result<Verdict, ProxyError>),
+    /// Decided after waiting.
+    Later(GuardFuture<'a>),
+}
+
+impl GuardCheck<'_> {
+    /// The verdict, waiting for it if it is not there yet.
+    pub async fn verdict(self) -> Result<Verdict, ProxyError> {
+        match self {
+            GuardCheck::Now(verdict) => verdict,
+            GuardCheck::Later(future) => future.await,
+        }
+    }
+}
 
 /// A request phase that may stop a request before it reaches the upstream
 /// (fault injection, bulkheads; later authentication, WAF, rate limits).
@@ -188,7 +207,7 @@ pub trait Guard: Send + Sync {
         &'a self,
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a>;
+    ) -> GuardCheck<'a>;
 }
 
 /// The response future of an [`Exchange`].
@@ -305,8 +324,8 @@ impl Guard for FaultGuard {
         &'a self,
         _head: &'a mut http::request::Parts,
         _ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a> {
-        Box::pin(async move {
+    ) -> GuardCheck<'a> {
+        GuardCheck::Later(Box::pin(async move {
             if let Some((delay, share)) = self.0.delay {
                 if rand::random::<f64>() < share {
                     tokio::time::sleep(delay).await;
@@ -321,7 +340,7 @@ impl Guard for FaultGuard {
                 }
             }
             Ok(Verdict::Continue)
-        })
+        }))
     }
 }
 
@@ -344,7 +363,7 @@ impl Guard for RouteBulkheadGuard {
         &'a self,
         _head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
-    ) -> GuardFuture<'a> {
+    ) -> GuardCheck<'a> {
         let verdict = match self.bulkhead.try_acquire_owned() {
             Some(permit) => {
                 ctx.held.push(Box::new(permit));
@@ -364,7 +383,7 @@ impl Guard for RouteBulkheadGuard {
                 ))
             }
         };
-        Box::pin(std::future::ready(verdict))
+        GuardCheck::Now(verdict)
     }
 }
 

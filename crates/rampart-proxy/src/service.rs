@@ -295,7 +295,7 @@ async fn run_phases(
     ctx.phases.route = ms(routed - ctx.received);
     // guards
     for guard in &route.guards {
-        if let Verdict::Answer(response) = guard.check(&mut parts, ctx).await? {
+        if let Verdict::Answer(response) = guard.check(&mut parts, ctx).verdict().await? {
             ctx.phases.guards = ms(routed.elapsed());
             return Ok(response);
         }
