@@ -171,10 +171,15 @@ pub async fn forward(
     let max_body = config.limits.as_ref().and_then(|l| l.max_body_bytes);
     // Without a body to wait for, the first attempt begins at `started`.
     let bodiless = crate::body::is_known_empty(&body);
-    let chosen = choose_body(body, may_retry, config.retry_body_limit, max_body);
-    let mut body = tokio::time::timeout_at(deadline, chosen)
-        .await
-        .map_err(|_| total_timeout(config.total_timeout))??;
+    // A body known to be empty is not waited for: no timer for it.
+    let mut body = if bodiless {
+        OutgoingBody::Buffered(Bytes::new())
+    } else {
+        let chosen = choose_body(body, may_retry, config.retry_body_limit, max_body);
+        tokio::time::timeout_at(deadline, chosen)
+            .await
+            .map_err(|_| total_timeout(config.total_timeout))??
+    };
     let plan = AttemptPlan {
         retries: if matches!(body, OutgoingBody::Buffered(_)) {
             retry.attempts
@@ -359,6 +364,7 @@ fn rewritten_target(config: &rampart_config::Route, uri: &Uri) -> Result<PathAnd
 }
 
 /// Buffers a small body so it can be replayed on retry; streams anything else once.
+/// (A body known to be empty never comes here.)
 async fn choose_body(
     body: ProxyBody,
     may_retry: bool,
@@ -366,9 +372,6 @@ async fn choose_body(
     max_body: Option<u64>,
 ) -> Result<OutgoingBody, ProxyError> {
     let hint = body.size_hint();
-    if crate::body::is_known_empty(&body) {
-        return Ok(OutgoingBody::Buffered(Bytes::new()));
-    }
     if max_body.is_some_and(|max| hint.lower() > max) {
         return Err(ProxyError::new(
             ErrorKind::BodyTooLarge,

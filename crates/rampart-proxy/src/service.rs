@@ -177,7 +177,6 @@ pub(crate) async fn handle(
     ctx.held.clear();
 
     let status = head.status.as_u16();
-    let route_name = route_used.as_ref().map(|r| Arc::clone(&r.config.name));
     let route_metrics = route_used.as_ref().map_or(&shared.unrouted, |r| &r.metrics);
     let (requests, duration) = route_metrics.series(
         &shared.metrics,
@@ -193,6 +192,7 @@ pub(crate) async fn handle(
         .zip(ctx.attempt_spans.take())
         .zip(ctx.trace.as_ref())
         .map(|((exporter, attempts), trace)| {
+            let route_name = route_used.as_ref().map(|r| Arc::clone(&r.config.name));
             Box::new(PendingTrace {
                 exporter: Arc::clone(exporter),
                 trace_id: trace.trace_id_bytes,
@@ -203,7 +203,7 @@ pub(crate) async fn handle(
                 method: method.to_string(),
                 path: path_and_query.as_ref().map_or("", |p| p.path()).to_string(),
                 host: ctx.host.to_string(),
-                route: route_name.clone(),
+                route: route_name,
                 request_id: request_id.to_string(),
                 status,
                 attempts,
