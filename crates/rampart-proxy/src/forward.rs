@@ -240,6 +240,7 @@ pub async fn forward(
                     let (mut head, body) = response.into_parts();
                     crate::h1::codec::set_response_field(
                         &mut head,
+                        ctx.passed.as_deref_mut(),
                         &X_RAMPART_FALLBACK,
                         HeaderValue::from_static("upstream"),
                     );
@@ -501,7 +502,16 @@ async fn attempt_pool(
             }
             None => (&outgoing.headers, &outgoing.added),
         };
-        let result = send(pool, target, outgoing, (headers, added), body, plan, now).await;
+        let result = send(
+            pool,
+            (target, now),
+            outgoing,
+            (headers, added),
+            body,
+            plan,
+            &mut ctx.passed,
+        )
+        .await;
         if let (Some((span_id, start, _)), Some(spans)) = (span, ctx.attempt_spans.as_mut()) {
             spans.push(AttemptSpan {
                 span_id,
@@ -573,17 +583,19 @@ async fn attempt_pool(
     }
 }
 
-/// Sends one attempt to one target with the client's fields and the proxy's; the
-/// attempt's time runs from `now`.
+/// Sends one attempt to target `target` with the client's fields and the proxy's; the
+/// attempt's time runs from `now`. The response's fields go to `passed` when they pass
+/// through untouched.
 async fn send(
     pool: &Arc<Pool>,
-    target: usize,
+    (target, now): (usize, Instant),
     outgoing: &Outgoing,
     (headers, added): (&HeaderMap, &AddedFields),
     body: &mut OutgoingBody,
     plan: &AttemptPlan<'_>,
-    now: Instant,
+    passed: &mut Option<Box<crate::h1::codec::PassedFields>>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    *passed = None;
     let slot = &pool.targets[target];
     let per_try = plan.per_try;
     let try_deadline = tokio::time::Instant::from_std(now) + per_try;
@@ -640,6 +652,7 @@ async fn send(
                     body: request_body,
                     response_fields: outgoing.response_fields,
                     now,
+                    passed,
                 },
             );
             match tokio::time::timeout_at(deadline, sent).await {

@@ -217,7 +217,15 @@ async fn serve_connection<I: Io>(mut io: I, alpn_h2: bool, conn: ConnectionSetup
                     ))
                 });
                 let (shared, info) = (Arc::clone(&shared), Arc::clone(&info));
-                Box::pin(async move { Ok(handle(shared, info, request).await) })
+                Box::pin(async move {
+                    // HTTP/2 responses are written from the map.
+                    let (response, passed) = handle(shared, info, request).await;
+                    let (mut head, body) = response.into_parts();
+                    if let Some(passed) = passed {
+                        passed.fold_into(&mut head);
+                    }
+                    Ok(http::Response::from_parts(head, body))
+                })
             },
         );
         let io = ActivityIo {

@@ -60,6 +60,10 @@ pub struct RequestContext {
     pub(crate) upstream_started: Option<Instant>,
     /// When the last upstream attempt ended, once one has.
     pub(crate) upstream_finished: Option<Instant>,
+    /// The fields of the last attempt's response as the upstream sent them, when they
+    /// pass through untouched (the response's own map then being empty); cleared as
+    /// each attempt begins.
+    pub(crate) passed: Option<Box<crate::h1::codec::PassedFields>>,
 }
 
 impl RequestContext {
@@ -275,12 +279,16 @@ pub trait ResponseFilter: Send + Sync {
 /// leaves a response alone costs nothing.
 pub struct ResponseView<'a> {
     parts: &'a mut http::response::Parts,
+    passed: &'a mut Option<Box<crate::h1::codec::PassedFields>>,
 }
 
 impl<'a> ResponseView<'a> {
-    /// A view of `parts`.
-    pub fn new(parts: &'a mut http::response::Parts) -> Self {
-        Self { parts }
+    /// A view of `parts`, whose fields are in `passed` when they pass through.
+    pub fn new(
+        parts: &'a mut http::response::Parts,
+        passed: &'a mut Option<Box<crate::h1::codec::PassedFields>>,
+    ) -> Self {
+        Self { parts, passed }
     }
 
     /// The status.
@@ -290,23 +298,9 @@ impl<'a> ResponseView<'a> {
 
     /// The fields, all of them in the map.
     pub fn headers(&mut self) -> &mut http::HeaderMap {
-        if let Some(passed) = self
-            .parts
-            .extensions
-            .remove::<crate::h1::codec::PassedFields>()
-        {
-            let added = std::mem::replace(&mut self.parts.headers, passed.into_map());
-            // What was set in the map itself (nothing, on the proxy's own path) follows;
-            // a name is given once for all its values.
-            let mut name = None;
-            for (next, value) in added {
-                if next.is_some() {
-                    name = next;
-                }
-                if let Some(name) = &name {
-                    self.parts.headers.append(name.clone(), value);
-                }
-            }
+        if let Some(passed) = self.passed.take() {
+            // What was set in the map itself (nothing, on the proxy's own path) follows.
+            passed.fold_into(self.parts);
         }
         &mut self.parts.headers
     }
@@ -401,7 +395,7 @@ impl ResponseFilter for ResponseHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::h1::codec::{parse_response, PassedFields, ResponseFields};
+    use crate::h1::codec::{parse_response, ResponseFields};
 
     #[test]
     fn a_view_hands_out_passed_fields_as_a_map_only_when_asked() {
@@ -422,18 +416,18 @@ mod tests {
             .headers
             .append("x-set-before", HeaderValue::from_static("2"));
         assert_eq!(
-            ResponseView::new(&mut head.parts).status(),
+            ResponseView::new(&mut head.parts, &mut head.passed).status(),
             http::StatusCode::NOT_FOUND
         );
         assert!(
-            head.parts.extensions.get::<PassedFields>().is_some(),
+            head.passed.is_some(),
             "reading the status keeps the fields as they came"
         );
-        let mut view = ResponseView::new(&mut head.parts);
+        let mut view = ResponseView::new(&mut head.parts, &mut head.passed);
         let names: Vec<String> = view.headers().keys().map(|n| n.to_string()).collect();
         assert_eq!(names, ["server", "content-length", "x-set-before"]);
         let values: Vec<_> = view.headers().get_all("x-set-before").iter().collect();
         assert_eq!(values, ["1", "2"], "every value of a name set before");
-        assert!(head.parts.extensions.get::<PassedFields>().is_none());
+        assert!(head.passed.is_none());
     }
 }

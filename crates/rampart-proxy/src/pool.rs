@@ -332,6 +332,7 @@ impl Pool {
                     body,
                     response_fields: _,
                     now: _,
+                    passed: _,
                 } = request;
                 let Endpoint::Http { scheme, authority } = &target.endpoint else {
                     return Err(SendError::Connect(format!(
@@ -582,6 +583,7 @@ async fn probe(
                     body: empty(),
                     response_fields: crate::h1::codec::ResponseFields::PassThrough,
                     now: Instant::now(),
+                    passed: &mut None,
                 },
             )
             .await

@@ -20,6 +20,7 @@ use rampart_telemetry::{
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{ErrorKind, ProxyError, Side};
 use crate::forward;
+use crate::h1::codec::PassedFields;
 use crate::h1::server::AmbiguousFraming;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
@@ -75,12 +76,14 @@ fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Serves one request.
+/// Serves one request: the response, with its fields as the upstream sent them when
+/// they pass through untouched (the response's map then holds only what the proxy set
+/// in it; [`PassedFields::fold_into`] joins the two).
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnectionInfo>,
     request: Request<ProxyBody>,
-) -> Response<LoggedBody> {
+) -> (Response<LoggedBody>, Option<Box<PassedFields>>) {
     let received = Instant::now();
     let wall = crate::clock::wall_time(received);
     shared.metrics.in_flight.inc();
@@ -117,6 +120,7 @@ pub(crate) async fn handle(
         conn,
         upstream_started: None,
         upstream_finished: None,
+        passed: None,
     };
     if shared.traces.is_some() && ctx.trace.as_ref().is_some_and(|t| t.sampled) {
         ctx.attempt_spans = Some(Vec::new());
@@ -153,26 +157,32 @@ pub(crate) async fn handle(
     }
 
     let request_id = ctx.request_id.to_str().unwrap_or("-");
-    let (response, error) = match result {
-        Ok(response) => (response, None),
+    // The response's fields, when they pass through, are those of the last attempt.
+    let (response, error, mut passed) = match result {
+        Ok(response) => (response, None, ctx.passed.take()),
         Err(e) => {
             match e.side {
                 Side::Client => tracing::debug!(request_id, error = %e, "request refused"),
                 _ => tracing::warn!(request_id, error = %e, "request failed"),
             }
-            (e.to_response(request_id), Some(e.kind.slug()))
+            (e.to_response(request_id), Some(e.kind.slug()), None)
         }
     };
     let (mut head, body) = response.into_parts();
     if let Some(route) = &route_used {
         if !route.response_filters.is_empty() {
-            let mut view = crate::phase::ResponseView::new(&mut head);
+            let mut view = crate::phase::ResponseView::new(&mut head, &mut passed);
             for filter in &route.response_filters {
                 filter.filter(&ctx, &mut view);
             }
         }
     }
-    crate::h1::codec::set_response_field(&mut head, &X_REQUEST_ID, ctx.request_id.clone());
+    crate::h1::codec::set_response_field(
+        &mut head,
+        passed.as_deref_mut(),
+        &X_REQUEST_ID,
+        ctx.request_id.clone(),
+    );
     // Permits a phase holds (bulkheads) last until the response head is ready.
     ctx.held.clear();
 
@@ -228,7 +238,7 @@ pub(crate) async fn handle(
             received,
         })
     });
-    Response::from_parts(
+    let response = Response::from_parts(
         head,
         LoggedBody {
             inner: body,
@@ -238,7 +248,8 @@ pub(crate) async fn handle(
             conn: ctx.conn,
             trace,
         },
-    )
+    );
+    (response, passed)
 }
 
 fn host_without_port(authority: &str) -> String {

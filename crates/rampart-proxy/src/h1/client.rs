@@ -178,6 +178,8 @@ pub struct Outbound<'a> {
     pub response_fields: codec::ResponseFields,
     /// When the attempt began (the idle pool's clock: no reading of its own).
     pub now: Instant,
+    /// Where the response's fields go when they pass through (`response_fields`).
+    pub passed: &'a mut Option<Box<codec::PassedFields>>,
 }
 
 impl TargetClient {
@@ -261,6 +263,7 @@ impl TargetClient {
             body,
             response_fields,
             now,
+            passed,
         } = request;
         let hint = body.size_hint();
         let framing = if crate::body::is_known_empty(&body) {
@@ -299,7 +302,8 @@ impl TargetClient {
                 Err(e) => Err(e),
             };
             match outcome {
-                Ok(response_head) => {
+                Ok(mut response_head) => {
+                    *passed = response_head.passed.take();
                     return Ok(self.response(conn, response_head, upgrade));
                 }
                 Err(SendError::Protocol {
@@ -321,6 +325,7 @@ impl TargetClient {
     ) -> Response<ProxyBody> {
         let codec::ResponseHead {
             parts,
+            passed: _,
             framing,
             keep_alive,
         } = head;

@@ -62,7 +62,8 @@ pub struct RequestHead {
 pub enum ResponseFields {
     /// As a header map in the parts (for phases that read or change them).
     Map,
-    /// As [`PassedFields`] in the parts' extensions, to be written out as they came;
+    /// As [`PassedFields`] beside the parts (the response head's `passed`), to be
+    /// written out as they came;
     /// the map starts empty. Used when nothing on the route looks at the response's
     /// fields: it saves building a map that would only be encoded again.
     /// Interim and `101` responses always get a map.
@@ -122,6 +123,21 @@ impl PassedFields {
             map.insert(name, value);
         }
         map
+    }
+
+    /// Puts the fields into `parts`' map, ahead of what the map already holds (fields
+    /// set in the map itself, a name given once for all its values).
+    pub fn fold_into(self, parts: &mut http::response::Parts) {
+        let added = std::mem::replace(&mut parts.headers, self.into_map());
+        let mut name = None;
+        for (next, value) in added {
+            if next.is_some() {
+                name = next;
+            }
+            if let Some(name) = &name {
+                parts.headers.append(name.clone(), value);
+            }
+        }
     }
 
     /// Sets a field on the response, replacing any passed field of that name.
@@ -209,13 +225,14 @@ impl PassedFields {
 }
 
 /// Sets a field on a response head: among its passed-through fields when it has
-/// them, else in its map. Either way the field replaces any of the same name.
+/// them (`passed`), else in its map. Either way the field replaces any of the same name.
 pub fn set_response_field(
     parts: &mut http::response::Parts,
+    passed: Option<&mut PassedFields>,
     name: &HeaderName,
     value: HeaderValue,
 ) {
-    match parts.extensions.get_mut::<PassedFields>() {
+    match passed {
         Some(passed) => passed.set(name, value),
         None => {
             parts.headers.insert(name.clone(), value);
@@ -227,8 +244,11 @@ pub fn set_response_field(
 #[derive(Debug)]
 pub struct ResponseHead {
     /// Status, version and fields (an empty map with [`ResponseFields::PassThrough`],
-    /// the fields then being [`PassedFields`] in the extensions).
+    /// the fields then being in `passed`).
     pub parts: http::response::Parts,
+    /// The fields as received, with [`ResponseFields::PassThrough`] (boxed: the head
+    /// travels up the request path by value).
+    pub passed: Option<Box<PassedFields>>,
     /// How the body is delimited.
     pub framing: Framing,
     /// Whether the connection may carry another request.
@@ -571,17 +591,20 @@ pub fn parse_response(
     };
     let head = buf.split_to(consumed).freeze();
     let mut parts = http::Response::new(()).into_parts().0;
-    match fields {
+    let passed = match fields {
+        // The fields the proxy sets go with the passed ones (`set_response_field`):
+        // the map stays empty, without an allocation.
         Fields::Passed(mut passed) => {
             passed.head = head;
-            // The fields the proxy sets go with the passed ones (`set_response_field`):
-            // the map stays empty, without an allocation.
-            parts.extensions.insert(passed);
+            Some(Box::new(passed))
         }
         // Room for the one field the proxy adds (the request id); kept small so that a
         // typical response's map stays a small allocation.
-        Fields::ForMap(spans) => parts.headers = spans.header_map(&head, 1)?,
-    }
+        Fields::ForMap(spans) => {
+            parts.headers = spans.header_map(&head, 1)?;
+            None
+        }
+    };
     let framing = if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -596,6 +619,7 @@ pub fn parse_response(
     parts.version = version;
     Ok(Some(ResponseHead {
         parts,
+        passed,
         framing,
         keep_alive,
     }))
@@ -1122,7 +1146,7 @@ mod tests {
         encode_response_head(
             &mut out,
             head.parts.status,
-            head.parts.extensions.get::<PassedFields>(),
+            head.passed.as_deref(),
             &head.parts.headers,
             framing,
             None,
@@ -1141,7 +1165,7 @@ mod tests {
         assert!(head.parts.headers.is_empty(), "the fields are not in a map");
         assert_eq!(head.framing, Framing::Length(2));
         assert!(head.keep_alive);
-        let fields = head.parts.extensions.get::<PassedFields>().expect("passed");
+        let fields = head.passed.as_deref().expect("passed");
         assert!(!fields.has_date());
         assert_eq!(
             encoded(&head, Framing::Empty, None),
@@ -1163,7 +1187,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nDate: then\r\nContent-Length: 7\r\n\r\n",
             &Method::HEAD,
         );
-        let fields = head.parts.extensions.get::<PassedFields>().expect("passed");
+        let fields = head.passed.as_deref().expect("passed");
         assert!(fields.has_date());
         assert_eq!(
             encoded(&head, Framing::Empty, None),
@@ -1177,11 +1201,7 @@ mod tests {
                     Connection: X-Private\r\nX-Private: 1\r\nSet-Cookie: b=2\r\n\
                     Content-Length: 0\r\n\r\n";
         let mut passed = passed(text, &Method::GET);
-        let fields = passed
-            .parts
-            .extensions
-            .remove::<PassedFields>()
-            .expect("passed");
+        let fields = passed.passed.take().expect("passed");
         let mut as_map = parse_response(
             &mut BytesMut::from(text),
             &Method::GET,
@@ -1206,11 +1226,13 @@ mod tests {
         );
         set_response_field(
             &mut head.parts,
+            head.passed.as_deref_mut(),
             &HeaderName::from_static("x-mark"),
             HeaderValue::from_static("ours"),
         );
         set_response_field(
             &mut head.parts,
+            head.passed.as_deref_mut(),
             &HeaderName::from_static("x-mark"),
             HeaderValue::from_static("ours again"),
         );
@@ -1219,11 +1241,7 @@ mod tests {
             encoded(&head, Framing::Empty, None),
             "HTTP/1.1 200 OK\r\nServer: up\r\nDate: then\r\nx-mark: ours again\r\n\r\n"
         );
-        let fields = head
-            .parts
-            .extensions
-            .remove::<PassedFields>()
-            .expect("passed");
+        let fields = head.passed.take().expect("passed");
         let map = fields.into_map();
         assert_eq!(
             map.get_all("x-mark").iter().collect::<Vec<_>>(),
@@ -1233,6 +1251,7 @@ mod tests {
         let mut plain = http::Response::new(()).into_parts().0;
         set_response_field(
             &mut plain,
+            None,
             &HeaderName::from_static("x-mark"),
             HeaderValue::from_static("1"),
         );
@@ -1245,7 +1264,7 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             &Method::GET,
         );
-        assert!(head.parts.extensions.get::<PassedFields>().is_none());
+        assert!(head.passed.is_none());
         assert_eq!(head.parts.headers.len(), 2);
     }
 

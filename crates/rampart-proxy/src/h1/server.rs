@@ -354,7 +354,7 @@ pub async fn serve<I, H, F, B>(
 ) where
     I: Io,
     H: FnMut(Request<ProxyBody>) -> F,
-    F: Future<Output = Response<B>>,
+    F: Future<Output = (Response<B>, Option<Box<codec::PassedFields>>)>,
     B: Body<Data = Bytes, Error = BoxError> + Unpin,
 {
     let idle = tokio::time::sleep(limits.idle_timeout);
@@ -433,6 +433,7 @@ pub async fn serve<I, H, F, B>(
         let body_finished = pump.as_ref().is_none_or(Pump::finished) && framing != Framing::Invalid;
         drop(pump);
 
+        let (response, passed) = response;
         let (parts, mut body) = response.into_parts();
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(sender) = upgrade_sender {
@@ -476,7 +477,7 @@ pub async fn serve<I, H, F, B>(
             (true, Version::HTTP_10) => Some("keep-alive"),
             _ => None,
         };
-        let passed = parts.extensions.get::<codec::PassedFields>();
+        let passed = passed.as_deref();
         let date = (!parts.headers.contains_key(header::DATE)
             && !passed.is_some_and(codec::PassedFields::has_date))
         .then(http_date);
