@@ -173,37 +173,35 @@ impl PassedFields {
 
     /// Picks the end-to-end fields among `buf_fields` (parsed from `buf`) in the same
     /// pass that notes their facts; `head` is added once the head has been taken out
-    /// of the buffer.
+    /// of the buffer. Built where it will stay (the box), not moved there.
     fn scan(
         buf: &[u8],
         buf_fields: &[httparse::Header<'_>],
         facts: &mut FieldFacts,
-    ) -> PassedFields {
-        let mut has_date = false;
-        let mut fields = smallvec::SmallVec::new();
+    ) -> Box<PassedFields> {
+        let mut passed = Box::new(PassedFields {
+            head: Bytes::new(),
+            fields: smallvec::SmallVec::new(),
+            has_date: false,
+            set: smallvec::SmallVec::new(),
+        });
         for field in buf_fields {
             let name = field.name.as_bytes();
             let is_length = match facts.note(name, field.value) {
                 FieldKind::HopByHop | FieldKind::RequestId => continue,
                 FieldKind::ContentLength => true,
                 FieldKind::Date => {
-                    has_date = true;
+                    passed.has_date = true;
                     false
                 }
                 FieldKind::Other => false,
             };
-            fields.push(PassedField {
+            passed.fields.push(PassedField {
                 name: span_in(buf, name),
                 value: span_in(buf, field.value),
                 is_length,
             });
         }
-        let mut passed = PassedFields {
-            head: Bytes::new(),
-            fields,
-            has_date,
-            set: smallvec::SmallVec::new(),
-        };
         if facts.names_fields {
             // The names a `Connection` field lists are hop-by-hop too (RFC 9110 §7.6.1).
             let listed: Vec<&[u8]> = buf_fields
@@ -577,34 +575,29 @@ pub fn parse_response(
     let status = StatusCode::from_u16(response.code.unwrap_or_default())
         .map_err(|_| HeadError::Malformed("invalid status code"))?;
     let version = version_of(response.version)?;
-    /// The fields, as they will be handed on.
-    enum Fields {
-        Passed(PassedFields),
-        ForMap(Spans),
-    }
+    // The fields, as they will be handed on: passed through, or spans for a map.
     let mut facts = FieldFacts::default();
-    let fields = if fields_as == ResponseFields::PassThrough && !status.is_informational() {
-        Fields::Passed(PassedFields::scan(buf, response.headers, &mut facts))
-    } else {
-        facts = FieldFacts::of(response.headers);
-        Fields::ForMap(Spans::of(buf, response.headers))
-    };
+    let (mut passed, spans) =
+        if fields_as == ResponseFields::PassThrough && !status.is_informational() {
+            (
+                Some(PassedFields::scan(buf, response.headers, &mut facts)),
+                None,
+            )
+        } else {
+            facts = FieldFacts::of(response.headers);
+            (None, Some(Spans::of(buf, response.headers)))
+        };
     let head = buf.split_to(consumed).freeze();
     let mut parts = http::Response::new(()).into_parts().0;
-    let passed = match fields {
+    match (&mut passed, spans) {
         // The fields the proxy sets go with the passed ones (`set_response_field`):
         // the map stays empty, without an allocation.
-        Fields::Passed(mut passed) => {
-            passed.head = head;
-            Some(Box::new(passed))
-        }
+        (Some(passed), _) => passed.head = head,
         // Room for the one field the proxy adds (the request id); kept small so that a
         // typical response's map stays a small allocation.
-        Fields::ForMap(spans) => {
-            parts.headers = spans.header_map(&head, 1)?;
-            None
-        }
-    };
+        (None, Some(spans)) => parts.headers = spans.header_map(&head, 1)?,
+        (None, None) => {}
+    }
     let framing = if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
