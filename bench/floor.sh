@@ -25,16 +25,7 @@ RAMPART_ADMIN=18115
 
 require_tools nginx wrk taskset curl
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for conf in upstream proxy; do
-    [[ -f "$work/$conf.pid" ]] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 rampart_binary
 cargo build --release --quiet --manifest-path bench/floor/Cargo.toml

@@ -26,15 +26,7 @@ ADMIN_PORT=18094
 
 require_tools nginx wrk taskset curl
 
-work=$(mktemp -d)
-cleanup() {
-  [[ -n "${rampart_pid:-}" ]] && kill "$rampart_pid" 2>/dev/null || true
-  for conf in upstream proxy; do
-    [[ -f "$work/$conf.pid" ]] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 rampart_binary
 
@@ -69,6 +61,7 @@ else
   (cd "$work" && RUST_LOG=warn taskset -c "$PROXY_CPU" "$RAMPART" serve --config rampart.toml --workers 1) &
 fi
 rampart_pid=$!
+pids+=("$rampart_pid")
 for _ in $(seq 1 600); do
   curl -fs "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null 2>&1 && break
   sleep 0.1

@@ -35,6 +35,24 @@ http {
 CONF
 }
 
+# bench_workdir: sets `work` to a fresh temporary directory and `pids` to an empty list;
+# on exit every process in `pids` and every nginx with a pid file in `work` is stopped
+# and `work` removed.
+bench_workdir() {
+  work=$(mktemp -d)
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  local pid pid_file
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid_file in "$work"/*.pid; do
+    [[ -f "$pid_file" ]] && kill "$(cat "$pid_file")" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+
 # Sets RAMPART to the binary under test: RAMPART_BIN when given (a binary built
 # elsewhere, for A/B comparisons of two builds), else a fresh release build.
 rampart_binary() {

@@ -29,14 +29,7 @@ RAMPART_ADMIN=18104
 
 require_tools nginx wrk taskset curl valgrind callgrind_control python3 objdump
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [[ -f "$work/upstream.pid" ]] && kill "$(cat "$work/upstream.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 rampart_binary
 

@@ -25,15 +25,7 @@ NGINX_SAME_PORT=18085
 
 require_tools nginx wrk taskset curl
 
-work=$(mktemp -d)
-cleanup() {
-  [[ -n "${rampart_pid:-}" ]] && kill "$rampart_pid" 2>/dev/null || true
-  for conf in upstream proxy same; do
-    [[ -f "$work/$conf.pid" ]] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
 rampart_binary
 
@@ -49,6 +41,7 @@ RUST_LOG=warn taskset -c "$PROXY_CPU" "$RAMPART" proxy --from 127.0.0.1:$RAMPART
   --to http://127.0.0.1:$UPSTREAM_PORT --admin 127.0.0.1:$RAMPART_ADMIN --workers 1 \
   --access-log "$work/rampart-access.log" &
 rampart_pid=$!
+pids+=("$rampart_pid")
 for _ in $(seq 1 100); do
   curl -fs "http://127.0.0.1:$RAMPART_PORT/" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$NGINX_PROXY_PORT/" >/dev/null 2>&1 \
     && curl -fs "http://127.0.0.1:$NGINX_SAME_PORT/" >/dev/null 2>&1 && break

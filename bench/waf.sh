@@ -6,9 +6,10 @@
 # the engine's own cost per request in process.
 #
 # Needs: nginx, libnginx-mod-http-modsecurity, wrk; the CRS rules (../shared/crs, or
-# set CRS_DIR). Usage: bench/waf.sh [duration-seconds] [connections]
+# set CRS_DIR). Usage: [RAMPART_BIN=path] bench/waf.sh [duration-seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 DURATION=${1:-8}
 CONNECTIONS=${2:-50}
@@ -18,27 +19,14 @@ UPSTREAM_PORT=18101
 NGINX_PORT=18102
 RAMPART_PORT=18103
 ADMIN_PORT=18104
-PROXY_CPU=0
-LOAD_CPU=1
 
-for tool in nginx wrk taskset curl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool"; exit 1; }
-done
+require_tools nginx wrk taskset curl
 [[ -f "$MODSEC_MODULE" ]] || { echo "missing $MODSEC_MODULE (apt-get install libnginx-mod-http-modsecurity)"; exit 1; }
 [[ -d "$CRS_DIR/rules" ]] || { echo "CRS rules not found; set CRS_DIR"; exit 1; }
 
-work=$(mktemp -d)
-cleanup() {
-  [[ -n "${rampart_pid:-}" ]] && kill "$rampart_pid" 2>/dev/null || true
-  for conf in upstream modsec; do
-    [[ -f "$work/$conf.pid" ]] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir
 
-cargo build --release --quiet -p rampart
-RAMPART=$PWD/target/release/rampart
+rampart_binary
 
 echo "== in-process (the engine alone, one core)"
 RAMPART_SHARED_DIR=$(dirname "$CRS_DIR") cargo bench --quiet -p rampart-waf --bench crs -- --noplot 2>&1 | grep -E "^(crs-pl1|libinjection)/|time:|compiled"
@@ -92,6 +80,7 @@ taskset -c $LOAD_CPU nginx -c "$work/upstream.conf" -e "$work/upstream.error.log
 taskset -c $PROXY_CPU nginx -c "$work/modsec.conf" -e "$work/modsec.error.log"
 (cd "$work" && RUST_LOG=error taskset -c $PROXY_CPU "$RAMPART" serve --config rampart.toml --workers 1) &
 rampart_pid=$!
+pids+=("$rampart_pid")
 for _ in $(seq 1 200); do
   curl -fs "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$NGINX_PORT/" >/dev/null 2>&1 && break
   sleep 0.1
