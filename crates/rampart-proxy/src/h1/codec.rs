@@ -575,29 +575,36 @@ pub fn parse_response(
     let status = StatusCode::from_u16(response.code.unwrap_or_default())
         .map_err(|_| HeadError::Malformed("invalid status code"))?;
     let version = version_of(response.version)?;
-    // The fields, as they will be handed on: passed through, or spans for a map.
+    /// The fields, as they will be handed on. (Matched at once, so the variants'
+    /// difference in size costs nothing.)
+    #[allow(clippy::large_enum_variant)]
+    enum Fields {
+        Passed(Box<PassedFields>),
+        ForMap(Spans),
+    }
     let mut facts = FieldFacts::default();
-    let (mut passed, spans) =
-        if fields_as == ResponseFields::PassThrough && !status.is_informational() {
-            (
-                Some(PassedFields::scan(buf, response.headers, &mut facts)),
-                None,
-            )
-        } else {
-            facts = FieldFacts::of(response.headers);
-            (None, Some(Spans::of(buf, response.headers)))
-        };
+    let fields = if fields_as == ResponseFields::PassThrough && !status.is_informational() {
+        Fields::Passed(PassedFields::scan(buf, response.headers, &mut facts))
+    } else {
+        facts = FieldFacts::of(response.headers);
+        Fields::ForMap(Spans::of(buf, response.headers))
+    };
     let head = buf.split_to(consumed).freeze();
     let mut parts = http::Response::new(()).into_parts().0;
-    match (&mut passed, spans) {
+    let passed = match fields {
         // The fields the proxy sets go with the passed ones (`set_response_field`):
         // the map stays empty, without an allocation.
-        (Some(passed), _) => passed.head = head,
+        Fields::Passed(mut passed) => {
+            passed.head = head;
+            Some(passed)
+        }
         // Room for the one field the proxy adds (the request id); kept small so that a
         // typical response's map stays a small allocation.
-        (None, Some(spans)) => parts.headers = spans.header_map(&head, 1)?,
-        (None, None) => {}
-    }
+        Fields::ForMap(spans) => {
+            parts.headers = spans.header_map(&head, 1)?;
+            None
+        }
+    };
     let framing = if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT

@@ -239,11 +239,15 @@ retry = {{ attempts = 1, backoff_base = "1ms" }}
     let flaky = upstream(move |_req| {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         async move {
-            if n.is_multiple_of(2) {
-                reply(503, "try again")
+            let (status, body, attempt) = if n.is_multiple_of(2) {
+                (503, "try again", "first")
             } else {
-                reply(200, "second time")
-            }
+                (200, "second time", "second")
+            };
+            let mut r = reply(status, body);
+            r.headers_mut()
+                .insert("x-attempt", attempt.parse().expect("value"));
+            r
         }
     })
     .await;
@@ -259,7 +263,11 @@ retry = {{ attempts = 2, on_status = [503], backoff_base = "1ms" }}
         flaky.url()
     ))
     .await;
-    assert_eq!(get(addr2, "/").await.text(), "second time");
+    let retried = get(addr2, "/").await;
+    assert_eq!(retried.text(), "second time");
+    // The answer carries the fields of the attempt that gave it, not an earlier one's.
+    let attempts: Vec<_> = retried.headers.get_all("x-attempt").iter().collect();
+    assert_eq!(attempts, ["second"]);
     // POST is not idempotent: no retry.
     let answer = send(
         &client(),
