@@ -652,23 +652,25 @@ async fn send(
                     body: request_body,
                     response_fields: outgoing.response_fields,
                     now,
+                    deadline,
                     passed,
                 },
             );
-            match tokio::time::timeout_at(deadline, sent).await {
-                Err(_) => Err(timed_out()),
-                Ok(Err(e)) if body.client_failure().is_some() => Err(ProxyError::new(
+            // The client enforces the deadline (a timer per connection, not per request).
+            match sent.await {
+                Err(SendError::Timeout) => Err(timed_out()),
+                Err(e) if body.client_failure().is_some() => Err(ProxyError::new(
                     body.client_failure().unwrap_or(ErrorKind::ClientBody),
                     e.to_string(),
                 )),
-                Ok(Err(SendError::Body(e))) => {
+                Err(SendError::Body(e)) => {
                     Err(ProxyError::new(ErrorKind::ClientBody, e.to_string()))
                 }
-                Ok(Err(SendError::Connect(e))) => Err(ProxyError::new(
+                Err(SendError::Connect(e)) => Err(ProxyError::new(
                     ErrorKind::UpstreamConnect,
                     format!("{}: {e}", slot.label),
                 )),
-                Ok(Err(SendError::Protocol { detail, retryable })) => {
+                Err(SendError::Protocol { detail, retryable }) => {
                     let mut error = ProxyError::new(
                         ErrorKind::UpstreamProtocol,
                         format!("{}: {detail}", slot.label),
@@ -676,7 +678,7 @@ async fn send(
                     error.retryable = retryable;
                     Err(error)
                 }
-                Ok(Ok(response)) => {
+                Ok(response) => {
                     let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
                     let (mut parts, incoming) = response.into_parts();
                     headers::remove_hop_by_hop(&mut parts.headers, switching && outgoing.upgrade);

@@ -332,6 +332,7 @@ impl Pool {
                     body,
                     response_fields: _,
                     now: _,
+                    deadline,
                     passed: _,
                 } = request;
                 let Endpoint::Http { scheme, authority } = &target.endpoint else {
@@ -355,7 +356,11 @@ impl Pool {
                 if self.config.protocol == Protocol::H2c {
                     *request.version_mut() = Version::HTTP_2;
                 }
-                match client.request(request).await {
+                let Ok(answer) = tokio::time::timeout_at(deadline, client.request(request)).await
+                else {
+                    return Err(SendError::Timeout);
+                };
+                match answer {
                     Ok(response) => {
                         Ok(response.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
                     }
@@ -583,6 +588,7 @@ async fn probe(
                     body: empty(),
                     response_fields: crate::h1::codec::ResponseFields::PassThrough,
                     now: Instant::now(),
+                    deadline: tokio::time::Instant::now() + timeout,
                     passed: &mut None,
                 },
             )

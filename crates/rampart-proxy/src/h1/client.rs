@@ -4,6 +4,7 @@
 //! channel in between). A connection goes back to the pool the moment its response
 //! body has been read to the end.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -53,6 +54,9 @@ pub enum SendError {
         /// Whether a retry is safe.
         retryable: bool,
     },
+    /// The deadline passed before the response head arrived.
+    #[error("no response head before the deadline")]
+    Timeout,
 }
 
 /// A TCP or TLS connection to a target.
@@ -111,6 +115,10 @@ struct Conn {
     /// that attempt's length, never under-estimated, and no clock is read to check it in.
     last_used: Instant,
     reused: bool,
+    /// The deadline timer of the exchanges on this connection, kept from one request to
+    /// the next (see [`before_deadline`]): a request costs no timer registration.
+    /// Taken out while an exchange runs.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Conn {
@@ -178,6 +186,9 @@ pub struct Outbound<'a> {
     pub response_fields: codec::ResponseFields,
     /// When the attempt began (the idle pool's clock: no reading of its own).
     pub now: Instant,
+    /// When the attempt gives up waiting for the response head
+    /// ([`SendError::Timeout`]).
+    pub deadline: tokio::time::Instant,
     /// Where the response's fields go when they pass through (`response_fields`).
     pub passed: &'a mut Option<Box<codec::PassedFields>>,
 }
@@ -214,7 +225,11 @@ impl TargetClient {
         }
     }
 
-    async fn connect(&self, now: Instant) -> Result<Conn, SendError> {
+    async fn connect(
+        &self,
+        now: Instant,
+        deadline: tokio::time::Instant,
+    ) -> Result<Conn, SendError> {
         let connect = &self.connect;
         let attempt = async {
             let tcp = TcpStream::connect(connect.authority.as_str())
@@ -236,10 +251,13 @@ impl TargetClient {
                 out: Vec::with_capacity(1024),
                 last_used: now,
                 reused: false,
+                timer: None,
             })
         };
-        match tokio::time::timeout(connect.connect_timeout, attempt).await {
+        let connect_deadline = tokio::time::Instant::now() + connect.connect_timeout;
+        match tokio::time::timeout_at(connect_deadline.min(deadline), attempt).await {
             Ok(result) => result,
+            Err(_) if deadline < connect_deadline => Err(SendError::Timeout),
             Err(_) => Err(SendError::Connect(format!(
                 "no connection within {:?}",
                 connect.connect_timeout
@@ -263,6 +281,7 @@ impl TargetClient {
             body,
             response_fields,
             now,
+            deadline,
             passed,
         } = request;
         let hint = body.size_hint();
@@ -284,7 +303,7 @@ impl TargetClient {
         loop {
             let (mut conn, reused) = match self.checkout(now) {
                 Some(conn) => (conn, true),
-                None => (self.connect(now).await?, false),
+                None => (self.connect(now, deadline).await?, false),
             };
             conn.out.clear();
             codec::encode_request_head(
@@ -296,11 +315,17 @@ impl TargetClient {
                 added,
                 framing,
             );
-            let written = write_request(&mut conn, body.take(), framing).await;
-            let outcome = match written {
-                Ok(()) => read_response_head(&mut conn, method, response_fields).await,
-                Err(e) => Err(e),
-            };
+            let mut timer = conn
+                .timer
+                .take()
+                .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+            let outcome = before_deadline(timer.as_mut(), deadline, async {
+                write_request(&mut conn, body.take(), framing).await?;
+                read_response_head(&mut conn, method, response_fields).await
+            })
+            .await
+            .unwrap_or(Err(SendError::Timeout));
+            conn.timer = Some(timer);
             match outcome {
                 Ok(mut response_head) => {
                     *passed = response_head.passed.take();
@@ -362,6 +387,37 @@ impl TargetClient {
         *response.body_mut() = body.boxed();
         response
     }
+}
+
+/// Runs `exchange` until `deadline`: `None` when the deadline passes first.
+///
+/// The timer is armed lazily. A connection's requests nearly always have later
+/// deadlines than the one before, so the timer, once registered, stays as it is: when
+/// it fires before the current deadline it is moved to that deadline and waited on
+/// again. That is one timer update per timeout period of a busy connection, instead of
+/// a registration and a removal (each under the timer driver's lock) per request.
+async fn before_deadline<T>(
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    deadline: tokio::time::Instant,
+    exchange: impl Future<Output = T>,
+) -> Option<T> {
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    let mut exchange = std::pin::pin!(exchange);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(None);
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Writes the head (already encoded in `conn.out`) and the body.

@@ -1,6 +1,7 @@
 //! Health checks, outlier ejection, circuit breaker, retries and their budget,
 //! bulkheads, timeouts and fault injection, against real upstream servers.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -456,6 +457,103 @@ retry = {{ attempts = 5, on_timeout = true, backoff_base = "1ms" }}
         took >= Duration::from_millis(400) && took < Duration::from_millis(1200),
         "{took:?}"
     );
+}
+
+/// An HTTP/1.1 upstream that counts its connections: `/fast` answers at once, any
+/// other path after two seconds.
+async fn counting_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let fast = buf.starts_with(b"GET /fast ");
+                    buf.drain(..end + 4);
+                    if !fast {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn per_try_timeout_holds_on_a_reused_connection_whatever_its_timer_did_before() {
+    let (upstream_addr, connections) = counting_upstream().await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.app]
+targets = ["http://{upstream_addr}"]
+[[routes]]
+match = {{ path_prefix = "/" }}
+upstream = "app"
+timeouts = {{ per_try = "300ms", total = "5s" }}
+retry = {{ attempts = 0 }}
+"#
+    ))
+    .await;
+    let slow_times_out_on_its_own_deadline = |took: Duration| {
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_millis(1500),
+            "{took:?}"
+        );
+    };
+    // A slow request on the connection a fast one used 150 ms before: the timer the
+    // fast one armed would fire 150 ms into the slow one, which must still get its
+    // full 300 ms.
+    assert_eq!(get(addr, "/fast").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = Instant::now();
+    let answer = get(addr, "/slow").await;
+    assert_eq!(answer.status, 504);
+    assert_eq!(
+        answer.json()["type"],
+        "urn:rampart:problem:upstream-timeout"
+    );
+    slow_times_out_on_its_own_deadline(started.elapsed());
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "the connection was reused"
+    );
+
+    // The timed-out connection is gone; a new one's timer fires while it idles in the
+    // pool, and the next slow request on it still waits its own 300 ms.
+    assert_eq!(get(addr, "/fast").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    assert_eq!(get(addr, "/slow").await.status, 504);
+    slow_times_out_on_its_own_deadline(started.elapsed());
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "the connection was reused"
+    );
+
+    // And a fast request after all that is answered.
+    assert_eq!(get(addr, "/fast").await.status, 200);
 }
 
 #[tokio::test]
