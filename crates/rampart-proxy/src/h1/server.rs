@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -292,6 +292,39 @@ impl StopFlag {
     }
 }
 
+/// The gateway's stop signal, as a connection waits for its next request.
+struct StopWait<'a, S> {
+    /// Completes when the stop is sent.
+    signalled: Pin<&'a mut S>,
+    /// The identity (data and vtable addresses, compared and never used) of the waker
+    /// `signalled` was last polled with.
+    registered: Option<(usize, usize)>,
+    flag: StopFlag,
+}
+
+impl<S: Future<Output = ()>> StopWait<'_, S> {
+    /// Ready once the stop is requested. The signal, whose every poll takes its
+    /// waiters' lock, is polled only when it does not hold this task's waker yet: a
+    /// connection's task registers once, not once per request, and reads the flag
+    /// when woken.
+    fn poll_stop(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.flag.requested() {
+            return Poll::Ready(());
+        }
+        let waker = (
+            cx.waker().data() as usize,
+            std::ptr::from_ref(cx.waker().vtable()) as usize,
+        );
+        if self.registered != Some(waker) {
+            if self.signalled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            self.registered = Some(waker);
+        }
+        Poll::Pending
+    }
+}
+
 /// Waits for the next request head in `buf`, reading as needed; `None` when the
 /// connection should close (client gone, idle, draining, or a refused head).
 ///
@@ -303,8 +336,7 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
     buf: &mut BytesMut,
     limits: ServerLimits,
     idle: &mut Pin<&mut tokio::time::Sleep>,
-    stopped: &mut Pin<&mut S>,
-    stop: &StopFlag,
+    stop: &mut StopWait<'_, S>,
 ) -> Option<codec::RequestHead> {
     let deadline = tokio::time::Instant::now() + limits.idle_timeout;
     loop {
@@ -323,7 +355,7 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
                     return None;
                 }
             }
-        } else if stop.requested() {
+        } else if stop.flag.requested() {
             return None;
         }
         buf.reserve(READ_CHUNK);
@@ -338,7 +370,7 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
                 }
                 idle.as_mut().reset(deadline);
             }
-            () = stopped.as_mut(), if buf.is_empty() => return None,
+            () = std::future::poll_fn(|cx| stop.poll_stop(cx)), if buf.is_empty() => return None,
         }
     }
 }
@@ -359,13 +391,16 @@ pub async fn serve<I, H, F, B>(
 {
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
-    let stopped = stop_signalled(stop.clone());
-    tokio::pin!(stopped);
-    let stop = StopFlag::new(stop);
+    let signalled = stop_signalled(stop.clone());
+    tokio::pin!(signalled);
+    let mut stop = StopWait {
+        signalled,
+        registered: None,
+        flag: StopFlag::new(stop),
+    };
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let Some(head) = next_head(&mut io, &mut buf, limits, &mut idle, &mut stopped, &stop).await
-        else {
+        let Some(head) = next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await else {
             return;
         };
         let codec::RequestHead {
@@ -455,7 +490,7 @@ pub async fn serve<I, H, F, B>(
                 return;
             }
         }
-        let stopping = stop.requested();
+        let stopping = stop.flag.requested();
         let no_body = is_head
             || parts.status.is_informational()
             || parts.status == StatusCode::NO_CONTENT

@@ -67,6 +67,62 @@ upstream = "app"
 }
 
 #[tokio::test]
+async fn shutdown_closes_idle_kept_alive_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = fixed("answered").await;
+    let (gw, addr) = gateway(&format!(
+        r#"
+server = {{ shutdown_grace = "5s" }}
+[upstreams.app]
+targets = ["{}"]
+[[routes]]
+upstream = "app"
+"#,
+        up.url()
+    ))
+    .await;
+    // Two kept-alive connections, idle after two answered requests each (so their
+    // tasks have waited for a request before, and wait again now).
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        for _ in 0..2 {
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+                .await
+                .expect("write");
+            let mut answer = Vec::new();
+            while !answer.ends_with(b"answered") {
+                let mut chunk = [0u8; 1024];
+                let n = stream.read(&mut chunk).await.expect("read");
+                assert!(
+                    n > 0,
+                    "closed early: {:?}",
+                    String::from_utf8_lossy(&answer)
+                );
+                answer.extend_from_slice(&chunk[..n]);
+            }
+        }
+        idle.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    gw.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "idle connections held the shutdown: {took:?}"
+    );
+    for mut stream in idle {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut rest))
+            .await
+            .expect("the idle connection is closed");
+        assert!(read.is_ok() && rest.is_empty(), "{read:?} {rest:?}");
+    }
+}
+
+#[tokio::test]
 async fn reload_under_load_loses_no_request_and_applies_the_new_config() {
     let up = fixed("ok").await;
     let body = |version: &str| {
