@@ -123,16 +123,18 @@ struct Conn {
 
 impl Conn {
     /// Whether the peer closed (or sent something unasked) while the connection idled.
-    /// Costs no system call unless the socket was reported readable.
-    fn is_stale(&mut self) -> bool {
+    /// Costs no system call unless the socket was reported readable. Probed with the
+    /// task's own context: the waker it leaves with the socket is the one the response
+    /// read needs next (a stand-in would be swapped out again, a reference count down
+    /// and up).
+    fn is_stale(&mut self, cx: &mut Context<'_>) -> bool {
         if !self.buf.is_empty() {
             return true;
         }
         let mut probe = [0u8; 1];
         let mut read = ReadBuf::new(&mut probe);
-        let mut cx = Context::from_waker(std::task::Waker::noop());
         !matches!(
-            Pin::new(&mut self.stream).poll_read(&mut cx, &mut read),
+            Pin::new(&mut self.stream).poll_read(cx, &mut read),
             Poll::Pending
         )
     }
@@ -204,18 +206,28 @@ impl TargetClient {
         }
     }
 
-    /// A kept-alive connection still fresh at `now`, marked as taken at `now`.
+    /// A kept-alive connection idle for less than the idle timeout at `now`.
     fn checkout(&self, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.lock();
-        while let Some(mut conn) = idle.pop() {
-            if now.saturating_duration_since(conn.last_used) < self.idle_timeout && !conn.is_stale()
-            {
+        while let Some(conn) = idle.pop() {
+            if now.saturating_duration_since(conn.last_used) < self.idle_timeout {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// A kept-alive connection still fresh at `now` and still open, marked as taken
+    /// at `now`.
+    async fn checkout_open(&self, now: Instant) -> Option<Conn> {
+        loop {
+            let mut conn = self.checkout(now)?;
+            if !std::future::poll_fn(|cx| Poll::Ready(conn.is_stale(cx))).await {
                 conn.reused = true;
                 conn.last_used = now;
                 return Some(conn);
             }
         }
-        None
     }
 
     fn checkin(&self, conn: Conn) {
@@ -301,7 +313,7 @@ impl TargetClient {
         // request without a body is sent again on a new one when that happens.
         let mut body = Some(body);
         loop {
-            let (mut conn, reused) = match self.checkout(now) {
+            let (mut conn, reused) = match self.checkout_open(now).await {
                 Some(conn) => (conn, true),
                 None => (self.connect(now, deadline).await?, false),
             };
@@ -397,23 +409,24 @@ impl TargetClient {
 /// again. That is one timer update per timeout period of a busy connection, instead of
 /// a registration and a removal (each under the timer driver's lock) per request.
 async fn before_deadline<T>(
-    mut timer: Pin<&mut tokio::time::Sleep>,
+    timer: Pin<&mut tokio::time::Sleep>,
     deadline: tokio::time::Instant,
     exchange: impl Future<Output = T>,
 ) -> Option<T> {
+    let mut timer = super::LazyTimer::new(timer);
     if timer.deadline() > deadline {
-        timer.as_mut().reset(deadline);
+        timer.reset(deadline);
     }
     let mut exchange = std::pin::pin!(exchange);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        while timer.as_mut().poll(cx).is_ready() {
+        while timer.poll_fired(cx).is_ready() {
             if tokio::time::Instant::now() >= deadline {
                 return Poll::Ready(None);
             }
-            timer.as_mut().reset(deadline);
+            timer.reset(deadline);
         }
         Poll::Pending
     })

@@ -11,3 +11,84 @@ pub(crate) mod client;
 pub mod codec;
 pub(crate) mod server;
 pub(crate) mod upgrade;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// The waker a future was last polled with, known by identity (its data and vtable
+/// addresses, compared and never used). Futures that keep their waker between polls,
+/// a timer or a notification, swap it under an atomic exchange or a lock on every
+/// poll; with this they are polled again only for another waker.
+#[derive(Default)]
+pub(crate) struct LastWaker(Option<(usize, usize)>);
+
+impl LastWaker {
+    fn of(cx: &Context<'_>) -> (usize, usize) {
+        let waker = cx.waker();
+        (
+            waker.data() as usize,
+            std::ptr::from_ref(waker.vtable()) as usize,
+        )
+    }
+
+    /// Whether `cx` carries another waker than the one recorded.
+    pub(crate) fn differs(&self, cx: &Context<'_>) -> bool {
+        self.0 != Some(Self::of(cx))
+    }
+
+    /// Records `cx`'s waker as the one the future holds.
+    pub(crate) fn record(&mut self, cx: &Context<'_>) {
+        self.0 = Some(Self::of(cx));
+    }
+
+    /// Forgets the waker (the future gave it up, by completing).
+    pub(crate) fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// A timer kept across waits and polled only when it may have fired or the waiting
+/// task's waker is not the one it holds.
+pub(crate) struct LazyTimer<'a> {
+    sleep: Pin<&'a mut tokio::time::Sleep>,
+    waker: LastWaker,
+}
+
+impl<'a> LazyTimer<'a> {
+    /// Wraps `sleep`.
+    pub(crate) fn new(sleep: Pin<&'a mut tokio::time::Sleep>) -> Self {
+        Self {
+            sleep,
+            waker: LastWaker::default(),
+        }
+    }
+
+    /// When the timer fires.
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        self.sleep.deadline()
+    }
+
+    /// Moves the timer to `deadline` (it keeps its waker unless it had fired).
+    pub(crate) fn reset(&mut self, deadline: tokio::time::Instant) {
+        self.sleep.as_mut().reset(deadline);
+    }
+
+    /// Ready when the timer has fired.
+    pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.waker.differs(cx) && !self.sleep.is_elapsed() {
+            return Poll::Pending;
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                // A fired timer may have given up its waker: the next wait polls.
+                self.waker.forget();
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                self.waker.record(cx);
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -296,9 +296,8 @@ impl StopFlag {
 struct StopWait<'a, S> {
     /// Completes when the stop is sent.
     signalled: Pin<&'a mut S>,
-    /// The identity (data and vtable addresses, compared and never used) of the waker
-    /// `signalled` was last polled with.
-    registered: Option<(usize, usize)>,
+    /// The waker `signalled` holds.
+    registered: super::LastWaker,
     flag: StopFlag,
 }
 
@@ -311,15 +310,11 @@ impl<S: Future<Output = ()>> StopWait<'_, S> {
         if self.flag.requested() {
             return Poll::Ready(());
         }
-        let waker = (
-            cx.waker().data() as usize,
-            std::ptr::from_ref(cx.waker().vtable()) as usize,
-        );
-        if self.registered != Some(waker) {
+        if self.registered.differs(cx) {
             if self.signalled.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
-            self.registered = Some(waker);
+            self.registered.record(cx);
         }
         Poll::Pending
     }
@@ -335,7 +330,7 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
     io: &mut I,
     buf: &mut BytesMut,
     limits: ServerLimits,
-    idle: &mut Pin<&mut tokio::time::Sleep>,
+    idle: &mut super::LazyTimer<'_>,
     stop: &mut StopWait<'_, S>,
 ) -> Option<codec::RequestHead> {
     let deadline = tokio::time::Instant::now() + limits.idle_timeout;
@@ -364,11 +359,11 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             },
-            () = idle.as_mut() => {
+            () = std::future::poll_fn(|cx| idle.poll_fired(cx)) => {
                 if tokio::time::Instant::now() >= deadline {
                     return None;
                 }
-                idle.as_mut().reset(deadline);
+                idle.reset(deadline);
             }
             () = std::future::poll_fn(|cx| stop.poll_stop(cx)), if buf.is_empty() => return None,
         }
@@ -391,11 +386,12 @@ pub async fn serve<I, H, F, B>(
 {
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
+    let mut idle = super::LazyTimer::new(idle);
     let signalled = stop_signalled(stop.clone());
     tokio::pin!(signalled);
     let mut stop = StopWait {
         signalled,
-        registered: None,
+        registered: super::LastWaker::default(),
         flag: StopFlag::new(stop),
     };
     let mut out: Vec<u8> = Vec::with_capacity(4096);

@@ -651,6 +651,51 @@ upstream = "echo"
 }
 
 #[tokio::test]
+async fn the_idle_timeout_counts_from_the_last_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_gw, addr) = gateway(
+        r#"
+server = { idle_timeout = "400ms" }
+[upstreams.echo]
+targets = ["builtin:echo"]
+[[routes]]
+upstream = "echo"
+"#,
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut buf = vec![0u8; 64 * 1024];
+    // Requests 250 ms apart keep the connection: the timer armed for the first wait
+    // fires during the second and is moved, not obeyed.
+    let mut last = Instant::now();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .await
+            .expect("write");
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "the connection is kept while requests come"
+        );
+        last = Instant::now();
+    }
+    // Then idle: closed 400 ms after the last request, by a timer that fired early
+    // and was moved at least once.
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    let took = last.elapsed();
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the server closed the connection: {read:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
 async fn fault_injection_delays_and_aborts() {
     let up = fixed("ok").await;
     let (_gw, addr) = gateway(&format!(
