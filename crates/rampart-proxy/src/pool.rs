@@ -100,6 +100,9 @@ pub struct Pool {
     /// Outlier detection and the circuit breaker, under one lock: an attempt's
     /// outcome updates both at once.
     health: Mutex<PoolHealth>,
+    /// Whether the breaker (if any) is closed, as it was last left under `health`'s
+    /// lock: a closed breaker admits without the lock.
+    breaker_closed: AtomicBool,
     /// Concurrency limit.
     pub bulkhead: Bulkhead,
     /// Retry budget.
@@ -291,6 +294,7 @@ impl Pool {
             cursor: AtomicUsize::new(0),
             ring: ring(&targets),
             transport: build_transport(&config, &targets),
+            breaker_closed: AtomicBool::new(true),
             health: Mutex::new(PoolHealth {
                 outlier: OutlierDetector::new(config.outlier.clone(), targets.len()),
                 breaker: config.breaker.clone().map(CircuitBreaker::new),
@@ -436,8 +440,8 @@ impl Pool {
 
     /// Whether the circuit breaker (if any) admits an attempt at `now`.
     pub fn admit(&self, now: Instant) -> Admission {
-        // Without a breaker, nothing to lock.
-        if self.config.breaker.is_none() {
+        // Without a breaker, or with it closed, nothing to lock.
+        if self.config.breaker.is_none() || self.breaker_closed.load(Ordering::Acquire) {
             return Admission::Allowed;
         }
         self.health
@@ -466,6 +470,10 @@ impl Pool {
             let mut health = self.health.lock();
             if let Some(breaker) = &mut health.breaker {
                 breaker.on_result(now, success, probe);
+                self.breaker_closed.store(
+                    breaker.state(now) == BreakerState::Closed,
+                    Ordering::Release,
+                );
             }
             health.outlier.record(index, now, outcome)
         };
