@@ -187,12 +187,11 @@ async fn drive_http2<I: Io>(
 async fn serve_connection<I: Io>(mut io: I, alpn_h2: bool, conn: ConnectionSetup) {
     let ConnectionSetup {
         shared,
-        info,
+        mut info,
         builder,
         limits,
         stop,
     } = conn;
-    let activity = Arc::clone(&info.activity);
     let mut buf = BytesMut::new();
     let mut http2 = alpn_h2;
     if !http2 {
@@ -208,6 +207,10 @@ async fn serve_connection<I: Io>(mut io: I, alpn_h2: bool, conn: ConnectionSetup
         http2 = buf.starts_with(H2_PREFACE);
     }
     if http2 {
+        // Only HTTP/2 needs the count of unfinished requests (its idle watchdog).
+        let activity = Arc::new(ConnectionActivity::new());
+        info.activity = Some(Arc::clone(&activity));
+        let info = Arc::new(info);
         let service = service_fn(
             move |request: http::Request<hyper::body::Incoming>| -> ResponseFuture {
                 let request = request.map(|b| -> ProxyBody {
@@ -235,6 +238,7 @@ async fn serve_connection<I: Io>(mut io: I, alpn_h2: bool, conn: ConnectionSetup
         drive_http2(&builder, io, service, &activity, limits.idle_timeout, stop).await;
         return;
     }
+    let info = Arc::new(info);
     crate::h1::server::serve(io, buf, limits, stop, move |request| {
         handle(Arc::clone(&shared), Arc::clone(&info), request)
     })
@@ -244,7 +248,7 @@ async fn serve_connection<I: Io>(mut io: I, alpn_h2: bool, conn: ConnectionSetup
 /// What a connection task needs from its listener.
 struct ConnectionSetup {
     shared: Arc<Shared>,
-    info: Arc<ConnectionInfo>,
+    info: ConnectionInfo,
     builder: Arc<hyper::server::conn::http2::Builder<TokioExecutor>>,
     limits: ServerLimits,
     stop: watch::Receiver<bool>,
@@ -281,16 +285,16 @@ pub(crate) async fn serve(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let info = Arc::new(ConnectionInfo {
+        let info = ConnectionInfo {
             listener: Arc::clone(&name),
             peer,
             peer_ip_value: crate::headers::ip_value(peer.ip()),
             peer_text: peer.to_string().into(),
             scheme: if tls.is_some() { "https" } else { "http" },
-            activity: Arc::new(ConnectionActivity::new()),
+            activity: None,
             forwarded: Arc::default(),
             host: parking_lot::Mutex::new(None),
-        });
+        };
         let context = ConnectionSetup {
             shared: Arc::clone(&shared),
             info,

@@ -48,8 +48,9 @@ pub(crate) struct ConnectionInfo {
     /// The peer's address as text, for the access log.
     pub peer_text: Arc<str>,
     pub scheme: &'static str,
-    /// Idle tracking; a request counts as activity until its response body ends.
-    pub activity: Arc<ConnectionActivity>,
+    /// Idle tracking of HTTP/2 connections (HTTP/1.1 connections track their own); a
+    /// request counts as activity until its response body ends.
+    pub activity: Option<Arc<ConnectionActivity>>,
     /// The `Forwarded` value last sent for this connection.
     pub forwarded: Arc<headers::ForwardedCache>,
     /// The last authority requested on this connection with its host (lower case,
@@ -87,9 +88,11 @@ pub(crate) async fn handle(
     let received = Instant::now();
     let wall = crate::clock::wall_time(received);
     shared.metrics.in_flight.inc();
-    conn.activity
-        .in_flight
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(activity) = &conn.activity {
+        activity
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let runtime = shared.runtime.load_full();
     let server = &runtime.config.server;
     let (parts, body) = request.into_parts();
@@ -469,10 +472,11 @@ impl Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         self.shared.metrics.in_flight.dec();
-        self.conn
-            .activity
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(activity) = &self.conn.activity {
+            activity
+                .in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(trace) = self.trace.take() {
             trace.export();
         }
