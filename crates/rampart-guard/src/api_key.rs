@@ -130,6 +130,17 @@ impl KeyCache {
             })
     }
 
+    /// The cached answer for a presented key when it is at hand without waiting
+    /// (`None`: not cached, or the cache is busy with its upkeep; ask [`Self::principal`]).
+    pub fn cached_now(&self, presented: &str) -> Option<Option<Arc<Admitted>>> {
+        let lookup = std::pin::pin!(self.entries.get(presented));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(lookup, &mut cx) {
+            std::task::Poll::Ready(answer) => answer,
+            std::task::Poll::Pending => None,
+        }
+    }
+
     /// Drops every cached answer.
     pub fn clear(&self) {
         self.entries.invalidate_all();
@@ -244,19 +255,14 @@ impl AuthGuard {
         Some(Cow::Owned(found))
     }
 
-    async fn check_inner(
+    /// Decides on a request that presents no API key: a JWT, when the route takes them.
+    async fn check_without_api_key(
         &self,
         head: &mut http::request::Parts,
         ctx: &mut RequestContext,
     ) -> Result<(), ProxyError> {
-        let api_key = if self.policy.api_key {
-            self.presented(head)
-        } else {
-            None
-        };
-        let principal = match (api_key, &self.jwt) {
-            (Some(presented), _) => self.api_key_principal(&presented).await?,
-            (None, Some(verifier)) => match Self::bearer_token(&head.headers) {
+        let principal = match &self.jwt {
+            Some(verifier) => match Self::bearer_token(&head.headers) {
                 Some(token) => match verifier.verify(&token).await {
                     Ok(p) => Arc::new(Admitted::new(p)),
                     Err(crate::jwt::Rejected(why)) => {
@@ -275,7 +281,7 @@ impl AuthGuard {
                     ));
                 }
             },
-            (None, None) => {
+            None => {
                 crate::deny(&self.metrics, &self.route, "auth_missing");
                 return Err(ProxyError::new(ErrorKind::Unauthenticated, "no API key"));
             }
@@ -285,14 +291,7 @@ impl AuthGuard {
 
     async fn api_key_principal(&self, presented: &str) -> Result<Arc<Admitted>, ProxyError> {
         match self.keys.principal(presented).await {
-            Ok(Some(p)) => Ok(p),
-            Ok(None) => {
-                crate::deny(&self.metrics, &self.route, "auth_failed");
-                Err(ProxyError::new(
-                    ErrorKind::Unauthenticated,
-                    "unknown, revoked or expired API key",
-                ))
-            }
+            Ok(answer) => self.known_key(answer),
             Err(e) => {
                 crate::backend_error(&self.metrics, &self.route, "api_key_store");
                 // Never let an unverified key in.
@@ -302,6 +301,17 @@ impl AuthGuard {
                 ))
             }
         }
+    }
+
+    /// The principal of a key the store (or the cache) answered for.
+    fn known_key(&self, answer: Option<Arc<Admitted>>) -> Result<Arc<Admitted>, ProxyError> {
+        answer.ok_or_else(|| {
+            crate::deny(&self.metrics, &self.route, "auth_failed");
+            ProxyError::new(
+                ErrorKind::Unauthenticated,
+                "unknown, revoked or expired API key",
+            )
+        })
     }
 
     /// Checks scopes, hides the credential from the upstream and names the principal.
@@ -389,10 +399,31 @@ impl Guard for AuthGuard {
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
     ) -> GuardCheck<'a> {
+        let presented = if self.policy.api_key {
+            self.presented(head)
+        } else {
+            None
+        };
+        let Some(presented) = presented else {
+            return GuardCheck::Later(Box::pin(async move {
+                self.check_without_api_key(head, ctx)
+                    .await
+                    .map(|()| Verdict::Continue)
+            }));
+        };
+        // A key the cache knows is decided at once, without a boxed future.
+        if let Some(answer) = self.keys.cached_now(&presented) {
+            drop(presented);
+            return GuardCheck::Now(
+                self.known_key(answer)
+                    .and_then(|principal| self.admit(head, ctx, principal))
+                    .map(|()| Verdict::Continue),
+            );
+        }
+        let presented = presented.into_owned();
         GuardCheck::Later(Box::pin(async move {
-            self.check_inner(head, ctx)
-                .await
-                .map(|()| Verdict::Continue)
+            let principal = self.api_key_principal(&presented).await?;
+            self.admit(head, ctx, principal).map(|()| Verdict::Continue)
         }))
     }
 }

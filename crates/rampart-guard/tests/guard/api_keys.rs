@@ -61,9 +61,22 @@ async fn a_valid_key_reaches_the_upstream_as_a_principal_and_others_are_refused(
         ok.body.get("authorization").is_none(),
         "the key does not travel upstream"
     );
+    // The key is cached now: this one is decided without waiting, to the same effect.
     let via_header = get(setup.addr, "/orders", &[("x-api-key", &secret)]).await;
     assert_eq!(via_header.status, 200);
     assert!(via_header.body.get("x-api-key").is_none());
+    assert_eq!(via_header.body["x-rampart-consumer"], consumer.as_str());
+    assert_eq!(
+        via_header.body["x-rampart-scopes"],
+        "orders:read orders:write"
+    );
+    // A refused key is cached too, and still refused.
+    assert_eq!(
+        get(setup.addr, "/orders", &[("x-api-key", &forged)])
+            .await
+            .status,
+        401
+    );
 
     // Keys in the query are refused unless the route allows them.
     assert_eq!(
@@ -84,7 +97,7 @@ async fn a_valid_key_reaches_the_upstream_as_a_principal_and_others_are_refused(
 
     let metrics = setup.metrics.encode_prometheus();
     assert!(
-        metrics.contains("rampart_guard_denials_total{route=\"orders\",reason=\"auth_failed\"} 2"),
+        metrics.contains("rampart_guard_denials_total{route=\"orders\",reason=\"auth_failed\"} 3"),
         "{metrics}"
     );
     assert!(
