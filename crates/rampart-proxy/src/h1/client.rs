@@ -414,21 +414,12 @@ async fn before_deadline<T>(
     exchange: impl Future<Output = T>,
 ) -> Option<T> {
     let mut timer = super::LazyTimer::new(timer);
-    if timer.deadline() > deadline {
-        timer.reset(deadline);
-    }
     let mut exchange = std::pin::pin!(exchange);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        while timer.poll_fired(cx).is_ready() {
-            if tokio::time::Instant::now() >= deadline {
-                return Poll::Ready(None);
-            }
-            timer.reset(deadline);
-        }
-        Poll::Pending
+        timer.poll_until(cx, deadline).map(|()| None)
     })
     .await
 }

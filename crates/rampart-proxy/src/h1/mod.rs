@@ -64,18 +64,29 @@ impl<'a> LazyTimer<'a> {
         }
     }
 
-    /// When the timer fires.
-    pub(crate) fn deadline(&self) -> tokio::time::Instant {
-        self.sleep.deadline()
-    }
-
-    /// Moves the timer to `deadline` (it keeps its waker unless it had fired).
-    pub(crate) fn reset(&mut self, deadline: tokio::time::Instant) {
-        self.sleep.as_mut().reset(deadline);
+    /// Ready once `deadline` has passed. The timer is moved only when `deadline` is
+    /// earlier than where it stands, or when it fires before `deadline` (then to
+    /// `deadline`): waits whose deadlines only grow cost one timer update per period.
+    pub(crate) fn poll_until(
+        &mut self,
+        cx: &mut Context<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Poll<()> {
+        if self.sleep.deadline() > deadline {
+            self.sleep.as_mut().reset(deadline);
+            self.waker.forget();
+        }
+        while self.poll_fired(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
+        Poll::Pending
     }
 
     /// Ready when the timer has fired.
-    pub(crate) fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if !self.waker.differs(cx) && !self.sleep.is_elapsed() {
             return Poll::Pending;
         }

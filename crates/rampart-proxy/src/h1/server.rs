@@ -323,9 +323,8 @@ impl<S: Future<Output = ()>> StopWait<'_, S> {
 /// Waits for the next request head in `buf`, reading as needed; `None` when the
 /// connection should close (client gone, idle, draining, or a refused head).
 ///
-/// The idle timer is re-armed lazily: each wait moves only its deadline, and the
-/// timer, when it fires early, is set to the current deadline (one timer update per
-/// idle period instead of one per request).
+/// The idle timer is re-armed lazily ([`super::LazyTimer::poll_until`]): one timer
+/// update per idle period instead of one per request.
 async fn next_head<I: Io, S: Future<Output = ()>>(
     io: &mut I,
     buf: &mut BytesMut,
@@ -359,12 +358,7 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             },
-            () = std::future::poll_fn(|cx| idle.poll_fired(cx)) => {
-                if tokio::time::Instant::now() >= deadline {
-                    return None;
-                }
-                idle.reset(deadline);
-            }
+            () = std::future::poll_fn(|cx| idle.poll_until(cx, deadline)) => return None,
             () = std::future::poll_fn(|cx| stop.poll_stop(cx)), if buf.is_empty() => return None,
         }
     }
