@@ -9,7 +9,7 @@
 # the floor says what Rampart's own work costs.
 #
 # Needs: nginx, wrk (Debian packages `nginx-light`, `wrk`). Loopback only.
-# Usage: [RAMPART_BIN=path] bench/floor.sh [duration-seconds] [connections] [rounds]
+# Usage: [RAMPART_BIN=path | PGO=1] bench/floor.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh

@@ -11,7 +11,7 @@
 # on a shared VM, does not move between runs (kernel time is not in it).
 #
 # Needs: nginx, wrk (and valgrind for INSTRUCTIONS=1). Loopback only.
-# Usage: [INSTRUCTIONS=1] [RAMPART_BIN=path] bench/guard.sh [duration-seconds] [connections] [rounds]
+# Usage: [INSTRUCTIONS=1] [RAMPART_BIN=path | PGO=1] bench/guard.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh

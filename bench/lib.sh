@@ -54,12 +54,18 @@ bench_cleanup() {
 }
 
 # Sets RAMPART to the binary under test: RAMPART_BIN when given (a binary built
-# elsewhere, for A/B comparisons of two builds), else a fresh release build.
+# elsewhere, for A/B comparisons of two builds); with PGO=1 the profile-guided production
+# build of scripts/build-pgo.sh; else a fresh plain release build. Says which.
 rampart_binary() {
-  if [[ -z "${RAMPART_BIN:-}" ]]; then
+  if [[ -n "${RAMPART_BIN:-}" ]]; then
+    RAMPART=$(realpath "$RAMPART_BIN")
+  elif [[ "${PGO:-0}" == 1 ]]; then
+    RAMPART=$(scripts/build-pgo.sh | tail -n1)
+  else
     cargo build --release --quiet -p rampart
+    RAMPART=$(realpath target/release/rampart)
   fi
-  RAMPART=$(realpath "${RAMPART_BIN:-target/release/rampart}")
+  echo "== binary under test: $RAMPART"
 }
 
 # upstream_and_proxy_confs DIR UPSTREAM_PORT PROXY_PORT: DIR/upstream.conf, the tiny

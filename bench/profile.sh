@@ -15,7 +15,7 @@
 #
 # Needs: nginx, wrk, valgrind, python3, objdump (Debian packages `nginx-light`, `wrk`,
 # `valgrind`, `binutils`). Loopback only.
-# Usage: [RAMPART_BIN=path] [SITES=15] bench/profile.sh [duration-seconds] [connections]
+# Usage: [RAMPART_BIN=path | PGO=1] [SITES=15] bench/profile.sh [duration-seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh

@@ -9,7 +9,7 @@
 # peak rate, and Rampart's idle RSS.
 #
 # Needs: nginx, wrk (Debian packages `nginx-light` or `nginx`, `wrk`). Runs on loopback only.
-# Usage: [RAMPART_BIN=path] bench/proxy.sh [duration-seconds] [connections] [rounds]
+# Usage: [RAMPART_BIN=path | PGO=1] bench/proxy.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh

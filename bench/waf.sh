@@ -6,7 +6,8 @@
 # the engine's own cost per request in process.
 #
 # Needs: nginx, libnginx-mod-http-modsecurity, wrk; the CRS rules (../shared/crs, or
-# set CRS_DIR). Usage: [RAMPART_BIN=path] bench/waf.sh [duration-seconds] [connections]
+# set CRS_DIR). ENGINE_BENCH=0 skips the in-process measurement.
+# Usage: [RAMPART_BIN=path | PGO=1] [ENGINE_BENCH=0] bench/waf.sh [duration-seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -28,8 +29,10 @@ bench_workdir
 
 rampart_binary
 
-echo "== in-process (the engine alone, one core)"
-RAMPART_SHARED_DIR=$(dirname "$CRS_DIR") cargo bench --quiet -p rampart-waf --bench crs -- --noplot 2>&1 | grep -E "^(crs-pl1|libinjection)/|time:|compiled"
+if [[ "${ENGINE_BENCH:-1}" != 0 ]]; then
+  echo "== in-process (the engine alone, one core)"
+  RAMPART_SHARED_DIR=$(dirname "$CRS_DIR") cargo bench --quiet -p rampart-waf --bench crs -- --noplot 2>&1 | grep -E "^(crs-pl1|libinjection)/|time:|compiled"
+fi
 
 # One entry file for both engines: blocking mode, the CRS setup, every rule file.
 cat > "$work/crs.conf" <<CONF
