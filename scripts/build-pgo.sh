@@ -43,11 +43,14 @@ echo "== 1/3 instrumented build"
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$dir/profiles" CARGO_TARGET_DIR="$dir/instrumented" \
   cargo build --release --quiet -p rampart
 
-echo "== 2/3 workloads"
+echo "== 2/3 workloads (output in $dir/workloads.log)"
 export RAMPART_BIN="$dir/instrumented/release/rampart"
-bench/proxy.sh 3 50 1 >/dev/null
-bench/guard.sh 3 50 1 >/dev/null
-ENGINE_BENCH=0 bench/waf.sh 2 20 >/dev/null
+if ! { bench/proxy.sh 3 50 1 && bench/guard.sh 3 50 1 && ENGINE_BENCH=0 bench/waf.sh 2 20; } \
+  >"$dir/workloads.log" 2>&1; then
+  tail -n 20 "$dir/workloads.log" >&2
+  echo "a training workload failed; its output is in $dir/workloads.log" >&2
+  exit 1
+fi
 unset RAMPART_BIN
 "$profdata" merge -o "$dir/rampart.profdata" "$dir"/profiles/*.profraw
 
