@@ -4,14 +4,16 @@
 # run with wrk. Rounds alternate the three; medians are reported (req/s, p99, CPU per
 # request) with the ratios guarded/unguarded and guarded/nginx. The two Rampart routes
 # match paths of the same length (`/guarded`, `/unguard`), so that what differs between
-# them is the guards.
+# them is the guards. Last, the same rounds with each proxy capped at CPU_BUDGET percent
+# (default 60) of its CPU, so that the proxy, not the load side, is the bottleneck (see
+# `cpu_budget` in bench/lib.sh); skipped, saying so, where no cgroup can be made.
 #
 # With INSTRUCTIONS=1 it instead runs Rampart under callgrind (valgrind) and prints the
 # user-space instructions per request, unguarded and guarded: a count that, unlike time
 # on a shared VM, does not move between runs (kernel time is not in it).
 #
 # Needs: nginx, wrk (and valgrind for INSTRUCTIONS=1). Loopback only.
-# Usage: [INSTRUCTIONS=1] [RAMPART_BIN=path | PGO=1] bench/guard.sh [duration-seconds] [connections] [rounds]
+# Usage: [CPU_BUDGET=percent] [INSTRUCTIONS=1] [RAMPART_BIN=path | PGO=1] bench/guard.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -121,3 +123,24 @@ awk -v g="$(median "${g_cpu[@]}")" -v o="$(median "${o_cpu[@]}")" -v n="$(median
   'BEGIN { printf "cpu per request, unguarded/guarded: %.2f   nginx/guarded: %.2f (the throughput a saturated CPU would give)\n", o / g, n / g }'
 echo "per round, guarded/unguarded: ${g_over_o[*]} (median $(median "${g_over_o[@]}"))"
 echo "per round, guarded/nginx: ${g_over_n[*]} (median $(median "${g_over_n[@]}"))"
+
+cpu_budget "${CPU_BUDGET:-60}"
+[[ -n "$BUDGET_GROUP" ]] || exit 0
+budget_add "$nginx_pid" "$rampart_pid"
+# p99 is not shown: under a quota it is the quota's pauses (tens of ms), not the proxy.
+echo "== at a fixed CPU budget: each proxy capped at ${CPU_BUDGET:-60}% of cpu $PROXY_CPU, $ROUNDS rounds"
+bn=(); bo=(); bg=(); b_g_over_o=(); b_g_over_n=()
+for round in $(seq 1 "$ROUNDS"); do
+  wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PORT/unguard"
+  row "nginx proxy #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; bn+=("$RPS")
+  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/unguard"
+  row "rampart unguarded #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; bo+=("$RPS")
+  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/guarded" -H "x-api-key: $secret"
+  row "rampart key+2 limits #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; bg+=("$RPS")
+  b_g_over_o+=("$(awk -v g="$RPS" -v o="${bo[-1]}" 'BEGIN { printf "%.3f", g / o }')")
+  b_g_over_n+=("$(awk -v g="$RPS" -v n="${bn[-1]}" 'BEGIN { printf "%.3f", g / n }')")
+done
+awk -v g="$(median "${bg[@]}")" -v o="$(median "${bo[@]}")" -v n="$(median "${bn[@]}")" \
+  'BEGIN { printf "at the CPU budget (medians), guarded/unguarded: %.2f   guarded/nginx: %.2f\n", g / o, g / n }'
+echo "at the CPU budget per round, guarded/unguarded: ${b_g_over_o[*]} (median $(median "${b_g_over_o[@]}"))"
+echo "at the CPU budget per round, guarded/nginx: ${b_g_over_n[*]} (median $(median "${b_g_over_n[@]}"))"

@@ -50,7 +50,39 @@ bench_cleanup() {
   for pid_file in "$work"/*.pid; do
     [[ -f "$pid_file" ]] && kill "$(cat "$pid_file")" 2>/dev/null || true
   done
+  if [[ -n "${BUDGET_GROUP:-}" ]]; then
+    for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$BUDGET_GROUP" 2>/dev/null && break; sleep 0.1; done
+  fi
   rm -rf "$work"
+}
+
+# CPU budget. With the proxy's CPU to itself, the faster proxy can outrun the load side
+# (wrk and the upstream share one CPU), and its throughput then measures the load side.
+# Capping each proxy at the same share of its CPU (a cgroup CPU quota) makes the proxy
+# the bottleneck in every run, so requests/s measures what the proxy does with a fixed
+# CPU budget, which is what sizing a gateway is about.
+#
+# cpu_budget PERCENT -> sets BUDGET_GROUP to a new cgroup limited to PERCENT% of one CPU
+# (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), or leaves it empty and says why
+# (needs root and a cgroup file system with the cpu controller).
+cpu_budget() {
+  local quota=$(( $1 * 1000 )) name="rampart-bench-$$"
+  BUDGET_GROUP=""
+  if [[ -w /sys/fs/cgroup/cgroup.subtree_control ]] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    mkdir -p "/sys/fs/cgroup/$name" 2>/dev/null && echo "$quota 100000" > "/sys/fs/cgroup/$name/cpu.max" 2>/dev/null \
+      && BUDGET_GROUP="/sys/fs/cgroup/$name"
+  elif [[ -w /sys/fs/cgroup/cpu/cpu.cfs_quota_us || -w /sys/fs/cgroup/cpu ]]; then
+    mkdir -p "/sys/fs/cgroup/cpu/$name" 2>/dev/null && echo 100000 > "/sys/fs/cgroup/cpu/$name/cpu.cfs_period_us" \
+      && echo "$quota" > "/sys/fs/cgroup/cpu/$name/cpu.cfs_quota_us" && BUDGET_GROUP="/sys/fs/cgroup/cpu/$name"
+  fi
+  [[ -n "$BUDGET_GROUP" ]] || echo "== CPU budget skipped: cannot create a cgroup with a CPU quota (needs root and the cpu controller)"
+}
+
+# budget_add PID... -> moves each process (all its threads) into BUDGET_GROUP
+budget_add() {
+  local pid
+  for pid in "$@"; do echo "$pid" > "$BUDGET_GROUP/cgroup.procs"; done
 }
 
 # Sets RAMPART to the binary under test: RAMPART_BIN when given (a binary built

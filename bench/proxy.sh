@@ -6,10 +6,13 @@
 # `rampart proxy --workers 1` (metrics and access log on), in one run, with wrk.
 # Rounds alternate the three; medians are reported: requests/s, p99, CPU per request,
 # the Rampart/nginx ratios against both nginx set-ups, p99 added at half of Rampart's
-# peak rate, and Rampart's idle RSS.
+# peak rate, and Rampart's idle RSS. Last, the same peak rounds with each proxy capped at
+# CPU_BUDGET percent (default 60) of its CPU, so that the proxy, not the load side, is
+# the bottleneck in every run (see `cpu_budget` in bench/lib.sh); skipped, saying so,
+# where no cgroup can be made.
 #
 # Needs: nginx, wrk (Debian packages `nginx-light` or `nginx`, `wrk`). Runs on loopback only.
-# Usage: [RAMPART_BIN=path | PGO=1] bench/proxy.sh [duration-seconds] [connections] [rounds]
+# Usage: [RAMPART_BIN=path | PGO=1] [CPU_BUDGET=percent] bench/proxy.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -109,3 +112,24 @@ awk -v a="$rampart_half_p99" -v b="$base_p99" -v c="$nginx_half_p99" \
   'BEGIN { printf "p99 added at half load: rampart %.3f ms, nginx %.3f ms\n", a - b, c - b }'
 echo "rampart idle RSS: $((idle_rss_kb / 1024)) MiB"
 echo "rampart access-log lines: $(wc -l < "$work/rampart-access.log")"
+
+cpu_budget "${CPU_BUDGET:-60}"
+[[ -n "$BUDGET_GROUP" ]] || exit 0
+budget_add "$nginx_pid" "$same_pid" "$rampart_pid"
+# p99 is not shown: under a quota it is the quota's pauses (tens of ms), not the proxy.
+echo "== at a fixed CPU budget: each proxy capped at ${CPU_BUDGET:-60}% of cpu $PROXY_CPU, $ROUNDS rounds"
+b_nginx=(); b_same=(); b_rampart=(); b_ratio=(); b_same_ratio=()
+for round in $(seq 1 "$ROUNDS"); do
+  wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/"
+  row "nginx #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; b_nginx+=("$RPS")
+  wrk_run "$same_pid" "http://127.0.0.1:$NGINX_SAME_PORT/"
+  row "nginx same #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; b_same+=("$RPS")
+  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
+  row "rampart #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; b_rampart+=("$RPS")
+  b_ratio+=("$(awk -v r="$RPS" -v n="${b_nginx[-1]}" 'BEGIN { printf "%.3f", r / n }')")
+  b_same_ratio+=("$(awk -v r="$RPS" -v n="${b_same[-1]}" 'BEGIN { printf "%.3f", r / n }')")
+done
+awk -v r="$(median "${b_rampart[@]}")" -v n="$(median "${b_nginx[@]}")" -v s="$(median "${b_same[@]}")" \
+  'BEGIN { printf "at the CPU budget, throughput ratio rampart/nginx (medians): %.2f   doing the same work: %.2f\n", r / n, r / s }'
+echo "at the CPU budget, rampart/nginx per round: ${b_ratio[*]} (median $(median "${b_ratio[@]}"))"
+echo "at the CPU budget, rampart/nginx doing the same work per round: ${b_same_ratio[*]} (median $(median "${b_same_ratio[@]}"))"
