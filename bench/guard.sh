@@ -109,8 +109,7 @@ for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/guarded" -H "x-api-key: $secret"
   row "rampart key+2 limits #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; g_rps+=("$RPS"); g_cpu+=("$CPU_US"); g_user+=("$CPU_USER"); g_sys+=("$CPU_SYS")
   # A round's three runs are back to back: their ratios move less with the host's load.
-  g_over_o+=("$(awk -v g="$RPS" -v o="${o_rps[-1]}" 'BEGIN { printf "%.3f", g / o }')")
-  g_over_n+=("$(awk -v g="$RPS" -v n="${n_rps[-1]}" 'BEGIN { printf "%.3f", g / n }')")
+  g_over_o+=("$(ratio "$RPS" "${o_rps[-1]}")"); g_over_n+=("$(ratio "$RPS" "${n_rps[-1]}")")
 done
 nginx_rps=$(median "${n_rps[@]}"); open_rps=$(median "${o_rps[@]}"); guarded_rps=$(median "${g_rps[@]}")
 row "nginx median" "$nginx_rps" "-" "$(median "${n_cpu[@]}")" "$(median "${n_user[@]}")/$(median "${n_sys[@]}")"
@@ -124,21 +123,13 @@ awk -v g="$(median "${g_cpu[@]}")" -v o="$(median "${o_cpu[@]}")" -v n="$(median
 echo "per round, guarded/unguarded: ${g_over_o[*]} (median $(median "${g_over_o[@]}"))"
 echo "per round, guarded/nginx: ${g_over_n[*]} (median $(median "${g_over_n[@]}"))"
 
-cpu_budget "${CPU_BUDGET:-60}"
-[[ -n "$BUDGET_GROUP" ]] || exit 0
-budget_add "$nginx_pid" "$rampart_pid"
-# p99 is not shown: under a quota it is the quota's pauses (tens of ms), not the proxy.
-echo "== at a fixed CPU budget: each proxy capped at ${CPU_BUDGET:-60}% of cpu $PROXY_CPU, $ROUNDS rounds"
+at_cpu_budget "$nginx_pid" "$rampart_pid" || exit 0
 bn=(); bo=(); bg=(); b_g_over_o=(); b_g_over_n=()
 for round in $(seq 1 "$ROUNDS"); do
-  wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PORT/unguard"
-  row "nginx proxy #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; bn+=("$RPS")
-  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/unguard"
-  row "rampart unguarded #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; bo+=("$RPS")
-  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/guarded" -H "x-api-key: $secret"
-  row "rampart key+2 limits #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; bg+=("$RPS")
-  b_g_over_o+=("$(awk -v g="$RPS" -v o="${bo[-1]}" 'BEGIN { printf "%.3f", g / o }')")
-  b_g_over_n+=("$(awk -v g="$RPS" -v n="${bn[-1]}" 'BEGIN { printf "%.3f", g / n }')")
+  budget_run bn "nginx proxy #$round" "$nginx_pid" "http://127.0.0.1:$NGINX_PORT/unguard"
+  budget_run bo "rampart unguarded #$round" "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/unguard"
+  budget_run bg "rampart key+2 limits #$round" "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/guarded" -H "x-api-key: $secret"
+  b_g_over_o+=("$(ratio "$RPS" "${bo[-1]}")"); b_g_over_n+=("$(ratio "$RPS" "${bn[-1]}")")
 done
 awk -v g="$(median "${bg[@]}")" -v o="$(median "${bo[@]}")" -v n="$(median "${bn[@]}")" \
   'BEGIN { printf "at the CPU budget (medians), guarded/unguarded: %.2f   guarded/nginx: %.2f\n", g / o, g / n }'

@@ -79,10 +79,30 @@ cpu_budget() {
   [[ -n "$BUDGET_GROUP" ]] || echo "== CPU budget skipped: cannot create a cgroup with a CPU quota (needs root and the cpu controller)"
 }
 
-# budget_add PID... -> moves each process (all its threads) into BUDGET_GROUP
-budget_add() {
+# at_cpu_budget PID... -> moves each process (all its threads) into a new CPU_BUDGET%
+# (default 60) cgroup and announces the capped rounds; returns 1, having said why, where
+# no cgroup can be made. p99 is not worth showing under a cap: it is the quota's pauses.
+at_cpu_budget() {
   local pid
+  cpu_budget "${CPU_BUDGET:-60}"
+  [[ -n "$BUDGET_GROUP" ]] || return 1
   for pid in "$@"; do echo "$pid" > "$BUDGET_GROUP/cgroup.procs"; done
+  echo "== at a fixed CPU budget: each proxy capped at ${CPU_BUDGET:-60}% of cpu $PROXY_CPU, $ROUNDS rounds"
+}
+
+# budget_run ARRAY LABEL PID URL [wrk args...] -> one capped wrk_run: prints its line
+# through the calling script's `row` (without p99) and appends its requests/s to ARRAY
+budget_run() {
+  local -n into=$1
+  local label=$2
+  shift 2
+  wrk_run "$@"
+  row "$label" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"
+  into+=("$RPS")
+}
+
+ratio() { # a b -> a / b with three decimals
+  awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'
 }
 
 # Sets RAMPART to the binary under test: RAMPART_BIN when given (a binary built

@@ -75,8 +75,7 @@ for round in $(seq 1 "$ROUNDS"); do
   row "rampart #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
   rampart_rps+=("$RPS"); rampart_cpu+=("$CPU_US"); rampart_p99+=("$P99"); rampart_user+=("$CPU_USER"); rampart_sys+=("$CPU_SYS")
   # Each round's pair ran back to back: their ratio moves less with the host's load.
-  round_ratio+=("$(awk -v r="$RPS" -v n="${nginx_rps[-1]}" 'BEGIN { printf "%.3f", r / n }')")
-  same_ratio+=("$(awk -v r="$RPS" -v n="${same_rps[-1]}" 'BEGIN { printf "%.3f", r / n }')")
+  round_ratio+=("$(ratio "$RPS" "${nginx_rps[-1]}")"); same_ratio+=("$(ratio "$RPS" "${same_rps[-1]}")")
 done
 n_rps=$(median "${nginx_rps[@]}"); r_rps=$(median "${rampart_rps[@]}")
 n_cpu=$(median "${nginx_cpu[@]}"); r_cpu=$(median "${rampart_cpu[@]}")
@@ -113,21 +112,13 @@ awk -v a="$rampart_half_p99" -v b="$base_p99" -v c="$nginx_half_p99" \
 echo "rampart idle RSS: $((idle_rss_kb / 1024)) MiB"
 echo "rampart access-log lines: $(wc -l < "$work/rampart-access.log")"
 
-cpu_budget "${CPU_BUDGET:-60}"
-[[ -n "$BUDGET_GROUP" ]] || exit 0
-budget_add "$nginx_pid" "$same_pid" "$rampart_pid"
-# p99 is not shown: under a quota it is the quota's pauses (tens of ms), not the proxy.
-echo "== at a fixed CPU budget: each proxy capped at ${CPU_BUDGET:-60}% of cpu $PROXY_CPU, $ROUNDS rounds"
+at_cpu_budget "$nginx_pid" "$same_pid" "$rampart_pid" || exit 0
 b_nginx=(); b_same=(); b_rampart=(); b_ratio=(); b_same_ratio=()
 for round in $(seq 1 "$ROUNDS"); do
-  wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/"
-  row "nginx #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; b_nginx+=("$RPS")
-  wrk_run "$same_pid" "http://127.0.0.1:$NGINX_SAME_PORT/"
-  row "nginx same #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; b_same+=("$RPS")
-  wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
-  row "rampart #$round" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"; b_rampart+=("$RPS")
-  b_ratio+=("$(awk -v r="$RPS" -v n="${b_nginx[-1]}" 'BEGIN { printf "%.3f", r / n }')")
-  b_same_ratio+=("$(awk -v r="$RPS" -v n="${b_same[-1]}" 'BEGIN { printf "%.3f", r / n }')")
+  budget_run b_nginx "nginx #$round" "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/"
+  budget_run b_same "nginx same #$round" "$same_pid" "http://127.0.0.1:$NGINX_SAME_PORT/"
+  budget_run b_rampart "rampart #$round" "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
+  b_ratio+=("$(ratio "$RPS" "${b_nginx[-1]}")"); b_same_ratio+=("$(ratio "$RPS" "${b_same[-1]}")")
 done
 awk -v r="$(median "${b_rampart[@]}")" -v n="$(median "${b_nginx[@]}")" -v s="$(median "${b_same[@]}")" \
   'BEGIN { printf "at the CPU budget, throughput ratio rampart/nginx (medians): %.2f   doing the same work: %.2f\n", r / n, r / s }'
