@@ -66,17 +66,21 @@ bench_cleanup() {
 # (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), or leaves it empty and says why
 # (needs root and a cgroup file system with the cpu controller).
 cpu_budget() {
-  local quota=$(( $1 * 1000 )) name="rampart-bench-$$"
+  local quota=$(( $1 * 1000 )) dir=""
   BUDGET_GROUP=""
   if [[ -w /sys/fs/cgroup/cgroup.subtree_control ]] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
     echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
-    mkdir -p "/sys/fs/cgroup/$name" 2>/dev/null && echo "$quota 100000" > "/sys/fs/cgroup/$name/cpu.max" 2>/dev/null \
-      && BUDGET_GROUP="/sys/fs/cgroup/$name"
-  elif [[ -w /sys/fs/cgroup/cpu/cpu.cfs_quota_us || -w /sys/fs/cgroup/cpu ]]; then
-    mkdir -p "/sys/fs/cgroup/cpu/$name" 2>/dev/null && echo 100000 > "/sys/fs/cgroup/cpu/$name/cpu.cfs_period_us" \
-      && echo "$quota" > "/sys/fs/cgroup/cpu/$name/cpu.cfs_quota_us" && BUDGET_GROUP="/sys/fs/cgroup/cpu/$name"
+    dir=/sys/fs/cgroup/rampart-bench-$$
+    mkdir "$dir" 2>/dev/null && echo "$quota 100000" 2>/dev/null > "$dir/cpu.max" && BUDGET_GROUP=$dir
+  elif [[ -w /sys/fs/cgroup/cpu ]]; then
+    dir=/sys/fs/cgroup/cpu/rampart-bench-$$
+    mkdir "$dir" 2>/dev/null && echo 100000 2>/dev/null > "$dir/cpu.cfs_period_us" \
+      && echo "$quota" 2>/dev/null > "$dir/cpu.cfs_quota_us" && BUDGET_GROUP=$dir
   fi
-  [[ -n "$BUDGET_GROUP" ]] || echo "== CPU budget skipped: cannot create a cgroup with a CPU quota (needs root and the cpu controller)"
+  if [[ -z "$BUDGET_GROUP" ]]; then
+    [[ -z "$dir" ]] || rmdir "$dir" 2>/dev/null || true
+    echo "== CPU budget skipped: cannot create a cgroup with a CPU quota (needs root and the cpu controller)"
+  fi
 }
 
 # at_cpu_budget PID... -> moves each process (all its threads) into a new CPU_BUDGET%
