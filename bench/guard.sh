@@ -5,8 +5,9 @@
 # request) with the ratios guarded/unguarded and guarded/nginx. The two Rampart routes
 # match paths of the same length (`/guarded`, `/unguard`), so that what differs between
 # them is the guards. Last, the same rounds with each proxy capped at CPU_BUDGET percent
-# (default 60) of its CPU, so that the proxy, not the load side, is the bottleneck (see
-# `cpu_budget` in bench/lib.sh); skipped, saying so, where no cgroup can be made.
+# (default 60; 0 skips them) of its CPU, so that the proxy, not the load side, is the
+# bottleneck (see `at_cpu_budget` in bench/lib.sh); skipped, saying so, where no cgroup
+# can be made.
 #
 # With INSTRUCTIONS=1 it instead runs Rampart under callgrind (valgrind) and prints the
 # user-space instructions per request, unguarded and guarded: a count that, unlike time

@@ -62,12 +62,19 @@ bench_cleanup() {
 # the bottleneck in every run, so requests/s measures what the proxy does with a fixed
 # CPU budget, which is what sizing a gateway is about.
 #
-# cpu_budget PERCENT -> sets BUDGET_GROUP to a new cgroup limited to PERCENT% of one CPU
-# (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), or leaves it empty and says why
-# (needs root and a cgroup file system with the cpu controller).
-cpu_budget() {
-  local quota=$(( $1 * 1000 )) dir=""
+# at_cpu_budget PID... -> moves each process (all its threads) into a new cgroup limited
+# to CPU_BUDGET% (default 60) of one CPU (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`),
+# remembered in BUDGET_GROUP for the cleanup, and announces the capped rounds. Returns 1,
+# having said why, when CPU_BUDGET=0 or no such cgroup can be made (needs root and the
+# cpu controller). p99 is not worth showing under a cap: it is the quota's pauses.
+at_cpu_budget() {
+  local percent=${CPU_BUDGET:-60} dir="" pid
   BUDGET_GROUP=""
+  if [[ "$percent" == 0 ]]; then
+    echo "== CPU budget skipped (CPU_BUDGET=0)"
+    return 1
+  fi
+  local quota=$(( percent * 1000 ))
   if [[ -w /sys/fs/cgroup/cgroup.subtree_control ]] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
     echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
     dir=/sys/fs/cgroup/rampart-bench-$$
@@ -80,18 +87,10 @@ cpu_budget() {
   if [[ -z "$BUDGET_GROUP" ]]; then
     [[ -z "$dir" ]] || rmdir "$dir" 2>/dev/null || true
     echo "== CPU budget skipped: cannot create a cgroup with a CPU quota (needs root and the cpu controller)"
+    return 1
   fi
-}
-
-# at_cpu_budget PID... -> moves each process (all its threads) into a new CPU_BUDGET%
-# (default 60) cgroup and announces the capped rounds; returns 1, having said why, where
-# no cgroup can be made. p99 is not worth showing under a cap: it is the quota's pauses.
-at_cpu_budget() {
-  local pid
-  cpu_budget "${CPU_BUDGET:-60}"
-  [[ -n "$BUDGET_GROUP" ]] || return 1
   for pid in "$@"; do echo "$pid" > "$BUDGET_GROUP/cgroup.procs"; done
-  echo "== at a fixed CPU budget: each proxy capped at ${CPU_BUDGET:-60}% of cpu $PROXY_CPU, $ROUNDS rounds"
+  echo "== at a fixed CPU budget: each proxy capped at ${percent}% of cpu $PROXY_CPU, $ROUNDS rounds"
 }
 
 # budget_run ARRAY LABEL PID URL [wrk args...] -> one capped wrk_run: prints its line

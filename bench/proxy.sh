@@ -7,9 +7,9 @@
 # Rounds alternate the three; medians are reported: requests/s, p99, CPU per request,
 # the Rampart/nginx ratios against both nginx set-ups, p99 added at half of Rampart's
 # peak rate, and Rampart's idle RSS. Last, the same peak rounds with each proxy capped at
-# CPU_BUDGET percent (default 60) of its CPU, so that the proxy, not the load side, is
-# the bottleneck in every run (see `cpu_budget` in bench/lib.sh); skipped, saying so,
-# where no cgroup can be made.
+# CPU_BUDGET percent (default 60; 0 skips them) of its CPU, so that the proxy, not the
+# load side, is the bottleneck in every run (see `at_cpu_budget` in bench/lib.sh);
+# skipped, saying so, where no cgroup can be made.
 #
 # Needs: nginx, wrk (Debian packages `nginx-light` or `nginx`, `wrk`). Runs on loopback only.
 # Usage: [RAMPART_BIN=path | PGO=1] [CPU_BUDGET=percent] bench/proxy.sh [duration-seconds] [connections] [rounds]

@@ -45,13 +45,15 @@ RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$dir/profiles" CARGO_TARGET_DIR="$d
 
 echo "== 2/3 workloads (output in $dir/workloads.log)"
 export RAMPART_BIN="$dir/instrumented/release/rampart"
+# Only the uncapped rounds train: the CPU-capped ones would repeat the same paths.
+export CPU_BUDGET=0
 if ! { bench/proxy.sh 3 50 1 && bench/guard.sh 3 50 1 && ENGINE_BENCH=0 bench/waf.sh 2 20; } \
   >"$dir/workloads.log" 2>&1; then
   tail -n 20 "$dir/workloads.log" >&2
   echo "a training workload failed; its output is in $dir/workloads.log" >&2
   exit 1
 fi
-unset RAMPART_BIN
+unset RAMPART_BIN CPU_BUDGET
 "$profdata" merge -o "$dir/rampart.profdata" "$dir"/profiles/*.profraw
 
 echo "== 3/3 optimized build"
