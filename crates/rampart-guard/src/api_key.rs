@@ -1,8 +1,11 @@
 //! API-key authentication.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
@@ -88,22 +91,86 @@ impl Admitted {
     }
 }
 
-/// Verified (and refused) keys, kept briefly.
+/// A cached answer about a key: its principal (`None`: refused) and until when it
+/// is trusted.
+#[derive(Debug, Clone)]
+struct Answer {
+    admitted: Option<Arc<Admitted>>,
+    expires: Instant,
+}
+
+/// Most answers one worker thread keeps in its own copy ([`NearAnswers`]).
+const NEAR_CAPACITY: usize = 4096;
+
+/// One worker thread's copy of the answers it used last, in front of the shared
+/// cache: a hit costs a hash lookup on the thread's own memory, no lock, no atomic
+/// read-modify-write and no cache upkeep. Entries keep the shared answer's expiry, and
+/// a [`KeyCache::clear`] voids them all (their generation is then past).
+#[derive(Default)]
+struct NearAnswers {
+    /// The cache ([`KeyCache::id`]) and its generation the entries were copied from.
+    source: (u64, u64),
+    entries: HashMap<Box<str>, Answer, foldhash::fast::RandomState>,
+}
+
+impl NearAnswers {
+    /// The answer for `presented` copied from `source`, while it is trusted at `now`.
+    fn get(&self, source: (u64, u64), presented: &str, now: Instant) -> Option<&Answer> {
+        if self.source != source {
+            return None;
+        }
+        self.entries.get(presented).filter(|a| a.expires > now)
+    }
+
+    /// Keeps `answer`, copied from `source`; a full table first drops what expired,
+    /// and everything if that is not enough.
+    fn insert(&mut self, source: (u64, u64), presented: &str, answer: Answer, now: Instant) {
+        if self.source != source {
+            self.entries.clear();
+            self.source = source;
+        }
+        if self.entries.len() >= NEAR_CAPACITY {
+            self.entries.retain(|_, a| a.expires > now);
+            if self.entries.len() >= NEAR_CAPACITY / 2 {
+                self.entries.clear();
+            }
+        }
+        self.entries.insert(presented.into(), answer);
+    }
+}
+
+thread_local! {
+    static NEAR: RefCell<NearAnswers> = RefCell::new(NearAnswers::default());
+}
+
+/// Verified (and refused) keys, kept briefly: in a cache shared by the process, and
+/// each worker thread's latest answers in a copy of its own.
 pub struct KeyCache {
     lookup: Arc<dyn KeyLookup>,
-    /// Hashed with a fast, per-process seeded hasher: looked up on every request.
-    entries: Cache<String, Option<Arc<Admitted>>, foldhash::fast::RandomState>,
+    /// Hashed with a fast, per-process seeded hasher.
+    entries: Cache<String, Answer, foldhash::fast::RandomState>,
+    /// How long an answer is trusted.
+    ttl: Duration,
+    /// Tells this cache's per-thread copies from another cache's (tests and tools run
+    /// several in one process).
+    id: u64,
+    /// Bumped by every [`Self::clear`]: per-thread copies made before it are void.
+    generation: AtomicU64,
 }
 
 impl KeyCache {
     /// A cache keeping answers for `ttl`.
     pub fn new(lookup: Arc<dyn KeyLookup>, ttl: Duration) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
             lookup,
             entries: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            ttl,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -113,37 +180,61 @@ impl KeyCache {
     /// once.
     pub async fn principal(&self, presented: &str) -> Result<Option<Arc<Admitted>>, StoreError> {
         if let Some(cached) = self.entries.get(presented).await {
-            return Ok(cached);
+            return Ok(cached.admitted);
         }
         self.entries
             .try_get_with(presented.to_string(), async {
-                Ok(self
+                let admitted = self
                     .lookup
                     .principal(presented)
                     .await?
-                    .map(|p| Arc::new(Admitted::new(p))))
+                    .map(|p| Arc::new(Admitted::new(p)));
+                Ok(Answer {
+                    admitted,
+                    expires: Instant::now() + self.ttl,
+                })
             })
             .await
+            .map(|answer| answer.admitted)
             .map_err(|shared: Arc<StoreError>| {
                 // Every waiter holds the one error; the last can take it whole.
                 Arc::try_unwrap(shared).unwrap_or_else(|e| StoreError::Unavailable(e.to_string()))
             })
     }
 
-    /// The cached answer for a presented key when it is at hand without waiting
-    /// (`None`: not cached, or the cache is busy with its upkeep; ask [`Self::principal`]).
-    pub fn cached_now(&self, presented: &str) -> Option<Option<Arc<Admitted>>> {
+    /// The cached answer for a presented key at `now` when it is at hand without
+    /// waiting (`None`: not cached, expired at `now`, or the cache is busy with its
+    /// upkeep; ask [`Self::principal`]). Looks in this thread's copy first.
+    pub fn cached_now(&self, presented: &str, now: Instant) -> Option<Option<Arc<Admitted>>> {
+        // Read before the shared cache: a clear after this voids what is copied below.
+        let source = (self.id, self.generation.load(Ordering::Acquire));
+        let near = NEAR.with_borrow(|near| {
+            near.get(source, presented, now)
+                .map(|answer| answer.admitted.clone())
+        });
+        if near.is_some() {
+            return near;
+        }
         let lookup = std::pin::pin!(self.entries.get(presented));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match std::future::Future::poll(lookup, &mut cx) {
-            std::task::Poll::Ready(answer) => answer,
-            std::task::Poll::Pending => None,
+        let answer = match std::future::Future::poll(lookup, &mut cx) {
+            std::task::Poll::Ready(answer) => answer?,
+            std::task::Poll::Pending => return None,
+        };
+        if answer.expires <= now {
+            return None;
         }
+        let admitted = answer.admitted.clone();
+        NEAR.with_borrow_mut(|near| near.insert(source, presented, answer, now));
+        Some(admitted)
     }
 
     /// Drops every cached answer.
     pub fn clear(&self) {
+        // The shared entries first: a thread that reads the new generation finds them
+        // gone, and one that read the old one made a copy the new one voids.
         self.entries.invalidate_all();
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Clears the cache whenever a credential change is announced (by any instance).
@@ -412,7 +503,7 @@ impl Guard for AuthGuard {
             }));
         };
         // A key the cache knows is decided at once, without a boxed future.
-        if let Some(answer) = self.keys.cached_now(&presented) {
+        if let Some(answer) = self.keys.cached_now(&presented, ctx.received) {
             drop(presented);
             return GuardCheck::Now(
                 self.known_key(answer)

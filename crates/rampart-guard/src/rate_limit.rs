@@ -300,7 +300,8 @@ impl Guard for RateLimitGuard {
         head: &'a mut http::request::Parts,
         ctx: &'a mut RequestContext,
     ) -> GuardCheck<'a> {
-        let now = Instant::now();
+        // Decided as of the request's arrival: one clock read serves every phase.
+        let now = ctx.received;
         let mut tightest = None;
         match self.check_now(head, ctx, now, &mut tightest) {
             Ok(Ok(())) => {

@@ -362,3 +362,74 @@ auth = {{ methods = ["api_key"] }}
         "sixteen consumers all on one target: {seen:?}"
     );
 }
+
+#[tokio::test]
+async fn a_threads_copy_of_an_answer_is_voided_by_a_clear_and_ends_with_the_answer() {
+    let store = store().await;
+    let (consumer, key_id, secret) = key(&store, "partner", &[]).await;
+    let cache = rampart_guard::KeyCache::new(Arc::new(store.clone()), Duration::from_millis(300));
+    assert!(
+        cache.cached_now(&secret, Instant::now()).is_none(),
+        "nothing cached yet"
+    );
+    assert!(cache.principal(&secret).await.expect("lookup").is_some());
+    // The first answer at hand is copied to this thread; the second comes from the copy.
+    for _ in 0..2 {
+        let answer = cache.cached_now(&secret, Instant::now()).expect("cached");
+        assert_eq!(answer.expect("admitted").principal.consumer_id, consumer);
+    }
+
+    // Revoked in the store: the cached answer stands until a clear or its expiry.
+    store.revoke_key(&key_id).await.expect("revoke");
+    assert!(matches!(
+        cache.cached_now(&secret, Instant::now()),
+        Some(Some(_))
+    ));
+    cache.clear();
+    assert!(
+        cache.cached_now(&secret, Instant::now()).is_none(),
+        "a clear voids the thread's copy"
+    );
+    assert!(cache.principal(&secret).await.expect("lookup").is_none());
+    assert!(matches!(
+        cache.cached_now(&secret, Instant::now()),
+        Some(None)
+    ));
+
+    // A copy lives no longer than the answer it was copied from.
+    let (_, _, other) = key(&store, "other", &[]).await;
+    assert!(cache.principal(&other).await.expect("lookup").is_some());
+    let copied_at = Instant::now();
+    assert!(matches!(cache.cached_now(&other, copied_at), Some(Some(_))));
+    assert!(
+        cache
+            .cached_now(&other, copied_at + Duration::from_millis(400))
+            .is_none(),
+        "not trusted past the answer's expiry"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        cache.cached_now(&other, Instant::now()).is_none(),
+        "expired with the shared answer"
+    );
+}
+
+#[tokio::test]
+async fn caches_on_one_thread_keep_their_answers_apart() {
+    let known = store().await;
+    let (_, _, secret) = key(&known, "partner", &[]).await;
+    let knows = rampart_guard::KeyCache::new(Arc::new(known), Duration::from_secs(60));
+    let unaware = rampart_guard::KeyCache::new(Arc::new(store().await), Duration::from_secs(60));
+    assert!(knows.principal(&secret).await.expect("lookup").is_some());
+    assert!(unaware.principal(&secret).await.expect("lookup").is_none());
+    for _ in 0..2 {
+        assert!(matches!(
+            knows.cached_now(&secret, Instant::now()),
+            Some(Some(_))
+        ));
+        assert!(matches!(
+            unaware.cached_now(&secret, Instant::now()),
+            Some(None)
+        ));
+    }
+}
