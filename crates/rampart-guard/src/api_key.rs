@@ -297,11 +297,13 @@ impl AuthGuard {
     }
 
     /// The presented key: `Authorization: Bearer rk_…`, the configured header, or (when
-    /// allowed) the configured query parameter, which is then removed from the request.
-    fn presented<'h>(&self, head: &'h mut http::request::Parts) -> Option<Cow<'h, str>> {
+    /// allowed) the configured query parameter, which is then removed from the request;
+    /// with whether the request has an `Authorization` field.
+    fn presented<'h>(&self, head: &'h mut http::request::Parts) -> Option<(Cow<'h, str>, bool)> {
         let headers = &head.headers;
-        let bearer = headers
-            .get(AUTHORIZATION)
+        let authorization = headers.get(AUTHORIZATION);
+        let has_authorization = authorization.is_some();
+        let bearer = authorization
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
@@ -315,7 +317,7 @@ impl AuthGuard {
             })
             .filter(|v| !v.is_empty() && v.len() <= 256);
         if let Some(key) = from_headers {
-            return Some(Cow::Borrowed(key));
+            return Some((Cow::Borrowed(key), has_authorization));
         }
         let name = self.policy.api_key_query.as_deref()?;
         let query = head.uri.query()?;
@@ -343,7 +345,7 @@ impl AuthGuard {
         if let Ok(uri) = http::Uri::from_parts(parts) {
             head.uri = uri;
         }
-        Some(Cow::Owned(found))
+        Some((Cow::Owned(found), has_authorization))
     }
 
     /// Decides on a request that presents no API key: a JWT, when the route takes them.
@@ -377,7 +379,8 @@ impl AuthGuard {
                 return Err(ProxyError::new(ErrorKind::Unauthenticated, "no API key"));
             }
         };
-        self.admit(head, ctx, principal)
+        // The token came in `Authorization`.
+        self.admit(head, ctx, principal, true)
     }
 
     async fn api_key_principal(&self, presented: &str) -> Result<Arc<Admitted>, ProxyError> {
@@ -411,6 +414,7 @@ impl AuthGuard {
         head: &mut http::request::Parts,
         ctx: &mut RequestContext,
         admitted: Arc<Admitted>,
+        has_authorization: bool,
     ) -> Result<(), ProxyError> {
         let principal = &admitted.principal;
         if !self
@@ -427,9 +431,12 @@ impl AuthGuard {
         }
         // The credential stays here; the upstream learns who called.
         head.headers.remove(&self.policy.api_key_header);
-        head.headers.remove(AUTHORIZATION);
+        if has_authorization {
+            head.headers.remove(AUTHORIZATION);
+        }
+        // One authentication guard a route: the principal's fields are not set yet.
         for (name, value) in &admitted.headers {
-            ctx.added.set(name, value.clone());
+            ctx.added.push(name, value.clone());
         }
         for (claim, header) in &self.claim_headers {
             let value = principal
@@ -495,7 +502,7 @@ impl Guard for AuthGuard {
         } else {
             None
         };
-        let Some(presented) = presented else {
+        let Some((presented, has_authorization)) = presented else {
             return GuardCheck::Later(Box::pin(async move {
                 self.check_without_api_key(head, ctx)
                     .await
@@ -507,14 +514,15 @@ impl Guard for AuthGuard {
             drop(presented);
             return GuardCheck::Now(
                 self.known_key(answer)
-                    .and_then(|principal| self.admit(head, ctx, principal))
+                    .and_then(|principal| self.admit(head, ctx, principal, has_authorization))
                     .map(|()| Verdict::Continue),
             );
         }
         let presented = presented.into_owned();
         GuardCheck::Later(Box::pin(async move {
             let principal = self.api_key_principal(&presented).await?;
-            self.admit(head, ctx, principal).map(|()| Verdict::Continue)
+            self.admit(head, ctx, principal, has_authorization)
+                .map(|()| Verdict::Continue)
         }))
     }
 }
