@@ -110,12 +110,12 @@ const NEAR_CAPACITY: usize = 4096;
 struct NearAnswers {
     /// The cache ([`KeyCache::id`]) and its generation the entries were copied from.
     source: (u64, u64),
-    entries: HashMap<Box<str>, Answer, foldhash::fast::RandomState>,
+    entries: HashMap<Box<[u8]>, Answer, foldhash::fast::RandomState>,
 }
 
 impl NearAnswers {
     /// The answer for `presented` copied from `source`, while it is trusted at `now`.
-    fn get(&self, source: (u64, u64), presented: &str, now: Instant) -> Option<&Answer> {
+    fn get(&self, source: (u64, u64), presented: &[u8], now: Instant) -> Option<&Answer> {
         if self.source != source {
             return None;
         }
@@ -124,7 +124,7 @@ impl NearAnswers {
 
     /// Keeps `answer`, copied from `source`; a full table first drops what expired,
     /// and everything if that is not enough.
-    fn insert(&mut self, source: (u64, u64), presented: &str, answer: Answer, now: Instant) {
+    fn insert(&mut self, source: (u64, u64), presented: &[u8], answer: Answer, now: Instant) {
         if self.source != source {
             self.entries.clear();
             self.source = source;
@@ -137,6 +137,14 @@ impl NearAnswers {
         }
         self.entries.insert(presented.into(), answer);
     }
+}
+
+/// A presented key as text: visible ASCII (as every key Rampart issues is), else `None`.
+fn key_text(presented: &[u8]) -> Option<&str> {
+    if !presented.iter().all(u8::is_ascii_graphic) {
+        return None;
+    }
+    std::str::from_utf8(presented).ok()
 }
 
 thread_local! {
@@ -202,10 +210,12 @@ impl KeyCache {
             })
     }
 
-    /// The cached answer for a presented key at `now` when it is at hand without
-    /// waiting (`None`: not cached, expired at `now`, or the cache is busy with its
-    /// upkeep; ask [`Self::principal`]). Looks in this thread's copy first.
-    pub fn cached_now(&self, presented: &str, now: Instant) -> Option<Option<Arc<Admitted>>> {
+    /// The cached answer for a presented key (as the request carries it) at `now` when
+    /// it is at hand without waiting (`None`: not cached, expired at `now`, or the cache
+    /// is busy with its upkeep; ask [`Self::principal`]). Looks in this thread's copy
+    /// first, which holds only keys checked to be text; a presented value that is not
+    /// visible ASCII text is no key and refused at once.
+    pub fn cached_now(&self, presented: &[u8], now: Instant) -> Option<Option<Arc<Admitted>>> {
         // Read before the shared cache: a clear after this voids what is copied below.
         let source = (self.id, self.generation.load(Ordering::Acquire));
         let near = NEAR.with_borrow(|near| {
@@ -215,7 +225,10 @@ impl KeyCache {
         if near.is_some() {
             return near;
         }
-        let lookup = std::pin::pin!(self.entries.get(presented));
+        let Some(text) = key_text(presented) else {
+            return Some(None);
+        };
+        let lookup = std::pin::pin!(self.entries.get(text));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let answer = match std::future::Future::poll(lookup, &mut cx) {
             std::task::Poll::Ready(answer) => answer?,
@@ -299,21 +312,21 @@ impl AuthGuard {
     /// The presented key: `Authorization: Bearer rk_…`, the configured header, or (when
     /// allowed) the configured query parameter, which is then removed from the request;
     /// with whether the request has an `Authorization` field.
-    fn presented<'h>(&self, head: &'h mut http::request::Parts) -> Option<(Cow<'h, str>, bool)> {
+    /// The value is taken as sent: it is checked to be text only when the cache does not
+    /// know it ([`KeyCache::cached_now`]).
+    fn presented<'h>(&self, head: &'h mut http::request::Parts) -> Option<(Cow<'h, [u8]>, bool)> {
         let headers = &head.headers;
         let authorization = headers.get(AUTHORIZATION);
         let has_authorization = authorization.is_some();
         let bearer = authorization
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|v| v.starts_with("rk_"));
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .map(<[u8]>::trim_ascii)
+            .filter(|v| v.starts_with(b"rk_"));
         let from_headers = bearer
             .or_else(|| {
                 headers
                     .get(&self.policy.api_key_header)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::trim)
+                    .map(|v| v.as_bytes().trim_ascii())
             })
             .filter(|v| !v.is_empty() && v.len() <= 256);
         if let Some(key) = from_headers {
@@ -345,7 +358,7 @@ impl AuthGuard {
         if let Ok(uri) = http::Uri::from_parts(parts) {
             head.uri = uri;
         }
-        Some((Cow::Owned(found), has_authorization))
+        Some((Cow::Owned(found.into_bytes()), has_authorization))
     }
 
     /// Decides on a request that presents no API key: a JWT, when the route takes them.
@@ -518,7 +531,8 @@ impl Guard for AuthGuard {
                     .map(|()| Verdict::Continue),
             );
         }
-        let presented = presented.into_owned();
+        // Text: `cached_now` refuses anything else.
+        let presented = String::from_utf8_lossy(&presented).into_owned();
         GuardCheck::Later(Box::pin(async move {
             let principal = self.api_key_principal(&presented).await?;
             self.admit(head, ctx, principal, has_authorization)

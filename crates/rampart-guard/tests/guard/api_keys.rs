@@ -369,30 +369,36 @@ async fn a_threads_copy_of_an_answer_is_voided_by_a_clear_and_ends_with_the_answ
     let (consumer, key_id, secret) = key(&store, "partner", &[]).await;
     let cache = rampart_guard::KeyCache::new(Arc::new(store.clone()), Duration::from_millis(300));
     assert!(
-        cache.cached_now(&secret, Instant::now()).is_none(),
+        cache
+            .cached_now(secret.as_bytes(), Instant::now())
+            .is_none(),
         "nothing cached yet"
     );
     assert!(cache.principal(&secret).await.expect("lookup").is_some());
     // The first answer at hand is copied to this thread; the second comes from the copy.
     for _ in 0..2 {
-        let answer = cache.cached_now(&secret, Instant::now()).expect("cached");
+        let answer = cache
+            .cached_now(secret.as_bytes(), Instant::now())
+            .expect("cached");
         assert_eq!(answer.expect("admitted").principal.consumer_id, consumer);
     }
 
     // Revoked in the store: the cached answer stands until a clear or its expiry.
     store.revoke_key(&key_id).await.expect("revoke");
     assert!(matches!(
-        cache.cached_now(&secret, Instant::now()),
+        cache.cached_now(secret.as_bytes(), Instant::now()),
         Some(Some(_))
     ));
     cache.clear();
     assert!(
-        cache.cached_now(&secret, Instant::now()).is_none(),
+        cache
+            .cached_now(secret.as_bytes(), Instant::now())
+            .is_none(),
         "a clear voids the thread's copy"
     );
     assert!(cache.principal(&secret).await.expect("lookup").is_none());
     assert!(matches!(
-        cache.cached_now(&secret, Instant::now()),
+        cache.cached_now(secret.as_bytes(), Instant::now()),
         Some(None)
     ));
 
@@ -400,16 +406,19 @@ async fn a_threads_copy_of_an_answer_is_voided_by_a_clear_and_ends_with_the_answ
     let (_, _, other) = key(&store, "other", &[]).await;
     assert!(cache.principal(&other).await.expect("lookup").is_some());
     let copied_at = Instant::now();
-    assert!(matches!(cache.cached_now(&other, copied_at), Some(Some(_))));
+    assert!(matches!(
+        cache.cached_now(other.as_bytes(), copied_at),
+        Some(Some(_))
+    ));
     assert!(
         cache
-            .cached_now(&other, copied_at + Duration::from_millis(400))
+            .cached_now(other.as_bytes(), copied_at + Duration::from_millis(400))
             .is_none(),
         "not trusted past the answer's expiry"
     );
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(
-        cache.cached_now(&other, Instant::now()).is_none(),
+        cache.cached_now(other.as_bytes(), Instant::now()).is_none(),
         "expired with the shared answer"
     );
 }
@@ -424,12 +433,47 @@ async fn caches_on_one_thread_keep_their_answers_apart() {
     assert!(unaware.principal(&secret).await.expect("lookup").is_none());
     for _ in 0..2 {
         assert!(matches!(
-            knows.cached_now(&secret, Instant::now()),
+            knows.cached_now(secret.as_bytes(), Instant::now()),
             Some(Some(_))
         ));
         assert!(matches!(
-            unaware.cached_now(&secret, Instant::now()),
+            unaware.cached_now(secret.as_bytes(), Instant::now()),
             Some(None)
         ));
+    }
+}
+
+#[tokio::test]
+async fn a_presented_value_that_is_not_text_is_refused_as_no_key() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = mirror().await;
+    let store = store().await;
+    let (_, _, secret) = key(&store, "partner", &["orders:read"]).await;
+    let setup = gateway(store, Arc::new(LocalState::default()), up, ROUTES).await;
+    // Raw bytes (obs-text, a control character): no HTTP client library sends these.
+    let mut with_tab = secret.clone().into_bytes();
+    with_tab.insert(10, b'\t');
+    for value in [b"rk_\xff\xfe".to_vec(), with_tab, secret.into_bytes()] {
+        let mut request =
+            b"GET /orders HTTP/1.1\r\nhost: guard.test\r\nconnection: close\r\nx-api-key: "
+                .to_vec();
+        request.extend_from_slice(&value);
+        request.extend_from_slice(b"\r\n\r\n");
+        let mut conn = tokio::net::TcpStream::connect(setup.addr)
+            .await
+            .expect("connect");
+        conn.write_all(&request).await.expect("send");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer))
+            .await
+            .expect("in time")
+            .expect("read");
+        let status = String::from_utf8_lossy(&answer[..answer.len().min(12)]).into_owned();
+        let expected = if value.is_ascii() && !value.contains(&b'\t') {
+            "HTTP/1.1 200"
+        } else {
+            "HTTP/1.1 401"
+        };
+        assert_eq!(status, expected, "{}", String::from_utf8_lossy(&answer));
     }
 }
