@@ -1,6 +1,5 @@
 //! API-key authentication.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -279,6 +278,35 @@ impl KeyCache {
     }
 }
 
+/// The longest API key looked up (Rampart's are 90 bytes).
+const MAX_KEY_LEN: usize = 256;
+
+/// An API key as presented: in `Authorization`, or taken out of the request (its
+/// field, or its query parameter).
+enum Presented<'h> {
+    Bearer(&'h [u8]),
+    Field(HeaderValue),
+    Query(Vec<u8>),
+}
+
+impl Presented<'_> {
+    /// The key's bytes, without surrounding whitespace.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Presented::Bearer(key) => key,
+            Presented::Field(value) => value.as_bytes().trim_ascii(),
+            Presented::Query(key) => key,
+        }
+    }
+}
+
+/// Credential fields the request may still carry, removed when it is admitted.
+#[derive(Debug, Clone, Copy)]
+struct Carried {
+    authorization: bool,
+    api_key_field: bool,
+}
+
 /// Requires a valid credential (API key or JWT, as the route allows) with the route's scopes.
 pub struct AuthGuard {
     /// Route name (metrics).
@@ -309,28 +337,41 @@ impl AuthGuard {
             .map(str::to_string)
     }
 
-    /// The presented key: `Authorization: Bearer rk_…`, the configured header, or (when
-    /// allowed) the configured query parameter, which is then removed from the request;
-    /// with whether the request has an `Authorization` field.
-    /// The value is taken as sent: it is checked to be text only when the cache does not
-    /// know it ([`KeyCache::cached_now`]).
-    fn presented<'h>(&self, head: &'h mut http::request::Parts) -> Option<(Cow<'h, [u8]>, bool)> {
-        let headers = &head.headers;
-        let authorization = headers.get(AUTHORIZATION);
+    /// The presented key: `Authorization: Bearer rk_…`, the configured field (taken out
+    /// of the request: it never goes upstream), or (when allowed) the configured query
+    /// parameter, which is then removed from the request; with the credential fields the
+    /// request still carries. The value is taken as sent: it is checked to be text only
+    /// when the cache does not know it ([`KeyCache::cached_now`]).
+    fn presented<'h>(
+        &self,
+        head: &'h mut http::request::Parts,
+    ) -> Option<(Presented<'h>, Carried)> {
+        fn bearer_key(value: &HeaderValue) -> Option<&[u8]> {
+            value
+                .as_bytes()
+                .strip_prefix(b"Bearer ")
+                .map(<[u8]>::trim_ascii)
+                .filter(|v| v.starts_with(b"rk_") && v.len() <= MAX_KEY_LEN)
+        }
+        let authorization = head.headers.get(AUTHORIZATION);
         let has_authorization = authorization.is_some();
-        let bearer = authorization
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .map(<[u8]>::trim_ascii)
-            .filter(|v| v.starts_with(b"rk_"));
-        let from_headers = bearer
-            .or_else(|| {
-                headers
-                    .get(&self.policy.api_key_header)
-                    .map(|v| v.as_bytes().trim_ascii())
-            })
-            .filter(|v| !v.is_empty() && v.len() <= 256);
-        if let Some(key) = from_headers {
-            return Some((Cow::Borrowed(key), has_authorization));
+        if authorization.and_then(bearer_key).is_some() {
+            let key = head.headers.get(AUTHORIZATION).and_then(bearer_key)?;
+            let carried = Carried {
+                authorization: true,
+                api_key_field: true,
+            };
+            return Some((Presented::Bearer(key), carried));
+        }
+        let carried = Carried {
+            authorization: has_authorization,
+            api_key_field: false,
+        };
+        if let Some(value) = head.headers.remove(&self.policy.api_key_header) {
+            let key = value.as_bytes().trim_ascii();
+            if !key.is_empty() && key.len() <= MAX_KEY_LEN {
+                return Some((Presented::Field(value), carried));
+            }
         }
         let name = self.policy.api_key_query.as_deref()?;
         let query = head.uri.query()?;
@@ -345,7 +386,7 @@ impl AuthGuard {
                 _ => true,
             })
             .collect();
-        let found = found.filter(|v| !v.is_empty() && v.len() <= 256)?;
+        let found = found.filter(|v| !v.is_empty() && v.len() <= MAX_KEY_LEN)?;
         // The key does not travel upstream.
         let path = head.uri.path();
         let rebuilt = if kept.is_empty() {
@@ -358,7 +399,7 @@ impl AuthGuard {
         if let Ok(uri) = http::Uri::from_parts(parts) {
             head.uri = uri;
         }
-        Some((Cow::Owned(found.into_bytes()), has_authorization))
+        Some((Presented::Query(found.into_bytes()), carried))
     }
 
     /// Decides on a request that presents no API key: a JWT, when the route takes them.
@@ -392,8 +433,12 @@ impl AuthGuard {
                 return Err(ProxyError::new(ErrorKind::Unauthenticated, "no API key"));
             }
         };
-        // The token came in `Authorization`.
-        self.admit(head, ctx, principal, true)
+        // The token came in `Authorization`; a key field may be there too.
+        let carried = Carried {
+            authorization: true,
+            api_key_field: true,
+        };
+        self.admit(head, ctx, principal, carried)
     }
 
     async fn api_key_principal(&self, presented: &str) -> Result<Arc<Admitted>, ProxyError> {
@@ -427,7 +472,7 @@ impl AuthGuard {
         head: &mut http::request::Parts,
         ctx: &mut RequestContext,
         admitted: Arc<Admitted>,
-        has_authorization: bool,
+        carried: Carried,
     ) -> Result<(), ProxyError> {
         let principal = &admitted.principal;
         if !self
@@ -443,8 +488,10 @@ impl AuthGuard {
             ));
         }
         // The credential stays here; the upstream learns who called.
-        head.headers.remove(&self.policy.api_key_header);
-        if has_authorization {
+        if carried.api_key_field {
+            head.headers.remove(&self.policy.api_key_header);
+        }
+        if carried.authorization {
             head.headers.remove(AUTHORIZATION);
         }
         // One authentication guard a route: the principal's fields are not set yet.
@@ -515,7 +562,7 @@ impl Guard for AuthGuard {
         } else {
             None
         };
-        let Some((presented, has_authorization)) = presented else {
+        let Some((presented, carried)) = presented else {
             return GuardCheck::Later(Box::pin(async move {
                 self.check_without_api_key(head, ctx)
                     .await
@@ -523,19 +570,19 @@ impl Guard for AuthGuard {
             }));
         };
         // A key the cache knows is decided at once, without a boxed future.
-        if let Some(answer) = self.keys.cached_now(&presented, ctx.received) {
+        if let Some(answer) = self.keys.cached_now(presented.bytes(), ctx.received) {
             drop(presented);
             return GuardCheck::Now(
                 self.known_key(answer)
-                    .and_then(|principal| self.admit(head, ctx, principal, has_authorization))
+                    .and_then(|principal| self.admit(head, ctx, principal, carried))
                     .map(|()| Verdict::Continue),
             );
         }
         // Text: `cached_now` refuses anything else.
-        let presented = String::from_utf8_lossy(&presented).into_owned();
+        let presented = String::from_utf8_lossy(presented.bytes()).into_owned();
         GuardCheck::Later(Box::pin(async move {
             let principal = self.api_key_principal(&presented).await?;
-            self.admit(head, ctx, principal, has_authorization)
+            self.admit(head, ctx, principal, carried)
                 .map(|()| Verdict::Continue)
         }))
     }

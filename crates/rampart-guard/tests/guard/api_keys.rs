@@ -477,3 +477,43 @@ async fn a_presented_value_that_is_not_text_is_refused_as_no_key() {
         assert_eq!(status, expected, "{}", String::from_utf8_lossy(&answer));
     }
 }
+
+#[tokio::test]
+async fn no_credential_field_travels_upstream_whichever_carried_the_key() {
+    let up = mirror().await;
+    let store = store().await;
+    let (_, _, secret) = key(&store, "partner", &["orders:read"]).await;
+    let setup = gateway(store, Arc::new(LocalState::default()), up, ROUTES).await;
+    let bearer = format!("Bearer {secret}");
+    // Twice each: the first through the store, the second from the cache.
+    for _ in 0..2 {
+        for headers in [
+            vec![
+                ("authorization", bearer.as_str()),
+                ("x-api-key", "rk_other"),
+            ],
+            vec![
+                ("authorization", "Basic dXNlcjpwYXNz"),
+                ("x-api-key", secret.as_str()),
+            ],
+            vec![("x-api-key", secret.as_str())],
+        ] {
+            let answer = get(setup.addr, "/orders", &headers).await;
+            assert_eq!(answer.status, 200, "{headers:?}: {}", answer.body);
+            for field in ["authorization", "x-api-key"] {
+                assert!(
+                    answer.body.get(field).is_none(),
+                    "{field} forwarded: {headers:?}"
+                );
+            }
+        }
+    }
+    // A field too long to be a key is no key, and is not forwarded either.
+    let long = format!("rk_{}", "a".repeat(300));
+    assert_eq!(
+        get(setup.addr, "/orders", &[("x-api-key", &long)])
+            .await
+            .status,
+        401
+    );
+}
