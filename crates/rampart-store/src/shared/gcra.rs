@@ -27,8 +27,12 @@ impl RateSpec {
 
     /// Nanoseconds of slack the burst allows.
     pub fn limit_ns(&self) -> u64 {
-        self.emission_ns()
-            .saturating_mul(u64::from(self.burst.max(1)))
+        self.limit_ns_of(self.emission_ns())
+    }
+
+    /// [`Self::limit_ns`] from an emission interval already computed.
+    fn limit_ns_of(&self, emission_ns: u64) -> u64 {
+        emission_ns.saturating_mul(u64::from(self.burst.max(1)))
     }
 }
 
@@ -50,7 +54,7 @@ pub struct RateDecision {
 /// denied: nothing changes).
 pub fn step(tat: Option<u64>, now: u64, spec: &RateSpec, cost: u32) -> (RateDecision, Option<u64>) {
     let emission = spec.emission_ns();
-    let limit = spec.limit_ns();
+    let limit = spec.limit_ns_of(emission);
     let tat = tat.unwrap_or(now).max(now);
     let new_tat = tat.saturating_add(emission.saturating_mul(u64::from(cost)));
     let ahead = new_tat - now;
