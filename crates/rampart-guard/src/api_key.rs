@@ -281,23 +281,34 @@ impl KeyCache {
 /// The longest API key looked up (Rampart's are 90 bytes).
 const MAX_KEY_LEN: usize = 256;
 
-/// An API key as presented: in `Authorization`, or taken out of the request (its
-/// field, or its query parameter).
-enum Presented<'h> {
-    Bearer(&'h [u8]),
+/// An API key as presented, taken out of the request: it never goes upstream.
+enum Presented {
+    /// `Authorization: Bearer rk_…`.
+    Bearer(HeaderValue),
+    /// The configured key field.
     Field(HeaderValue),
+    /// The configured query parameter.
     Query(Vec<u8>),
 }
 
-impl Presented<'_> {
+impl Presented {
     /// The key's bytes, without surrounding whitespace.
     fn bytes(&self) -> &[u8] {
         match self {
-            Presented::Bearer(key) => key,
+            Presented::Bearer(value) => bearer_key(value).unwrap_or_default(),
             Presented::Field(value) => value.as_bytes().trim_ascii(),
             Presented::Query(key) => key,
         }
     }
+}
+
+/// The API key of an `Authorization: Bearer rk_…` field.
+fn bearer_key(value: &HeaderValue) -> Option<&[u8]> {
+    value
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .map(<[u8]>::trim_ascii)
+        .filter(|v| v.starts_with(b"rk_") && v.len() <= MAX_KEY_LEN)
 }
 
 /// Credential fields the request may still carry, removed when it is admitted.
@@ -337,32 +348,22 @@ impl AuthGuard {
             .map(str::to_string)
     }
 
-    /// The presented key: `Authorization: Bearer rk_…`, the configured field (taken out
-    /// of the request: it never goes upstream), or (when allowed) the configured query
-    /// parameter, which is then removed from the request; with the credential fields the
-    /// request still carries. The value is taken as sent: it is checked to be text only
-    /// when the cache does not know it ([`KeyCache::cached_now`]).
-    fn presented<'h>(
-        &self,
-        head: &'h mut http::request::Parts,
-    ) -> Option<(Presented<'h>, Carried)> {
-        fn bearer_key(value: &HeaderValue) -> Option<&[u8]> {
-            value
-                .as_bytes()
-                .strip_prefix(b"Bearer ")
-                .map(<[u8]>::trim_ascii)
-                .filter(|v| v.starts_with(b"rk_") && v.len() <= MAX_KEY_LEN)
-        }
-        let authorization = head.headers.get(AUTHORIZATION);
-        let has_authorization = authorization.is_some();
-        if authorization.and_then(bearer_key).is_some() {
-            let key = head.headers.get(AUTHORIZATION).and_then(bearer_key)?;
-            let carried = Carried {
-                authorization: true,
-                api_key_field: true,
-            };
-            return Some((Presented::Bearer(key), carried));
-        }
+    /// The presented key, taken out of the request: `Authorization: Bearer rk_…`, the
+    /// configured field, or (when allowed) the configured query parameter; with the
+    /// credential fields the request still carries. The value is taken as sent: it is
+    /// checked to be text only when the cache does not know it ([`KeyCache::cached_now`]).
+    fn presented(&self, head: &mut http::request::Parts) -> Option<(Presented, Carried)> {
+        let has_authorization = match head.headers.get(AUTHORIZATION) {
+            Some(value) if bearer_key(value).is_some() => {
+                let value = head.headers.remove(AUTHORIZATION)?;
+                let carried = Carried {
+                    authorization: false,
+                    api_key_field: true,
+                };
+                return Some((Presented::Bearer(value), carried));
+            }
+            found => found.is_some(),
+        };
         let carried = Carried {
             authorization: has_authorization,
             api_key_field: false,
@@ -571,7 +572,6 @@ impl Guard for AuthGuard {
         };
         // A key the cache knows is decided at once, without a boxed future.
         if let Some(answer) = self.keys.cached_now(presented.bytes(), ctx.received) {
-            drop(presented);
             return GuardCheck::Now(
                 self.known_key(answer)
                     .and_then(|principal| self.admit(head, ctx, principal, carried))
