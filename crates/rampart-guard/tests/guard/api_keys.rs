@@ -367,7 +367,7 @@ auth = {{ methods = ["api_key"] }}
 async fn a_threads_copy_of_an_answer_is_voided_by_a_clear_and_ends_with_the_answer() {
     let store = store().await;
     let (consumer, key_id, secret) = key(&store, "partner", &[]).await;
-    let cache = rampart_guard::KeyCache::new(Arc::new(store.clone()), Duration::from_millis(300));
+    let cache = rampart_guard::KeyCache::new(Arc::new(store.clone()), Duration::from_secs(1));
     assert!(
         cache
             .cached_now(secret.as_bytes(), Instant::now())
@@ -412,11 +412,11 @@ async fn a_threads_copy_of_an_answer_is_voided_by_a_clear_and_ends_with_the_answ
     ));
     assert!(
         cache
-            .cached_now(other.as_bytes(), copied_at + Duration::from_millis(400))
+            .cached_now(other.as_bytes(), copied_at + Duration::from_millis(1100))
             .is_none(),
         "not trusted past the answer's expiry"
     );
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1050)).await;
     assert!(
         cache.cached_now(other.as_bytes(), Instant::now()).is_none(),
         "expired with the shared answer"
