@@ -54,6 +54,12 @@ if ! { bench/proxy.sh 3 50 1 && bench/guard.sh 3 50 1 && ENGINE_BENCH=0 bench/wa
   exit 1
 fi
 unset RAMPART_BIN CPU_BUDGET
+# The benchmarks stop their servers without waiting for them; a server writes its counts
+# as it exits, so the merge waits until no instrumented process is left (at most 60 s).
+for _ in $(seq 1 600); do
+  pgrep -f "^$dir/instrumented/release/rampart" >/dev/null || break
+  sleep 0.1
+done
 "$profdata" merge -o "$dir/rampart.profdata" "$dir"/profiles/*.profraw
 
 echo "== 3/3 optimized build"
