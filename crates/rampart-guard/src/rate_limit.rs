@@ -18,8 +18,9 @@ use std::time::Instant;
 pub struct RateLimitGuard {
     /// Route name (keys and metrics).
     route: Arc<str>,
-    /// The limits, each with the start of its limiter keys (`<route>:<i>:`).
-    rules: Vec<(RateLimitRule, String)>,
+    /// The limits, each with the start of its limiter keys (`<route>:<i>:`) and its
+    /// numbers worked out.
+    rules: Vec<(RateLimitRule, String, RateSpec)>,
     /// The shared limiter (in-process or Redis).
     limiter: Arc<dyn SharedState>,
     /// The local limiter used while the shared one is unreachable.
@@ -80,7 +81,10 @@ impl RateLimitGuard {
         let rules = rules
             .into_iter()
             .enumerate()
-            .map(|(i, rule)| (rule, format!("{route}:{i}:")))
+            .map(|(i, rule)| {
+                let spec = RateSpec::new(rule.requests, rule.per, rule.burst);
+                (rule, format!("{route}:{i}:"), spec)
+            })
             .collect();
         Self {
             route,
@@ -127,12 +131,16 @@ impl RateLimitGuard {
         };
         if !written {
             key.push_str("ip:");
-            push_ip(key, ctx.client_ip);
+            match ctx.client_ip_text() {
+                Some(text) => key.push_str(text),
+                None => push_ip(key, ctx.client_ip),
+            }
         }
     }
 
-    /// The rule's numbers, or the consumer's plan's for a `consumer` limit.
-    fn spec(rule: &RateLimitRule, ctx: &RequestContext) -> (RateSpec, u32, u64) {
+    /// The rule's numbers (`spec`, worked out with the rule), or the consumer's plan's
+    /// for a `consumer` limit: the spec, the limit and its window in seconds.
+    fn spec(rule: &RateLimitRule, spec: &RateSpec, ctx: &RequestContext) -> (RateSpec, u32, u64) {
         let plan_rate = match rule.key {
             LimitKey::Consumer => ctx
                 .principal
@@ -141,19 +149,14 @@ impl RateLimitGuard {
                 .and_then(|plan| plan.rate),
             _ => None,
         };
-        let (rate, period, burst) = match plan_rate {
-            Some(p) => (p.requests, p.per, p.burst),
-            None => (rule.requests, rule.per, rule.burst),
-        };
-        (
-            RateSpec {
-                rate,
-                period,
-                burst,
-            },
-            rate,
-            period.as_secs().max(1),
-        )
+        match plan_rate {
+            Some(p) => (
+                RateSpec::new(p.requests, p.per, p.burst),
+                p.requests,
+                p.per.as_secs().max(1),
+            ),
+            None => (*spec, rule.requests, rule.per.as_secs().max(1)),
+        }
     }
 
     /// The decision of the shared limiter for `key`, which must be asked (Redis): past
@@ -250,8 +253,8 @@ impl RateLimitGuard {
         thread_local! {
             static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        for (i, (rule, prefix)) in self.rules.iter().enumerate() {
-            let (spec, limit, window_secs) = Self::spec(rule, ctx);
+        for (i, (rule, prefix, spec)) in self.rules.iter().enumerate() {
+            let (spec, limit, window_secs) = Self::spec(rule, spec, ctx);
             let decision = KEY.with_borrow_mut(|key| {
                 Self::key(key, prefix, rule, head, ctx);
                 self.limiter.rate_limit_now(key, &spec, 1, now)
@@ -278,8 +281,8 @@ impl RateLimitGuard {
         from: usize,
     ) -> Result<(), ProxyError> {
         let mut key = String::with_capacity(128);
-        for (rule, prefix) in &self.rules[from..] {
-            let (spec, limit, window_secs) = Self::spec(rule, ctx);
+        for (rule, prefix, spec) in &self.rules[from..] {
+            let (spec, limit, window_secs) = Self::spec(rule, spec, ctx);
             Self::key(&mut key, prefix, rule, head, ctx);
             let decision = self.decide_shared(&key, &spec, rule.fail_open, now).await?;
             self.take_decision(ctx, &mut tightest, &decision, (limit, window_secs))?;

@@ -71,6 +71,16 @@ impl RequestContext {
     pub fn listener(&self) -> &str {
         &self.conn.listener
     }
+
+    /// The client IP as text (its usual form, IPv4-mapped addresses as IPv4) when the
+    /// client is the connection's peer: the connection's copy, formatted once. `None`
+    /// when trusted proxies named another client (format `client_ip` then).
+    pub fn client_ip_text(&self) -> Option<&str> {
+        if self.client_ip != crate::headers::canonical(self.peer.ip()) {
+            return None;
+        }
+        self.conn.peer_ip_value.to_str().ok()
+    }
 }
 
 /// An authenticated caller.

@@ -302,3 +302,53 @@ async fn futures_statuses(addr: std::net::SocketAddr, path: &str, n: usize) -> V
     }
     out
 }
+
+#[tokio::test]
+async fn client_ip_limits_key_the_peer_or_the_client_trusted_proxies_name() {
+    let up = mirror().await;
+    let limiter = Arc::new(LocalState::default());
+    let setup = gateway_with(
+        store().await,
+        Arc::clone(&limiter) as Arc<dyn SharedState>,
+        up,
+        r#"server = { trusted_proxies = ["127.0.0.0/8"] }"#,
+        r#"
+[[routes]]
+name = "limited"
+upstream = "app"
+rate_limits = [{ requests = 1, per = "10s" }]
+"#,
+    )
+    .await;
+    let forwarded = |ip: &'static str| [("x-forwarded-for", ip)];
+    assert_eq!(
+        get(setup.addr, "/", &forwarded("203.0.113.7")).await.status,
+        200
+    );
+    assert_eq!(
+        get(setup.addr, "/", &forwarded("203.0.113.7")).await.status,
+        429
+    );
+    assert_eq!(
+        get(setup.addr, "/", &forwarded("203.0.113.8")).await.status,
+        200
+    );
+    // The peer itself (no forwarding field) has a budget of its own.
+    assert_eq!(get(setup.addr, "/", &[]).await.status, 200);
+    assert_eq!(get(setup.addr, "/", &[]).await.status, 429);
+    // The limiter keys carry the client's address in its usual text form.
+    let spec = rampart_store::RateSpec::new(1, std::time::Duration::from_secs(10), 1);
+    let now = std::time::Instant::now();
+    for key in [
+        "limited:0:ip:127.0.0.1",
+        "limited:0:ip:203.0.113.7",
+        "limited:0:ip:203.0.113.8",
+    ] {
+        let decision = limiter
+            .rate_limit_now(key, &spec, 1, now)
+            .expect("in-process");
+        assert!(!decision.allowed, "{key} should have no budget left");
+    }
+    let unused = limiter.rate_limit_now("limited:0:ip:203.0.113.9", &spec, 1, now);
+    assert!(unused.expect("in-process").allowed);
+}

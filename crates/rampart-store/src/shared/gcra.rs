@@ -8,31 +8,37 @@
 
 use std::time::Duration;
 
-/// A rate limit: `rate` requests per `period`, bursts of up to `burst`.
+/// A rate limit: `rate` requests per `period`, bursts of up to `burst`, with its
+/// emission interval and burst slack worked out once (a decision then divides only
+/// to count what remains).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateSpec {
-    /// Requests allowed per period.
-    pub rate: u32,
-    /// The period.
-    pub period: Duration,
-    /// Requests allowed at once (at least 1).
-    pub burst: u32,
+    /// Nanoseconds between conforming requests at the sustained rate (at least 1).
+    emission_ns: u64,
+    /// Nanoseconds of slack the burst allows.
+    limit_ns: u64,
 }
 
 impl RateSpec {
+    /// `rate` requests per `period`, bursts of up to `burst` (a rate or burst of 0
+    /// counts as 1).
+    pub fn new(rate: u32, period: Duration, burst: u32) -> Self {
+        let emission_ns =
+            (period.as_nanos() / u128::from(rate.max(1))).clamp(1, u128::from(u64::MAX)) as u64;
+        Self {
+            emission_ns,
+            limit_ns: emission_ns.saturating_mul(u64::from(burst.max(1))),
+        }
+    }
+
     /// Nanoseconds between conforming requests at the sustained rate.
     pub fn emission_ns(&self) -> u64 {
-        (self.period.as_nanos() / u128::from(self.rate.max(1))).max(1) as u64
+        self.emission_ns
     }
 
     /// Nanoseconds of slack the burst allows.
     pub fn limit_ns(&self) -> u64 {
-        self.limit_ns_of(self.emission_ns())
-    }
-
-    /// [`Self::limit_ns`] from an emission interval already computed.
-    fn limit_ns_of(&self, emission_ns: u64) -> u64 {
-        emission_ns.saturating_mul(u64::from(self.burst.max(1)))
+        self.limit_ns
     }
 }
 
@@ -53,8 +59,7 @@ pub struct RateDecision {
 /// nanoseconds on one clock), returns the decision and the TAT to store (`None` when
 /// denied: nothing changes).
 pub fn step(tat: Option<u64>, now: u64, spec: &RateSpec, cost: u32) -> (RateDecision, Option<u64>) {
-    let emission = spec.emission_ns();
-    let limit = spec.limit_ns_of(emission);
+    let (emission, limit) = (spec.emission_ns, spec.limit_ns);
     let tat = tat.unwrap_or(now).max(now);
     let new_tat = tat.saturating_add(emission.saturating_mul(u64::from(cost)));
     let ahead = new_tat - now;
@@ -112,11 +117,20 @@ mod tests {
     const SECOND: u64 = 1_000_000_000;
 
     fn spec(rate: u32, burst: u32) -> RateSpec {
-        RateSpec {
-            rate,
-            period: Duration::from_secs(1),
-            burst,
-        }
+        RateSpec::new(rate, Duration::from_secs(1), burst)
+    }
+
+    #[test]
+    fn a_spec_works_out_its_interval_and_slack_once() {
+        let s = spec(10, 5);
+        assert_eq!((s.emission_ns(), s.limit_ns()), (SECOND / 10, SECOND / 2));
+        // A rate or burst of 0 counts as 1; an interval is never 0 nor wraps.
+        assert_eq!(spec(0, 0).emission_ns(), SECOND);
+        assert_eq!(spec(0, 0).limit_ns(), SECOND);
+        let fast = RateSpec::new(u32::MAX, Duration::from_nanos(1), 3);
+        assert_eq!((fast.emission_ns(), fast.limit_ns()), (1, 3));
+        let slow = RateSpec::new(1, Duration::MAX, u32::MAX);
+        assert_eq!((slow.emission_ns(), slow.limit_ns()), (u64::MAX, u64::MAX));
     }
 
     #[test]

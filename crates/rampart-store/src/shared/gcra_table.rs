@@ -91,11 +91,7 @@ mod tests {
     #[test]
     fn limits_hold_expire_and_stay_bounded() {
         let table = GcraTable::new(64 * 16);
-        let spec = RateSpec {
-            rate: 2,
-            period: Duration::from_secs(1),
-            burst: 2,
-        };
+        let spec = RateSpec::new(2, Duration::from_secs(1), 2);
         let now = 1_000_000_000;
         assert!(table.decide("a", now, &spec, 1).allowed);
         assert!(table.decide("a", now, &spec, 1).allowed);

@@ -160,11 +160,7 @@ async fn an_unreachable_redis_is_a_clear_error() {
 }
 
 async fn rate_limits_allow_the_burst_then_refuse<S: SharedState>(state: Arc<S>) {
-    let spec = rampart_store::RateSpec {
-        rate: 10,
-        period: Duration::from_secs(1),
-        burst: 5,
-    };
+    let spec = rampart_store::RateSpec::new(10, Duration::from_secs(1), 5);
     let mut allowed = 0;
     for _ in 0..8 {
         let d = state
@@ -214,11 +210,7 @@ async fn three_redis_clients_hold_one_global_limit_within_one_percent() {
         std::process::id(),
         rand_suffix()
     );
-    let spec = rampart_store::RateSpec {
-        rate: 200,
-        period: Duration::from_secs(1),
-        burst: 20,
-    };
+    let spec = rampart_store::RateSpec::new(200, Duration::from_secs(1), 20);
     let mut instances = Vec::new();
     for _ in 0..3 {
         instances.push(RedisState::connect(&url, &prefix).await.expect("connect"));
