@@ -150,7 +150,22 @@ fn total_timeout(total: Duration) -> ProxyError {
 pub async fn forward(
     route: &RouteRuntime,
     ctx: &mut RequestContext,
-    mut request: Request<ProxyBody>,
+    request: Request<ProxyBody>,
+    hash: Option<u64>,
+    metrics: &Metrics,
+    started: Instant,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (mut parts, body) = request.into_parts();
+    forward_parts(route, ctx, &mut parts, body, hash, metrics, started).await
+}
+
+/// [`forward`] of a request given as its head, which is left without its fields, and
+/// its body: the request path's own way in, which keeps the head where it is.
+pub(crate) async fn forward_parts(
+    route: &RouteRuntime,
+    ctx: &mut RequestContext,
+    parts: &mut http::request::Parts,
+    body: ProxyBody,
     hash: Option<u64>,
     metrics: &Metrics,
     started: Instant,
@@ -159,9 +174,8 @@ pub async fn forward(
     // The HTTP/1.1 server gives a request that asks for an upgrade (as its codec
     // decided: HTTP/1.1, `Connection: upgrade` and `Upgrade`) the means to take over
     // the connection; nothing else has one.
-    let client_upgrade = request.extensions_mut().remove::<OnUpgrade>();
+    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let upgrade = client_upgrade.is_some();
-    let (parts, body) = request.into_parts();
     let config = &route.config;
 
     let mut outgoing = prepare(route, ctx, parts, upgrade)?;
@@ -269,15 +283,16 @@ pub async fn forward(
 }
 
 /// Builds the upstream request head: hop-by-hop removal, forwarding headers, ids,
-/// trace context, header operations and path rewriting.
+/// trace context, header operations and path rewriting. The fields are taken out of
+/// `parts`.
 fn prepare(
     route: &RouteRuntime,
     ctx: &mut RequestContext,
-    parts: http::request::Parts,
+    parts: &mut http::request::Parts,
     upgrade: bool,
 ) -> Result<Outgoing, ProxyError> {
     let config = &route.config;
-    let mut headers = parts.headers;
+    let mut headers = std::mem::take(&mut parts.headers);
     headers::remove_hop_by_hop(&mut headers, upgrade);
     // `Host` stays in the map (every sender writes or replaces it from `host`).
     let client_host = headers.get(HOST).cloned().or_else(|| {
@@ -318,7 +333,7 @@ fn prepare(
         _ => rewritten_target(config, &parts.uri)?,
     };
     Ok(Outgoing {
-        method: parts.method,
+        method: parts.method.clone(),
         version: parts.version,
         path_and_query,
         headers,

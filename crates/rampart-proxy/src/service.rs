@@ -73,10 +73,6 @@ impl ConnectionInfo {
     }
 }
 
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// Serves one request: the response, with its fields as the upstream sent them when
 /// they pass through untouched (the response's map then holds only what the proxy set
 /// in it; [`PassedFields::fold_into`] joins the two).
@@ -156,7 +152,7 @@ pub(crate) async fn handle(
         _ => Instant::now(),
     };
     if let Some(started) = ctx.upstream_started {
-        ctx.phases.upstream = ms(answered - started);
+        ctx.phases.upstream = answered - started;
     }
 
     let request_id = ctx.request_id.to_str().unwrap_or("-");
@@ -306,11 +302,11 @@ async fn run_phases(
             .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matched"))?,
     );
     let routed = Instant::now();
-    ctx.phases.route = ms(routed - ctx.received);
+    ctx.phases.route = routed - ctx.received;
     // guards
     for guard in &route.guards {
         if let Verdict::Answer(response) = guard.check(&mut parts, ctx).verdict().await? {
-            ctx.phases.guards = ms(routed.elapsed());
+            ctx.phases.guards = routed.elapsed();
             return Ok(response);
         }
     }
@@ -318,7 +314,7 @@ async fn run_phases(
         routed
     } else {
         let guarded = Instant::now();
-        ctx.phases.guards = ms(guarded - routed);
+        ctx.phases.guards = guarded - routed;
         guarded
     };
     // upstream select + forward
@@ -327,10 +323,10 @@ async fn run_phases(
         _ => None,
     };
     ctx.upstream_started = Some(started);
-    let request = Request::from_parts(parts, body);
-    let result = if route.exchanges.is_empty() {
-        // Straight to forwarding, without boxing a future for the exchange chain.
-        forward::forward(route, ctx, request, hash, metrics, started).await
+    if route.exchanges.is_empty() {
+        // Straight to forwarding, without boxing a future for the exchange chain or
+        // moving the head into a request.
+        forward::forward_parts(route, ctx, &mut parts, body, hash, metrics, started).await
     } else {
         let next = Next {
             route,
@@ -338,9 +334,8 @@ async fn run_phases(
             metrics,
             inner: &route.exchanges,
         };
-        next.forward(request, ctx).await
-    };
-    result
+        next.forward(Request::from_parts(parts, body), ctx).await
+    }
 }
 
 /// Everything the access-log line needs, captured when the response head is ready.
@@ -509,8 +504,8 @@ impl Drop for LoggedBody {
             attempts: r.attempts,
             bytes_sent: self.bytes,
             error: r.error,
-            phases_ms: r.phases,
-            duration_ms: ms(r.received.elapsed()),
+            phases: r.phases,
+            duration: r.received.elapsed(),
         });
     }
 }

@@ -47,10 +47,10 @@ pub struct AccessRecord<'a> {
     pub bytes_sent: u64,
     /// Why Rampart answered itself, if it did (problem type).
     pub error: Option<&'a str>,
-    /// Milliseconds spent per phase.
-    pub phases_ms: PhaseTimes,
-    /// Milliseconds from request received to last response byte.
-    pub duration_ms: f64,
+    /// Time spent per phase (written in milliseconds).
+    pub phases: PhaseTimes,
+    /// From request received to last response byte (written in milliseconds).
+    pub duration: Duration,
 }
 
 impl AccessRecord<'_> {
@@ -93,13 +93,13 @@ impl AccessRecord<'_> {
         out.extend_from_slice(b",\"error\":");
         push_opt(out, self.error);
         out.extend_from_slice(b",\"phases_ms\":{\"route\":");
-        push_ms(out, self.phases_ms.route);
+        push_ms(out, self.phases.route);
         out.extend_from_slice(b",\"guards\":");
-        push_ms(out, self.phases_ms.guards);
+        push_ms(out, self.phases.guards);
         out.extend_from_slice(b",\"upstream\":");
-        push_ms(out, self.phases_ms.upstream);
+        push_ms(out, self.phases.upstream);
         out.extend_from_slice(b"},\"duration_ms\":");
-        push_ms(out, self.duration_ms);
+        push_ms(out, self.duration);
         out.push(b'}');
     }
 }
@@ -112,21 +112,25 @@ fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
+    let word_needs_escape = |word: &[u8]| {
         let x = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
         let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
         let special = zero_byte(x ^ (ONES * u64::from(b'"')))
             | zero_byte(x ^ (ONES * u64::from(b'\\')))
             | zero_byte(x ^ (ONES * 0x7f));
-        if below_space | special != 0 {
-            return true;
-        }
+        below_space | special != 0
+    };
+    if bytes.len() < 8 {
+        return bytes
+            .iter()
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
     }
-    words
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+    let mut words = bytes.chunks_exact(8);
+    if words.any(word_needs_escape) {
+        return true;
+    }
+    // The last bytes as one word, overlapping the words already checked.
+    !words.remainder().is_empty() && word_needs_escape(&bytes[bytes.len() - 8..])
 }
 
 /// A JSON string literal.
@@ -189,13 +193,12 @@ fn push_u64(out: &mut Vec<u8>, n: u64) {
 
 /// Milliseconds with microsecond precision (`12.345`); under ten milliseconds (nearly
 /// every phase) in one append.
-fn push_ms(out: &mut Vec<u8>, ms: f64) {
-    let micros = if ms.is_finite() && ms > 0.0 {
-        // `as` saturates: an absurd duration prints as u64::MAX microseconds.
-        (ms * 1000.0 + 0.5) as u64
-    } else {
-        0
-    };
+fn push_ms(out: &mut Vec<u8>, time: Duration) {
+    // Rounded to the nearest microsecond, in integers; an absurd duration saturates.
+    let micros = time
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from((time.subsec_nanos() + 500) / 1000));
     let (whole, frac) = (micros / 1000, micros % 1000);
     let mut text = *b"0.000";
     text[2] = b'0' + (frac / 100) as u8;
@@ -238,15 +241,15 @@ fn push_time(out: &mut Vec<u8>, time: std::time::SystemTime) {
     out.push(b'Z');
 }
 
-/// Milliseconds spent in each phase of the request path.
+/// Time spent in each phase of the request path.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PhaseTimes {
     /// From arrival to the route chosen (accept checks and route selection).
-    pub route: f64,
+    pub route: Duration,
     /// Guards (fault injection, bulkheads, and later authentication, WAF, limits).
-    pub guards: f64,
+    pub guards: Duration,
     /// Upstream attempts until response headers, including retries and backoff.
-    pub upstream: f64,
+    pub upstream: Duration,
 }
 
 /// Failure to open the access log.
@@ -426,22 +429,20 @@ mod tests {
 
     #[test]
     fn milliseconds_have_three_decimals() {
-        let text = |ms: f64| {
+        let text = |time: Duration| {
             let mut out = Vec::new();
-            push_ms(&mut out, ms);
+            push_ms(&mut out, time);
             String::from_utf8(out).expect("ascii")
         };
-        assert_eq!(text(0.0), "0.000");
-        assert_eq!(text(-1.0), "0.000");
-        assert_eq!(text(f64::NAN), "0.000");
-        assert_eq!(text(0.0004), "0.000");
-        assert_eq!(text(0.0005), "0.001");
-        assert_eq!(text(0.013), "0.013");
-        assert_eq!(text(1.5), "1.500");
-        assert_eq!(text(12.3456), "12.346");
-        assert_eq!(text(1234.0), "1234.000");
-        assert_eq!(text(f64::INFINITY), "0.000");
-        assert_eq!(text(1e300), "18446744073709551.615");
+        assert_eq!(text(Duration::ZERO), "0.000");
+        assert_eq!(text(Duration::from_nanos(499)), "0.000");
+        assert_eq!(text(Duration::from_nanos(500)), "0.001");
+        assert_eq!(text(Duration::from_micros(13)), "0.013");
+        assert_eq!(text(Duration::from_micros(1500)), "1.500");
+        assert_eq!(text(Duration::from_nanos(12_345_600)), "12.346");
+        assert_eq!(text(Duration::from_nanos(999_999_999)), "1000.000");
+        assert_eq!(text(Duration::from_secs(1234)), "1234000.000");
+        assert_eq!(text(Duration::MAX), "18446744073709551.615");
     }
 
     #[test]
@@ -467,8 +468,8 @@ mod tests {
                 attempts: 1,
                 bytes_sent: 10,
                 error: None,
-                phases_ms: PhaseTimes::default(),
-                duration_ms: 1.5,
+                phases: PhaseTimes::default(),
+                duration: Duration::from_micros(1500),
             });
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -442,8 +442,9 @@ pub async fn serve<I, H, F, B>(
 
         // Run the handler while the body streams in.
         let response = {
-            let responding = handler(request);
-            tokio::pin!(responding);
+            // Pinned where it is made: the request's future (several KiB) is not
+            // moved after it is built.
+            let mut responding = std::pin::pin!(handler(request));
             loop {
                 match pump.as_mut().filter(|p| p.active()) {
                     Some(p) => tokio::select! {
