@@ -331,12 +331,16 @@ impl TargetClient {
                 .timer
                 .take()
                 .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
-            let outcome = before_deadline(timer.as_mut(), deadline, async {
-                write_request(&mut conn, body.take(), framing).await?;
-                read_response_head(&mut conn, method, response_fields).await
-            })
-            .await
-            .unwrap_or(Err(SendError::Timeout));
+            let outcome = {
+                // Pinned where it is made and lent to the wait: not moved once built.
+                let exchange = std::pin::pin!(async {
+                    write_request(&mut conn, body.take(), framing).await?;
+                    read_response_head(&mut conn, method, response_fields).await
+                });
+                before_deadline(timer.as_mut(), deadline, exchange)
+                    .await
+                    .unwrap_or(Err(SendError::Timeout))
+            };
             conn.timer = Some(timer);
             match outcome {
                 Ok(mut response_head) => {
@@ -411,10 +415,9 @@ impl TargetClient {
 async fn before_deadline<T>(
     timer: Pin<&mut tokio::time::Sleep>,
     deadline: tokio::time::Instant,
-    exchange: impl Future<Output = T>,
+    mut exchange: Pin<&mut impl Future<Output = T>>,
 ) -> Option<T> {
     let mut timer = super::LazyTimer::new(timer);
-    let mut exchange = std::pin::pin!(exchange);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
