@@ -362,11 +362,12 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     client
 }
 
-/// The `Forwarded` value last built on a connection, with the host it was built for:
+/// The `Forwarded` value first built on a connection, with the host it was built for:
 /// a connection's peer and scheme do not change, and its requests nearly always name
-/// the same host, so the value is built once per connection rather than per request.
+/// the same host, so the value is built once per connection rather than per request
+/// (for another host, it is built each time). Set once, so that reading it takes no lock.
 #[derive(Debug, Default)]
-pub struct ForwardedCache(parking_lot::Mutex<Option<(Option<HeaderValue>, HeaderValue)>>);
+pub struct ForwardedCache(std::sync::OnceLock<(Option<HeaderValue>, HeaderValue)>);
 
 /// Fields the proxy sets on a forwarded request (forwarding fields, request id, trace
 /// context, and the principal's from authentication), kept beside the client's fields
@@ -475,16 +476,15 @@ pub fn set_forwarding(
         .flatten();
     if prior.is_none() {
         // The value depends only on peer, scheme and host: reuse the connection's.
-        let mut cached = cache.0.lock();
-        let value = match &*cached {
+        let value = match cache.0.get() {
             Some((for_host, value)) if for_host.as_ref() == host => value.clone(),
-            _ => {
+            Some(_) => forwarded_value(None, peer, peer_text, scheme, host),
+            None => {
                 let value = forwarded_value(None, peer, peer_text, scheme, host);
-                *cached = Some((host.cloned(), value.clone()));
+                let _ = cache.0.set((host.cloned(), value.clone()));
                 value
             }
         };
-        drop(cached);
         added.push(&FORWARDED, value);
         return;
     }

@@ -113,7 +113,7 @@ impl Runtime {
         }
     }
 
-    /// The most specific route for a request, if any.
+    /// The most specific route for a request, if any, with its index in `routes`.
     pub fn select(
         &self,
         listener: &str,
@@ -121,8 +121,8 @@ impl Runtime {
         method: &Method,
         path: &str,
         headers: &HeaderMap,
-    ) -> Option<&Arc<RouteRuntime>> {
-        self.routes.iter().find(|r| {
+    ) -> Option<(usize, &RouteRuntime)> {
+        let found = self.routes.iter().enumerate().find(|(_, r)| {
             let c = &r.config;
             let m = &c.matcher;
             c.listeners
@@ -134,6 +134,7 @@ impl Runtime {
                 && m.headers
                     .iter()
                     .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))
-        })
+        });
+        found.map(|(index, route)| (index, &**route))
     }
 }

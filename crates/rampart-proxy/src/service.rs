@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -25,7 +25,7 @@ use crate::h1::server::AmbiguousFraming;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
 use crate::phase::{AttemptSpan, Next, RequestContext, Verdict};
-use crate::runtime::{RouteRuntime, Runtime};
+use crate::runtime::Runtime;
 
 /// State shared by every connection of a gateway.
 pub(crate) struct Shared {
@@ -53,20 +53,21 @@ pub(crate) struct ConnectionInfo {
     pub activity: Option<Arc<ConnectionActivity>>,
     /// The `Forwarded` value last sent for this connection.
     pub forwarded: Arc<headers::ForwardedCache>,
-    /// The last authority requested on this connection with its host (lower case,
-    /// without port): a connection's requests nearly always name the same one.
-    pub host: parking_lot::Mutex<Option<(String, Arc<str>)>>,
+    /// The first authority requested on this connection with its host (lower case,
+    /// without port): a connection's requests nearly always name the same one. Set
+    /// once, so that reading it takes no lock.
+    pub host: OnceLock<(Box<str>, Arc<str>)>,
 }
 
 impl ConnectionInfo {
-    /// The host of `authority`, reused while the connection repeats it.
+    /// The host of `authority`, reused when it is the connection's first.
     fn host_of(&self, authority: &str) -> Arc<str> {
-        let mut last = self.host.lock();
-        match &*last {
-            Some((seen, host)) if seen == authority => Arc::clone(host),
-            _ => {
+        match self.host.get() {
+            Some((first, host)) if **first == *authority => Arc::clone(host),
+            Some(_) => host_without_port(authority).into(),
+            None => {
                 let host: Arc<str> = host_without_port(authority).into();
-                *last = Some((authority.to_string(), Arc::clone(&host)));
+                let _ = self.host.set((authority.into(), Arc::clone(&host)));
                 host
             }
         }
@@ -127,7 +128,9 @@ pub(crate) async fn handle(
     let method = parts.method.clone();
     let path_and_query = parts.uri.path_and_query().cloned();
     let version = parts.version;
-    let mut route_used: Option<Arc<RouteRuntime>> = None;
+    // The route, as its index in the runtime's routes: borrowed from the runtime
+    // snapshot this request holds, not counted as another owner.
+    let mut route_index: Option<usize> = None;
     let result = if parts.extensions.get::<AmbiguousFraming>().is_some() {
         Err(ProxyError::new(
             ErrorKind::BadRequest,
@@ -138,17 +141,20 @@ pub(crate) async fn handle(
             &runtime,
             &shared.metrics,
             &mut ctx,
-            &mut route_used,
+            &mut route_index,
             parts,
             body,
             has_authority,
         )
         .await
     };
+    let route_used = route_index
+        .and_then(|i| runtime.routes.get(i))
+        .map(|r| &**r);
     // One reading ends the upstream phase and times the response head: the last
     // attempt's end when nothing ran after it (a route without exchanges).
     let answered = match ctx.upstream_finished {
-        Some(finished) if route_used.as_ref().is_some_and(|r| r.exchanges.is_empty()) => finished,
+        Some(finished) if route_used.is_some_and(|r| r.exchanges.is_empty()) => finished,
         _ => Instant::now(),
     };
     if let Some(started) = ctx.upstream_started {
@@ -168,7 +174,7 @@ pub(crate) async fn handle(
         }
     };
     let (mut head, body) = response.into_parts();
-    if let Some(route) = &route_used {
+    if let Some(route) = route_used {
         if !route.response_filters.is_empty() {
             let mut view = crate::phase::ResponseView::new(&mut head, &mut passed);
             for filter in &route.response_filters {
@@ -186,7 +192,7 @@ pub(crate) async fn handle(
     ctx.held.clear();
 
     let status = head.status.as_u16();
-    let route_metrics = route_used.as_ref().map_or(&shared.unrouted, |r| &r.metrics);
+    let route_metrics = route_used.map_or(&shared.unrouted, |r| &r.metrics);
     let (requests, duration) = route_metrics.series(
         &shared.metrics,
         rampart_telemetry::Method::from(&method),
@@ -201,7 +207,7 @@ pub(crate) async fn handle(
         .zip(ctx.attempt_spans.take())
         .zip(ctx.trace.as_ref())
         .map(|((exporter, attempts), trace)| {
-            let route_name = route_used.as_ref().map(|r| Arc::clone(&r.config.name));
+            let route_name = route_used.map(|r| Arc::clone(&r.config.name));
             Box::new(PendingTrace {
                 exporter: Arc::clone(exporter),
                 trace_id: trace.trace_id_bytes,
@@ -228,7 +234,8 @@ pub(crate) async fn handle(
             host: ctx.host,
             path_and_query,
             protocol: version,
-            route: route_used,
+            route: route_index,
+            runtime,
             target: ctx.target.take(),
             status,
             attempts: ctx.attempts,
@@ -275,7 +282,7 @@ async fn run_phases(
     runtime: &Runtime,
     metrics: &Metrics,
     ctx: &mut RequestContext,
-    route_used: &mut Option<Arc<RouteRuntime>>,
+    route_index: &mut Option<usize>,
     mut parts: http::request::Parts,
     body: ProxyBody,
     has_authority: bool,
@@ -289,18 +296,16 @@ async fn run_phases(
         ));
     }
     // route (timed from arrival: one clock read per phase boundary)
-    let route: &RouteRuntime = route_used.insert(
-        runtime
-            .select(
-                ctx.listener(),
-                &ctx.host,
-                &parts.method,
-                parts.uri.path(),
-                &parts.headers,
-            )
-            .cloned()
-            .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matched"))?,
-    );
+    let (index, route) = runtime
+        .select(
+            ctx.listener(),
+            &ctx.host,
+            &parts.method,
+            parts.uri.path(),
+            &parts.headers,
+        )
+        .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matched"))?;
+    *route_index = Some(index);
     let routed = Instant::now();
     ctx.phases.route = routed - ctx.received;
     // guards
@@ -347,7 +352,10 @@ pub(crate) struct PendingRecord {
     host: Arc<str>,
     path_and_query: Option<http::uri::PathAndQuery>,
     protocol: Version,
-    route: Option<Arc<RouteRuntime>>,
+    /// The route's index in `runtime`'s routes.
+    route: Option<usize>,
+    /// The runtime snapshot the request was served with.
+    runtime: Arc<Runtime>,
     target: Option<Arc<str>>,
     status: u16,
     attempts: u32,
@@ -476,6 +484,7 @@ impl Drop for LoggedBody {
             trace.export();
         }
         let Some(r) = self.record.take() else { return };
+        let route = r.route.and_then(|i| r.runtime.routes.get(i));
         let protocol = match r.protocol {
             Version::HTTP_09 => "HTTP/0.9",
             Version::HTTP_10 => "HTTP/1.0",
@@ -497,8 +506,8 @@ impl Drop for LoggedBody {
             host: &r.host,
             path: r.path_and_query.as_ref().map_or("", |p| p.path()),
             protocol,
-            route: r.route.as_ref().map(|route| &*route.config.name),
-            upstream: r.route.as_ref().map(|route| route.config.upstream.as_str()),
+            route: route.map(|route| &*route.config.name),
+            upstream: route.map(|route| route.config.upstream.as_str()),
             target: r.target.as_deref(),
             status: r.status,
             attempts: r.attempts,
@@ -512,7 +521,34 @@ impl Drop for LoggedBody {
 
 #[cfg(test)]
 mod tests {
-    use super::host_without_port;
+    use super::{host_without_port, ConnectionInfo};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_connections_host_follows_its_authority() {
+        let peer: std::net::SocketAddr = "10.0.0.1:5000".parse().expect("address");
+        let conn = ConnectionInfo {
+            listener: "public".into(),
+            peer,
+            peer_ip_value: http::HeaderValue::from_static("10.0.0.1"),
+            peer_text: "10.0.0.1:5000".into(),
+            scheme: "http",
+            activity: None,
+            forwarded: Arc::default(),
+            host: Default::default(),
+        };
+        let first = conn.host_of("A.test:8080");
+        assert_eq!(&*first, "a.test");
+        // The first authority's host is kept and handed out again, not rebuilt.
+        assert!(Arc::ptr_eq(&first, &conn.host_of("A.test:8080")));
+        // Another authority gets its own host, every time, and does not displace it.
+        assert_eq!(&*conn.host_of("b.test"), "b.test");
+        assert_eq!(&*conn.host_of("[::1]:80"), "[::1]");
+        assert!(Arc::ptr_eq(&first, &conn.host_of("A.test:8080")));
+        // The cache is keyed by the authority as sent, port included.
+        assert_eq!(&*conn.host_of("a.test:9090"), "a.test");
+        assert!(!Arc::ptr_eq(&first, &conn.host_of("a.test:9090")));
+    }
 
     #[test]
     fn strips_ports_from_hosts() {
