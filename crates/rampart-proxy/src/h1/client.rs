@@ -123,20 +123,28 @@ struct Conn {
 
 impl Conn {
     /// Whether the peer closed (or sent something unasked) while the connection idled.
-    /// Costs no system call unless the socket was reported readable. Probed with the
-    /// task's own context: the waker it leaves with the socket is the one the response
-    /// read needs next (a stand-in would be swapped out again, a reference count down
-    /// and up).
+    /// Costs no system call unless the socket was reported readable. A plain TCP
+    /// connection is probed with a non-blocking read, which leaves no waker with the
+    /// socket (the response read registers the task's own next, once); a TLS one is
+    /// polled with the task's context, since its layer may hold bytes already read.
     fn is_stale(&mut self, cx: &mut Context<'_>) -> bool {
         if !self.buf.is_empty() {
             return true;
         }
         let mut probe = [0u8; 1];
-        let mut read = ReadBuf::new(&mut probe);
-        !matches!(
-            Pin::new(&mut self.stream).poll_read(cx, &mut read),
-            Poll::Pending
-        )
+        match &mut self.stream {
+            Stream::Tcp(tcp) => !matches!(
+                tcp.try_read(&mut probe),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+            Stream::Tls(tls) => {
+                let mut read = ReadBuf::new(&mut probe);
+                !matches!(
+                    Pin::new(tls.as_mut()).poll_read(cx, &mut read),
+                    Poll::Pending
+                )
+            }
+        }
     }
 }
 
