@@ -7,7 +7,8 @@
 # them is the guards. Last, the same rounds with each proxy capped at CPU_BUDGET percent
 # (default 60; 0 skips them) of its CPU, so that the proxy, not the load side, is the
 # bottleneck (see `at_cpu_budget` in bench/lib.sh); skipped, saying so, where no cgroup
-# can be made.
+# can be made. Each run also prints what it cost the upstream (CPU and blocking waits a
+# request), which shares the load CPU with wrk and so bounds the uncapped runs.
 #
 # With INSTRUCTIONS=1 it instead runs Rampart under callgrind (valgrind) and prints the
 # user-space instructions per request, unguarded and guarded: a count that, unlike time
@@ -74,6 +75,8 @@ secret=$(cd "$work" && "$RAMPART" keys create --consumer "$consumer" --json --ad
 curl -fs -H "x-api-key: $secret" "http://127.0.0.1:$RAMPART_PORT/guarded" >/dev/null
 
 nginx_pid=$(nginx_worker "$work/proxy.pid")
+# Each run also says what it cost the upstream, which shares the load CPU with wrk (see wrk_run).
+LOAD_PID=$(nginx_worker "$work/upstream.pid")
 
 if [[ "${INSTRUCTIONS:-0}" == 1 ]]; then
   valgrind_pid=$rampart_pid
@@ -98,17 +101,17 @@ if [[ "${INSTRUCTIONS:-0}" == 1 ]]; then
   exit 0
 fi
 
-row() { printf '%-26s %10s req/s   p99 %7s ms   cpu %6s us/req (user/sys %s)\n' "$@"; }
+row() { printf '%-26s %10s req/s   p99 %7s ms   cpu %6s us/req (user/sys %s)%s\n' "$@"; }
 
 echo "== $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxies on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
-n_rps=(); n_cpu=(); o_rps=(); o_cpu=(); g_rps=(); g_cpu=(); g_over_o=(); g_over_n=(); n_user=(); n_sys=(); o_user=(); o_sys=(); g_user=(); g_sys=()
+n_load=(); g_load=(); n_rps=(); n_cpu=(); o_rps=(); o_cpu=(); g_rps=(); g_cpu=(); g_over_o=(); g_over_n=(); n_user=(); n_sys=(); o_user=(); o_sys=(); g_user=(); g_sys=()
 for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PORT/unguard"
-  row "nginx proxy #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; n_rps+=("$RPS"); n_cpu+=("$CPU_US"); n_user+=("$CPU_USER"); n_sys+=("$CPU_SYS")
+  row "nginx proxy #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS" "$LOAD_NOTE"; n_load+=("$LOAD_US"); n_rps+=("$RPS"); n_cpu+=("$CPU_US"); n_user+=("$CPU_USER"); n_sys+=("$CPU_SYS")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/unguard"
-  row "rampart unguarded #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; o_rps+=("$RPS"); o_cpu+=("$CPU_US"); o_user+=("$CPU_USER"); o_sys+=("$CPU_SYS")
+  row "rampart unguarded #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS" "$LOAD_NOTE"; o_rps+=("$RPS"); o_cpu+=("$CPU_US"); o_user+=("$CPU_USER"); o_sys+=("$CPU_SYS")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/guarded" -H "x-api-key: $secret"
-  row "rampart key+2 limits #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"; g_rps+=("$RPS"); g_cpu+=("$CPU_US"); g_user+=("$CPU_USER"); g_sys+=("$CPU_SYS")
+  row "rampart key+2 limits #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS" "$LOAD_NOTE"; g_load+=("$LOAD_US"); g_rps+=("$RPS"); g_cpu+=("$CPU_US"); g_user+=("$CPU_USER"); g_sys+=("$CPU_SYS")
   # A round's three runs are back to back: their ratios move less with the host's load.
   g_over_o+=("$(ratio "$RPS" "${o_rps[-1]}")"); g_over_n+=("$(ratio "$RPS" "${n_rps[-1]}")")
 done
@@ -116,6 +119,7 @@ nginx_rps=$(median "${n_rps[@]}"); open_rps=$(median "${o_rps[@]}"); guarded_rps
 row "nginx median" "$nginx_rps" "-" "$(median "${n_cpu[@]}")" "$(median "${n_user[@]}")/$(median "${n_sys[@]}")"
 row "rampart unguarded median" "$open_rps" "-" "$(median "${o_cpu[@]}")" "$(median "${o_user[@]}")/$(median "${o_sys[@]}")"
 row "rampart guarded median" "$guarded_rps" "-" "$(median "${g_cpu[@]}")" "$(median "${g_user[@]}")/$(median "${g_sys[@]}")"
+echo "upstream CPU a request (medians; it shares the load CPU with wrk): behind nginx $(median "${n_load[@]}") us, behind rampart guarded $(median "${g_load[@]}") us"
 echo "== result (medians)"
 awk -v g="$guarded_rps" -v o="$open_rps" -v n="$nginx_rps" \
   'BEGIN { printf "guarded/unguarded: %.2f   guarded/nginx: %.2f\n", g / o, g / n }'

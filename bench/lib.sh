@@ -100,7 +100,7 @@ budget_run() {
   local label=$2
   shift 2
   wrk_run "$@"
-  row "$label" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS"
+  row "$label" "$RPS" "-" "$CPU_US" "$CPU_SPLIT $ERRORS" "$LOAD_NOTE"
   into+=("$RPS")
 }
 
@@ -152,15 +152,36 @@ cpu_ticks() { # pid -> "user system" clock ticks of every thread
   awk '{ print $14, $15 }' "/proc/$1/stat"
 }
 
+sleeps() { # pid -> times its main thread has blocked (voluntary context switches)
+  awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$1/status"
+}
+
 # wrk_run PID URL [wrk args...] -> sets RPS, P99 (ms), CPU_US (µs of CPU per request
 # spent by PID, user + system), CPU_USER and CPU_SYS (its parts), CPU_SPLIT
-# ("user/system"), ERRORS
+# ("user/system"), ERRORS. With LOAD_PID set (the upstream's worker, which shares the
+# load CPU with wrk) also LOAD_US and LOAD_SLEEPS, that process's CPU time and blocking
+# waits per request, and LOAD_NOTE, both as text: what serving behind the proxy under
+# test costs the load side, which limits the uncapped runs.
 wrk_run() {
-  local pid=$1 url=$2 out before after requests
+  local pid=$1 url=$2 out before after requests load_before load_after slept_before slept_after
   shift 2
+  if [[ -n "${LOAD_PID:-}" ]]; then
+    load_before=$(cpu_ticks "$LOAD_PID")
+    slept_before=$(sleeps "$LOAD_PID")
+  fi
   before=$(cpu_ticks "$pid")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" 2>&1)
   after=$(cpu_ticks "$pid")
+  LOAD_NOTE=""
+  if [[ -n "${LOAD_PID:-}" ]]; then
+    load_after=$(cpu_ticks "$LOAD_PID")
+    slept_after=$(sleeps "$LOAD_PID")
+    read -r LOAD_US LOAD_SLEEPS < <(awk -v b="$load_before" -v a="$load_after" -v s0="$slept_before" -v s1="$slept_after" \
+      -v hz="$(getconf CLK_TCK)" -v r="$(awk '/requests in/ { print $1 }' <<<"$out")" \
+      'BEGIN { split(b, x, " "); split(a, y, " ");
+               if (r > 0) printf "%.1f %.3f\n", (y[1] - x[1] + y[2] - x[2]) / hz * 1e6 / r, (s1 - s0) / r; else print "nan nan" }')
+    LOAD_NOTE="   upstream $LOAD_US us/req, $LOAD_SLEEPS sleeps/req"
+  fi
   RPS=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
   P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
   requests=$(awk '/requests in/ { print $1 }' <<<"$out")

@@ -9,7 +9,9 @@
 # peak rate, and Rampart's idle RSS. Last, the same peak rounds with each proxy capped at
 # CPU_BUDGET percent (default 60; 0 skips them) of its CPU, so that the proxy, not the
 # load side, is the bottleneck in every run (see `at_cpu_budget` in bench/lib.sh);
-# skipped, saying so, where no cgroup can be made.
+# skipped, saying so, where no cgroup can be made. Each proxied run also prints what it cost
+# the upstream (CPU and blocking waits a request): the upstream shares the load CPU with
+# wrk, so this is what bounds the uncapped runs.
 #
 # Needs: nginx, wrk (Debian packages `nginx-light` or `nginx`, `wrk`). Runs on loopback only.
 # Usage: [RAMPART_BIN=path | PGO=1] [CPU_BUDGET=percent] bench/proxy.sh [duration-seconds] [connections] [rounds]
@@ -56,24 +58,26 @@ nginx_pid=$(nginx_worker "$work/proxy.pid")
 same_pid=$(nginx_worker "$work/same.pid")
 upstream_pid=$(nginx_worker "$work/upstream.pid")
 
-row() { printf '%-18s %10s req/s   p99 %7s ms   cpu %6s us/req (user/sys %s)\n' "$@"; }
+row() { printf '%-18s %10s req/s   p99 %7s ms   cpu %6s us/req (user/sys %s)%s\n' "$@"; }
 
 echo "== peak: $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d${DURATION}s (proxy on cpu $PROXY_CPU, wrk+upstream on cpu $LOAD_CPU)"
 wrk_run "$upstream_pid" "http://127.0.0.1:$UPSTREAM_PORT/"
 row "upstream direct" "$RPS" "$P99" "-" "- $ERRORS"
-nginx_rps=(); nginx_cpu=(); nginx_p99=(); nginx_user=(); nginx_sys=()
+# From here on each run also says what it cost the upstream (see wrk_run).
+LOAD_PID=$upstream_pid
+nginx_rps=(); nginx_cpu=(); nginx_p99=(); nginx_user=(); nginx_sys=(); nginx_load=(); rampart_load=()
 rampart_rps=(); rampart_cpu=(); rampart_p99=(); rampart_user=(); rampart_sys=(); round_ratio=()
 same_rps=(); same_cpu=(); same_p99=(); same_user=(); same_sys=(); same_ratio=()
 for round in $(seq 1 "$ROUNDS"); do
   wrk_run "$nginx_pid" "http://127.0.0.1:$NGINX_PROXY_PORT/"
-  row "nginx #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
-  nginx_rps+=("$RPS"); nginx_cpu+=("$CPU_US"); nginx_p99+=("$P99"); nginx_user+=("$CPU_USER"); nginx_sys+=("$CPU_SYS")
+  row "nginx #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS" "$LOAD_NOTE"
+  nginx_load+=("$LOAD_US"); nginx_rps+=("$RPS"); nginx_cpu+=("$CPU_US"); nginx_p99+=("$P99"); nginx_user+=("$CPU_USER"); nginx_sys+=("$CPU_SYS")
   wrk_run "$same_pid" "http://127.0.0.1:$NGINX_SAME_PORT/"
-  row "nginx same #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
+  row "nginx same #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS" "$LOAD_NOTE"
   same_rps+=("$RPS"); same_cpu+=("$CPU_US"); same_p99+=("$P99"); same_user+=("$CPU_USER"); same_sys+=("$CPU_SYS")
   wrk_run "$rampart_pid" "http://127.0.0.1:$RAMPART_PORT/"
-  row "rampart #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS"
-  rampart_rps+=("$RPS"); rampart_cpu+=("$CPU_US"); rampart_p99+=("$P99"); rampart_user+=("$CPU_USER"); rampart_sys+=("$CPU_SYS")
+  row "rampart #$round" "$RPS" "$P99" "$CPU_US" "$CPU_SPLIT $ERRORS" "$LOAD_NOTE"
+  rampart_load+=("$LOAD_US"); rampart_rps+=("$RPS"); rampart_cpu+=("$CPU_US"); rampart_p99+=("$P99"); rampart_user+=("$CPU_USER"); rampart_sys+=("$CPU_SYS")
   # Each round's pair ran back to back: their ratio moves less with the host's load.
   round_ratio+=("$(ratio "$RPS" "${nginx_rps[-1]}")"); same_ratio+=("$(ratio "$RPS" "${same_rps[-1]}")")
 done
@@ -83,6 +87,7 @@ s_rps=$(median "${same_rps[@]}"); s_cpu=$(median "${same_cpu[@]}")
 row "nginx median" "$n_rps" "$(median "${nginx_p99[@]}")" "$n_cpu" "$(median "${nginx_user[@]}")/$(median "${nginx_sys[@]}")"
 row "nginx same median" "$s_rps" "$(median "${same_p99[@]}")" "$s_cpu" "$(median "${same_user[@]}")/$(median "${same_sys[@]}")"
 row "rampart median" "$r_rps" "$(median "${rampart_p99[@]}")" "$r_cpu" "$(median "${rampart_user[@]}")/$(median "${rampart_sys[@]}")"
+echo "upstream CPU a request (medians; it shares the load CPU with wrk): behind nginx $(median "${nginx_load[@]}") us, behind rampart $(median "${rampart_load[@]}") us"
 
 # Half of Rampart's peak: each connection waits so that the total rate is about half.
 half_rate=$(awk -v r="$r_rps" 'BEGIN { printf "%d", r / 2 }')
