@@ -11,11 +11,12 @@
 # request), which shares the load CPU with wrk and so bounds the uncapped runs.
 #
 # With INSTRUCTIONS=1 it instead runs Rampart under callgrind (valgrind) and prints the
-# user-space instructions per request, unguarded and guarded: a count that, unlike time
-# on a shared VM, does not move between runs (kernel time is not in it).
+# user-space instructions and bus-locked instructions per request, unguarded and guarded:
+# counts that, unlike time on a shared VM, do not move between runs (kernel time is not in
+# them); with SITES=N also the N functions with the most bus-locked instructions.
 #
-# Needs: nginx, wrk (and valgrind for INSTRUCTIONS=1). Loopback only.
-# Usage: [CPU_BUDGET=percent] [INSTRUCTIONS=1] [RAMPART_BIN=path | PGO=1] bench/guard.sh [duration-seconds] [connections] [rounds]
+# Needs: nginx, wrk (and valgrind, python3, objdump for INSTRUCTIONS=1). Loopback only.
+# Usage: [CPU_BUDGET=percent] [INSTRUCTIONS=1 [SITES=N]] [RAMPART_BIN=path | PGO=1] bench/guard.sh [duration-seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -58,9 +59,9 @@ CONF
 taskset -c "$LOAD_CPU" nginx -c "$work/upstream.conf" -e "$work/upstream.error.log"
 taskset -c "$PROXY_CPU" nginx -c "$work/proxy.conf" -e "$work/proxy.error.log"
 if [[ "${INSTRUCTIONS:-0}" == 1 ]]; then
-  require_tools valgrind callgrind_control
+  require_tools valgrind callgrind_control python3 objdump
   (cd "$work" && RUST_LOG=warn exec valgrind --tool=callgrind --instr-atstart=no \
-    --callgrind-out-file="$work/callgrind.out" "$RAMPART" serve --config rampart.toml --workers 1 2>"$work/valgrind.log") &
+    --dump-instr=yes --callgrind-out-file="$work/callgrind.out" "$RAMPART" serve --config rampart.toml --workers 1 2>"$work/valgrind.log") &
 else
   (cd "$work" && RUST_LOG=warn taskset -c "$PROXY_CPU" "$RAMPART" serve --config rampart.toml --workers 1) &
 fi
@@ -87,12 +88,16 @@ if [[ "${INSTRUCTIONS:-0}" == 1 ]]; then
     n=$(taskset -c "$LOAD_CPU" wrk -t1 -c4 -d"${DURATION}s" -H "x-api-key: $secret" "http://127.0.0.1:$RAMPART_PORT$2" | awk '/requests in/ { print $1 }')
     callgrind_control -d "$valgrind_pid" >/dev/null
     callgrind_control -i off "$valgrind_pid" >/dev/null
-    local dump ir
+    local dump ir report
     dump=$(ls -t "$work"/callgrind.out.* | head -n1)
     ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
+    report=$(python3 bench/callgrind_counts.py "$dump" "$n" ${SITES:+--sites "$SITES"})
     rm -f "$work"/callgrind.out.*
     INSTR=$((ir / n))
-    printf '%-10s %8d requests %12d instructions/request\n' "$1" "$n" "$INSTR"
+    printf '%-10s %8d requests %12d instructions/request %8s bus-locked/request\n' "$1" "$n" "$INSTR" \
+      "$(sed -n '1s/.*locked=\([0-9.]*\).*/\1/p' <<<"$report")"
+    # With SITES=N, the N functions with the most bus-locked instructions.
+    tail -n +2 <<<"$report"
   }
   echo "== instructions per request under callgrind (wrk -c4 -d${DURATION}s each)"
   count unguarded /unguard; open_ir=$INSTR
