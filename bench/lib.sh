@@ -172,19 +172,19 @@ wrk_run() {
   before=$(cpu_ticks "$pid")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" 2>&1)
   after=$(cpu_ticks "$pid")
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
   LOAD_NOTE=""
   if [[ -n "${LOAD_PID:-}" ]]; then
     load_after=$(cpu_ticks "$LOAD_PID")
     slept_after=$(sleeps "$LOAD_PID")
     read -r LOAD_US LOAD_SLEEPS < <(awk -v b="$load_before" -v a="$load_after" -v s0="$slept_before" -v s1="$slept_after" \
-      -v hz="$(getconf CLK_TCK)" -v r="$(awk '/requests in/ { print $1 }' <<<"$out")" \
+      -v hz="$(getconf CLK_TCK)" -v r="${requests:-0}" \
       'BEGIN { split(b, x, " "); split(a, y, " ");
                if (r > 0) printf "%.1f %.3f\n", (y[1] - x[1] + y[2] - x[2]) / hz * 1e6 / r, (s1 - s0) / r; else print "nan nan" }')
     LOAD_NOTE="   upstream $LOAD_US us/req, $LOAD_SLEEPS sleeps/req"
   fi
   RPS=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
   P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
   read -r CPU_US CPU_USER CPU_SYS < <(awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" -v r="${requests:-0}" \
     'BEGIN { split(b, x, " "); split(a, y, " "); u = (y[1] - x[1]) / hz * 1e6; s = (y[2] - x[2]) / hz * 1e6;
              if (r > 0) printf "%.1f %.1f %.1f\n", (u + s) / r, u / r, s / r; else print "nan nan nan" }')

@@ -51,7 +51,7 @@ pub(crate) struct ConnectionInfo {
     /// Idle tracking of HTTP/2 connections (HTTP/1.1 connections track their own); a
     /// request counts as activity until its response body ends.
     pub activity: Option<Arc<ConnectionActivity>>,
-    /// The `Forwarded` value last sent for this connection.
+    /// The `Forwarded` value built for this connection's first host.
     pub forwarded: Arc<headers::ForwardedCache>,
     /// The first authority requested on this connection with its host (lower case,
     /// without port): a connection's requests nearly always name the same one. Set
