@@ -362,12 +362,41 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     client
 }
 
-/// The `Forwarded` value first built on a connection, with the host it was built for:
-/// a connection's peer and scheme do not change, and its requests nearly always name
-/// the same host, so the value is built once per connection rather than per request
-/// (for another host, it is built each time). Set once, so that reading it takes no lock.
-#[derive(Debug, Default)]
-pub struct ForwardedCache(std::sync::OnceLock<(Option<HeaderValue>, HeaderValue)>);
+/// A value a connection builds for the first key it asks with, kept for that key: a
+/// connection's requests nearly always repeat it. Another key's value is built each
+/// time. Set once, so that reading it takes no lock.
+#[derive(Debug)]
+pub struct FirstKeyCache<K, V>(std::sync::OnceLock<(K, V)>);
+
+impl<K, V> Default for FirstKeyCache<K, V> {
+    fn default() -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+}
+
+impl<K, V: Clone> FirstKeyCache<K, V> {
+    /// The value kept when `is_key` accepts the first key, else what `build` makes
+    /// (key and value), kept when it is the first.
+    pub fn get_or_build(
+        &self,
+        is_key: impl FnOnce(&K) -> bool,
+        build: impl FnOnce() -> (K, V),
+    ) -> V {
+        match self.0.get() {
+            Some((key, value)) if is_key(key) => value.clone(),
+            Some(_) => build().1,
+            None => {
+                let (key, value) = build();
+                let _ = self.0.set((key, value.clone()));
+                value
+            }
+        }
+    }
+}
+
+/// The `Forwarded` value of a connection's first host: its peer and scheme do not
+/// change, so the value depends on the host alone.
+pub type ForwardedCache = FirstKeyCache<Option<HeaderValue>, HeaderValue>;
 
 /// Fields the proxy sets on a forwarded request (forwarding fields, request id, trace
 /// context, and the principal's from authentication), kept beside the client's fields
@@ -476,15 +505,13 @@ pub fn set_forwarding(
         .flatten();
     if prior.is_none() {
         // The value depends only on peer, scheme and host: reuse the connection's.
-        let value = match cache.0.get() {
-            Some((for_host, value)) if for_host.as_ref() == host => value.clone(),
-            Some(_) => forwarded_value(None, peer, peer_text, scheme, host),
-            None => {
+        let value = cache.get_or_build(
+            |for_host| for_host.as_ref() == host,
+            || {
                 let value = forwarded_value(None, peer, peer_text, scheme, host);
-                let _ = cache.0.set((host.cloned(), value.clone()));
-                value
-            }
-        };
+                (host.cloned(), value)
+            },
+        );
         added.push(&FORWARDED, value);
         return;
     }

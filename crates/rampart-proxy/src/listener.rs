@@ -293,7 +293,7 @@ pub(crate) async fn serve(
             scheme: if tls.is_some() { "https" } else { "http" },
             activity: None,
             forwarded: Arc::default(),
-            host: std::sync::OnceLock::new(),
+            host: Default::default(),
         };
         let context = ConnectionSetup {
             shared: Arc::clone(&shared),

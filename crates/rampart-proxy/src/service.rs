@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -53,24 +53,18 @@ pub(crate) struct ConnectionInfo {
     pub activity: Option<Arc<ConnectionActivity>>,
     /// The `Forwarded` value built for this connection's first host.
     pub forwarded: Arc<headers::ForwardedCache>,
-    /// The first authority requested on this connection with its host (lower case,
-    /// without port): a connection's requests nearly always name the same one. Set
-    /// once, so that reading it takes no lock.
-    pub host: OnceLock<(Box<str>, Arc<str>)>,
+    /// The host (lower case, without port) of the first authority requested on this
+    /// connection.
+    pub host: headers::FirstKeyCache<Box<str>, Arc<str>>,
 }
 
 impl ConnectionInfo {
     /// The host of `authority`, reused when it is the connection's first.
     fn host_of(&self, authority: &str) -> Arc<str> {
-        match self.host.get() {
-            Some((first, host)) if **first == *authority => Arc::clone(host),
-            Some(_) => host_without_port(authority).into(),
-            None => {
-                let host: Arc<str> = host_without_port(authority).into();
-                let _ = self.host.set((authority.into(), Arc::clone(&host)));
-                host
-            }
-        }
+        self.host.get_or_build(
+            |first| **first == *authority,
+            || (authority.into(), host_without_port(authority).into()),
+        )
     }
 }
 

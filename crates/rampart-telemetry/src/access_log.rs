@@ -121,9 +121,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
         below_space | special != 0
     };
     if bytes.len() < 8 {
-        return bytes
-            .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f);
+        return bytes.iter().copied().any(byte_needs_escape);
     }
     let mut words = bytes.chunks_exact(8);
     if words.any(word_needs_escape) {
@@ -131,6 +129,11 @@ fn needs_escape(bytes: &[u8]) -> bool {
     }
     // The last bytes as one word, overlapping the words already checked.
     !words.remainder().is_empty() && word_needs_escape(&bytes[bytes.len() - 8..])
+}
+
+/// Whether JSON text must escape `b` (see [`needs_escape`]).
+fn byte_needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
 }
 
 /// A JSON string literal.
@@ -172,9 +175,7 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
 /// A JSON string literal of text that never needs escaping (hex ids, socket
 /// addresses, HTTP method tokens, protocol names), written without checking.
 fn push_plain(out: &mut Vec<u8>, s: &str) {
-    debug_assert!(!s
-        .bytes()
-        .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f));
+    debug_assert!(!needs_escape(s.as_bytes()));
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
     out.push(b'"');
