@@ -17,6 +17,7 @@ pub mod phase;
 mod pool;
 mod runtime;
 mod service;
+mod tcp;
 mod tls;
 
 pub use body::{collect_limited, empty, full, BoxError, CollectError, ProxyBody};

@@ -285,6 +285,7 @@ pub(crate) async fn serve(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = crate::tcp::DirectTcp::new(stream);
         let info = ConnectionInfo {
             listener: Arc::clone(&name),
             peer,

@@ -50,7 +50,8 @@ pub struct TargetSlot {
     /// Host header value for `host_header = "target"`.
     pub authority_header: Option<HeaderValue>,
     weight: u32,
-    in_flight: AtomicUsize,
+    /// Attempts in flight (for least-connections), without atomic read-modify-writes.
+    in_flight: rampart_telemetry::StripedGauge,
     healthy: AtomicBool,
     /// Nanoseconds after the pool's epoch until which the target is ejected.
     ejected_until: AtomicU64,
@@ -65,9 +66,7 @@ pub struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.pool.targets[self.index]
-            .in_flight
-            .fetch_sub(1, Ordering::AcqRel);
+        self.pool.targets[self.index].in_flight.dec();
     }
 }
 
@@ -109,7 +108,7 @@ pub struct Pool {
     pub retry_budget: RetryBudget,
     epoch: Instant,
     /// Attempts sent to this pool (a handle into the metric family).
-    pub attempts_counter: rampart_telemetry::Counter,
+    pub attempts_counter: rampart_telemetry::StripedCounter,
     metrics: Arc<Metrics>,
     health_task: Mutex<Option<AbortOnDrop>>,
 }
@@ -271,7 +270,7 @@ impl Pool {
                 },
                 endpoint: t.endpoint.clone(),
                 weight: t.weight,
-                in_flight: AtomicUsize::new(0),
+                in_flight: Default::default(),
                 healthy: AtomicBool::new(true),
                 ejected_until: AtomicU64::new(0),
             })
@@ -400,6 +399,8 @@ impl Pool {
         let n = self.targets.len();
         let usable = |i: usize| self.is_available(i, now) && Some(i) != exclude;
         let chosen = match &self.config.balance {
+            // One target: nothing to rotate, compare or hash.
+            _ if n == 1 => Some(0).filter(|&i| usable(i)),
             Balance::RoundRobin => {
                 let start = self.cursor.fetch_add(1, Ordering::Relaxed);
                 (0..self.schedule.len())
@@ -414,8 +415,7 @@ impl Pool {
                     .min_by(|&a, &b| {
                         let load = |i: usize| {
                             let t = &self.targets[i];
-                            (t.in_flight.load(Ordering::Relaxed) as u64 * 1000)
-                                / u64::from(t.weight.max(1))
+                            (t.in_flight.get().max(0) as u64 * 1000) / u64::from(t.weight.max(1))
                         };
                         load(a).cmp(&load(b))
                     })
@@ -434,7 +434,7 @@ impl Pool {
 
     /// Marks target `index` busy until the guard drops.
     pub fn start(&self, index: usize) -> InFlight<'_> {
-        self.targets[index].in_flight.fetch_add(1, Ordering::AcqRel);
+        self.targets[index].in_flight.inc();
         InFlight { pool: self, index }
     }
 

@@ -3,6 +3,7 @@
 
 mod access_log;
 mod metrics;
+mod striped;
 mod tracing_export;
 
 pub use access_log::{AccessLog, AccessLogError, AccessRecord, PhaseTimes};
@@ -11,10 +12,8 @@ pub use metrics::{
     RouteMetrics, TargetLabels, UpstreamLabels, WafRuleLabels,
 };
 pub use opentelemetry::KeyValue;
+pub use striped::{StripedCounter, StripedGauge, StripedHistogram};
 pub use tracing_export::{SpanRecord, SpanRole, TraceExporter, TracingError};
-
-/// A monotonic counter handle (shared with its metric family).
-pub use prometheus_client::metrics::counter::Counter;
 
 /// rustls warns on every handshake whose client puts an IP address in SNI, which
 /// OpenSSL-based clients do (RFC 6066 forbids it; rustls ignores the name and goes on):

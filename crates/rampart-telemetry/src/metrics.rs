@@ -4,8 +4,9 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::striped::{StripedCounter, StripedGauge, StripedHistogram};
 
 /// Labels of per-route request metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,7 +66,7 @@ fn status_index(status: u16) -> usize {
 }
 
 /// The request counter and duration histogram of one route, method and status class.
-pub type RequestSeries = (Counter, Histogram);
+pub type RequestSeries = (StripedCounter, StripedHistogram);
 
 /// Per-route handles into the request metric families, created on first use, so
 /// the request path skips the label hashing and allocation of a family lookup.
@@ -139,13 +140,13 @@ pub fn status_class(status: u16) -> &'static str {
 pub struct Metrics {
     registry: Registry,
     /// Requests answered, by route, method and status class.
-    pub requests: Family<RouteLabels, Counter>,
+    pub requests: Family<RouteLabels, StripedCounter>,
     /// Request duration until response headers, by route, method and status class.
-    pub request_duration: Family<RouteLabels, Histogram>,
+    pub request_duration: Family<RouteLabels, StripedHistogram>,
     /// Requests in flight.
-    pub in_flight: Gauge,
+    pub in_flight: StripedGauge,
     /// Upstream attempts by upstream (first tries and retries).
-    pub upstream_attempts: Family<UpstreamLabels, Counter>,
+    pub upstream_attempts: Family<UpstreamLabels, StripedCounter>,
     /// Retries sent, by upstream.
     pub retries: Family<UpstreamLabels, Counter>,
     /// Retries refused by the retry budget, by upstream.
@@ -192,8 +193,8 @@ pub struct GuardLabels {
     pub reason: &'static str,
 }
 
-fn latency_histogram() -> Histogram {
-    Histogram::new([
+fn latency_histogram() -> StripedHistogram {
+    StripedHistogram::new([
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ])
 }
@@ -208,10 +209,10 @@ impl Metrics {
     /// A registry with every metric registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("rampart");
-        let requests = Family::<RouteLabels, Counter>::default();
+        let requests = Family::<RouteLabels, StripedCounter>::default();
         registry.register("requests", "Requests answered", requests.clone());
-        let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
+        let request_duration = Family::<RouteLabels, StripedHistogram>::new_with_constructor(
+            latency_histogram as fn() -> StripedHistogram,
         );
         registry.register_with_unit(
             "request_duration",
@@ -219,13 +220,13 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             request_duration.clone(),
         );
-        let in_flight = Gauge::default();
+        let in_flight = StripedGauge::default();
         registry.register(
             "requests_in_flight",
             "Requests being served",
             in_flight.clone(),
         );
-        let upstream_attempts = Family::<UpstreamLabels, Counter>::default();
+        let upstream_attempts = Family::<UpstreamLabels, StripedCounter>::default();
         registry.register(
             "upstream_attempts",
             "Attempts sent to upstream targets",
@@ -420,6 +421,40 @@ mod tests {
             text.contains(
                 r#"rampart_request_duration_seconds_count{route="api",method="GET",status="2xx"} 1"#
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn request_path_metrics_encode_as_their_openmetrics_types() {
+        let m = Metrics::new();
+        let cache = RouteMetrics::new("api");
+        let (_, duration) = cache.series(&m, Method::GET, 200);
+        duration.observe(0.0007);
+        duration.observe(0.003);
+        duration.observe(60.0);
+        m.in_flight.inc();
+        m.in_flight.inc();
+        m.in_flight.dec();
+        let text = m.encode_openmetrics();
+        let series = r#"route="api",method="GET",status="2xx""#;
+        for line in [
+            "# TYPE rampart_request_duration_seconds histogram".to_string(),
+            format!("rampart_request_duration_seconds_bucket{{le=\"0.0005\",{series}}} 0"),
+            format!("rampart_request_duration_seconds_bucket{{le=\"0.001\",{series}}} 1"),
+            format!("rampart_request_duration_seconds_bucket{{le=\"0.005\",{series}}} 2"),
+            format!("rampart_request_duration_seconds_bucket{{le=\"10.0\",{series}}} 2"),
+            format!("rampart_request_duration_seconds_bucket{{le=\"+Inf\",{series}}} 3"),
+            format!("rampart_request_duration_seconds_count{{{series}}} 3"),
+            "# TYPE rampart_requests_in_flight gauge".to_string(),
+            "rampart_requests_in_flight 1".to_string(),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        assert!(
+            text.contains(&format!(
+                "rampart_request_duration_seconds_sum{{{series}}} 60.0037"
+            )),
             "{text}"
         );
     }

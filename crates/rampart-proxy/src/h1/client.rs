@@ -28,6 +28,7 @@ use super::codec::{self, ChunkedDecoder, Decoded, Framing};
 use super::upgrade::{Upgraded, UpstreamUpgraded};
 use crate::body::{empty, BoxError, ProxyBody};
 use crate::headers::AddedFields;
+use crate::tcp::DirectTcp;
 
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -61,8 +62,8 @@ pub enum SendError {
 
 /// A TCP or TLS connection to a target.
 enum Stream {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tcp(DirectTcp),
+    Tls(Box<TlsStream<DirectTcp>>),
 }
 
 impl AsyncRead for Stream {
@@ -134,7 +135,7 @@ impl Conn {
         let mut probe = [0u8; 1];
         match &mut self.stream {
             Stream::Tcp(tcp) => !matches!(
-                tcp.try_read(&mut probe),
+                tcp.get_ref().try_read(&mut probe),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock
             ),
             Stream::Tls(tls) => {
@@ -256,6 +257,7 @@ impl TargetClient {
                 .await
                 .map_err(|e| SendError::Connect(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
+            let tcp = DirectTcp::new(tcp);
             let stream = match &connect.tls {
                 None => Stream::Tcp(tcp),
                 Some((connector, name)) => Stream::Tls(Box::new(
