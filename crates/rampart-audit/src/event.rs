@@ -147,14 +147,11 @@ mod tests {
 
     #[test]
     fn sensitive_values_are_sealed_and_unreadable_once_the_key_is_gone() {
-        let dir = std::env::temp_dir().join(format!(
-            "rampart-audit-subjects-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
+        let dir = tempfile::Builder::new()
+            .prefix("rampart-audit-subjects-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
         let keys = rampart_crypto::SubjectKeys::open(&dir).expect("keys");
         let bytes = encode(&seal(
             &event(

@@ -273,12 +273,11 @@ mod tests {
     use super::*;
 
     fn temp_path(name: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        std::env::temp_dir()
-            .join(format!("rampart-crypto-{}-{nanos}", std::process::id()))
+        tempfile::Builder::new()
+            .prefix("rampart-crypto-")
+            .tempdir()
+            .expect("temp dir")
+            .keep()
             .join(name)
     }
 

@@ -284,11 +284,11 @@ mod tests {
 
     /// A held store with one consumer, and that consumer's id.
     async fn held_store() -> (Arc<HeldWrites>, String) {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("rampart-quota-{}-{nanos}", std::process::id()));
+        let dir = tempfile::Builder::new()
+            .prefix("rampart-quota-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
         let store = Store::open_sqlite(&dir).await.expect("store");
         let consumer = store
             .create_consumer(rampart_store::NewConsumer {

@@ -33,12 +33,11 @@ pub struct Answer {
 }
 
 pub async fn start() -> Admin {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let data_dir =
-        std::env::temp_dir().join(format!("rampart-admin-{}-{nanos}", std::process::id()));
+    let data_dir = tempfile::Builder::new()
+        .prefix("rampart-admin-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
     let config = rampart_config::compile_str(
         r#"
 log = { access_log = "off" }

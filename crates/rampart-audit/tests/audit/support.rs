@@ -6,16 +6,11 @@ use rampart_audit::{AuditLog, AuditLogSettings};
 
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!(
-        "rampart-audit-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    tempfile::Builder::new()
+        .prefix(&format!("rampart-audit-{name}-"))
+        .tempdir()
+        .expect("temp dir")
+        .keep()
 }
 
 pub fn open(dir: &std::path::Path) -> AuditLog {

@@ -58,7 +58,7 @@ async fn a_ban_is_shared_through_redis() {
         eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
         return;
     };
-    let prefix = format!("rampart-ban-test:{}:{}:", std::process::id(), rand_suffix());
+    let prefix = format!("rampart-ban-test:{}:", unique_suffix());
     let up = mirror().await;
     let a: Arc<dyn SharedState> = RedisState::connect(&url, &prefix).await.expect("redis");
     let b: Arc<dyn SharedState> = RedisState::connect(&url, &prefix).await.expect("redis");
@@ -72,11 +72,4 @@ async fn a_ban_is_shared_through_redis() {
     // The second instance's cached "not banned" lasts at most a second.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(get(second.addr, "/", &[]).await.status, 403);
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }

@@ -182,14 +182,7 @@ async fn concurrent_duplicates_across_gateways_sharing_redis() {
         eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
         return;
     };
-    let prefix = format!(
-        "rampart-idem-test:{}:{}:",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
+    let prefix = format!("rampart-idem-test:{}:", unique_suffix());
     let (up, processed) = slow_counter().await;
     let mut setups = Vec::new();
     for _ in 0..2 {

@@ -215,14 +215,7 @@ async fn three_gateways_hold_one_global_limit() {
         eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
         return;
     };
-    let prefix = format!(
-        "rampart-guard-test:{}:{}:",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
+    let prefix = format!("rampart-guard-test:{}:", unique_suffix());
     let routes = r#"
 [[routes]]
 name = "global"

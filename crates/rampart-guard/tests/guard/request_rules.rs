@@ -121,15 +121,7 @@ ip = { allow = ["10.0.0.0/8"] }
 /// previous list while a file does not parse.
 #[tokio::test]
 async fn ip_lists_from_files_reload_on_change() {
-    let dir = std::env::temp_dir().join(format!(
-        "rampart-ip-lists-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir("ip-lists");
     let deny = dir.join("deny.txt");
     std::fs::write(
         &deny,

@@ -59,15 +59,28 @@ pub struct Setup {
 }
 
 pub async fn store() -> Store {
+    Store::open_sqlite(&temp_dir("guard")).await.expect("store")
+}
+
+/// A new empty directory of its own under the system's temporary directory (kept after
+/// the test, for a look at what it left).
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix(&format!("rampart-{name}-"))
+        .tempdir()
+        .expect("temp dir")
+        .keep()
+}
+
+/// A suffix no other call in this process returns, for names in shared services
+/// (Redis keys) that must not meet another test's or another run's.
+pub fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    Store::open_sqlite(
-        &std::env::temp_dir().join(format!("rampart-guard-{}-{nanos}", std::process::id())),
-    )
-    .await
-    .expect("store")
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos}-{n}", std::process::id())
 }
 
 /// A gateway whose routes are `routes` (TOML), in front of `upstream`.

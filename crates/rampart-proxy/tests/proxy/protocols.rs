@@ -70,21 +70,11 @@ impl Ca {
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "rampart-{name}-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    dir
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    tempfile::Builder::new()
+        .prefix(&format!("rampart-{name}-"))
+        .tempdir()
+        .expect("temp dir")
+        .keep()
 }
 
 async fn handshake(

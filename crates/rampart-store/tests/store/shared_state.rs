@@ -8,15 +8,8 @@ async fn redis() -> Option<Arc<RedisState>> {
         eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
         return None;
     };
-    let prefix = format!("rampart-test:{}:{}:", std::process::id(), rand_suffix());
+    let prefix = format!("rampart-test:{}:", crate::support::unique_suffix());
     Some(RedisState::connect(&url, &prefix).await.expect("redis"))
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
 }
 
 macro_rules! both_states {
@@ -119,11 +112,7 @@ async fn two_redis_clients_share_counters_flags_and_messages() {
         eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
         return;
     };
-    let prefix = format!(
-        "rampart-test-shared:{}:{}:",
-        std::process::id(),
-        rand_suffix()
-    );
+    let prefix = format!("rampart-test-shared:{}:", crate::support::unique_suffix());
     let a = RedisState::connect(&url, &prefix).await.expect("a");
     let b = RedisState::connect(&url, &prefix).await.expect("b");
     a.incr("n", 2, Duration::from_secs(10)).await.expect("incr");
@@ -205,11 +194,7 @@ async fn three_redis_clients_hold_one_global_limit_within_one_percent() {
         eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
         return;
     };
-    let prefix = format!(
-        "rampart-test-gcra:{}:{}:",
-        std::process::id(),
-        rand_suffix()
-    );
+    let prefix = format!("rampart-test-gcra:{}:", crate::support::unique_suffix());
     let spec = rampart_store::RateSpec::new(200, Duration::from_secs(1), 20);
     let mut instances = Vec::new();
     for _ in 0..3 {

@@ -3,11 +3,11 @@
 use rampart_store::Store;
 
 pub async fn sqlite() -> Store {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("rampart-store-{}-{nanos}", std::process::id()));
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-store-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
     Store::open_sqlite(&dir).await.expect("sqlite store")
 }
 
@@ -18,7 +18,7 @@ pub async fn postgres() -> Option<Store> {
         eprintln!("SKIPPED (Postgres): RAMPART_TEST_DATABASE_URL is not set");
         return None;
     };
-    let schema = format!("rampart_test_{}_{}", std::process::id(), rand_suffix());
+    let schema = format!("rampart_test_{}", unique_suffix().replace('-', "_"));
     sqlx::any::install_default_drivers();
     let admin = sqlx::AnyPool::connect(&url)
         .await
@@ -33,11 +33,15 @@ pub async fn postgres() -> Option<Store> {
     Some(Store::open_postgres(&scoped).await.expect("postgres store"))
 }
 
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
+/// A suffix no other call in this process returns, for names in shared services
+/// (schemas, Redis keys) that must not meet another test's or another run's.
+pub fn unique_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos}-{n}", std::process::id())
 }
 
 /// Runs an async test body against both backends.

@@ -27,14 +27,11 @@ pub fn free_port() -> u16 {
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let dir =
-        std::env::temp_dir().join(format!("rampart-cli-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    tempfile::Builder::new()
+        .prefix(&format!("rampart-cli-{name}-"))
+        .tempdir()
+        .expect("temp dir")
+        .keep()
 }
 
 /// A running `rampart` process, killed on drop; its stderr goes to a file.
