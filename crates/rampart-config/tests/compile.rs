@@ -137,8 +137,11 @@ fn a_syntax_error_has_a_position() {
 
 #[test]
 fn references_read_rampart_env_and_files_only() {
-    let dir = std::env::temp_dir().join(format!("rampart-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmp");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-config-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
     std::fs::write(dir.join("host.txt"), "from-file.example\n").expect("write");
     std::env::set_var("RAMPART_TEST_ADMIN", "127.0.0.1:9555");
     let source = r#"

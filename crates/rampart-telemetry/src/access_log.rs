@@ -448,8 +448,12 @@ mod tests {
 
     #[test]
     fn writes_one_json_line_per_record_to_a_file() {
-        let path = std::env::temp_dir().join(format!("rampart-access-{}.log", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let path = tempfile::Builder::new()
+            .prefix("rampart-access-")
+            .tempdir()
+            .expect("temp dir")
+            .keep()
+            .join("access.log");
         let log = AccessLog::file(&path, Counter::default()).expect("open");
         for (status, trace_id) in [(200, Some("0af7651916cd43dd8448eb211c80319c")), (502, None)] {
             log.write(&AccessRecord {

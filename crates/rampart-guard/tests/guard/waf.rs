@@ -110,8 +110,7 @@ async fn the_stock_crs_blocks_by_anomaly_score() {
         eprintln!("SKIPPED (shared data): the CRS was not found; set RAMPART_SHARED_DIR");
         return;
     };
-    let dir = std::env::temp_dir().join(format!("rampart-guard-crs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir("guard-crs");
     let entry = dir.join("crs.conf");
     std::fs::write(&entry, rampart_waf::conformance::crs_entry(&crs)).expect("write");
     let up = mirror().await;
@@ -145,8 +144,7 @@ async fn the_stock_crs_blocks_by_anomaly_score() {
 
 #[test]
 fn a_rule_file_that_does_not_parse_is_a_config_error_naming_file_and_line() {
-    let dir = std::env::temp_dir().join(format!("rampart-guard-badrules-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir("guard-badrules");
     std::fs::write(
         dir.join("rules.conf"),
         "SecRule ARGS \"@rx a\" \"id:1,phase:2,deny\"\nSecRule ARGS \"@nope\" \"id:2\"\n",
@@ -169,8 +167,7 @@ fn a_rule_file_that_does_not_parse_is_a_config_error_naming_file_and_line() {
 /// rules) and a match replaces the response with a 403.
 #[tokio::test]
 async fn response_bodies_are_inspected_when_the_rules_ask() {
-    let dir = std::env::temp_dir().join(format!("rampart-guard-resp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir("guard-resp");
     let rules = dir.join("leak.conf");
     std::fs::write(
         &rules,

@@ -24,11 +24,20 @@ fn crs_dir() -> Option<PathBuf> {
     }
 }
 
+/// A new empty directory of its own under the system's temporary directory (kept after
+/// the test, for a look at what it left).
+fn temp_dir(name: &str) -> PathBuf {
+    tempfile::Builder::new()
+        .prefix(&format!("rampart-{name}-"))
+        .tempdir()
+        .expect("temp dir")
+        .keep()
+}
+
 /// An entry file the way operators write one: the setup, then every rule file (one per
 /// test: tests run in parallel).
 fn entry_file(crs: &Path, test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rampart-waf-crs-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir(&format!("waf-crs-{test}"));
     let entry = dir.join("crs.conf");
     std::fs::write(&entry, rampart_waf::conformance::crs_entry(crs)).expect("write");
     entry
@@ -65,8 +74,7 @@ fn the_stock_crs_v4_parses_completely() {
 
 #[test]
 fn a_broken_rule_file_is_reported_by_file_line_and_directive() {
-    let dir = std::env::temp_dir().join(format!("rampart-waf-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir("waf-bad");
     std::fs::write(
         dir.join("main.conf"),
         "SecRuleEngine On\nInclude more/*.conf\nInclude missing.conf\n",
@@ -136,8 +144,7 @@ fn debian_crs_3_3_loads_and_blocks() {
         eprintln!("SKIPPED (CRS 3.3): install the Debian package modsecurity-crs");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("rampart-waf-crs33-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir("waf-crs33");
     let entry = dir.join("crs.conf");
     std::fs::write(
         &entry,
