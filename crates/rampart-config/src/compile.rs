@@ -566,7 +566,17 @@ impl Compiler {
                         cx.error_at("address", format!("{address} is used by another listener"));
                     }
                     let tls = l.tls.as_ref().map(|t| cx.key("tls", |cx| cx.tls(t)));
-                    Some(Listener { name, address, tls })
+                    let requests = RequestNormalization {
+                        merge_slashes: l.merge_slashes.unwrap_or(true),
+                        encoded_slashes: l.encoded_slashes.unwrap_or_default(),
+                        underscores_in_headers: l.underscores_in_headers.unwrap_or_default(),
+                    };
+                    Some(Listener {
+                        name,
+                        address,
+                        tls,
+                        requests,
+                    })
                 })
             })
             .collect()
@@ -897,6 +907,14 @@ impl Compiler {
             .fault
             .as_ref()
             .and_then(|f| self.key("fault", |cx| cx.fault(f)));
+        let forward_raw_path = r.forward_raw_path.unwrap_or(false);
+        if forward_raw_path && strip_prefix {
+            self.error_at(
+                "forward_raw_path",
+                "cannot be combined with rewrite.strip_prefix (the prefix is matched on the canonical path)",
+            );
+        }
+        let upgrades = self.key("upgrades", |cx| cx.upgrades(r.upgrades.as_deref()));
         Some(Route {
             name,
             listeners: r.listeners.clone(),
@@ -913,6 +931,9 @@ impl Compiler {
             max_concurrent_requests: r.max_concurrent_requests,
             fault,
             retry_body_limit: r.retry_body_limit.unwrap_or(65536).min(16 << 20),
+            forward_raw_path,
+            upgrades,
+            forward_trailers: r.forward_trailers.unwrap_or(false),
             auth: r
                 .auth
                 .as_ref()
@@ -945,6 +966,33 @@ impl Compiler {
                     .collect()
             }),
         })
+    }
+
+    /// A route's upgrade protocols: tokens, lower-cased, never `h2c`.
+    fn upgrades(&mut self, names: Option<&[String]>) -> Vec<String> {
+        let Some(names) = names else {
+            return vec!["websocket".to_string()];
+        };
+        let mut upgrades = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let lower = name.to_ascii_lowercase();
+            let is_token = !lower.is_empty()
+                && lower
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if lower == "h2c" {
+                self.within(Segment::Index(i), |cx| {
+                    cx.error("h2c is never forwarded: Rampart speaks HTTP/2 to clients itself")
+                });
+            } else if !is_token {
+                self.within(Segment::Index(i), |cx| {
+                    cx.error(format!("{name:?} is not a protocol name"))
+                });
+            } else {
+                upgrades.push(lower);
+            }
+        }
+        upgrades
     }
 
     fn jwt(&mut self, j: &JwtInput) -> JwtPolicy {
@@ -1100,6 +1148,17 @@ impl Compiler {
                 true
             }
         };
+        let reject_unparsed_bodies = match w.on_unparsed_body.as_deref() {
+            None | Some("reject") => true,
+            Some("pass") => false,
+            Some(other) => {
+                self.error_at(
+                    "on_unparsed_body",
+                    format!("{other:?}: expected \"reject\" or \"pass\""),
+                );
+                true
+            }
+        };
         let body_limit = w.body_limit.unwrap_or(128 * 1024);
         if body_limit == 0 || body_limit > 64 << 20 {
             self.error_at("body_limit", "must be between 1 and 67108864");
@@ -1117,6 +1176,7 @@ impl Compiler {
                 engine: Arc::new(engine),
                 body_limit: body_limit.clamp(1, 64 << 20),
                 reject_large_bodies,
+                reject_unparsed_bodies,
             }),
             Err(e) => {
                 // One error per rule problem, each naming its file, line and directive.
@@ -1492,6 +1552,9 @@ impl Compiler {
                 key,
                 format!("{p:?} is not an absolute path without a query"),
             );
+        } else if let Some(problem) = non_canonical_path(p) {
+            // Requests are matched in their canonical form, which this path never has.
+            self.error_at(key, format!("{p:?} would never match: it {problem}"));
         }
     }
 
@@ -1664,6 +1727,45 @@ impl Compiler {
 }
 
 /// How specific a route is; larger wins. See docs/config.md, "Route precedence".
+/// Why `path` is not in the canonical form requests are routed in, if it is not:
+/// repeated slashes, dot segments, escapes of unreserved characters or in lower case.
+fn non_canonical_path(path: &str) -> Option<&'static str> {
+    if path.contains("//") {
+        return Some("has repeated slashes");
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Some("has dot segments");
+    }
+    let bytes = path.as_bytes();
+    for (i, byte) in bytes.iter().enumerate() {
+        if *byte == b'\\' {
+            return Some("has a backslash");
+        }
+        if *byte != b'%' {
+            continue;
+        }
+        let hex = bytes.get(i + 1..i + 3).unwrap_or_default();
+        let value = std::str::from_utf8(hex)
+            .ok()
+            .filter(|h| h.len() == 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match value {
+            None => return Some("has an invalid percent escape"),
+            Some(v) if v.is_ascii_alphanumeric() || b"-._~".contains(&v) => {
+                return Some("escapes an unreserved character (write it plainly)")
+            }
+            Some(_) if hex.iter().any(u8::is_ascii_lowercase) => {
+                return Some("has a lower-case percent escape (write it in upper case)")
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
 fn specificity(m: &RouteMatch) -> (u8, usize, u8, usize, usize) {
     let host = if m.hosts.iter().any(|h| matches!(h, HostPattern::Exact(_))) {
         2

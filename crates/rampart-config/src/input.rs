@@ -150,6 +150,17 @@ pub struct ListenerInput {
     pub address: String,
     /// TLS settings; without them the listener speaks plain HTTP (HTTP/1.1 and h2c prior knowledge).
     pub tls: Option<TlsInput>,
+    /// Merge repeated slashes in request paths (`/a//b` is `/a/b`) before routing and
+    /// forwarding. Default true.
+    pub merge_slashes: Option<bool>,
+    /// An encoded slash or backslash (`%2F`, `%5C`) in a request path: `"reject"`
+    /// (400, default), `"decode"` (read as `/`), or `"keep"` (left encoded; unsafe with
+    /// path-based rules, since a backend that decodes it sees other segments).
+    pub encoded_slashes: Option<crate::types::EncodedSlashes>,
+    /// Header names containing `_`: `"drop"` (removed, default, like nginx's
+    /// `underscores_in_headers off`) or `"keep"` (kept, except those that read as a
+    /// protected field with `_` as `-`: `Host`, framing, forwarding, `x-rampart-*`).
+    pub underscores_in_headers: Option<crate::types::UnderscoresInHeaders>,
 }
 
 /// TLS for a listener (TLS 1.2 and 1.3 only; HTTP/2 and HTTP/1.1 offered by ALPN).
@@ -355,6 +366,17 @@ pub struct RouteInput {
     pub fault: Option<FaultInput>,
     /// Largest request body buffered so that a request with a body can be retried. Default 65536.
     pub retry_body_limit: Option<usize>,
+    /// Forward the request target exactly as the client sent it instead of its
+    /// canonical form (normalized path, dot segments removed). Unsafe with path-based
+    /// rules: the backend may read a path that another route governs. Default false.
+    pub forward_raw_path: Option<bool>,
+    /// Protocols a client may switch to with `Upgrade` on this route; a request asking
+    /// for another has its `Upgrade` removed and proceeds as plain HTTP/1.1. `h2c` is
+    /// never allowed. Default `["websocket"]`.
+    pub upgrades: Option<Vec<String>>,
+    /// Forward trailer fields a client sends after a chunked or HTTP/2 body (never
+    /// framing, hop-by-hop, `Host` or `x-rampart-*` fields). Default false: dropped.
+    pub forward_trailers: Option<bool>,
     /// Authentication required on this route. Default: none.
     pub auth: Option<AuthInput>,
     /// Rate limits; a request must conform to every one.
@@ -403,6 +425,13 @@ pub struct WafInput {
     /// Bodies larger than `body_limit`: `"reject"` (413, default) or `"pass"`
     /// (forwarded; the rules see the headers only).
     pub on_large_body: Option<String>,
+    /// Bodies within `body_limit` that the WAF cannot interpret in full (malformed or
+    /// nested past its limits for their declared type: JSON, form, multipart, XML):
+    /// `"reject"` (400 `waf-body-unparsed`, default) or `"pass"` (forwarded; the rules see
+    /// the raw body as `REQUEST_BODY` and `REQBODY_ERROR` set). More arguments than the WAF
+    /// inspects (4096 from the query or the body, 1024 multipart parts) are always refused
+    /// (400 `waf-too-many-arguments`).
+    pub on_unparsed_body: Option<String>,
 }
 
 /// Request budgets per consumer, counted in the store.

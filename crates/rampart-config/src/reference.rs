@@ -34,6 +34,45 @@ For each request the most specific matching route wins, compared in this order:
 
 A request that matches no route gets 404. Prefixes match on segment boundaries: `/api`
 matches `/api` and `/api/users`, not `/apiary`.
+
+## The canonical request
+
+Each request is turned into one canonical form as soon as its head is read, and routing, every
+guard, the WAF, the access log and forwarding see only that form, so that a backend cannot read
+a request differently from the route that admitted it:
+
+- **Path** (RFC 3986 §6.2.2): escapes of unreserved characters are decoded (`/%61dmin` is
+  `/admin`), other escapes are written in upper case, dot segments are removed (`/a/../b` is
+  `/b`), and repeated slashes are merged (listener option `merge_slashes`, default on). Refused
+  with 400: an encoded slash or backslash (`%2F`, `%5C`; listener option `encoded_slashes`), `%00`,
+  a broken escape, a raw backslash, a dot segment that climbs above the root, and `..;` or `.;`
+  segments (read as dot segments by servers that strip path parameters). The canonical target is
+  what goes upstream; a route may forward the client's own bytes instead (`forward_raw_path`,
+  unsafe with path-based rules). Route paths in this file must be canonical themselves.
+- **Host**: one authority per request. An absolute-form target's authority replaces `Host`
+  (RFC 9112 §3.2.2); on HTTP/2 `:authority` wins over `host`. It is lower-cased, a trailing dot is
+  removed, the port is validated and the scheme's default port dropped. Refused with 400: two
+  `Host` fields, no host on HTTP/1.1 or HTTP/2, userinfo, several colons, path characters,
+  percent escapes or control bytes. The canonical authority is the `Host` sent upstream (unless
+  the upstream's `host_header` says otherwise).
+- **Method**: methods are case-sensitive; a standard method spelled in another case (`get`,
+  `Delete`) is refused with 400. `CONNECT` is refused with 405.
+- **Target forms**: `*` only with `OPTIONS` (forwarded as `*`); authority-form and absolute URIs
+  other than `http` and `https` are refused.
+- **Header names** with `_` are removed (listener option `underscores_in_headers`); a client's
+  `x-rampart-*` fields are always removed; a `Connection` field that names `Host`, a framing,
+  forwarding or `x-rampart-*` field is refused with 400.
+- **Upgrades**: only the protocols a route lists in `upgrades` (default `["websocket"]`) are
+  forwarded; any other `Upgrade` is removed and the request proceeds as plain HTTP/1.1. `h2c` is
+  never forwarded.
+- **Trailers** a client sends are dropped unless the route sets `forward_trailers` (framing,
+  hop-by-hop, `Host`, forwarding and `x-rampart-*` fields are dropped even then; a body buffered
+  for retries loses its trailers).
+- **Chunked bodies** must use CRLF in chunk-size lines, after chunk data and in trailers.
+
+Each refusal is an RFC 9457 problem (`urn:rampart:problem:<reason>`, such as `encoded-slash`,
+`invalid-host`, `method-case`) with the request id, is written to the access log with an empty
+route, is counted in `rampart_requests_refused_total{reason}`, and closes the connection.
 "#;
 
 /// The config reference as Markdown.

@@ -117,6 +117,62 @@ pub struct Listener {
     pub address: SocketAddr,
     /// TLS, if any.
     pub tls: Option<Tls>,
+    /// How requests arriving here are turned into their canonical form.
+    pub requests: RequestNormalization,
+}
+
+/// How a listener turns a request into the one canonical request that routing,
+/// guards, the WAF, the access log and forwarding all see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestNormalization {
+    /// Repeated slashes in a path are merged into one.
+    pub merge_slashes: bool,
+    /// What an encoded slash or backslash (`%2F`, `%5C`) in a path means.
+    pub encoded_slashes: EncodedSlashes,
+    /// What a header name containing `_` means.
+    pub underscores_in_headers: UnderscoresInHeaders,
+}
+
+impl RequestNormalization {
+    /// The safe defaults: slashes merged, encoded slashes refused, `_` names dropped.
+    pub const DEFAULT: Self = Self {
+        merge_slashes: true,
+        encoded_slashes: EncodedSlashes::Reject,
+        underscores_in_headers: UnderscoresInHeaders::Drop,
+    };
+}
+
+impl Default for RequestNormalization {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// What an encoded slash or backslash (`%2F`, `%5C`) in a request path means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodedSlashes {
+    /// The request is refused (400): backends disagree on whether it separates segments.
+    #[default]
+    Reject,
+    /// Decoded to `/`, so that it separates segments for routing and upstream alike.
+    Decode,
+    /// Kept encoded (upper-case hex): routes see one segment; a backend that decodes
+    /// it sees two. Unsafe with path-based rules.
+    Keep,
+}
+
+/// What a header name containing `_` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderscoresInHeaders {
+    /// Such fields are removed (some servers map `_` onto `-`, so `x_api_key` could
+    /// stand for `x-api-key`).
+    #[default]
+    Drop,
+    /// Such fields are kept, except those that stand for a protected field once `_`
+    /// reads as `-` (`Host`, framing and forwarding fields, `x-rampart-*`).
+    Keep,
 }
 
 /// TLS certificates of a listener.
@@ -292,6 +348,13 @@ pub struct Route {
     pub fault: Option<Fault>,
     /// Largest body buffered for retries.
     pub retry_body_limit: usize,
+    /// Forward the request target as the client sent it, not its canonical form.
+    pub forward_raw_path: bool,
+    /// Protocols a client may switch to with `Upgrade` (lower case; never `h2c`).
+    pub upgrades: Vec<String>,
+    /// Forward the client's trailer fields (less framing, hop-by-hop, `Host` and
+    /// `x-rampart-*`).
+    pub forward_trailers: bool,
     /// Authentication, if required.
     pub auth: Option<AuthPolicy>,
     /// Rate limits.
@@ -325,6 +388,9 @@ pub struct Waf {
     pub body_limit: usize,
     /// Refuse larger bodies (413) rather than pass them uninspected.
     pub reject_large_bodies: bool,
+    /// Refuse bodies the WAF could not interpret in full (400) rather than pass them with
+    /// only their raw bytes inspected.
+    pub reject_unparsed_bodies: bool,
 }
 
 /// Request budgets per consumer.

@@ -191,3 +191,115 @@ fn the_examples_compile() {
     }
     assert!(seen >= 1);
 }
+
+#[test]
+fn request_normalization_settings_compile_and_unsafe_ones_are_errors() {
+    let source = r#"
+[[listeners]]
+address = "127.0.0.1:1"
+merge_slashes = false
+encoded_slashes = "decode"
+underscores_in_headers = "keep"
+[upstreams.a]
+targets = ["builtin:echo"]
+[[routes]]
+upstream = "a"
+forward_raw_path = true
+upgrades = ["WebSocket", "foo"]
+forward_trailers = true
+[[routes]]
+upstream = "a"
+match = { path_prefix = "/api" }
+"#;
+    let config = compile_str(source, Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let requests = config.listeners[0].requests;
+    assert!(!requests.merge_slashes);
+    assert_eq!(
+        requests.encoded_slashes,
+        rampart_config::EncodedSlashes::Decode
+    );
+    assert_eq!(
+        requests.underscores_in_headers,
+        rampart_config::UnderscoresInHeaders::Keep
+    );
+    let route = config
+        .routes
+        .iter()
+        .find(|r| r.forward_raw_path)
+        .expect("raw route");
+    assert_eq!(route.upgrades, ["websocket", "foo"]);
+    assert!(route.forward_trailers);
+    let other = config
+        .routes
+        .iter()
+        .find(|r| !r.forward_raw_path)
+        .expect("other route");
+    assert_eq!(other.upgrades, ["websocket"], "the default");
+    assert!(!other.forward_trailers);
+    assert_eq!(
+        rampart_config::RequestNormalization::default(),
+        rampart_config::RequestNormalization {
+            merge_slashes: true,
+            encoded_slashes: rampart_config::EncodedSlashes::Reject,
+            underscores_in_headers: rampart_config::UnderscoresInHeaders::Drop,
+        }
+    );
+
+    let source = r#"
+[[listeners]]
+address = "127.0.0.1:1"
+encoded_slashes = "sometimes"
+[upstreams.a]
+targets = ["builtin:echo"]
+[[routes]]
+upstream = "a"
+match = { path_prefix = "/api" }
+rewrite = { strip_prefix = true }
+forward_raw_path = true
+upgrades = ["h2c", "a b"]
+[[routes]]
+upstream = "a"
+match = { path_prefix = "/a//b" }
+[[routes]]
+upstream = "a"
+match = { path = "/a/../b" }
+[[routes]]
+upstream = "a"
+match = { path_prefix = "/%61dmin" }
+[[routes]]
+upstream = "a"
+match = { path_prefix = "/a%2fb" }
+"#;
+    let errors = compile_str(source, Path::new("."))
+        .expect_err("invalid")
+        .errors;
+    // (A listener entry that fails to read also yields a follow-on "no listeners".)
+    let paths: Vec<&str> = errors
+        .iter()
+        .map(|e| e.path.as_str())
+        .filter(|p| *p != "listeners")
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "listeners[0].encoded_slashes",
+            "routes[0].forward_raw_path",
+            "routes[0].upgrades[0]",
+            "routes[0].upgrades[1]",
+            "routes[1].match.path_prefix",
+            "routes[2].match.path",
+            "routes[3].match.path_prefix",
+            "routes[4].match.path_prefix",
+        ],
+        "{errors:?}"
+    );
+    let message = |path: &str| {
+        errors
+            .iter()
+            .find(|e| e.path == path)
+            .map(|e| e.message.clone())
+            .unwrap_or_default()
+    };
+    assert!(message("routes[0].upgrades[0]").contains("h2c"));
+    assert!(message("routes[1].match.path_prefix").contains("never match"));
+}

@@ -5,6 +5,7 @@ use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::body::{full, ProxyBody};
+pub use crate::canonical::Malformation;
 
 /// Which side of the proxy a failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub enum Side {
 pub enum ErrorKind {
     /// The request is malformed (400).
     BadRequest,
+    /// The request cannot be interpreted one way only (400, or 405 for CONNECT).
+    Malformed(Malformation),
     /// The request body could not be read from the client (400).
     ClientBody,
     /// No route matches (404).
@@ -75,6 +78,7 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::BadRequest | ErrorKind::ClientBody => StatusCode::BAD_REQUEST,
+            ErrorKind::Malformed(malformation) => malformation.status(),
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout | ErrorKind::TotalTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -102,6 +106,7 @@ impl ErrorKind {
     pub fn slug(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "bad-request",
+            ErrorKind::Malformed(malformation) => malformation.slug(),
             ErrorKind::ClientBody => "client-body",
             ErrorKind::NoRoute => "no-route",
             ErrorKind::UpstreamConnect => "upstream-connect",
@@ -131,6 +136,7 @@ impl ErrorKind {
     fn title(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "Malformed request",
+            ErrorKind::Malformed(malformation) => malformation.title(),
             ErrorKind::ClientBody => "The request body could not be read",
             ErrorKind::NoRoute => "No route matches this request",
             ErrorKind::UpstreamConnect => "The upstream service could not be reached",
@@ -194,6 +200,7 @@ impl ProxyError {
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         let side = match kind {
             ErrorKind::BadRequest
+            | ErrorKind::Malformed(_)
             | ErrorKind::ClientBody
             | ErrorKind::NoRoute
             | ErrorKind::BodyTooLarge

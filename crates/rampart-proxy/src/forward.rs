@@ -18,6 +18,7 @@ use rampart_resilience::{Admission, AttemptOutcome};
 use rampart_telemetry::{BreakerLabels, Metrics, UpstreamLabels};
 
 use crate::body::{collect_limited, empty, full, BoxError, ProxyBody};
+use crate::canonical::RawTarget;
 use crate::echo;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1::client::SendError;
@@ -88,6 +89,8 @@ struct WatchedBody {
     limit: Option<u64>,
     seen: u64,
     too_large: Arc<AtomicBool>,
+    /// The route forwards the client's trailers (the allowed ones); else they are dropped.
+    forward_trailers: bool,
 }
 
 /// The error a body reports when it goes over its route's limit.
@@ -103,7 +106,27 @@ impl Body for WatchedBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        let mut polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        while let Poll::Ready(Some(Ok(frame))) = &mut polled {
+            let Some(trailers) = frame.trailers_mut() else {
+                break;
+            };
+            if self.forward_trailers {
+                let refused: Vec<http::HeaderName> = trailers
+                    .keys()
+                    .filter(|name| !crate::canonical::trailer_allowed(name))
+                    .cloned()
+                    .collect();
+                for name in refused {
+                    trailers.remove(&name);
+                }
+                if !trailers.is_empty() {
+                    break;
+                }
+            }
+            // Dropped: the body goes on as if the client had sent no trailers.
+            polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        }
         match &polled {
             Poll::Ready(Some(Err(_))) => self.failed.store(true, Ordering::Relaxed),
             Poll::Ready(Some(Ok(frame))) => {
@@ -189,7 +212,13 @@ pub(crate) async fn forward_parts(
     let mut body = if bodiless {
         OutgoingBody::Buffered(Bytes::new())
     } else {
-        let chosen = choose_body(body, may_retry, config.retry_body_limit, max_body);
+        let chosen = choose_body(
+            body,
+            may_retry,
+            config.retry_body_limit,
+            max_body,
+            config.forward_trailers,
+        );
         tokio::time::timeout_at(deadline, chosen)
             .await
             .map_err(|_| total_timeout(config.total_timeout))??
@@ -323,14 +352,21 @@ fn prepare(
 
     let strips = config.strip_prefix
         && matches!(&config.matcher.path, rampart_config::PathMatch::Prefix(p) if p != "/");
-    let as_is = parts
-        .uri
-        .path_and_query()
-        .filter(|pq| pq.as_str().starts_with('/'));
-    let path_and_query = match (&config.add_prefix, strips, as_is) {
-        // Nothing to rewrite: the parsed target goes on as it is.
-        (None, false, Some(path_and_query)) => path_and_query.clone(),
-        _ => rewritten_target(config, &parts.uri)?,
+    // The canonical target, or on a route that asks for it, the client's own.
+    let raw = config
+        .forward_raw_path
+        .then(|| parts.extensions.get::<RawTarget>())
+        .flatten();
+    let target = raw
+        .map(|raw| &raw.0)
+        .or(parts.uri.path_and_query())
+        .ok_or_else(|| ProxyError::new(ErrorKind::BadRequest, "request without a target"))?;
+    let path_and_query = match (&config.add_prefix, strips) {
+        // OPTIONS * (the only request whose target is not a path) goes on as it is.
+        _ if target.as_str() == "*" => target.clone(),
+        // Nothing to rewrite: the target goes on as it is.
+        (None, false) => target.clone(),
+        _ => rewritten_target(config, target)?,
     };
     Ok(Outgoing {
         method: parts.method.clone(),
@@ -355,8 +391,11 @@ fn prepare(
 }
 
 /// The upstream target after the route's prefix strip and added prefix.
-fn rewritten_target(config: &rampart_config::Route, uri: &Uri) -> Result<PathAndQuery, ProxyError> {
-    let path = uri.path();
+fn rewritten_target(
+    config: &rampart_config::Route,
+    target: &PathAndQuery,
+) -> Result<PathAndQuery, ProxyError> {
+    let path = target.path();
     let mut new_path = String::with_capacity(path.len() + 8);
     if let Some(prefix) = &config.add_prefix {
         new_path.push_str(prefix.trim_end_matches('/'));
@@ -371,7 +410,7 @@ fn rewritten_target(config: &rampart_config::Route, uri: &Uri) -> Result<PathAnd
         new_path.push('/');
     }
     new_path.push_str(rest);
-    if let Some(query) = uri.query() {
+    if let Some(query) = target.query() {
         new_path.push('?');
         new_path.push_str(query);
     }
@@ -386,6 +425,7 @@ async fn choose_body(
     may_retry: bool,
     limit: usize,
     max_body: Option<u64>,
+    forward_trailers: bool,
 ) -> Result<OutgoingBody, ProxyError> {
     let hint = body.size_hint();
     if max_body.is_some_and(|max| hint.lower() > max) {
@@ -408,6 +448,7 @@ async fn choose_body(
         limit: max_body,
         seen: 0,
         too_large: Arc::clone(&too_large),
+        forward_trailers,
     };
     Ok(OutgoingBody::Stream {
         body: Some(watched.boxed()),

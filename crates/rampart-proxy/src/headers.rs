@@ -134,21 +134,9 @@ fn ascii_value<const N: usize>(text: [u8; N]) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-/// Prefix of the headers Rampart sets for upstreams (the authenticated principal).
+/// Prefix of the headers Rampart sets for upstreams (the authenticated principal); a
+/// client's are removed when the request is made canonical.
 pub const INTERNAL_PREFIX: &str = "x-rampart-";
-
-/// Removes every `x-rampart-*` header a client sent, so upstreams can trust the ones
-/// Rampart sets.
-pub fn remove_internal(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with(INTERNAL_PREFIX))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(&name);
-    }
-}
 
 /// The client's request id if it is sane, else a new random one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {

@@ -5,6 +5,7 @@
 //! accept → route → guards → upstream select → forward → response filters → log.
 
 mod body;
+pub mod canonical;
 mod clock;
 mod echo;
 mod error;
@@ -21,6 +22,6 @@ mod tcp;
 mod tls;
 
 pub use body::{collect_limited, empty, full, BoxError, CollectError, ProxyBody};
-pub use error::{problem_response, ErrorKind, ProxyError, Side};
+pub use error::{problem_response, ErrorKind, Malformation, ProxyError, Side};
 pub use gateway::{Gateway, Readiness, ReloadError, StartError};
 pub use tls::TlsError;

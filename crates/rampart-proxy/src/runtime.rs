@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method};
-use rampart_config::{Config, Route};
+use rampart_config::{Config, RequestNormalization, Route};
 use rampart_resilience::Bulkhead;
 use rampart_telemetry::Metrics;
 
@@ -111,6 +111,16 @@ impl Runtime {
             routes,
             pools,
         }
+    }
+
+    /// How requests arriving on `listener` are made canonical (the defaults for a
+    /// listener this config no longer has).
+    pub fn normalization(&self, listener: &str) -> &RequestNormalization {
+        self.config
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map_or(&RequestNormalization::DEFAULT, |l| &l.requests)
     }
 
     /// The most specific route for a request, if any, with its index in `routes`.

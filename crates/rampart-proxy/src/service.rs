@@ -13,15 +13,17 @@ use http::{Request, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use rampart_config::Balance;
 use rampart_telemetry::{
-    AccessLog, AccessRecord, KeyValue, Metrics, PhaseTimes, RouteMetrics, SpanRecord, SpanRole,
-    TraceExporter,
+    AccessLog, AccessRecord, KeyValue, Metrics, PhaseTimes, RefusalLabels, RouteMetrics,
+    SpanRecord, SpanRole, TraceExporter,
 };
 
 use crate::body::{BoxError, ProxyBody};
+use crate::canonical::{self, Malformation};
 use crate::error::{ErrorKind, ProxyError, Side};
 use crate::forward;
 use crate::h1::codec::PassedFields;
-use crate::h1::server::AmbiguousFraming;
+use crate::h1::server::{AmbiguousFraming, CloseConnection};
+use crate::h1::upgrade::OnUpgrade;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
 use crate::phase::{AttemptSpan, Next, RequestContext, Verdict};
@@ -59,6 +61,15 @@ pub(crate) struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
+    /// The port a client may leave out of the authority on this connection.
+    fn default_port(&self) -> u16 {
+        if self.scheme == "https" {
+            443
+        } else {
+            80
+        }
+    }
+
     /// The host of `authority`, reused when it is the connection's first.
     fn host_of(&self, authority: &str) -> Arc<str> {
         self.host.get_or_build(
@@ -86,13 +97,21 @@ pub(crate) async fn handle(
     }
     let runtime = shared.runtime.load_full();
     let server = &runtime.config.server;
-    let (parts, body) = request.into_parts();
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()));
-    let has_authority = authority.is_some_and(|a| !a.is_empty());
+    let (mut parts, body) = request.into_parts();
+    // The one canonical request every phase below sees.
+    let canonical = if parts.extensions.get::<AmbiguousFraming>().is_some() {
+        Err(Malformation::Framing)
+    } else {
+        canonical::canonicalize(
+            &mut parts,
+            runtime.normalization(&conn.listener),
+            conn.default_port(),
+        )
+    };
+    let authority = canonical
+        .is_ok()
+        .then(|| parts.headers.get(HOST).and_then(|h| h.to_str().ok()))
+        .flatten();
     let host = conn.host_of(authority.unwrap_or_default());
     let (request_id, trace) = headers::identify(&parts.headers, shared.traces.is_some());
     let mut ctx = RequestContext {
@@ -125,22 +144,31 @@ pub(crate) async fn handle(
     // The route, as its index in the runtime's routes: borrowed from the runtime
     // snapshot this request holds, not counted as another owner.
     let mut route_index: Option<usize> = None;
-    let result = if parts.extensions.get::<AmbiguousFraming>().is_some() {
-        Err(ProxyError::new(
-            ErrorKind::BadRequest,
-            "ambiguous or unsupported body framing",
-        ))
-    } else {
-        run_phases(
-            &runtime,
-            &shared.metrics,
-            &mut ctx,
-            &mut route_index,
-            parts,
-            body,
-            has_authority,
-        )
-        .await
+    let result = match canonical {
+        Err(malformation) => {
+            shared
+                .metrics
+                .requests_refused
+                .get_or_create(&RefusalLabels {
+                    reason: malformation.slug(),
+                })
+                .inc();
+            Err(ProxyError::new(
+                ErrorKind::Malformed(malformation),
+                malformation.title(),
+            ))
+        }
+        Ok(()) => {
+            run_phases(
+                &runtime,
+                &shared.metrics,
+                &mut ctx,
+                &mut route_index,
+                parts,
+                body,
+            )
+            .await
+        }
     };
     let route_used = route_index
         .and_then(|i| runtime.routes.get(i))
@@ -164,7 +192,13 @@ pub(crate) async fn handle(
                 Side::Client => tracing::debug!(request_id, error = %e, "request refused"),
                 _ => tracing::warn!(request_id, error = %e, "request failed"),
             }
-            (e.to_response(request_id), Some(e.kind.slug()), None)
+            let mut response = e.to_response(request_id);
+            if matches!(e.kind, ErrorKind::Malformed(_) | ErrorKind::BadRequest) {
+                // What follows a message read one way by us may be read another way by
+                // the client: the connection is not reused.
+                response.extensions_mut().insert(CloseConnection);
+            }
+            (response, Some(e.kind.slug()), None)
         }
     };
     let (mut head, body) = response.into_parts();
@@ -279,16 +313,7 @@ async fn run_phases(
     route_index: &mut Option<usize>,
     mut parts: http::request::Parts,
     body: ProxyBody,
-    has_authority: bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    // accept
-    headers::remove_internal(&mut parts.headers);
-    if parts.version == Version::HTTP_11 && !has_authority {
-        return Err(ProxyError::new(
-            ErrorKind::BadRequest,
-            "HTTP/1.1 request without Host",
-        ));
-    }
     // route (timed from arrival: one clock read per phase boundary)
     let (index, route) = runtime
         .select(
@@ -300,6 +325,13 @@ async fn run_phases(
         )
         .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matched"))?;
     *route_index = Some(index);
+    if parts.extensions.get::<OnUpgrade>().is_some()
+        && !canonical::upgrade_allowed(&parts.headers, &route.config.upgrades)
+    {
+        // A protocol the route does not allow: the request goes on as plain HTTP/1.1
+        // (forwarding drops `Upgrade` with the other hop-by-hop fields).
+        parts.extensions.remove::<OnUpgrade>();
+    }
     let routed = Instant::now();
     ctx.phases.route = routed - ctx.received;
     // guards

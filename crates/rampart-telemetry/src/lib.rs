@@ -8,8 +8,8 @@ mod tracing_export;
 
 pub use access_log::{AccessLog, AccessLogError, AccessRecord, PhaseTimes};
 pub use metrics::{
-    status_class, BreakerLabels, GuardLabels, Method, Metrics, RequestSeries, RouteLabels,
-    RouteMetrics, TargetLabels, UpstreamLabels, WafRuleLabels,
+    status_class, BreakerLabels, GuardLabels, Method, Metrics, RefusalLabels, RequestSeries,
+    RouteLabels, RouteMetrics, TargetLabels, UpstreamLabels, WafRuleLabels,
 };
 pub use opentelemetry::KeyValue;
 pub use striped::{StripedCounter, StripedGauge, StripedHistogram};

@@ -173,6 +173,9 @@ pub struct Metrics {
     pub guard_backend_errors: Family<GuardLabels, Counter>,
     /// WAF rule matches, by route and rule id.
     pub waf_rule_matches: Family<WafRuleLabels, Counter>,
+    /// Requests refused before routing because Rampart could not interpret them
+    /// safely (path, host, method, target form, framing), by reason.
+    pub requests_refused: Family<RefusalLabels, Counter>,
 }
 
 /// Labels of WAF rule matches.
@@ -182,6 +185,13 @@ pub struct WafRuleLabels {
     pub route: String,
     /// The rule's id.
     pub rule: String,
+}
+
+/// Labels of requests refused before routing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why (`encoded-slash`, `invalid-host`, …: the problem type's last part).
+    pub reason: &'static str,
 }
 
 /// Labels of guard decisions.
@@ -310,7 +320,14 @@ impl Metrics {
             "WAF rules that matched (and log), by route and rule id",
             waf_rule_matches.clone(),
         );
+        let requests_refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "requests_refused",
+            "Requests refused before routing because they could not be interpreted safely, by reason",
+            requests_refused.clone(),
+        );
         Self {
+            requests_refused,
             guard_denials,
             guard_backend_errors,
             waf_rule_matches,

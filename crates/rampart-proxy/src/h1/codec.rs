@@ -485,17 +485,6 @@ fn parse_length(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
-/// The offset just past the blank line that ends a field section, if `buf` holds one.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-        .or_else(|| {
-            // Bare-LF heads are accepted by httparse too.
-            buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2)
-        })
-}
-
 /// Parses a request head at the start of `buf` and takes it out of `buf` (the
 /// head's fields keep sharing its storage). `Ok(None)`: incomplete (read more,
 /// unless `buf` already holds `max_head` bytes, which is `TooLarge`).
@@ -697,8 +686,14 @@ impl ChunkedDecoder {
                     if line_end > MAX_CHUNK_LINE {
                         return Err(ChunkError::Invalid("chunk-size line too long"));
                     }
-                    let line = &buf[..line_end];
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    // CRLF only: a bare LF (or a CR inside the line) is a line end to
+                    // some parsers and not to others.
+                    let line = buf[..line_end]
+                        .strip_suffix(b"\r")
+                        .ok_or(ChunkError::Invalid("bare LF in chunk-size line"))?;
+                    if line.iter().any(|b| *b < 0x20 && *b != b'\t' || *b == 0x7f) {
+                        return Err(ChunkError::Invalid("control byte in chunk-size line"));
+                    }
                     let size_part = match line.iter().position(|b| *b == b';') {
                         Some(i) => &line[..i],
                         None => line,
@@ -736,34 +731,41 @@ impl ChunkedDecoder {
                     return Ok(Decoded::Data(data));
                 }
                 ChunkState::DataEnd => {
-                    if buf.len() < 2 {
-                        if buf.first().is_some_and(|b| *b != b'\r' && *b != b'\n') {
-                            return Err(ChunkError::Invalid("missing CRLF after chunk"));
+                    match buf.get(..2) {
+                        Some(b"\r\n") => buf.advance(2),
+                        Some(_) => return Err(ChunkError::Invalid("missing CRLF after chunk")),
+                        None if buf.first().is_some_and(|b| *b != b'\r') => {
+                            return Err(ChunkError::Invalid("missing CRLF after chunk"))
                         }
-                        if buf.first() == Some(&b'\n') {
-                            buf.advance(1);
-                            self.state = ChunkState::Size;
-                            continue;
-                        }
-                        return Ok(Decoded::NeedMore);
-                    }
-                    if &buf[..2] == b"\r\n" {
-                        buf.advance(2);
-                    } else if buf[0] == b'\n' {
-                        buf.advance(1);
-                    } else {
-                        return Err(ChunkError::Invalid("missing CRLF after chunk"));
+                        None => return Ok(Decoded::NeedMore),
                     }
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers => {
-                    // The trailer section ends with an empty line.
-                    if buf.starts_with(b"\r\n") || buf.starts_with(b"\n") {
-                        buf.advance(if buf[0] == b'\r' { 2 } else { 1 });
-                        self.state = ChunkState::Done;
-                        return Ok(Decoded::End(HeaderMap::new()));
+                    // The trailer section ends with an empty line; every line ends with
+                    // CRLF. The search never looks past the first bare LF, so the
+                    // section cannot reach into a message pipelined after it.
+                    match buf.get(..2) {
+                        Some(b"\r\n") => {
+                            buf.advance(2);
+                            self.state = ChunkState::Done;
+                            return Ok(Decoded::End(HeaderMap::new()));
+                        }
+                        None if buf.first().is_none_or(|b| *b == b'\r') => {
+                            return Ok(Decoded::NeedMore)
+                        }
+                        _ => {}
                     }
-                    let Some(end) = head_end(buf) else {
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+                    let scanned = &buf[..end.unwrap_or(buf.len())];
+                    let bare_lf = scanned
+                        .iter()
+                        .enumerate()
+                        .any(|(i, b)| *b == b'\n' && (i == 0 || scanned[i - 1] != b'\r'));
+                    if bare_lf {
+                        return Err(ChunkError::Invalid("bare LF in trailer section"));
+                    }
+                    let Some(end) = end else {
                         if buf.len() > self.max_trailers {
                             return Err(ChunkError::TrailersTooLarge);
                         }
@@ -1119,6 +1121,43 @@ mod tests {
             decode_all(big_trailers.as_bytes(), 100).err(),
             Some(ChunkError::TrailersTooLarge)
         );
+    }
+
+    #[test]
+    fn chunked_framing_takes_crlf_only() {
+        for bad in [
+            &b"3\nabc\r\n0\r\n\r\n"[..],
+            b"3\r\nabc\n0\r\n\r\n",
+            b"3\r\nabc\r\n0\n\r\n",
+            b"3\r\nabc\r\n0\r\n\n",
+            b"3\r\nabc\r\n0\r\nX: 1\n\r\n",
+            b"3\r\nabc\r\n0\r\nX: 1\r\n\n",
+            b"3;a\rb\r\nabc\r\n0\r\n\r\n",
+        ] {
+            for step in [1, bad.len()] {
+                assert!(
+                    decode_all(bad, step).is_err(),
+                    "{:?} in steps of {step}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_trailer_section_never_reaches_into_the_next_message() {
+        // A trailer line ending in a bare LF, then a pipelined request: the decoder must
+        // stop at the bare LF, not search on to the next message's blank line.
+        let input = b"0\r\nX: 1\n\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut decoder = ChunkedDecoder::new(4096);
+        let mut buf = BytesMut::from(&input[..]);
+        assert!(decoder.decode(&mut buf).is_err());
+        // A well-formed section is consumed exactly, leaving the next request.
+        let input = b"0\r\nX: 1\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut decoder = ChunkedDecoder::new(4096);
+        let mut buf = BytesMut::from(&input[..]);
+        assert!(matches!(decoder.decode(&mut buf), Ok(Decoded::End(_))));
+        assert_eq!(&buf[..], b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n");
     }
 
     #[test]

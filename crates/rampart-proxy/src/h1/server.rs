@@ -44,6 +44,11 @@ pub struct ServerLimits {
 #[derive(Debug, Clone, Copy)]
 pub struct AmbiguousFraming;
 
+/// Response extension: the request was refused as unreadable, so the connection
+/// closes after the response (what follows it may be read differently by the client).
+#[derive(Debug, Clone, Copy)]
+pub struct CloseConnection;
+
 /// Why reading a request body failed (the handler sees it as a body error).
 #[derive(Debug, thiserror::Error)]
 enum RequestBodyError {
@@ -496,8 +501,11 @@ pub async fn serve<I, H, F, B>(
                 None => Framing::UntilClose,
             }
         };
-        let keep_alive =
-            keep_alive && body_finished && !stopping && body_framing != Framing::UntilClose;
+        let keep_alive = keep_alive
+            && body_finished
+            && !stopping
+            && body_framing != Framing::UntilClose
+            && parts.extensions.get::<CloseConnection>().is_none();
         let connection = match (keep_alive, version) {
             (false, Version::HTTP_11) => Some("close"),
             (true, Version::HTTP_10) => Some("keep-alive"),

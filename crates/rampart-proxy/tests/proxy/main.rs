@@ -2,6 +2,7 @@
 
 mod support;
 
+mod canonical;
 mod headers;
 mod http1;
 mod lifecycle;
