@@ -44,6 +44,10 @@ pub enum Malformation {
     ConnectionOption,
     /// The body's framing is ambiguous or unsupported.
     Framing,
+    /// The head is not valid HTTP/1.x (request line, version, field syntax).
+    Head,
+    /// The head is larger than the listener allows, or has too many fields (431).
+    HeadTooLarge,
 }
 
 impl Malformation {
@@ -61,6 +65,8 @@ impl Malformation {
             Malformation::Connect => "connect-not-allowed",
             Malformation::ConnectionOption => "protected-connection-option",
             Malformation::Framing => "invalid-framing",
+            Malformation::Head => "invalid-request-head",
+            Malformation::HeadTooLarge => "headers-too-large",
         }
     }
 
@@ -80,6 +86,8 @@ impl Malformation {
                 "The Connection field names a field that cannot be removed"
             }
             Malformation::Framing => "The request body's framing is ambiguous or unsupported",
+            Malformation::Head => "The request head is not valid HTTP/1.1",
+            Malformation::HeadTooLarge => "The request headers are too large",
         }
     }
 
@@ -87,6 +95,7 @@ impl Malformation {
     pub fn status(self) -> http::StatusCode {
         match self {
             Malformation::Connect => http::StatusCode::METHOD_NOT_ALLOWED,
+            Malformation::HeadTooLarge => http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             _ => http::StatusCode::BAD_REQUEST,
         }
     }

@@ -22,7 +22,8 @@ use crate::canonical::{self, Malformation};
 use crate::error::{ErrorKind, ProxyError, Side};
 use crate::forward;
 use crate::h1::codec::PassedFields;
-use crate::h1::server::{AmbiguousFraming, CloseConnection};
+use crate::h1::codec::HeadError;
+use crate::h1::server::{AmbiguousFraming, CloseConnection, UnreadableHead};
 use crate::h1::upgrade::OnUpgrade;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
@@ -99,7 +100,12 @@ pub(crate) async fn handle(
     let server = &runtime.config.server;
     let (mut parts, body) = request.into_parts();
     // The one canonical request every phase below sees.
-    let canonical = if parts.extensions.get::<AmbiguousFraming>().is_some() {
+    let canonical = if let Some(UnreadableHead(error)) = parts.extensions.get() {
+        Err(match error {
+            HeadError::TooLarge => Malformation::HeadTooLarge,
+            HeadError::Malformed(_) => Malformation::Head,
+        })
+    } else if parts.extensions.get::<AmbiguousFraming>().is_some() {
         Err(Malformation::Framing)
     } else {
         canonical::canonicalize(

@@ -505,9 +505,6 @@ pub fn parse_request(
     };
     let method = Method::from_bytes(request.method.unwrap_or_default().as_bytes())
         .map_err(|_| HeadError::Malformed("invalid method"))?;
-    if method == Method::CONNECT {
-        return Err(HeadError::Malformed("CONNECT is not supported"));
-    }
     let version = version_of(request.version)?;
     let target = span_in(buf, request.path.unwrap_or_default().as_bytes());
     let spans = Spans::of(buf, request.headers);

@@ -18,7 +18,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::codec::{self, ChunkedDecoder, Decoded, Framing, HeadError};
 use super::upgrade::{Io, OnUpgrade, Upgraded};
 use crate::body::{empty, BoxError, ProxyBody};
-use crate::error::{ErrorKind, ProxyError};
 
 /// Read buffer reserved per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -237,35 +236,43 @@ fn http_date() -> [u8; 29] {
     })
 }
 
-/// Writes an error response for a head that could not be parsed.
-async fn refuse_head<I: Io>(io: &mut I, error: HeadError) {
-    let (kind, detail) = match error {
-        HeadError::TooLarge => (ErrorKind::HeadersTooLarge, error.to_string()),
-        HeadError::Malformed(_) => (ErrorKind::BadRequest, error.to_string()),
-    };
-    let request_id = crate::headers::request_id(&http::HeaderMap::new());
-    let id = request_id.to_str().unwrap_or("-");
-    tracing::debug!(request_id = id, %detail, "request head refused");
-    let response = ProxyError::new(kind, detail).to_response(id);
-    let (parts, body) = response.into_parts();
+/// Request extension: the head could not be read. The handler answers with the refusal,
+/// so that it is logged and counted like any other, and the connection then closes.
+#[derive(Debug, Clone)]
+pub struct UnreadableHead(pub HeadError);
+
+/// Answers a head that could not be parsed through the handler (which sees a bodiless
+/// stand-in request carrying [`UnreadableHead`]), then the connection closes.
+async fn refuse_head<I, H, F, B>(io: &mut I, error: HeadError, handler: &mut H)
+where
+    I: Io,
+    H: FnMut(Request<ProxyBody>) -> F,
+    F: Future<Output = (Response<B>, Option<Box<codec::PassedFields>>)>,
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    let mut request = Request::new(empty());
+    // Nothing of the head is trusted: the stand-in has no target, only the refusal.
+    *request.uri_mut() = http::Uri::from_static("*");
+    request.extensions_mut().insert(UnreadableHead(error));
+    let (response, _) = handler(request).await;
+    let (parts, mut body) = response.into_parts();
     let mut out = Vec::with_capacity(512);
-    let mut headers = parts.headers;
-    headers.insert(crate::headers::X_REQUEST_ID.clone(), request_id.clone());
-    let bytes = crate::body::collect_limited(body, 64 * 1024)
-        .await
-        .unwrap_or_default();
+    let framing = match body.size_hint().exact() {
+        Some(n) => Framing::Length(n),
+        None => Framing::Chunked,
+    };
     codec::encode_response_head(
         &mut out,
         parts.status,
         None,
-        &headers,
-        Framing::Length(bytes.len() as u64),
+        &parts.headers,
+        framing,
         Some("close"),
         Some(&http_date()),
     );
-    out.extend_from_slice(&bytes);
-    let _ = io.write_all(&out).await;
-    let _ = io.flush().await;
+    if write_body(io, &mut out, &mut body, framing).await {
+        let _ = io.flush().await;
+    }
 }
 
 /// Resolves once `stop` flips to true (or its sender is gone). Made once per connection
@@ -336,7 +343,7 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
     limits: ServerLimits,
     idle: &mut super::LazyTimer<'_>,
     stop: &mut StopWait<'_, S>,
-) -> Option<codec::RequestHead> {
+) -> Option<Result<codec::RequestHead, HeadError>> {
     let deadline = tokio::time::Instant::now() + limits.idle_timeout;
     loop {
         // Blank lines before a request line are allowed (RFC 9112 §2.2).
@@ -347,12 +354,9 @@ async fn next_head<I: Io, S: Future<Output = ()>>(
         buf.advance(blank);
         if !buf.is_empty() {
             match codec::parse_request(buf, limits.max_head) {
-                Ok(Some(parsed)) => return Some(parsed),
+                Ok(Some(parsed)) => return Some(Ok(parsed)),
                 Ok(None) => {}
-                Err(e) => {
-                    refuse_head(io, e).await;
-                    return None;
-                }
+                Err(e) => return Some(Err(e)),
             }
         } else if stop.flag.requested() {
             return None;
@@ -395,8 +399,13 @@ pub async fn serve<I, H, F, B>(
     };
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        let Some(head) = next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await else {
-            return;
+        let head = match next_head(&mut io, &mut buf, limits, &mut idle, &mut stop).await {
+            None => return,
+            Some(Ok(head)) => head,
+            Some(Err(error)) => {
+                refuse_head(&mut io, error, &mut handler).await;
+                return;
+            }
         };
         let codec::RequestHead {
             mut parts,

@@ -364,3 +364,100 @@ upstream = "app"
     );
     assert_eq!(record["error"], "method-case", "{record}");
 }
+
+#[tokio::test]
+async fn unreadable_heads_are_answered_counted_and_logged_like_other_refusals() {
+    let up = target_mirror(Arc::default()).await;
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-canonical-")
+        .tempdir()
+        .expect("tempdir")
+        .keep();
+    let log = dir.join("access.log");
+    let source = format!(
+        r#"
+log = {{ access_log = "{}" }}
+server = {{ max_header_bytes = 8192 }}
+listeners = [{{ name = "public", address = "127.0.0.1:0" }}]
+[upstreams.app]
+targets = ["{}"]
+[[routes]]
+upstream = "app"
+"#,
+        log.display(),
+        up.url()
+    );
+    let config = rampart_config::compile_str(&source, std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = Arc::new(rampart_telemetry::Metrics::new());
+    let gateway = rampart_proxy::Gateway::start(config, Arc::clone(&metrics))
+        .await
+        .expect("start");
+    let addr = gateway.local_addr("public").expect("listener");
+    let oversized = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(9000)
+    );
+    let cases = [
+        (
+            "GET / HTTP/9.9\r\nHost: a\r\n\r\n".to_string(),
+            400,
+            "invalid-request-head",
+        ),
+        (
+            "G\x01T / HTTP/1.1\r\nHost: a\r\n\r\n".to_string(),
+            400,
+            "invalid-request-head",
+        ),
+        (oversized, 431, "headers-too-large"),
+        (
+            "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n".to_string(),
+            405,
+            "connect-not-allowed",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (request, status, reason) in &cases {
+        let answer = raw(addr, request.as_bytes()).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{reason}: {answer}"
+        );
+        assert!(
+            answer.contains(&format!("urn:rampart:problem:{reason}")),
+            "{answer}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        let id = answer
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-request-id: ")
+                    .map(str::to_string)
+            })
+            .expect("request id");
+        ids.push(id);
+    }
+    assert_eq!(up.hits(), 0);
+    let exposition = metrics.encode_prometheus();
+    for (count, reason) in [
+        (2, "invalid-request-head"),
+        (1, "headers-too-large"),
+        (1, "connect-not-allowed"),
+    ] {
+        assert!(
+            exposition.contains(&format!(
+                "rampart_requests_refused_total{{reason=\"{reason}\"}} {count}"
+            )),
+            "{reason}: {exposition}"
+        );
+    }
+    let logged = eventually(std::time::Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|text| ids.iter().all(|id| text.contains(id)))
+    })
+    .await;
+    assert!(logged, "every refusal is in the access log");
+}
