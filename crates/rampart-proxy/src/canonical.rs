@@ -353,7 +353,7 @@ pub fn canonical_path(
     let mut previous = 0u8;
     let mut plain = true;
     for &b in bytes {
-        if b == b'%' || b == b'\\' || b < 0x21 || b > 0x7e {
+        if b == b'%' || b == b'\\' || !(0x21..=0x7e).contains(&b) {
             plain = false;
             break;
         }
@@ -399,7 +399,7 @@ pub fn canonical_path(
             }
             // Some servers read a backslash as a slash: no single reading exists.
             b'\\' => return Err(Malformation::PathEncoding),
-            b if b < 0x21 || b > 0x7e => return Err(Malformation::PathEncoding),
+            b if !(0x21..=0x7e).contains(&b) => return Err(Malformation::PathEncoding),
             b => {
                 decoded.push(char::from(b));
                 i += 1;
