@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
+pub use body::{BodyError, MAX_ARGS, MAX_JSON_DEPTH, MAX_PARTS};
+
 use crate::seclang::{
     Action, Collection, Ctl, Directive, Location, Operator, Rule, RuleSet, Selector, SetVarOp,
     Transformation, Variable,
@@ -551,6 +553,8 @@ pub struct Transaction<'e> {
     pub matched: Vec<Matched>,
     /// Set when a disruptive action fired in `On` mode: the status to answer.
     pub interruption: Option<u16>,
+    /// Why the query or the body was not inspected in full (the first reason found).
+    inspection_error: Option<BodyError>,
     rule_id: u64,
 }
 
@@ -580,6 +584,7 @@ impl<'e> Transaction<'e> {
             derived_bytes: std::cell::Cell::new(0),
             matched: Vec::new(),
             interruption: None,
+            inspection_error: None,
             rule_id: 0,
         };
         t.load_request(request);
@@ -667,7 +672,10 @@ impl<'e> Transaction<'e> {
         );
         self.set(C::RequestCookies, cookies);
         self.set(C::RequestHeaders, headers);
-        let get = body::parse_urlencoded(query.as_bytes());
+        let get = body::parse_urlencoded(query.as_bytes(), "query arguments").unwrap_or_else(|e| {
+            self.inspection_error = Some(e);
+            Vec::new()
+        });
         self.set(C::ArgsGet, get);
         self.set(C::ArgsPost, Vec::new());
         // The body processor follows the content type (phase-1 rules may change it).
@@ -675,7 +683,7 @@ impl<'e> Transaction<'e> {
             .headers
             .iter()
             .find(|(k, _)| key_eq(k, "content-type"))
-            .map(|(_, v)| v.to_ascii_lowercase())
+            .map(|(_, v)| body::essence(v))
             .unwrap_or_default();
         self.body_processor = default_processor(&content_type).map(str::to_string);
         // A scalar variable exists even when empty (rules test `!@rx …` on it).
@@ -744,44 +752,25 @@ impl<'e> Transaction<'e> {
     }
 
     /// Parses the request body with the chosen processor (after phase 1, so that
-    /// `ctl:requestBodyProcessor` can pick one).
+    /// `ctl:requestBodyProcessor` can pick one). A body no processor parses, or one that
+    /// failed to parse, is in `REQUEST_BODY` as it is.
     fn process_body(&mut self) {
         use Collection as C;
-        let body = self.raw_body.clone();
+        let body = std::mem::take(&mut self.raw_body);
+        let outcome = self.parse_body(&body);
         // REQUEST_BODY holds the raw body for urlencoded bodies and, as the CRS
         // regression suite expects (934210 looks for JSON keys there), for JSON
-        // bodies; or when a rule forces it.
-        if self.force_body_variable
-            || matches!(self.body_processor.as_deref(), Some("URLENCODED" | "JSON"))
-        {
+        // bodies; for bodies no processor reads or that failed to parse; or when a rule
+        // forces it.
+        let raw_visible = self.force_body_variable
+            || !matches!(outcome, Some(Ok(_)))
+            || matches!(self.body_processor.as_deref(), Some("URLENCODED" | "JSON"));
+        if raw_visible {
             self.single(C::RequestBody, "REQUEST_BODY", body.clone());
         }
-        let content_type = self
-            .collections
-            .get(&C::RequestHeaders)
-            .and_then(|h| h.iter().find(|(k, _)| key_eq(k, "content-type")))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        let Some(processor) = self.body_processor.clone() else {
+        self.raw_body = body;
+        let Some(outcome) = outcome else {
             return;
-        };
-        self.single(
-            C::ReqbodyProcessor,
-            "REQBODY_PROCESSOR",
-            processor.as_bytes(),
-        );
-        let outcome = match processor.as_str() {
-            "URLENCODED" => Ok(body::Parsed {
-                args: body::parse_urlencoded(&body),
-                ..Default::default()
-            }),
-            "MULTIPART" => body::parse_multipart(&body, &content_type),
-            "JSON" => body::parse_json(&body),
-            "XML" => Ok(body::Parsed {
-                xml: body::xml_entries(&body),
-                ..Default::default()
-            }),
-            _ => Ok(Default::default()),
         };
         match outcome {
             Ok(parsed) => {
@@ -820,21 +809,95 @@ impl<'e> Transaction<'e> {
                     self.single(flag, "", value.to_string().into_bytes());
                 }
             }
-            Err(message) => {
+            Err(error) => {
                 self.single(C::ReqbodyError, "REQBODY_ERROR", b"1".to_vec());
                 self.single(
                     C::ReqbodyErrorMsg,
                     "REQBODY_ERROR_MSG",
-                    message.into_bytes(),
+                    error.to_string().into_bytes(),
                 );
                 self.single(
                     C::ReqbodyProcessorError,
                     "REQBODY_PROCESSOR_ERROR",
                     b"1".to_vec(),
                 );
+                self.inspection_error.get_or_insert(error);
             }
         }
         self.refresh_args();
+    }
+
+    /// The chosen processor's reading of `body`: `None` when there is no body or no
+    /// processor for it.
+    fn parse_body(&mut self, body: &[u8]) -> Option<Result<body::Parsed, BodyError>> {
+        use Collection as C;
+        let processor = self.body_processor.clone()?;
+        self.single(
+            C::ReqbodyProcessor,
+            "REQBODY_PROCESSOR",
+            processor.as_bytes(),
+        );
+        if body.is_empty()
+            || !matches!(
+                processor.as_str(),
+                "URLENCODED" | "MULTIPART" | "JSON" | "XML"
+            )
+        {
+            return None;
+        }
+        let content_types: Vec<String> = self
+            .collections
+            .get(&C::RequestHeaders)
+            .map(|h| {
+                h.iter()
+                    .filter(|(k, _)| key_eq(k, "content-type"))
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Two different types: which one the application reads is anyone's guess.
+        if content_types.iter().any(|c| *c != content_types[0]) {
+            return Some(Err(BodyError::Unparsed(
+                "several different Content-Type fields".into(),
+            )));
+        }
+        let media = match content_types.first() {
+            Some(value) => match body::parse_media_type(value) {
+                Ok(media) => media,
+                Err(e) => return Some(Err(e)),
+            },
+            // A processor forced by a rule on a body without a type.
+            None => body::MediaType {
+                essence: String::new(),
+                params: Vec::new(),
+            },
+        };
+        if let Err(e) = body::check_charset(&media) {
+            return Some(Err(e));
+        }
+        Some(match processor.as_str() {
+            "URLENCODED" => {
+                body::parse_urlencoded(body, "body arguments").map(|args| body::Parsed {
+                    args,
+                    ..Default::default()
+                })
+            }
+            "MULTIPART" => body::parse_multipart(body, &media),
+            "JSON" => body::parse_json(body),
+            _ => body::xml_entries(body).map(|xml| body::Parsed {
+                xml,
+                ..Default::default()
+            }),
+        })
+    }
+
+    /// Why the query or the body was not inspected in full, if it was not: more
+    /// arguments than [`MAX_ARGS`] (or parts than [`MAX_PARTS`]), or a body that does not
+    /// parse as its declared type within the processors' limits. The rules have seen
+    /// what could be read (a body that failed to parse as `REQUEST_BODY`, with
+    /// `REQBODY_ERROR` set); the caller decides whether to let the request through.
+    pub fn inspection_error(&self) -> Option<&BodyError> {
+        self.inspection_error.as_ref()
     }
 
     /// Adds the response for phases 3 and 4.
@@ -1423,12 +1486,13 @@ impl Transaction<'_> {
     }
 }
 
-/// The body processor a content type calls for: urlencoded and multipart forms, and —
-/// as ModSecurity's recommended configuration (rules 200000/200001) does — XML and JSON.
+/// The body processor a media type (`type/subtype`, lower case) calls for: urlencoded
+/// and multipart forms, and — as ModSecurity's recommended configuration (rules
+/// 200000/200001) does — XML and JSON.
 fn default_processor(content_type: &str) -> Option<&'static str> {
-    if content_type.starts_with("application/x-www-form-urlencoded") {
+    if content_type == "application/x-www-form-urlencoded" {
         Some("URLENCODED")
-    } else if content_type.starts_with("multipart/form-data") {
+    } else if content_type == "multipart/form-data" {
         Some("MULTIPART")
     } else if is_xml(content_type) {
         Some("XML")
@@ -1447,10 +1511,16 @@ fn is_xml(content_type: &str) -> bool {
             && (media.ends_with("/xml") || media.ends_with("+xml")))
 }
 
-/// `application/json`, `application/problem+json`, …
+/// `application/json`, `application/problem+json`, and the names frameworks also parse
+/// as JSON: `text/json` (ASP.NET Core), `text/x-json` and `application/jsonrequest`
+/// (Rails), `application/x-json`.
 fn is_json(content_type: &str) -> bool {
     let media = content_type.split(';').next().unwrap_or("").trim();
-    media.starts_with("application/") && (media.ends_with("/json") || media.ends_with("+json"))
+    (media.starts_with("application/") && (media.ends_with("/json") || media.ends_with("+json")))
+        || matches!(
+            media,
+            "text/json" | "text/x-json" | "application/jsonrequest" | "application/x-json"
+        )
 }
 
 #[cfg(test)]
@@ -1640,6 +1710,129 @@ mod tests {
         let mut tx = Transaction::new(&e, &request);
         tx.run_request_phases();
         assert_eq!(tx.matched.iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
+    }
+
+    /// Rule ids that matched `request` under `rules`, and the inspection error.
+    fn verdict(rules: &str, request: &Request) -> (Vec<u64>, Option<BodyError>) {
+        let e = engine(rules);
+        let mut tx = Transaction::new(&e, request);
+        tx.run_request_phases();
+        (
+            tx.matched.iter().map(|m| m.id).collect(),
+            tx.inspection_error().cloned(),
+        )
+    }
+
+    const SCRIPT_RULES: &str = concat!(
+        "SecRuleEngine DetectionOnly\n",
+        "SecRule ARGS \"@rx <script\" \"id:1,phase:2,pass,log\"\n",
+        "SecRule REQUEST_BODY \"@rx <script\" \"id:2,phase:2,pass,log\"\n",
+        "SecRule REQBODY_ERROR \"!@eq 0\" \"id:3,phase:2,pass,log\"\n",
+    );
+
+    #[test]
+    fn json_media_types_in_any_case_and_framework_spelling_are_parsed() {
+        let body = "{\"q\":\"<script>\",\"q\":\"x\"}";
+        for content_type in [
+            "application/json",
+            "application/JSON; charset=utf-8",
+            "Application/Json ; charset=\"UTF-8\"",
+            "application/vnd.api+json",
+            "text/json",
+            "text/x-json",
+        ] {
+            // The first `q` is seen (ARGS), though most parsers keep the last.
+            let (ids, error) = verdict(SCRIPT_RULES, &request("POST", "/", content_type, body));
+            assert_eq!(ids, [1, 2], "{content_type}");
+            assert_eq!(error, None, "{content_type}");
+        }
+        let (ids, error) = verdict(
+            SCRIPT_RULES,
+            &request(
+                "POST",
+                "/",
+                "application/json",
+                "\u{feff}{\"q\":\"<script>\"}",
+            ),
+        );
+        assert_eq!((ids, error), (vec![1, 2], None));
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_is_an_inspection_error_and_seen_raw() {
+        for (content_type, body) in [
+            ("application/json", "{\"q\":\"<script>\""),
+            ("application/json; charset=utf-16", "{\"q\":\"<script>\"}"),
+            (
+                "application/x-www-form-urlencoded; charset=ibm037",
+                "q=<script>",
+            ),
+            (
+                "multipart/form-data; boundary=a; boundary=b",
+                "--a\r\n\r\n<script>\r\n--a--\r\n",
+            ),
+        ] {
+            let (ids, error) = verdict(SCRIPT_RULES, &request("POST", "/", content_type, body));
+            assert_eq!(ids, [2, 3], "{content_type}");
+            assert!(
+                matches!(error, Some(BodyError::Unparsed(_))),
+                "{content_type}"
+            );
+        }
+        // Two different types.
+        let mut two = request("POST", "/", "application/json", "{\"q\":1}");
+        two.headers
+            .push(("content-type".into(), "text/plain".into()));
+        assert!(matches!(
+            verdict(SCRIPT_RULES, &two).1,
+            Some(BodyError::Unparsed(_))
+        ));
+        // No body at all is not an error, whatever the type says.
+        assert_eq!(
+            verdict(SCRIPT_RULES, &request("GET", "/", "application/json", "")),
+            (vec![], None)
+        );
+    }
+
+    #[test]
+    fn a_body_of_a_type_no_processor_reads_is_inspected_raw() {
+        for content_type in [
+            "text/plain",
+            "application/octet-stream",
+            "application/jsonx",
+            "",
+        ] {
+            let (ids, error) = verdict(
+                SCRIPT_RULES,
+                &request("POST", "/", content_type, "{\"q\":\"<script>\"}"),
+            );
+            assert_eq!((ids, error), (vec![2], None), "{content_type:?}");
+        }
+    }
+
+    #[test]
+    fn more_arguments_than_the_limit_is_an_inspection_error() {
+        let query = format!("/?{}", "a=1&".repeat(MAX_ARGS));
+        assert_eq!(
+            verdict(SCRIPT_RULES, &request("GET", &query, FORM, "")).1,
+            None
+        );
+        let over = format!("{query}b=2");
+        assert_eq!(
+            verdict(SCRIPT_RULES, &request("GET", &over, FORM, "")).1,
+            Some(BodyError::TooManyArguments {
+                what: "query arguments",
+                limit: MAX_ARGS
+            })
+        );
+        let body = "a=1&".repeat(MAX_ARGS + 1);
+        assert_eq!(
+            verdict(SCRIPT_RULES, &request("POST", "/", FORM, &body)).1,
+            Some(BodyError::TooManyArguments {
+                what: "body arguments",
+                limit: MAX_ARGS
+            })
+        );
     }
 
     #[test]
