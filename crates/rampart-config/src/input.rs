@@ -425,12 +425,14 @@ pub struct WafInput {
     /// Bodies larger than `body_limit`: `"reject"` (413, default) or `"pass"`
     /// (forwarded; the rules see the headers only).
     pub on_large_body: Option<String>,
-    /// Bodies within `body_limit` that the WAF cannot interpret in full (malformed or
-    /// nested past its limits for their declared type: JSON, form, multipart, XML):
-    /// `"reject"` (400 `waf-body-unparsed`, default) or `"pass"` (forwarded; the rules see
-    /// the raw body as `REQUEST_BODY` and `REQBODY_ERROR` set). More arguments than the WAF
-    /// inspects (4096 from the query or the body, 1024 multipart parts) are always refused
-    /// (400 `waf-too-many-arguments`).
+    /// Bodies within `body_limit` that the WAF cannot read in full as their declared type
+    /// (JSON, form, multipart, XML: malformed, open to more than one reading, nested past
+    /// 64 levels, or in a charset that is not ASCII-compatible): `"reject"` (400
+    /// `waf-body-unparsed`, default, in `detect` mode too) or `"pass"` (forwarded; the
+    /// rules see the raw body as `REQUEST_BODY`, with `REQBODY_ERROR` set). Bodies of other
+    /// types are inspected as `REQUEST_BODY`. More arguments than the WAF inspects (4096
+    /// from the query or the body, 1024 multipart parts) are always refused (400
+    /// `waf-too-many-arguments`).
     pub on_unparsed_body: Option<String>,
 }
 

@@ -1,6 +1,11 @@
 //! The WAF as a phase around forwarding: the request (body included, up to a limit) is
 //! evaluated before it goes upstream; the response's status, headers and (when the rules
 //! enable `SecResponseBodyAccess`) text body after.
+//!
+//! A request the engine could not inspect in full is not forwarded: more arguments than
+//! it inspects is always a 400 (`waf-too-many-arguments`), and a body that does not parse
+//! as its declared type is a 400 (`waf-body-unparsed`) unless the route passes such
+//! bodies on (`on_unparsed_body = "pass"`), inspected only as their raw bytes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use rampart_config::Waf;
 use rampart_proxy::phase::{Exchange, ExchangeFuture, Next, RequestContext};
 use rampart_proxy::{BoxError, ErrorKind, ProxyBody, ProxyError};
 use rampart_telemetry::{Metrics, WafRuleLabels};
-use rampart_waf::engine::{Matched, Request, Response, Transaction};
+use rampart_waf::engine::{BodyError, Matched, Request, Response, Transaction};
 
 /// A route's WAF.
 pub struct WafExchange {
@@ -85,6 +90,61 @@ impl Body for Prefixed {
             }
         }
         hint
+    }
+}
+
+/// Why the WAF refused a request it could not inspect in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Uninspected {
+    /// The body does not parse as its declared type within the WAF's limits.
+    BodyUnparsed,
+    /// More arguments (query, body, multipart parts) than the WAF inspects.
+    TooManyArguments,
+}
+
+impl Uninspected {
+    fn slug(self) -> &'static str {
+        match self {
+            Uninspected::BodyUnparsed => "waf-body-unparsed",
+            Uninspected::TooManyArguments => "waf-too-many-arguments",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Uninspected::BodyUnparsed => {
+                "The request body could not be parsed for inspection as its declared type"
+            }
+            Uninspected::TooManyArguments => {
+                "The request has more arguments than the web application firewall inspects"
+            }
+        }
+    }
+
+    /// The label of `rampart_guard_denials_total`.
+    fn reason(self) -> &'static str {
+        match self {
+            Uninspected::BodyUnparsed => "waf_body_unparsed",
+            Uninspected::TooManyArguments => "waf_too_many_arguments",
+        }
+    }
+
+    /// The RFC 9457 problem+json answer (400), shaped as the proxy's own problems are.
+    fn response(self, request_id: &str) -> http::Response<ProxyBody> {
+        let status = http::StatusCode::BAD_REQUEST;
+        let body = serde_json::json!({
+            "type": format!("urn:rampart:problem:{}", self.slug()),
+            "title": self.title(),
+            "status": status.as_u16(),
+            "request_id": request_id,
+        });
+        let mut response = http::Response::new(rampart_proxy::full(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/problem+json"),
+        );
+        response
     }
 }
 
@@ -185,6 +245,25 @@ impl WafExchange {
                     tx.matched.iter().map(|m| m.id).collect::<Vec<_>>()
                 ),
             ));
+        }
+        // What the rules could not see in full is not forwarded (unless the route lets
+        // unparsed bodies pass, inspected as their raw bytes).
+        let refusal = match tx.inspection_error() {
+            Some(BodyError::TooManyArguments { .. }) => Some(Uninspected::TooManyArguments),
+            Some(BodyError::Unparsed(_)) if self.waf.reject_unparsed_bodies => {
+                Some(Uninspected::BodyUnparsed)
+            }
+            _ => None,
+        };
+        if let Some(refusal) = refusal {
+            let request_id = ctx.request_id.to_str().unwrap_or("-");
+            let detail = tx
+                .inspection_error()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            tracing::debug!(target: "rampart::waf", route = %self.route, request_id, problem = refusal.slug(), detail, "request refused");
+            crate::deny(&self.metrics, &self.route, refusal.reason());
+            return Ok(refusal.response(request_id));
         }
         let already = tx.matched.len();
         let response = next
