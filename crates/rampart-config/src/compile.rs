@@ -1510,7 +1510,12 @@ impl Compiler {
                 trimmed.into()
             })
         } else if let Some(r) = &m.path_regex {
-            match regex::Regex::new(&format!("^(?:{r})$")) {
+            let flags = if m.path_ignore_case == Some(true) {
+                "(?i)"
+            } else {
+                ""
+            };
+            match regex::Regex::new(&format!("{flags}^(?:{r})$")) {
                 Ok(re) => PathMatch::Regex(re),
                 Err(e) => {
                     self.error_at("path_regex", format!("invalid regex: {e}"));
@@ -1541,6 +1546,7 @@ impl Compiler {
         RouteMatch {
             hosts,
             path,
+            path_ignore_case: m.path_ignore_case.unwrap_or(false),
             methods,
             headers,
         }

@@ -641,6 +641,10 @@ pub struct MatchInput {
     pub path_prefix: Option<String>,
     /// Regular expression that must match the whole path.
     pub path_regex: Option<String>,
+    /// Match the path condition in any letter case (`/admin` also matches `/ADMIN/x`).
+    /// Set it when the backend routes without regard to case (Express by default, IIS):
+    /// otherwise `/ADMIN` escapes a route that governs `/admin`. Default false.
+    pub path_ignore_case: Option<bool>,
     /// Allowed methods. Default: any.
     #[serde(default)]
     pub methods: Vec<String>,

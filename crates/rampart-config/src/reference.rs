@@ -48,7 +48,10 @@ a request differently from the route that admitted it:
   a broken escape, a raw backslash, a dot segment that climbs above the root, and `..;` or `.;`
   segments (read as dot segments by servers that strip path parameters). The canonical target is
   what goes upstream; a route may forward the client's own bytes instead (`forward_raw_path`,
-  unsafe with path-based rules). Route paths in this file must be canonical themselves.
+  unsafe with path-based rules). Route paths in this file must be canonical themselves. Paths
+  match case-sensitively: where the backend routes without regard to case (Express by default,
+  IIS), set `path_ignore_case = true` on the routes that govern its paths, or `/ADMIN` escapes a
+  route for `/admin`.
 - **Host**: one authority per request. An absolute-form target's authority replaces `Host`
   (RFC 9112 §3.2.2); on HTTP/2 `:authority` wins over `host`. It is lower-cased, a trailing dot is
   removed, the port is validated and the scheme's default port dropped. Refused with 400: two

@@ -596,6 +596,8 @@ pub struct RouteMatch {
     pub hosts: Vec<HostPattern>,
     /// Path condition.
     pub path: PathMatch,
+    /// The path condition matches in any ASCII letter case.
+    pub path_ignore_case: bool,
     /// Allowed methods (empty = any).
     pub methods: Vec<Method>,
     /// Required header values.
@@ -652,14 +654,25 @@ impl PartialEq for PathMatch {
 impl Eq for PathMatch {}
 
 impl PathMatch {
-    /// Whether `path` matches.
-    pub fn matches(&self, path: &str) -> bool {
+    /// Whether `path` matches (with `ignore_case`, in any ASCII letter case; a regex
+    /// is then compiled case-insensitive).
+    pub fn matches(&self, path: &str, ignore_case: bool) -> bool {
+        let same = |a: &[u8], b: &[u8]| {
+            if ignore_case {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
         match self {
             PathMatch::Any => true,
-            PathMatch::Exact(p) => p == path,
+            PathMatch::Exact(p) => same(p.as_bytes(), path.as_bytes()),
             PathMatch::Prefix(p) => {
                 p == "/"
-                    || (path.starts_with(p.as_str())
+                    || (path
+                        .as_bytes()
+                        .get(..p.len())
+                        .is_some_and(|start| same(start, p.as_bytes()))
                         && matches!(path.as_bytes().get(p.len()), None | Some(b'/')))
             }
             PathMatch::Regex(r) => r.is_match(path),

@@ -83,7 +83,7 @@ impl HoneypotGuard {
             ));
         }
         let path = head.uri.path();
-        if !self.honeypots.paths.iter().any(|p| p.matches(path)) {
+        if !self.honeypots.paths.iter().any(|p| p.matches(path, false)) {
             return Ok(());
         }
         if let Err(e) = self.shared.set_flag(&key, self.honeypots.ban_for).await {

@@ -140,7 +140,7 @@ impl Runtime {
                 .is_none_or(|ls| ls.iter().any(|l| l == listener))
                 && (m.hosts.is_empty() || m.hosts.iter().any(|h| h.matches(host)))
                 && (m.methods.is_empty() || m.methods.contains(method))
-                && m.path.matches(path)
+                && m.path.matches(path, m.path_ignore_case)
                 && m.headers
                     .iter()
                     .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))

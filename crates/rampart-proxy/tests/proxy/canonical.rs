@@ -461,3 +461,46 @@ upstream = "app"
     .await;
     assert!(logged, "every refusal is in the access log");
 }
+
+#[tokio::test]
+async fn a_route_may_match_its_path_in_any_case() {
+    let up = target_mirror(Arc::default()).await;
+    let source = format!(
+        r#"
+log = {{ access_log = "off" }}
+listeners = [{{ name = "public", address = "127.0.0.1:0" }}]
+[upstreams.app]
+targets = ["{}"]
+[[routes]]
+name = "admin"
+upstream = "app"
+match = {{ path_prefix = "/admin", path_ignore_case = true }}
+request_headers = {{ set = {{ x-test-route = "admin" }} }}
+[[routes]]
+name = "exact"
+upstream = "app"
+match = {{ path = "/Exact" }}
+request_headers = {{ set = {{ x-test-route = "exact" }} }}
+[[routes]]
+upstream = "app"
+request_headers = {{ set = {{ x-test-route = "public" }} }}
+"#,
+        up.url()
+    );
+    let (_gw, addr) = gateway_from(&source).await;
+    for (path, route) in [
+        ("/admin/x", "admin"),
+        ("/ADMIN/x", "admin"),
+        ("/aDmIn", "admin"),
+        ("/administrator", "public"),
+        ("/Exact", "exact"),
+        ("/exact", "public"),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let (status, body) = exchange(addr, &request).await;
+        assert_eq!(status, 200, "{body}");
+        let seen = seen(&body);
+        assert_eq!(seen["fields"]["x-test-route"], route, "{path}");
+        assert_eq!(seen["target"], path, "the path goes upstream as sent");
+    }
+}
