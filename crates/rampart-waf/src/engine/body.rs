@@ -20,6 +20,15 @@ pub const MAX_JSON_DEPTH: usize = 64;
 pub const MAX_PARTS: usize = 1024;
 /// Longest multipart boundary (RFC 2046).
 const MAX_BOUNDARY: usize = 70;
+/// Most headers in one multipart part.
+const MAX_PART_HEADERS: usize = 32;
+
+/// The most bytes (names and values) a processor may produce from a body of `len` bytes:
+/// names repeat (a JSON path per value, a part's name per header line), so this bounds
+/// what a small body can make the WAF allocate.
+fn expansion_limit(len: usize) -> usize {
+    len.saturating_mul(8).saturating_add(64 * 1024)
+}
 
 /// Why the query or a body was not inspected in full.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -294,7 +303,11 @@ pub fn parse_urlencoded(
 /// than [`MAX_ARGS`] values, or anything serde_json refuses is an error.
 pub fn parse_json(body: &[u8]) -> Result<Parsed, BodyError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut sink = JsonSink::default();
+    let mut sink = JsonSink {
+        out: Vec::new(),
+        too_many: false,
+        bytes_left: expansion_limit(body.len()),
+    };
     let mut name = String::from("json");
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let result = JsonValue {
@@ -309,6 +322,10 @@ pub fn parse_json(body: &[u8]) -> Result<Parsed, BodyError> {
             args: sink.out,
             ..Default::default()
         }),
+        Err(_) if sink.bytes_left == 0 => Err(unparsed(format!(
+            "JSON names and values past {} bytes",
+            expansion_limit(body.len())
+        ))),
         Err(_) if sink.too_many => Err(BodyError::TooManyArguments {
             what: "JSON values",
             limit: MAX_ARGS,
@@ -317,10 +334,11 @@ pub fn parse_json(body: &[u8]) -> Result<Parsed, BodyError> {
     }
 }
 
-#[derive(Default)]
 struct JsonSink {
     out: Vec<(String, Vec<u8>)>,
     too_many: bool,
+    /// What the names and values may still take ([`expansion_limit`]); 0 once exceeded.
+    bytes_left: usize,
 }
 
 impl JsonSink {
@@ -328,6 +346,13 @@ impl JsonSink {
         if self.out.len() == MAX_ARGS {
             self.too_many = true;
             return Err(E::custom("too many values"));
+        }
+        match self.bytes_left.checked_sub(name.len() + value.len()) {
+            Some(left) if left > 0 => self.bytes_left = left,
+            _ => {
+                self.bytes_left = 0;
+                return Err(E::custom("names and values too large"));
+            }
         }
         self.out.push((name.to_string(), value));
         Ok(())
@@ -564,7 +589,10 @@ fn boundary_of(media: &MediaType) -> Result<&str, BodyError> {
 /// line break (CRLF, or LF throughout); a bare CR before one, a mix of breaks, other text
 /// after `--boundary` or the boundary again after the closing delimiter are errors, since
 /// parsers split such bodies differently.
-fn delimiters(body: &[u8], boundary: &str) -> Result<(Vec<Delimiter>, Option<LineBreak>), String> {
+fn delimiters(
+    body: &[u8],
+    boundary: &str,
+) -> Result<(Vec<Delimiter>, Option<LineBreak>), BodyError> {
     let dash_boundary = format!("--{boundary}");
     let mut found: Vec<Delimiter> = Vec::new();
     let mut style: Option<LineBreak> = None;
@@ -579,12 +607,19 @@ fn delimiters(body: &[u8], boundary: &str) -> Result<(Vec<Delimiter>, Option<Lin
                 agree(LineBreak::Lf, &mut style)?;
                 at - 1
             }
-            Some(b'\r') => return Err("multipart delimiter after a bare CR".into()),
+            Some(b'\r') => return Err(unparsed("multipart delimiter after a bare CR")),
             // Within a line: content.
             Some(_) => continue,
         };
         if found.last().is_some_and(|d| d.close) {
-            return Err("multipart boundary after the closing delimiter".into());
+            return Err(unparsed("multipart boundary after the closing delimiter"));
+        }
+        // The parts, and the closing delimiter.
+        if found.len() > MAX_PARTS {
+            return Err(BodyError::TooManyArguments {
+                what: "multipart parts",
+                limit: MAX_PARTS,
+            });
         }
         let mut i = at + dash_boundary.len();
         if body[i..].starts_with(b"--") {
@@ -605,7 +640,7 @@ fn delimiters(body: &[u8], boundary: &str) -> Result<(Vec<Delimiter>, Option<Lin
         } else if body[i..].starts_with(b"\n") {
             LineBreak::Lf
         } else {
-            return Err("multipart boundary followed by other text".into());
+            return Err(unparsed("multipart boundary followed by other text"));
         };
         agree(seen, &mut style)?;
         found.push(Delimiter {
@@ -618,9 +653,9 @@ fn delimiters(body: &[u8], boundary: &str) -> Result<(Vec<Delimiter>, Option<Lin
 }
 
 /// Every delimiter uses the line break the first one did.
-fn agree(seen: LineBreak, style: &mut Option<LineBreak>) -> Result<(), String> {
+fn agree(seen: LineBreak, style: &mut Option<LineBreak>) -> Result<(), BodyError> {
     match style {
-        Some(s) if *s != seen => Err("multipart delimiters with mixed line breaks".into()),
+        Some(s) if *s != seen => Err(unparsed("multipart delimiters with mixed line breaks")),
         _ => {
             *style = Some(seen);
             Ok(())
@@ -728,18 +763,12 @@ fn parse_disposition(value: &str) -> Result<Disposition, String> {
 /// are errors, as is a body without its closing delimiter.
 pub fn parse_multipart(body: &[u8], media: &MediaType) -> Result<Parsed, BodyError> {
     let boundary = boundary_of(media)?;
-    let (delimiters, style) = delimiters(body, boundary).map_err(unparsed)?;
+    let (delimiters, style) = delimiters(body, boundary)?;
     let Some(first) = delimiters.first() else {
         return Err(unparsed("multipart body without its boundary"));
     };
     if !delimiters.last().is_some_and(|d| d.close) {
         return Err(unparsed("multipart body without its closing delimiter"));
-    }
-    if delimiters.len() - 1 > MAX_PARTS {
-        return Err(BodyError::TooManyArguments {
-            what: "multipart parts",
-            limit: MAX_PARTS,
-        });
     }
     let mut parsed = Parsed::default();
     if first.start > 0 {
@@ -755,14 +784,21 @@ pub fn parse_multipart(body: &[u8], media: &MediaType) -> Result<Parsed, BodyErr
         parsed.flags.push((Collection::MultipartLfLine, 1));
     }
     let line_break = style.unwrap_or(LineBreak::CrLf).bytes();
+    let mut budget = expansion_limit(body.len());
     for pair in delimiters.windows(2) {
         let part = &body[pair[0].end..pair[1].start];
-        parse_part(part, line_break, &mut parsed).map_err(unparsed)?;
+        parse_part(part, line_break, &mut budget, &mut parsed).map_err(unparsed)?;
     }
     Ok(parsed)
 }
 
-fn parse_part(part: &[u8], line_break: &[u8], parsed: &mut Parsed) -> Result<(), String> {
+/// Reads one part into `parsed`, taking what it adds from `budget`.
+fn parse_part(
+    part: &[u8],
+    line_break: &[u8],
+    budget: &mut usize,
+    parsed: &mut Parsed,
+) -> Result<(), String> {
     let (head, content) = if part.starts_with(line_break) {
         (&part[..0], &part[line_break.len()..])
     } else {
@@ -782,6 +818,11 @@ fn parse_part(part: &[u8], line_break: &[u8], parsed: &mut Parsed) -> Result<(),
                 Some(line)
             })
         {
+            if lines.len() == MAX_PART_HEADERS {
+                return Err(format!(
+                    "multipart part with more than {MAX_PART_HEADERS} headers"
+                ));
+            }
             if line.iter().any(|b| matches!(b, b'\r' | b'\n')) {
                 return Err("multipart part header with a stray line break".into());
             }
@@ -815,6 +856,12 @@ fn parse_part(part: &[u8], line_break: &[u8], parsed: &mut Parsed) -> Result<(),
     }
     let disposition = disposition.unwrap_or_default();
     let name = disposition.name.unwrap_or_default();
+    // Each header line and the content (once, or twice for an unusual file) carry the name.
+    let cost = lines.iter().map(|l| l.len() + name.len()).sum::<usize>()
+        + 2 * (name.len() + content.len());
+    *budget = budget
+        .checked_sub(cost)
+        .ok_or("multipart names and headers past the limit")?;
     // MULTIPART_PART_HEADERS is keyed by the part's name, as in ModSecurity.
     parsed
         .part_headers
@@ -1076,6 +1123,36 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn what_a_small_body_expands_to_is_bounded() {
+        // Long keys nested deep, then many values under them: each value's name repeats
+        // every key (about 240 MB of names from 85 KB), refused instead.
+        let key = "k".repeat(1000);
+        let mut json = format!("{{\"{key}\":").repeat(60);
+        json.push('{');
+        json.push_str(&vec!["\"a\":1"; 4000].join(","));
+        json.push('}');
+        json.push_str(&"}".repeat(60));
+        assert!(is_unparsed(parse_json(json.as_bytes())));
+        // Part headers are bounded per part.
+        let headers = "X-H: 1\r\n".repeat(MAX_PART_HEADERS);
+        let body = |headers: &str| {
+            format!(
+                "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n{headers}\r\nx\r\n--B--\r\n"
+            )
+        };
+        let ct = "multipart/form-data; boundary=B";
+        assert!(is_unparsed(multipart(ct, &body(&headers))));
+        let fewer = "X-H: 1\r\n".repeat(MAX_PART_HEADERS - 1);
+        assert_eq!(
+            multipart(ct, &body(&fewer))
+                .expect("parses")
+                .part_headers
+                .len(),
+            MAX_PART_HEADERS
+        );
     }
 
     #[test]

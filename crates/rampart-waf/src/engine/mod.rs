@@ -1488,11 +1488,13 @@ impl Transaction<'_> {
 
 /// The body processor a media type (`type/subtype`, lower case) calls for: urlencoded
 /// and multipart forms, and — as ModSecurity's recommended configuration (rules
-/// 200000/200001) does — XML and JSON.
+/// 200000/200001) does — XML and JSON. Forms are recognised by prefix, as PHP does
+/// (`multipart/form-datax` is multipart to it); a value that then does not parse as a
+/// media type is an unparsed body.
 fn default_processor(content_type: &str) -> Option<&'static str> {
-    if content_type == "application/x-www-form-urlencoded" {
+    if content_type.starts_with("application/x-www-form-urlencoded") {
         Some("URLENCODED")
-    } else if content_type == "multipart/form-data" {
+    } else if content_type.starts_with("multipart/form-data") {
         Some("MULTIPART")
     } else if is_xml(content_type) {
         Some("XML")
@@ -1779,6 +1781,28 @@ mod tests {
                 "{content_type}"
             );
         }
+        // A form type run into another: PHP reads it as a form, and it is no media type.
+        let (ids, error) = verdict(
+            SCRIPT_RULES,
+            &request(
+                "POST",
+                "/",
+                "multipart/form-data, text/plain; boundary=a",
+                "--a\r\n\r\n<script>\r\n--a--\r\n",
+            ),
+        );
+        assert_eq!(ids, [2, 3]);
+        assert!(matches!(error, Some(BodyError::Unparsed(_))));
+        let (ids, error) = verdict(
+            SCRIPT_RULES,
+            &request(
+                "POST",
+                "/",
+                "application/x-www-form-urlencodedx",
+                "q=<script>",
+            ),
+        );
+        assert_eq!((ids, error), (vec![1, 2], None));
         // Two different types.
         let mut two = request("POST", "/", "application/json", "{\"q\":1}");
         two.headers
