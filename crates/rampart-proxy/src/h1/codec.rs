@@ -1157,6 +1157,76 @@ mod tests {
         assert_eq!(&buf[..], b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n");
     }
 
+    mod passed_fields_property {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Field names drawn from those the codec treats specially and ordinary ones.
+        const NAMES: [&str; 14] = [
+            "Connection",
+            "connection",
+            "Keep-Alive",
+            "Transfer-Encoding",
+            "Upgrade",
+            "TE",
+            "Trailer",
+            "X-Request-Id",
+            "Date",
+            "Content-Type",
+            "X-Private",
+            "x-private",
+            "Set-Cookie",
+            "Cache-Control",
+        ];
+        const VALUES: [&str; 8] = [
+            "close",
+            "keep-alive",
+            "x-private",
+            "X-Private, close",
+            "set-cookie",
+            "chunked",
+            "text/plain",
+            "a=1",
+        ];
+
+        fn head(status: u16, fields: &[(usize, usize)]) -> Vec<u8> {
+            let mut text = format!("HTTP/1.1 {status} X\r\n");
+            for (name, value) in fields {
+                text.push_str(&format!("{}: {}\r\n", NAMES[*name], VALUES[*value]));
+            }
+            text.push_str("Content-Length: 0\r\n\r\n");
+            text.into_bytes()
+        }
+
+        proptest! {
+            /// Passed-through fields, once in a map, are the map's fields less the
+            /// hop-by-hop ones (and those `Connection` names) and the request id; both
+            /// ways agree on framing and keep-alive.
+            #[test]
+            fn pass_through_equals_the_map_less_hop_by_hop(
+                status in prop::sample::select(vec![200u16, 204, 301, 404, 500]),
+                fields in prop::collection::vec((0..NAMES.len(), 0..VALUES.len()), 0..12),
+            ) {
+                let bytes = head(status, &fields);
+                let get = Method::GET;
+                let as_map = parse_response(&mut BytesMut::from(&bytes[..]), &get, 8192, ResponseFields::Map);
+                let passed = parse_response(&mut BytesMut::from(&bytes[..]), &get, 8192, ResponseFields::PassThrough);
+                match (as_map, passed) {
+                    (Ok(Some(mut as_map)), Ok(Some(passed))) => {
+                        prop_assert_eq!(as_map.framing, passed.framing);
+                        prop_assert_eq!(as_map.keep_alive, passed.keep_alive);
+                        let fields = passed.passed.expect("a final response passes through");
+                        crate::headers::remove_hop_by_hop(&mut as_map.parts.headers, false);
+                        as_map.parts.headers.remove(&crate::headers::X_REQUEST_ID);
+                        prop_assert_eq!(fields.into_map(), as_map.parts.headers);
+                    }
+                    (Err(_), Err(_)) => {}
+                    (a, b) => prop_assert!(false, "the two ways disagree: {:?} / {:?}", a, b),
+                }
+            }
+        }
+    }
+
     #[test]
     fn tokens_compare_in_any_case() {
         assert!(token_is(b"Content-Length", b"content-length"));
