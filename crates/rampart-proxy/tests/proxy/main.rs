@@ -3,6 +3,7 @@
 mod support;
 
 mod canonical;
+mod edge;
 mod headers;
 mod http1;
 mod lifecycle;
