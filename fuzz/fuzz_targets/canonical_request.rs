@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use rampart_config::{EncodedSlashes, RequestNormalization, UnderscoresInHeaders};
+use rampart_config::{EncodedSlashes, PathParameters, RequestNormalization, UnderscoresInHeaders};
 use rampart_proxy::canonical::{canonical_host, canonical_path, canonicalize};
 use rampart_proxy::h1::codec::parse_request;
 
@@ -26,6 +26,11 @@ fuzz_target!(|data: &[u8]| {
         } else {
             UnderscoresInHeaders::Keep
         },
+        path_parameters: match selector >> 4 & 3 {
+            0 => PathParameters::Reject,
+            1 => PathParameters::Strip,
+            _ => PathParameters::Keep,
+        },
     };
     if let Ok(text) = std::str::from_utf8(head) {
         if let Ok(Some(path)) = canonical_path(text, &policy) {
@@ -36,6 +41,9 @@ fuzz_target!(|data: &[u8]| {
             }
             assert!(!path.split('/').any(|s| s == "." || s == ".."), "{path:?}");
             assert!(!path.contains('\\'));
+            if policy.path_parameters != PathParameters::Keep {
+                assert!(!path.contains(';'), "{path:?}");
+            }
         }
     }
     if let Ok(Some(host)) = canonical_host(head, 80) {

@@ -570,6 +570,7 @@ impl Compiler {
                         merge_slashes: l.merge_slashes.unwrap_or(true),
                         encoded_slashes: l.encoded_slashes.unwrap_or_default(),
                         underscores_in_headers: l.underscores_in_headers.unwrap_or_default(),
+                        path_parameters: l.path_parameters.unwrap_or_default(),
                     };
                     Some(Listener {
                         name,

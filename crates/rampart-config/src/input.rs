@@ -161,6 +161,11 @@ pub struct ListenerInput {
     /// `underscores_in_headers off`) or `"keep"` (kept, except those that read as a
     /// protected field with `_` as `-`: `Host`, framing, forwarding, `x-rampart-*`).
     pub underscores_in_headers: Option<crate::types::UnderscoresInHeaders>,
+    /// `;` parameters on path segments (`/admin;x=1`): `"reject"` (400, default: Servlet
+    /// containers remove them before mapping, other servers keep them), `"strip"` (removed
+    /// from every segment before routing and forwarding), or `"keep"` (part of the segment;
+    /// unsafe in front of a Servlet container).
+    pub path_parameters: Option<crate::types::PathParameters>,
 }
 
 /// TLS for a listener (TLS 1.2 and 1.3 only; HTTP/2 and HTTP/1.1 offered by ALPN).

@@ -45,8 +45,10 @@ a request differently from the route that admitted it:
   `/admin`), other escapes are written in upper case, dot segments are removed (`/a/../b` is
   `/b`), and repeated slashes are merged (listener option `merge_slashes`, default on). Refused
   with 400: an encoded slash or backslash (`%2F`, `%5C`; listener option `encoded_slashes`), `%00`,
-  a broken escape, a raw backslash, a dot segment that climbs above the root, and `..;` or `.;`
-  segments (read as dot segments by servers that strip path parameters). The canonical target is
+  a broken escape, a raw backslash, a dot segment that climbs above the root, and `;` segment
+  parameters (`/admin;x=1` is `/admin` to Servlet containers, which remove them, and not to
+  other servers; listener option `path_parameters = "reject" | "strip" | "keep"`; `..;` stays
+  refused with any of them). The canonical target is
   what goes upstream; a route may forward the client's own bytes instead (`forward_raw_path`,
   unsafe with path-based rules). Route paths in this file must be canonical themselves. Paths
   match case-sensitively: where the backend routes without regard to case (Express by default,

@@ -131,6 +131,8 @@ pub struct RequestNormalization {
     pub encoded_slashes: EncodedSlashes,
     /// What a header name containing `_` means.
     pub underscores_in_headers: UnderscoresInHeaders,
+    /// What `;` parameters on path segments mean.
+    pub path_parameters: PathParameters,
 }
 
 impl RequestNormalization {
@@ -139,6 +141,7 @@ impl RequestNormalization {
         merge_slashes: true,
         encoded_slashes: EncodedSlashes::Reject,
         underscores_in_headers: UnderscoresInHeaders::Drop,
+        path_parameters: PathParameters::Reject,
     };
 }
 
@@ -159,6 +162,23 @@ pub enum EncodedSlashes {
     Decode,
     /// Kept encoded (upper-case hex): routes see one segment; a backend that decodes
     /// it sees two. Unsafe with path-based rules.
+    Keep,
+}
+
+/// What `;` parameters on a path segment (`/a;x=1/b`) mean.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PathParameters {
+    /// The request is refused (400): Servlet containers (Tomcat, Jetty) remove them
+    /// before mapping a path and other servers keep them, so `/admin;x=1` is `/admin`
+    /// to some backends only.
+    #[default]
+    Reject,
+    /// Removed from every segment, so that routes and every backend see `/admin`.
+    Strip,
+    /// Kept as part of the segment. Unsafe in front of a Servlet container.
     Keep,
 }
 

@@ -200,6 +200,7 @@ address = "127.0.0.1:1"
 merge_slashes = false
 encoded_slashes = "decode"
 underscores_in_headers = "keep"
+path_parameters = "strip"
 [upstreams.a]
 targets = ["builtin:echo"]
 [[routes]]
@@ -222,6 +223,7 @@ match = { path_prefix = "/api" }
         requests.underscores_in_headers,
         rampart_config::UnderscoresInHeaders::Keep
     );
+    assert_eq!(requests.path_parameters, rampart_config::PathParameters::Strip);
     let route = config
         .routes
         .iter()
@@ -242,6 +244,7 @@ match = { path_prefix = "/api" }
             merge_slashes: true,
             encoded_slashes: rampart_config::EncodedSlashes::Reject,
             underscores_in_headers: rampart_config::UnderscoresInHeaders::Drop,
+            path_parameters: rampart_config::PathParameters::Reject,
         }
     );
 

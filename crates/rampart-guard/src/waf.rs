@@ -103,21 +103,11 @@ enum Uninspected {
 }
 
 impl Uninspected {
-    fn slug(self) -> &'static str {
+    /// The refusal's kind (its problem type and title).
+    fn kind(self) -> ErrorKind {
         match self {
-            Uninspected::BodyUnparsed => "waf-body-unparsed",
-            Uninspected::TooManyArguments => "waf-too-many-arguments",
-        }
-    }
-
-    fn title(self) -> &'static str {
-        match self {
-            Uninspected::BodyUnparsed => {
-                "The request body could not be parsed for inspection as its declared type"
-            }
-            Uninspected::TooManyArguments => {
-                "The request has more arguments than the web application firewall inspects"
-            }
+            Uninspected::BodyUnparsed => ErrorKind::WafBodyUnparsed,
+            Uninspected::TooManyArguments => ErrorKind::WafTooManyArguments,
         }
     }
 
@@ -127,24 +117,6 @@ impl Uninspected {
             Uninspected::BodyUnparsed => "waf_body_unparsed",
             Uninspected::TooManyArguments => "waf_too_many_arguments",
         }
-    }
-
-    /// The RFC 9457 problem+json answer (400), shaped as the proxy's own problems are.
-    fn response(self, request_id: &str) -> http::Response<ProxyBody> {
-        let status = http::StatusCode::BAD_REQUEST;
-        let body = serde_json::json!({
-            "type": format!("urn:rampart:problem:{}", self.slug()),
-            "title": self.title(),
-            "status": status.as_u16(),
-            "request_id": request_id,
-        });
-        let mut response = http::Response::new(rampart_proxy::full(Bytes::from(body.to_string())));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/problem+json"),
-        );
-        response
     }
 }
 
@@ -261,9 +233,9 @@ impl WafExchange {
                 .inspection_error()
                 .map(ToString::to_string)
                 .unwrap_or_default();
-            tracing::debug!(target: "rampart::waf", route = %self.route, request_id, problem = refusal.slug(), detail, "request refused");
+            tracing::debug!(target: "rampart::waf", route = %self.route, request_id, problem = refusal.kind().slug(), detail, "request refused");
             crate::deny(&self.metrics, &self.route, refusal.reason());
-            return Ok(refusal.response(request_id));
+            return Err(ProxyError::new(refusal.kind(), detail));
         }
         let already = tx.matched.len();
         let response = next

@@ -14,7 +14,7 @@ use std::net::Ipv6Addr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Uri, Version};
-use rampart_config::{EncodedSlashes, RequestNormalization, UnderscoresInHeaders};
+use rampart_config::{EncodedSlashes, PathParameters, RequestNormalization, UnderscoresInHeaders};
 
 use crate::headers::INTERNAL_PREFIX;
 
@@ -27,6 +27,8 @@ pub enum Malformation {
     EncodedSlash,
     /// A dot segment that climbs above the root, or one with parameters (`..;x`).
     PathTraversal,
+    /// `;` parameters on a path segment while the listener refuses them.
+    PathParameters,
     /// The authority is not a valid host and port.
     InvalidHost,
     /// Several `Host` fields.
@@ -57,6 +59,7 @@ impl Malformation {
             Malformation::PathEncoding => "invalid-path-encoding",
             Malformation::EncodedSlash => "encoded-slash",
             Malformation::PathTraversal => "path-traversal",
+            Malformation::PathParameters => "path-parameters",
             Malformation::InvalidHost => "invalid-host",
             Malformation::DuplicateHost => "duplicate-host",
             Malformation::MissingHost => "missing-host",
@@ -76,6 +79,9 @@ impl Malformation {
             Malformation::PathEncoding => "The request path has an invalid or forbidden encoding",
             Malformation::EncodedSlash => "The request path contains an encoded slash or backslash",
             Malformation::PathTraversal => "The request path climbs above the root",
+            Malformation::PathParameters => {
+                "The request path has segment parameters (;), which backends read differently"
+            }
             Malformation::InvalidHost => "The request's host is not valid",
             Malformation::DuplicateHost => "The request has more than one Host field",
             Malformation::MissingHost => "The request has no host",
@@ -415,9 +421,16 @@ pub fn canonical_path(
         let last = pieces.peek().is_none();
         // `..;x` is `..` to servers that strip path parameters (Tomcat, Jetty).
         let bare = segment.split(';').next().unwrap_or_default();
-        if segment.contains(';') && (bare == "." || bare == "..") {
-            return Err(Malformation::PathTraversal);
-        }
+        let segment = if segment.contains(';') {
+            match policy.path_parameters {
+                _ if bare == "." || bare == ".." => return Err(Malformation::PathTraversal),
+                PathParameters::Reject => return Err(Malformation::PathParameters),
+                PathParameters::Strip => bare,
+                PathParameters::Keep => segment,
+            }
+        } else {
+            segment
+        };
         match segment {
             "." => trailing_slash = last,
             ".." => {
@@ -532,6 +545,28 @@ fn clean_fields(
     Ok(())
 }
 
+/// Removes the fields named with `_` (kept only where the listener keeps them) that
+/// stand for a field the request also carries, or that Rampart adds, once `_` reads as
+/// `-`: a backend that maps `_` onto `-` would join the client's value to it.
+pub fn drop_underscore_aliases(headers: &mut HeaderMap, added: &crate::headers::AddedFields) {
+    if !headers.keys().any(|name| name.as_str().contains('_')) {
+        return;
+    }
+    let aliases: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .filter(|name| {
+            let folded = name.as_str().replace('_', "-");
+            headers.contains_key(folded.as_str())
+                || added.iter().any(|(other, _)| other.as_str() == folded)
+        })
+        .cloned()
+        .collect();
+    for name in aliases {
+        headers.remove(&name);
+    }
+}
+
 /// Whether every protocol an `Upgrade` field asks for is one of `allowed` (lower-case
 /// names; a version after `/` is not compared). `h2c` is never allowed.
 pub fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
@@ -570,11 +605,7 @@ mod tests {
     use super::*;
 
     fn policy() -> RequestNormalization {
-        RequestNormalization {
-            merge_slashes: true,
-            encoded_slashes: EncodedSlashes::Reject,
-            underscores_in_headers: UnderscoresInHeaders::Drop,
-        }
+        RequestNormalization::DEFAULT
     }
 
     fn path(p: &str) -> Result<String, Malformation> {
@@ -599,7 +630,6 @@ mod tests {
             ("/a//b///c", "/a/b/c"),
             ("/a%20b%c3%a9", "/a%20b%C3%A9"),
             ("/.well-known/x", "/.well-known/x"),
-            ("/a;b/c", "/a;b/c"),
             ("/..a/b", "/..a/b"),
         ];
         for (input, expected) in cases {
@@ -622,7 +652,7 @@ mod tests {
             ("/a/../..", Malformation::PathTraversal),
             ("/%2e%2e/etc", Malformation::PathTraversal),
             ("/public/..;/admin", Malformation::PathTraversal),
-            ("/a/.;x/b", Malformation::PathTraversal),
+            ("/admin;x=1", Malformation::PathParameters),
         ];
         for (input, expected) in cases {
             assert_eq!(path(input), Err(expected), "{input}");
@@ -647,6 +677,33 @@ mod tests {
             canonical_path("/a%2fb", &keep),
             Ok(Some("/a%2Fb".to_string()))
         );
+    }
+
+    #[test]
+    fn path_parameters_follow_the_listener() {
+        let strip = RequestNormalization {
+            path_parameters: PathParameters::Strip,
+            ..policy()
+        };
+        assert_eq!(
+            canonical_path("/admin;x=1/a;b", &strip),
+            Ok(Some("/admin/a".to_string()))
+        );
+        let keep = RequestNormalization {
+            path_parameters: PathParameters::Keep,
+            ..policy()
+        };
+        assert_eq!(canonical_path("/admin;x=1", &keep), Ok(None));
+        for policy in [strip, keep] {
+            assert_eq!(
+                canonical_path("/public/..;/admin", &policy),
+                Err(Malformation::PathTraversal)
+            );
+            assert_eq!(
+                canonical_path("/a/.;x/b", &policy),
+                Err(Malformation::PathTraversal)
+            );
+        }
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub enum ErrorKind {
     Forbidden,
     /// The web application firewall refused the request (403).
     WafBlocked,
+    /// The body does not parse as its declared type within the WAF's limits, so it
+    /// could not be inspected (400).
+    WafBodyUnparsed,
+    /// More arguments (query, body, multipart parts) than the WAF inspects (400).
+    WafTooManyArguments,
     /// A rate limit was reached (429); retry after this many seconds.
     RateLimited(u32),
     /// A consumer's daily or monthly budget is spent (429); retry after this many seconds.
@@ -77,7 +82,10 @@ impl ErrorKind {
     /// The HTTP status answered to the client.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorKind::BadRequest | ErrorKind::ClientBody => StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest
+            | ErrorKind::ClientBody
+            | ErrorKind::WafBodyUnparsed
+            | ErrorKind::WafTooManyArguments => StatusCode::BAD_REQUEST,
             ErrorKind::Malformed(malformation) => malformation.status(),
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
@@ -120,6 +128,8 @@ impl ErrorKind {
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::WafBlocked => "waf-blocked",
+            ErrorKind::WafBodyUnparsed => "waf-body-unparsed",
+            ErrorKind::WafTooManyArguments => "waf-too-many-arguments",
             ErrorKind::RateLimited(_) => "rate-limited",
             ErrorKind::QuotaExceeded(_) => "quota-exceeded",
             ErrorKind::IdempotencyInFlight => "idempotency-in-flight",
@@ -133,7 +143,8 @@ impl ErrorKind {
         }
     }
 
-    fn title(self) -> &'static str {
+    /// A short human-readable title.
+    pub(crate) fn title(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "Malformed request",
             ErrorKind::Malformed(malformation) => malformation.title(),
@@ -150,6 +161,12 @@ impl ErrorKind {
             ErrorKind::Unauthenticated => "Valid credentials are required",
             ErrorKind::Forbidden => "The credentials do not allow this request",
             ErrorKind::WafBlocked => "The request was refused by the web application firewall",
+            ErrorKind::WafBodyUnparsed => {
+                "The request body could not be parsed for inspection as its declared type"
+            }
+            ErrorKind::WafTooManyArguments => {
+                "The request has more arguments than the web application firewall inspects"
+            }
             ErrorKind::RateLimited(_) => "Too many requests",
             ErrorKind::QuotaExceeded(_) => "The request budget for this period is spent",
             ErrorKind::IdempotencyInFlight => {
@@ -207,6 +224,8 @@ impl ProxyError {
             | ErrorKind::Unauthenticated
             | ErrorKind::Forbidden
             | ErrorKind::WafBlocked
+            | ErrorKind::WafBodyUnparsed
+            | ErrorKind::WafTooManyArguments
             | ErrorKind::RateLimited(_)
             | ErrorKind::QuotaExceeded(_)
             | ErrorKind::IdempotencyInFlight

@@ -349,6 +349,8 @@ fn prepare(
         std::mem::take(&mut added).merge_into(&mut headers);
         config.request_headers.apply(&mut headers);
     }
+    // Names with `_` are here only where the listener keeps them.
+    crate::canonical::drop_underscore_aliases(&mut headers, &added);
 
     let strips = config.strip_prefix
         && matches!(&config.matcher.path, rampart_config::PathMatch::Prefix(p) if p != "/");
@@ -674,7 +676,11 @@ async fn send(
     };
     let _in_flight = pool.start(target);
     let host = match &pool.config.host_header {
-        HostHeader::Preserve => outgoing.client_host.as_ref(),
+        // An HTTP/1.0 request may come without a host; HTTP/1.1 needs one upstream.
+        HostHeader::Preserve => outgoing
+            .client_host
+            .as_ref()
+            .or(slot.authority_header.as_ref()),
         HostHeader::Target => slot.authority_header.as_ref(),
         HostHeader::Literal(v) => Some(v),
     };
