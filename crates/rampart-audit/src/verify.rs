@@ -186,3 +186,34 @@ pub fn read_entries(
     )?;
     Ok(index)
 }
+
+/// Calls `each` with every entry of the shared log in `store` from index `start`, in
+/// order; returns the index after the last one read. Stops with an error at a missing
+/// entry or one whose bytes do not match its hash.
+pub async fn read_entries_database(
+    store: &rampart_store::Store,
+    start: u64,
+    mut each: impl FnMut(u64, &[u8]),
+) -> Result<u64, crate::AuditLogError> {
+    use rampart_store::AuditLogStore;
+    let db = |e: rampart_store::StoreError| crate::AuditLogError::Io(e.to_string());
+    let mut next = start;
+    loop {
+        let rows = store.audit_read(next, 5000).await.map_err(db)?;
+        if rows.is_empty() {
+            return Ok(next);
+        }
+        for row in rows {
+            if row.index != next {
+                return Err(crate::AuditLogError::Io(format!("entry {next} is missing")));
+            }
+            if row.leaf_hash != leaf_hash(&row.entry) {
+                return Err(crate::AuditLogError::Io(format!(
+                    "entry {next}: its bytes do not match its hash"
+                )));
+            }
+            each(next, &row.entry);
+            next += 1;
+        }
+    }
+}

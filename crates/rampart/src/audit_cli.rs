@@ -30,6 +30,9 @@ pub enum AuditCommand {
         /// Rampart's data dir.
         #[arg(long, env = "RAMPART_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// Read the shared log in this Postgres database instead of the data dir's.
+        #[arg(long, env = "RAMPART_DATABASE_URL")]
+        database_url: Option<String>,
         /// How many.
         #[arg(long, short = 'n', default_value_t = 20)]
         lines: u64,
@@ -39,6 +42,9 @@ pub enum AuditCommand {
         /// Rampart's data dir.
         #[arg(long, env = "RAMPART_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// Read the shared log in this Postgres database instead of the data dir's.
+        #[arg(long, env = "RAMPART_DATABASE_URL")]
+        database_url: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
@@ -83,10 +89,13 @@ pub fn run(command: AuditCommand) -> ExitCode {
             keys,
             quiet,
         } => verify(&audit_dir(&data_dir), database_url.as_deref(), &keys, quiet),
-        AuditCommand::Tail { data_dir, lines } => {
-            let dir = audit_dir(&data_dir);
+        AuditCommand::Tail {
+            data_dir,
+            database_url,
+            lines,
+        } => {
             let mut last: std::collections::VecDeque<(u64, Vec<u8>)> = Default::default();
-            let read = rampart_audit::verify::read_entries(&dir, |index, bytes| {
+            let read = for_each_entry(&data_dir, database_url.as_deref(), 0, |index, bytes| {
                 if last.len() as u64 == lines {
                     last.pop_front();
                 }
@@ -106,23 +115,23 @@ pub fn run(command: AuditCommand) -> ExitCode {
         }
         AuditCommand::Export {
             data_dir,
+            database_url,
             format,
             start,
         } => {
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut broken = false;
-            let read =
-                rampart_audit::verify::read_entries(&audit_dir(&data_dir), |index, bytes| {
-                    if index < start || broken {
-                        return;
-                    }
-                    let line = match format {
-                        ExportFormat::Jsonl => json_line(index, bytes),
-                        ExportFormat::Cef => rampart_audit::export::cef_line(index, bytes),
-                    };
-                    broken = writeln!(out, "{line}").is_err();
-                });
+            let read = for_each_entry(&data_dir, database_url.as_deref(), start, |index, bytes| {
+                if index < start || broken {
+                    return;
+                }
+                let line = match format {
+                    ExportFormat::Jsonl => json_line(index, bytes),
+                    ExportFormat::Cef => rampart_audit::export::cef_line(index, bytes),
+                };
+                broken = writeln!(out, "{line}").is_err();
+            });
             let _ = out.flush();
             match read {
                 Ok(_) => ExitCode::SUCCESS,
@@ -150,6 +159,29 @@ pub fn run(command: AuditCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// Calls `each` with the log's entries from `start` on: the data dir's segment files,
+/// or the shared log in Postgres when `database_url` is given.
+fn for_each_entry(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    start: u64,
+    each: impl FnMut(u64, &[u8]),
+) -> Result<u64, rampart_audit::AuditLogError> {
+    let Some(url) = database_url else {
+        return rampart_audit::verify::read_entries(&audit_dir(data_dir), each);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| rampart_audit::AuditLogError::Io(e.to_string()))?;
+    runtime.block_on(async {
+        let store = rampart_store::Store::open_postgres(url)
+            .await
+            .map_err(|e| rampart_audit::AuditLogError::Io(e.to_string()))?;
+        rampart_audit::verify::read_entries_database(&store, start, each).await
+    })
 }
 
 fn json_line(index: u64, bytes: &[u8]) -> String {

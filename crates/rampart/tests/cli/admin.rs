@@ -164,20 +164,9 @@ async fn a_new_user_creates_a_consumer_and_key_with_the_cli_and_they_survive_a_r
 
 #[tokio::test]
 async fn two_instances_on_one_postgres_share_consumers_and_keys() {
-    let Ok(url) = std::env::var("RAMPART_TEST_DATABASE_URL") else {
-        eprintln!("SKIPPED (Postgres): RAMPART_TEST_DATABASE_URL is not set");
+    let Some(scoped) = scoped_postgres("two instances").await else {
         return;
     };
-    let schema = format!("rampart_cli_{}_{}", std::process::id(), free_port());
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&pool)
-        .await
-        .expect("schema");
-    pool.close().await;
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
 
     let dir_a = temp_dir("pg-a");
     let dir_b = temp_dir("pg-b");

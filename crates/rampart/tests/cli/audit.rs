@@ -99,3 +99,62 @@ async fn served_actions_are_verifiable_offline_and_tampering_is_named() {
         process.log()
     );
 }
+
+#[tokio::test]
+async fn the_audit_tools_read_the_shared_log_in_postgres() {
+    let Some(scoped) = scoped_postgres("audit tools on Postgres").await else {
+        return;
+    };
+    let dir = temp_dir("audit-pg");
+    let (public, admin) = (free_port(), free_port());
+    std::fs::write(dir.join("rampart.toml"), config(public, admin)).expect("write");
+    let stderr = dir.join("stderr.log");
+    let child = Command::new(binary())
+        .args(["serve", "--config", "rampart.toml"])
+        .current_dir(&dir)
+        .env("RAMPART_DATABASE_URL", &scoped)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr"))
+        .spawn()
+        .expect("spawn");
+    let mut process = Running { child, stderr };
+    wait_until_up(&format!("http://127.0.0.1:{admin}/healthz"), &process).await;
+    for name in ["alpha", "beta"] {
+        let (code, _, err) = cli(&dir, admin, &["consumers", "create", "--name", name], &[]);
+        assert_eq!(code, 0, "{err}");
+    }
+    process.signal("TERM");
+    assert_eq!(
+        process.wait(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        process.log()
+    );
+
+    // The data dir holds no log of its own: without the database the tools see nothing.
+    let (_, out, _) = audit(&dir, &["tail"]);
+    assert_eq!(out, "", "no entries in the data dir");
+    let (code, out, err) = audit(&dir, &["tail", "-n", "1", "--database-url", &scoped]);
+    assert_eq!(code, 0, "{err}");
+    let last: serde_json::Value = serde_json::from_str(out.trim()).expect("json line");
+    assert_eq!(last["index"], 1);
+    assert_eq!(last["entry"]["action"], "consumer.create");
+    // RAMPART_DATABASE_URL works like the flag.
+    let out = Command::new(binary())
+        .args(["audit", "export", "--format", "jsonl", "--start", "1"])
+        .env("RAMPART_DATABASE_URL", &scoped)
+        .current_dir(&dir)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("{\"index\":1,"), "{text}");
+    let (code, out, err) = audit(&dir, &["verify", "--quiet", "--database-url", &scoped]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok: 2 entries"), "{out}");
+}

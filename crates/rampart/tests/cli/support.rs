@@ -138,3 +138,24 @@ pub async fn wait_until_up(url: &str, process: &Running) -> Answer {
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// A Postgres URL whose connections use a fresh schema of their own, or `None` (after
+/// saying SKIPPED) when `RAMPART_TEST_DATABASE_URL` is not set.
+pub async fn scoped_postgres(what: &str) -> Option<String> {
+    let Ok(url) = std::env::var("RAMPART_TEST_DATABASE_URL") else {
+        eprintln!("SKIPPED (Postgres): {what}: RAMPART_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    let schema = format!("rampart_cli_{}_{}", std::process::id(), free_port());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .expect("schema");
+    pool.close().await;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Some(format!(
+        "{url}{separator}options=-c%20search_path%3D{schema}"
+    ))
+}
