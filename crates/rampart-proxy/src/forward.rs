@@ -39,6 +39,8 @@ struct Outgoing {
     /// The fields the proxy sets, written after `headers`.
     added: AddedFields,
     client_host: Option<HeaderValue>,
+    /// The client sent `TE: trailers` (sent on to HTTP/2 targets).
+    te_trailers: bool,
     upgrade: bool,
     /// How the response's fields come back from an HTTP/1.1 upstream.
     response_fields: ResponseFields,
@@ -193,7 +195,12 @@ pub(crate) async fn forward_parts(
     metrics: &Metrics,
     started: Instant,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let deadline = tokio::time::Instant::from_std(started) + route.config.total_timeout;
+    let mut deadline = tokio::time::Instant::from_std(started) + route.config.total_timeout;
+    // A gRPC call's own deadline, when it comes first (its expiry is a total timeout,
+    // DEADLINE_EXCEEDED to the caller).
+    if let Some(grpc) = ctx.grpc_deadline {
+        deadline = deadline.min(tokio::time::Instant::from_std(grpc));
+    }
     // The HTTP/1.1 server gives a request that asks for an upgrade (as its codec
     // decided: HTTP/1.1, `Connection: upgrade` and `Upgrade`) the means to take over
     // the connection; nothing else has one.
@@ -322,7 +329,7 @@ fn prepare(
 ) -> Result<Outgoing, ProxyError> {
     let config = &route.config;
     let mut headers = std::mem::take(&mut parts.headers);
-    headers::remove_hop_by_hop(&mut headers, upgrade);
+    let te_trailers = headers::remove_hop_by_hop(&mut headers, upgrade);
     // `Host` stays in the map (every sender writes or replaces it from `host`).
     let client_host = headers.get(HOST).cloned().or_else(|| {
         let authority = parts.uri.authority()?;
@@ -377,6 +384,7 @@ fn prepare(
         headers,
         added,
         client_host,
+        te_trailers,
         upgrade,
         // The fields pass through as sent unless an exchange (which sees the whole
         // response) is on the route, or the client is served by HTTP/2 (which needs a
@@ -710,6 +718,7 @@ async fn send(
                     host,
                     headers,
                     added,
+                    te_trailers: outgoing.te_trailers,
                     upgrade: outgoing.upgrade,
                     body: request_body,
                     response_fields: outgoing.response_fields,

@@ -66,9 +66,18 @@ const HOP_BY_HOP_LENGTHS: u32 = {
     mask
 };
 
+/// Index of `te` in [`HOP_BY_HOP_NAMES`].
+const TE_INDEX: usize = 3;
+const _: () = assert!(matches!(HOP_BY_HOP_NAMES[TE_INDEX].as_bytes(), b"te"));
+
 /// Removes hop-by-hop headers and every header named in `Connection`. With
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket pass-through).
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+///
+/// Returns whether the removed `TE` listed `trailers` (RFC 9110 §10.1.4): `TE:
+/// trailers` is the one `TE` an HTTP/2 request may carry (RFC 9113 §8.2.2), gRPC
+/// requires it (gRPC over HTTP/2, "Requests": `TE → "te" "trailers"`), and an HTTP/2
+/// upstream is sent it again (`Outbound::te_trailers`).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
     // One pass over the names notes which hop-by-hop fields are present (most
     // messages carry none, or only `Connection`); only those are then removed.
     let mut present = 0u16;
@@ -81,6 +90,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             present |= 1 << i;
         }
     }
+    // Read before `Connection: te` can remove it.
+    let te_trailers = present & (1 << TE_INDEX) != 0 && lists_trailers(headers);
     if present & 1 != 0 {
         remove_connection_named(headers, keep_upgrade);
     }
@@ -93,6 +104,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    te_trailers
+}
+
+/// Whether a `TE` field lists the `trailers` token (`TE: trailers, gzip;q=0.5` does).
+fn lists_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(&HOP_BY_HOP[TE_INDEX])
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|member| {
+            let token = member.split(';').next().unwrap_or_default().trim();
+            token.eq_ignore_ascii_case("trailers")
+        })
 }
 
 /// Removes the headers a `Connection` header names.
@@ -612,6 +637,28 @@ mod tests {
             remove_hop_by_hop(&mut h, false);
             assert_eq!(h.len(), 2, "{name} kept");
         }
+    }
+
+    #[test]
+    fn notes_te_trailers_as_it_removes_te() {
+        for (te, connection, wanted) in [
+            ("trailers", None, true),
+            ("Trailers", Some("TE"), true),
+            ("gzip;q=0.5, trailers", Some("te, close"), true),
+            ("gzip", None, false),
+            ("trailersx", None, false),
+        ] {
+            let mut h = map(&[("te", te), ("x-kept", "1")]);
+            if let Some(connection) = connection {
+                h.insert(
+                    "connection",
+                    HeaderValue::from_str(connection).expect("value"),
+                );
+            }
+            assert_eq!(remove_hop_by_hop(&mut h, false), wanted, "{te}");
+            assert!(!h.contains_key("te") && h.contains_key("x-kept"), "{te}");
+        }
+        assert!(!remove_hop_by_hop(&mut map(&[("x-kept", "1")]), false));
     }
 
     #[test]

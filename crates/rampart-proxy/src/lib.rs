@@ -11,6 +11,7 @@ mod echo;
 mod error;
 mod forward;
 mod gateway;
+mod grpc;
 pub mod h1;
 pub mod headers;
 mod listener;

@@ -64,6 +64,9 @@ pub struct RequestContext {
     /// pass through untouched (the response's own map then being empty); cleared as
     /// each attempt begins.
     pub(crate) passed: Option<Box<crate::h1::codec::PassedFields>>,
+    /// The deadline a gRPC call set (`grpc-timeout`), as an instant: forwarding ends
+    /// by it when it comes before the route's total timeout.
+    pub(crate) grpc_deadline: Option<Instant>,
 }
 
 impl RequestContext {

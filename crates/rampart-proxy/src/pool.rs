@@ -25,16 +25,45 @@ use crate::body::{empty, BoxError, ProxyBody};
 pub use crate::h1::client::Outbound;
 use crate::h1::client::{ConnectTo, SendError, TargetClient};
 
-/// hyper's client, used for HTTP/2 targets.
-type Http2Client = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+/// hyper's client for one HTTP/2 target.
+type Http2Client = Client<TargetConnector, ProxyBody>;
 
 /// How requests reach a pool's targets.
 enum Transport {
     /// HTTP/1.1, plain or TLS: Rampart's own client, one connection pool per target
     /// (`None` for the built-in echo target).
     Http1(Vec<Option<Arc<TargetClient>>>),
-    /// HTTP/2 by ALPN or h2c: hyper's multiplexing client.
-    Http2(Box<Http2Client>),
+    /// HTTP/2 by ALPN or h2c: hyper's multiplexing client, one per target (`None` for
+    /// the built-in echo target).
+    Http2(Vec<Option<Http2Client>>),
+}
+
+/// Connects every request of one target's HTTP/2 client to that target, whatever
+/// authority the request's URI names: over HTTP/2 the URI's authority is the
+/// `:authority` the upstream sees (the pool's host policy), not where to connect.
+/// The client keeps its connections by that authority, within the one target.
+#[derive(Clone)]
+struct TargetConnector {
+    inner: HttpsConnector<HttpConnector>,
+    /// `scheme://authority` of the target: the TLS server name comes from it too.
+    target: http::Uri,
+}
+
+impl tower_service::Service<http::Uri> for TargetConnector {
+    type Response = <HttpsConnector<HttpConnector> as tower_service::Service<http::Uri>>::Response;
+    type Error = <HttpsConnector<HttpConnector> as tower_service::Service<http::Uri>>::Error;
+    type Future = <HttpsConnector<HttpConnector> as tower_service::Service<http::Uri>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _authority: http::Uri) -> Self::Future {
+        self.inner.call(self.target.clone())
+    }
 }
 
 /// Virtual nodes per unit of weight on the consistent-hash ring.
@@ -201,7 +230,25 @@ fn build_transport(config: &Upstream, targets: &[TargetSlot]) -> Transport {
     if config.protocol == Protocol::H2c {
         client.http2_only(true);
     }
-    Transport::Http2(Box::new(client.build(builder)))
+    let clients = targets
+        .iter()
+        .map(|t| {
+            let Endpoint::Http { scheme, authority } = &t.endpoint else {
+                return None;
+            };
+            let target = http::Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query("/")
+                .build()
+                .ok()?;
+            Some(client.build(TargetConnector {
+                inner: builder.clone(),
+                target,
+            }))
+        })
+        .collect();
+    Transport::Http2(clients)
 }
 
 /// A smooth weighted round-robin schedule (nginx's algorithm), precomputed.
@@ -324,13 +371,14 @@ impl Pool {
                     target.label
                 ))),
             },
-            Transport::Http2(client) => {
+            Transport::Http2(clients) => {
                 let Outbound {
                     method,
                     path_and_query,
                     host,
                     headers,
                     added,
+                    te_trailers,
                     upgrade: _,
                     body,
                     response_fields: _,
@@ -338,15 +386,25 @@ impl Pool {
                     deadline,
                     passed: _,
                 } = request;
-                let Endpoint::Http { scheme, authority } = &target.endpoint else {
+                let (Endpoint::Http { scheme, authority }, Some(client)) = (
+                    &target.endpoint,
+                    clients.get(index).and_then(Option::as_ref),
+                ) else {
                     return Err(SendError::Connect(format!(
                         "{} is not an HTTP target",
                         target.label
                     )));
                 };
+                // The host the pool's policy chose is the request's `:authority`, and
+                // no `host` field is sent beside it (RFC 9113 §8.3.1: a `host` must
+                // equal `:authority`; gRPC servers refuse one that does not). A host
+                // that is not an authority leaves the target's own.
+                let authority = host
+                    .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
+                    .unwrap_or_else(|| authority.clone());
                 let uri = http::Uri::builder()
                     .scheme(scheme.clone())
-                    .authority(authority.clone())
+                    .authority(authority)
                     .path_and_query(path_and_query.clone())
                     .build()
                     .map_err(|e| SendError::Connect(e.to_string()))?;
@@ -355,7 +413,12 @@ impl Pool {
                 *request.uri_mut() = uri;
                 *request.headers_mut() = headers.clone();
                 added.clone().merge_into(request.headers_mut());
-                set_host(request.headers_mut(), host);
+                set_host(request.headers_mut(), None);
+                if te_trailers {
+                    request
+                        .headers_mut()
+                        .insert(http::header::TE, HeaderValue::from_static("trailers"));
+                }
                 if self.config.protocol == Protocol::H2c {
                     *request.version_mut() = Version::HTTP_2;
                 }
@@ -592,6 +655,7 @@ async fn probe(
                     host: target.authority_header.as_ref(),
                     headers: &headers,
                     added: &crate::headers::AddedFields::default(),
+                    te_trailers: false,
                     upgrade: false,
                     body: empty(),
                     response_fields: crate::h1::codec::ResponseFields::PassThrough,

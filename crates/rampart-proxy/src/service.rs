@@ -99,6 +99,12 @@ pub(crate) async fn handle(
     let runtime = shared.runtime.load_full();
     let server = &runtime.config.server;
     let (mut parts, body) = request.into_parts();
+    // A gRPC call (HTTP/2 only) is refused in gRPC's terms, and its deadline kept.
+    let grpc = parts.version == Version::HTTP_2 && crate::grpc::is_grpc(&parts.headers);
+    let grpc_deadline = grpc
+        .then(|| crate::grpc::timeout(&parts.headers))
+        .flatten()
+        .and_then(|timeout| received.checked_add(timeout));
     // The one canonical request every phase below sees.
     let canonical = if let Some(UnreadableHead(error)) = parts.extensions.get() {
         Err(match error {
@@ -140,6 +146,7 @@ pub(crate) async fn handle(
         upstream_started: None,
         upstream_finished: None,
         passed: None,
+        grpc_deadline,
     };
     if shared.traces.is_some() && ctx.trace.as_ref().is_some_and(|t| t.sampled) {
         ctx.attempt_spans = Some(Vec::new());
@@ -198,7 +205,11 @@ pub(crate) async fn handle(
                 Side::Client => tracing::debug!(request_id, error = %e, "request refused"),
                 _ => tracing::warn!(request_id, error = %e, "request failed"),
             }
-            let mut response = e.to_response(request_id);
+            let mut response = if grpc {
+                crate::grpc::trailers_only(e.kind)
+            } else {
+                e.to_response(request_id)
+            };
             if matches!(e.kind, ErrorKind::Malformed(_) | ErrorKind::BadRequest) {
                 // What follows a message read one way by us may be read another way by
                 // the client: the connection is not reused.

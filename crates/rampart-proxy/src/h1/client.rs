@@ -189,6 +189,9 @@ pub struct Outbound<'a> {
     pub headers: &'a HeaderMap,
     /// Fields the proxy sets, written after `headers` (which holds none of their names).
     pub added: &'a AddedFields,
+    /// The client asked for trailers (`TE: trailers`, removed from `headers` with the
+    /// other hop-by-hop fields): sent on to HTTP/2 targets only.
+    pub te_trailers: bool,
     /// The request asks for a protocol upgrade (its `Upgrade` field is among `headers`).
     pub upgrade: bool,
     /// The body.
@@ -299,6 +302,7 @@ impl TargetClient {
             host,
             headers,
             added,
+            te_trailers: _,
             upgrade,
             body,
             response_fields,

@@ -4,6 +4,7 @@ mod support;
 
 mod canonical;
 mod edge;
+mod grpc;
 mod headers;
 mod http1;
 mod lifecycle;
