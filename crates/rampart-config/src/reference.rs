@@ -59,7 +59,8 @@ a request differently from the route that admitted it:
   removed, the port is validated and the scheme's default port dropped. Refused with 400: two
   `Host` fields, no host on HTTP/1.1 or HTTP/2, userinfo, several colons, path characters,
   percent escapes or control bytes. The canonical authority is the `Host` sent upstream (unless
-  the upstream's `host_header` says otherwise).
+  the upstream's `host_header` says otherwise); to an HTTP/2 upstream it is `:authority`, with no
+  `host` field beside it (RFC 9113 §8.3.1).
 - **Method**: methods are case-sensitive; a standard method spelled in another case (`get`,
   `Delete`) is refused with 400. `CONNECT` is refused with 405.
 - **Target forms**: `*` only with `OPTIONS` (forwarded as `*`); authority-form and absolute URIs
@@ -78,6 +79,21 @@ a request differently from the route that admitted it:
 Each refusal is an RFC 9457 problem (`urn:rampart:problem:<reason>`, such as `encoded-slash`,
 `invalid-host`, `method-case`) with the request id, is written to the access log with an empty
 route, is counted in `rampart_requests_refused_total{reason}`, and closes the connection.
+
+## gRPC
+
+gRPC needs an upstream with `protocol = "h2c"` (or `"http2"` over TLS). `TE: trailers` is
+forwarded to HTTP/2 upstreams (the one `TE` HTTP/2 allows; every other hop-by-hop field is
+removed), messages stream both ways, and `grpc-status`, `grpc-message` and the other trailers
+pass through. A call's `grpc-timeout` is its deadline when it is shorter than the route's
+`timeouts.total`: past it the caller gets `DEADLINE_EXCEEDED`. A request whose `content-type` is
+`application/grpc` (or `application/grpc+proto` and the like) over HTTP/2 that Rampart refuses
+itself is answered as a gRPC error instead of a problem: status 200, `grpc-status` and
+`grpc-message` in the head and no body (gRPC's Trailers-Only), with `x-request-id`. 401 is
+`UNAUTHENTICATED` (16), 403 `PERMISSION_DENIED` (7), 429, 413 and 431 `RESOURCE_EXHAUSTED` (8),
+502 and 503 `UNAVAILABLE` (14), 504 `DEADLINE_EXCEEDED` (4), 404 `UNIMPLEMENTED` (12), 400
+`INVALID_ARGUMENT` (3), 500 `INTERNAL` (13); the access log records the status sent (200) and
+the refusal's reason.
 "#;
 
 /// The config reference as Markdown.

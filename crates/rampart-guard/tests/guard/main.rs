@@ -5,6 +5,7 @@ mod support;
 
 mod api_keys;
 mod browser;
+mod grpc;
 mod honeypots;
 mod idempotency;
 mod jwt;
