@@ -165,14 +165,15 @@ impl AdminState {
     }
 }
 
-/// On first start with no usable admin token, creates an admin token and writes it to
+/// When no token with the `admin` role is active (a first start; operator and auditor
+/// tokens do not count), creates an admin token and writes it to
 /// `<data_dir>/admin-token` (mode 0600). Returns the file's path when it did.
 pub async fn bootstrap_token(
     store: &Store,
     data_dir: &Path,
 ) -> Result<Option<PathBuf>, AdminError> {
     let active = store
-        .active_token_count()
+        .active_admin_token_count()
         .await
         .map_err(|e| AdminError::Bootstrap(e.to_string()))?;
     if active > 0 {

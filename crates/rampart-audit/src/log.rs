@@ -76,6 +76,33 @@ pub enum AuditLogError {
     /// The writer has stopped.
     #[error("the audit log is closed")]
     Closed,
+    /// Another process (a running gateway) has the log in this directory open.
+    #[error("the audit log in {0} is open in another process (a running gateway): stop it first")]
+    InUse(String),
+}
+
+/// Takes the exclusive lock on `<dir>/lock` that an open log holds. A holder that
+/// does not let go within two seconds (a log just closed hands it over as its writer
+/// thread ends) is another process, a running gateway: an error, not a wait.
+fn lock_dir(dir: &Path) -> Result<File, AuditLogError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditLogError::InUse(dir.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
 }
 
 impl From<std::io::Error> for AuditLogError {
@@ -417,6 +444,9 @@ struct Shared {
     keys: RwLock<Vec<Arc<SigningKey>>>,
     checkpoints: Mutex<Vec<StoredCheckpoint>>,
     subjects: SubjectKeys,
+    /// Held (an exclusive lock on `<dir>/lock`) while the log is open: one process
+    /// at a time appends to the segment files.
+    _lock: File,
 }
 
 type Ack = oneshot::Sender<Result<u64, AuditLogError>>;
@@ -443,6 +473,7 @@ impl AuditLog {
     pub fn open(settings: AuditLogSettings) -> Result<Self, AuditLogError> {
         let dir = settings.dir.clone();
         std::fs::create_dir_all(&dir)?;
+        let lock = lock_dir(&dir)?;
         let keys = load_keys(&dir)?;
         let origin = origin(&dir, &keys[0])?;
         write_synced(
@@ -524,6 +555,7 @@ impl AuditLog {
             keys: RwLock::new(keys),
             checkpoints: Mutex::new(checkpoints),
             subjects,
+            _lock: lock,
         });
         let (appends, receiver) = mpsc::channel(65_536);
         let writer = Arc::clone(&shared);

@@ -71,12 +71,13 @@ pub trait AdminTokenStore: Send + Sync {
     ) -> Result<(AdminToken, String), StoreError>;
     /// All tokens, newest last.
     async fn list_tokens(&self) -> Result<Vec<AdminToken>, StoreError>;
-    /// Revokes a token.
+    /// Revokes a token. The last active `admin` token cannot be revoked (a conflict):
+    /// without it nobody could manage tokens any more.
     async fn revoke_token(&self, id: &str) -> Result<AdminToken, StoreError>;
     /// The token a presented secret belongs to, if valid and not revoked.
     async fn verify_token(&self, presented: &str) -> Result<Option<AdminToken>, StoreError>;
-    /// How many tokens are not revoked.
-    async fn active_token_count(&self) -> Result<i64, StoreError>;
+    /// How many tokens with the `admin` role are not revoked.
+    async fn active_admin_token_count(&self) -> Result<i64, StoreError>;
 }
 
 fn token_from(row: &AnyRow) -> Result<AdminToken, StoreError> {
@@ -91,6 +92,12 @@ fn token_from(row: &AnyRow) -> Result<AdminToken, StoreError> {
 }
 
 const COLUMNS: &str = "id, name, role, last_used_at, revoked_at, created_at";
+
+fn last_admin() -> StoreError {
+    StoreError::Conflict(
+        "the last active admin token cannot be revoked: create another admin token first".into(),
+    )
+}
 
 #[async_trait]
 impl AdminTokenStore for Store {
@@ -124,17 +131,37 @@ impl AdminTokenStore for Store {
     }
 
     async fn revoke_token(&self, id: &str) -> Result<AdminToken, StoreError> {
-        sqlx::query("UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now_ms())
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        // Guarded in SQL: an admin token is revoked only while another one stays active.
+        let revoked = sqlx::query(
+            "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+             AND (role <> 'admin' OR EXISTS (SELECT 1 FROM admin_tokens other \
+             WHERE other.role = 'admin' AND other.revoked_at IS NULL AND other.id <> $2))",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM admin_tokens WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?
             .ok_or(StoreError::NotFound("admin token"))?;
-        token_from(&row)
+        let token = token_from(&row)?;
+        if revoked == 0 && token.revoked_at.is_none() {
+            return Err(last_admin());
+        }
+        if revoked == 1 && token.role == Role::Admin && self.active_admin_token_count().await? == 0
+        {
+            // Two instances revoked the last two admin tokens at once (each saw the
+            // other's still active): this one takes its revocation back.
+            sqlx::query("UPDATE admin_tokens SET revoked_at = NULL WHERE id = $1")
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+            return Err(last_admin());
+        }
+        Ok(token)
     }
 
     async fn verify_token(&self, presented: &str) -> Result<Option<AdminToken>, StoreError> {
@@ -156,10 +183,12 @@ impl AdminTokenStore for Store {
         }))
     }
 
-    async fn active_token_count(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM admin_tokens WHERE revoked_at IS NULL")
-            .fetch_one(self.pool())
-            .await?;
+    async fn active_admin_token_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM admin_tokens WHERE revoked_at IS NULL AND role = 'admin'",
+        )
+        .fetch_one(self.pool())
+        .await?;
         Ok(row.try_get("n")?)
     }
 }

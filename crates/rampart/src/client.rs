@@ -31,9 +31,10 @@ pub struct Connection {
         global = true
     )]
     token: Option<String>,
-    /// Where to look for the bootstrap `admin-token` file.
-    #[arg(long, default_value = "data", global = true)]
-    data_dir: PathBuf,
+    /// Rampart's data dir: where to look for the bootstrap `admin-token` file (and the
+    /// store, with `admin token create --offline`).
+    #[arg(long, env = "RAMPART_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -128,6 +129,14 @@ pub enum TokenCommand {
         /// `admin`, `operator` or `auditor`.
         #[arg(long)]
         role: String,
+        /// Recovery when no admin token works: create the token directly in the store
+        /// (SQLite in `--data-dir`, with the gateway stopped, or the Postgres database of
+        /// `--database-url`) instead of through the admin API. Audited like any other.
+        #[arg(long)]
+        offline: bool,
+        /// With `--offline`: the shared Postgres store.
+        #[arg(long, env = "RAMPART_DATABASE_URL", requires = "offline")]
+        database_url: Option<String>,
     },
     /// List admin tokens.
     List,
@@ -516,7 +525,7 @@ pub async fn tokens(conn: &Connection, command: TokenCommand) -> Result<(), CliE
     };
     let headers = ["id", "name", "role", "state", "last used"];
     match command {
-        TokenCommand::Create { name, role } => {
+        TokenCommand::Create { name, role, .. } => {
             let created = admin
                 .call(
                     "POST",

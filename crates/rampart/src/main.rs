@@ -152,6 +152,20 @@ fn main() -> ExitCode {
         } => admin_call(client::keys(&connection, command)),
         Command::Admin {
             connection,
+            command:
+                AdminCommand::Token(client::TokenCommand::Create {
+                    name,
+                    role,
+                    offline: true,
+                    database_url,
+                }),
+        } => admin_call(async {
+            create_token_offline(&connection.data_dir, database_url.as_deref(), &name, &role)
+                .await
+                .map_err(|e| client::CliError(format!("{e:#}")))
+        }),
+        Command::Admin {
+            connection,
             command: AdminCommand::Token(command),
         } => admin_call(client::tokens(&connection, command)),
         Command::Audit(command) => audit_cli::run(command),
@@ -199,6 +213,80 @@ fn admin_call(call: impl std::future::Future<Output = Result<(), client::CliErro
             ExitCode::FAILURE
         }
     }
+}
+
+/// `rampart admin token create --offline`: creates an admin token directly in the store
+/// (for when no admin token works any more), audited in the same log the gateway
+/// writes, and prints its secret.
+async fn create_token_offline(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    name: &str,
+    role: &str,
+) -> anyhow::Result<()> {
+    use rampart_store::{AdminTokenStore, AuditSink};
+    let role = rampart_store::Role::parse(role)
+        .ok_or_else(|| anyhow::anyhow!("unknown role {role:?}: admin, operator or auditor"))?;
+    let store = match database_url {
+        Some(url) => rampart_store::Store::open_postgres(url)
+            .await
+            .context("cannot open the Postgres store")?,
+        None => {
+            // Never a new, empty store in the wrong place.
+            anyhow::ensure!(
+                data_dir.join("audit").is_dir(),
+                "{} is not a Rampart data dir (no audit log in it): give --data-dir, or --database-url for a shared store",
+                data_dir.display()
+            );
+            rampart_store::Store::open_sqlite(data_dir)
+                .await
+                .with_context(|| format!("cannot open the store in {}", data_dir.display()))?
+        }
+    };
+    let dir = data_dir.join("audit");
+    let log: Arc<dyn rampart_audit::Ledger> = match store.backend() {
+        rampart_store::Backend::Postgres => {
+            Arc::new(rampart_audit::SharedAuditLog::open(store.clone(), &dir, Vec::new()).await?)
+        }
+        rampart_store::Backend::Sqlite => Arc::new(rampart_audit::AuditLog::open(
+            rampart_audit::AuditLogSettings::new(dir),
+        )?),
+    };
+    let trail = rampart_audit::AuditTrail {
+        log,
+        index: Arc::new(store.clone()),
+        syslog: None,
+    };
+    let (token, secret) = store.create_token(name, role).await?;
+    let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let event = rampart_store::AuditEvent {
+        time: rampart_store::now_ms(),
+        actor: format!("offline:{operator}"),
+        action: "admin_token.create".into(),
+        resource: format!("admin-token-name:{name}"),
+        outcome: "success".into(),
+        summary: serde_json::json!({ "after": { "token_id": token.id, "role": token.role } }),
+        request_id: None,
+        source_ip: None,
+    };
+    if let Err(e) = trail.record(&event).await {
+        // No token without its audit entry.
+        let undone = match store.revoke_token(&token.id).await {
+            Ok(_) => "the token was revoked".to_string(),
+            Err(revoke) => format!("revoking token {} failed too ({revoke})", token.id),
+        };
+        return Err(e).context(format!(
+            "the token's audit entry could not be written; {undone}"
+        ));
+    }
+    println!(
+        "created admin token {} ({}, role {})",
+        token.id,
+        token.name,
+        token.role.as_str()
+    );
+    println!("\nsecret (shown once): {secret}");
+    Ok(())
 }
 
 /// Where the config comes from.

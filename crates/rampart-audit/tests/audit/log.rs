@@ -225,3 +225,20 @@ async fn rotated_keys_keep_old_checkpoints_verifiable() {
         None
     );
 }
+
+#[tokio::test]
+async fn one_process_at_a_time_has_the_log_open() {
+    let dir = temp_dir("lock");
+    let first = open(&dir);
+    first.append(entry(0)).await.expect("append");
+    match rampart_audit::AuditLog::open(rampart_audit::AuditLogSettings::new(&dir)) {
+        Err(rampart_audit::AuditLogError::InUse(held)) => {
+            assert!(held.contains("rampart-audit-lock"), "{held}")
+        }
+        other => panic!("a second writer was let in: {other:?}"),
+    }
+    drop(first);
+    // Closed, the log is handed over (its writer thread ends, then the lock is free).
+    let again = open(&dir);
+    assert_eq!(again.size(), 1);
+}

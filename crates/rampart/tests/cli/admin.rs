@@ -340,3 +340,145 @@ async fn redis_shared_state_is_part_of_readiness() {
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("cannot connect to Redis"), "{log}");
 }
+
+#[tokio::test]
+async fn the_last_admin_token_stays_and_an_offline_token_recovers_a_lost_one() {
+    let dir = temp_dir("admin-recovery");
+    let (public, admin) = (free_port(), free_port());
+    std::fs::write(dir.join("rampart.toml"), config(public, admin)).expect("write");
+    let mut process = Running::start(&["serve", "--config", "rampart.toml"], &dir);
+    wait_until_up(&format!("http://127.0.0.1:{admin}/healthz"), &process).await;
+    let (code, out, err) = cli(&dir, admin, &["admin", "token", "list", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let bootstrap = listed["items"][0]["id"].as_str().expect("id").to_string();
+
+    // The only admin token cannot revoke itself, even beside an operator token.
+    let (code, _, err) = cli(
+        &dir,
+        admin,
+        &[
+            "admin", "token", "create", "--name", "ops", "--role", "operator",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(&dir, admin, &["admin", "token", "revoke", &bootstrap], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("409") && err.contains("last active admin token"),
+        "{err}"
+    );
+
+    // While the gateway runs, its SQLite data dir's audit log is its own.
+    let (code, _, err) = cli(
+        &dir,
+        admin,
+        &[
+            "admin",
+            "token",
+            "create",
+            "--offline",
+            "--name",
+            "rescue",
+            "--role",
+            "admin",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("stop it first"), "{err}");
+
+    // The admin token is lost: with the gateway stopped, an offline token replaces it.
+    process.signal("TERM");
+    let exited = tokio::task::spawn_blocking(move || process.wait(Duration::from_secs(10)))
+        .await
+        .expect("join");
+    assert_eq!(exited, Some(0));
+    std::fs::remove_file(dir.join("data/admin-token")).expect("lose the token");
+    let (code, out, err) = cli(
+        &dir,
+        admin,
+        &[
+            "admin",
+            "token",
+            "create",
+            "--offline",
+            "--name",
+            "rescue",
+            "--role",
+            "admin",
+        ],
+        &[("RAMPART_DATA_DIR", "data")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret (shown once): "))
+        .expect("secret")
+        .to_string();
+    let (code, out, err) = cli(
+        &dir,
+        admin,
+        &[
+            "admin",
+            "token",
+            "create",
+            "--offline",
+            "--name",
+            "x",
+            "--role",
+            "admin",
+            "--data-dir",
+            "elsewhere",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("not a Rampart data dir"), "{err}");
+
+    let process = Running::start(&["serve", "--config", "rampart.toml"], &dir);
+    wait_until_up(&format!("http://127.0.0.1:{admin}/healthz"), &process).await;
+    assert!(
+        !dir.join("data/admin-token").exists(),
+        "an admin token is active: no new bootstrap token"
+    );
+    let (code, out, err) = cli(
+        &dir,
+        admin,
+        &["admin", "token", "revoke", &bootstrap, "--json"],
+        &[("RAMPART_ADMIN_TOKEN", &secret)],
+    );
+    assert_eq!(code, 0, "the offline token works: {err}");
+    assert!(out.contains("revoked_at"), "{out}");
+    drop(process);
+
+    // The offline creation is in the audit log, and the log verifies.
+    let out = std::process::Command::new(binary())
+        .args(["audit", "tail", "--data-dir", "data"])
+        .current_dir(&dir)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let offline = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|l| {
+            l["entry"]["action"] == "admin_token.create"
+                && l["entry"]["actor"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("offline:"))
+        })
+        .unwrap_or_else(|| panic!("no offline entry in {text}"));
+    assert_eq!(offline["entry"]["outcome"], "success");
+    let out = std::process::Command::new(binary())
+        .args(["audit", "verify", "--quiet", "--data-dir", "data"])
+        .current_dir(&dir)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
