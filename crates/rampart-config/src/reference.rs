@@ -35,6 +35,15 @@ For each request the most specific matching route wins, compared in this order:
 A request that matches no route gets 404. Prefixes match on segment boundaries: `/api`
 matches `/api` and `/api/users`, not `/apiary`.
 
+## The order of a route's checks
+
+After the request is made canonical (below) and routed, a route's checks run in this order,
+and the first refusal ends the request: fault injection, the route's `max_concurrent_requests`,
+honeypots, `ip` rules, `limits`, `cors` preflights (answered here), `auth`, `rate_limits`,
+`quota`, then the `waf` and `idempotency`, wrapped around forwarding. A quota therefore counts
+only requests that every check before it admitted (a request a rate limit refuses does not
+spend the budget); one the WAF then blocks is still counted.
+
 ## The canonical request
 
 Each request is turned into one canonical form as soon as its head is read, and routing, every

@@ -181,14 +181,6 @@ impl GuardFactory for Guards {
                 metrics: Arc::clone(&self.metrics),
             }));
         }
-        if let Some(quota) = route.quota {
-            guards.push(Box::new(QuotaGuard {
-                route: route.name.clone(),
-                quota,
-                usage: Arc::clone(&self.usage),
-                metrics: Arc::clone(&self.metrics),
-            }));
-        }
         if !route.rate_limits.is_empty() {
             guards.push(Box::new(RateLimitGuard::new(
                 route.name.clone(),
@@ -199,6 +191,15 @@ impl GuardFactory for Guards {
                 Arc::clone(&self.metrics),
                 route.rate_limit_headers,
             )));
+        }
+        // Last: a budget counts only requests every other guard admitted.
+        if let Some(quota) = route.quota {
+            guards.push(Box::new(QuotaGuard {
+                route: route.name.clone(),
+                quota,
+                usage: Arc::clone(&self.usage),
+                metrics: Arc::clone(&self.metrics),
+            }));
         }
         guards
     }

@@ -89,3 +89,33 @@ async fn budgets_are_enforced_per_consumer_persisted_and_survive_a_restart() {
     tokio::time::sleep(rampart_guard::USAGE_SYNC_INTERVAL * 2).await;
     assert_eq!(get(again.addr, "/", &[("x-api-key", &c)]).await.status, 429);
 }
+
+#[tokio::test]
+async fn requests_a_rate_limit_refuses_do_not_spend_the_budget() {
+    let up = mirror().await;
+    let store = store().await;
+    let (id, _, secret) = key(&store, "quota-limited", &[]).await;
+    let routes = r#"
+[[routes]]
+name = "metered"
+upstream = "app"
+auth = { methods = ["api_key"] }
+quota = { daily = 3 }
+rate_limits = [{ requests = 1, per = "1s", key = "consumer" }]
+"#;
+    let setup = gateway(store.clone(), Arc::new(LocalState::default()), up, routes).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(get(setup.addr, "/", &[("x-api-key", &secret)]).await.status);
+    }
+    assert_eq!(statuses, [200, 429, 429, 429, 429]);
+    let refused = get(setup.addr, "/", &[("x-api-key", &secret)]).await;
+    assert_eq!(refused.body["type"], "urn:rampart:problem:rate-limited");
+    setup.guards.flush_usage().await.expect("flush");
+    let day = QuotaPeriod::Day.key(rampart_store::now_ms() / 1000);
+    assert_eq!(
+        store.usage(&id, &day).await.expect("usage"),
+        1,
+        "only the admitted request is counted"
+    );
+}
