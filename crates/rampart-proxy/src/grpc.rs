@@ -6,12 +6,17 @@
 //! body's bytes, `grpc-status` and the other trailers pass through as trailers, and
 //! `TE: trailers` is forwarded to HTTP/2 upstreams (`headers::remove_hop_by_hop`).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
+use http_body::{Body, Frame};
 
-use crate::body::{empty, ProxyBody};
+use crate::body::{empty, BoxError, ProxyBody};
 use crate::error::ErrorKind;
 
 static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
@@ -142,6 +147,68 @@ pub(crate) fn trailers_only(kind: ErrorKind) -> Response<ProxyBody> {
     response
 }
 
+/// A gRPC call's response body, cut at the call's deadline: the caller is owed no
+/// message after it ("Client Cancellation": past the deadline the call has failed
+/// with DEADLINE_EXCEEDED), so the upstream's stream is dropped (reset) and the body
+/// ends with `grpc-status: 4` in its trailers.
+pub(crate) struct DeadlineBody {
+    inner: ProxyBody,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    ended: bool,
+}
+
+impl DeadlineBody {
+    /// `inner`, cut at `deadline`.
+    pub(crate) fn new(inner: ProxyBody, deadline: std::time::Instant) -> Self {
+        Self {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                deadline,
+            ))),
+            ended: false,
+        }
+    }
+}
+
+impl Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            if frame.is_none() {
+                self.ended = true;
+            }
+            return Poll::Ready(frame);
+        }
+        if self.deadline.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.ended = true;
+        // The upstream's stream goes with its body.
+        self.inner = empty();
+        let mut trailers = HeaderMap::new();
+        trailers.insert(
+            GRPC_STATUS.clone(),
+            HeaderValue::from(u16::from(code::DEADLINE_EXCEEDED)),
+        );
+        if let Ok(message) = HeaderValue::from_str(ErrorKind::TotalTimeout.title()) {
+            trailers.insert(GRPC_MESSAGE.clone(), message);
+        }
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+}
+
 /// `Status-Message`'s percent-encoding of UTF-8 text ("Responses": bytes other than
 /// space and VCHAR, and `%` itself, as `%` and two hex digits).
 fn percent_encode(text: &str) -> String {
@@ -163,7 +230,6 @@ fn percent_encode(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::error::Malformation;
-    use http_body::Body;
 
     #[test]
     fn grpc_content_types() {

@@ -199,7 +199,17 @@ pub(crate) async fn handle(
     let request_id = ctx.request_id.to_str().unwrap_or("-");
     // The response's fields, when they pass through, are those of the last attempt.
     let (response, error, mut passed) = match result {
-        Ok(response) => (response, None, ctx.passed.take()),
+        // A gRPC call's answer ends by its deadline too.
+        Ok(response) => match ctx.grpc_deadline {
+            Some(deadline) => (
+                response.map(|body| {
+                    http_body_util::BodyExt::boxed(crate::grpc::DeadlineBody::new(body, deadline))
+                }),
+                None,
+                ctx.passed.take(),
+            ),
+            None => (response, None, ctx.passed.take()),
+        },
         Err(e) => {
             match e.side {
                 Side::Client => tracing::debug!(request_id, error = %e, "request refused"),

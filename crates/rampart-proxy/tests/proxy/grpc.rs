@@ -470,6 +470,93 @@ timeouts = {{ total = "20s", per_try = "20s" }}
     assert!(notes.concat().starts_with("version=HTTP/2.0"), "{notes:?}");
 }
 
+/// An h2c upstream answering every call with a stream of 30 messages, one each
+/// 100 ms, then `grpc-status: 0`, whatever deadline the call set.
+async fn streaming_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req: Request<Incoming>| async move {
+                    let frames = futures_util::stream::unfold(0u32, |n| async move {
+                        if n > 30 {
+                            return None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let frame = if n == 30 {
+                            let mut trailers = HeaderMap::new();
+                            trailers.insert("grpc-status", "0".parse().expect("value"));
+                            Frame::trailers(trailers)
+                        } else {
+                            Frame::data(note_frame(&n.to_string()))
+                        };
+                        Some((Ok::<_, std::convert::Infallible>(frame), n + 1))
+                    });
+                    let mut response = Response::new(http_body_util::StreamBody::new(frames));
+                    response
+                        .headers_mut()
+                        .insert("content-type", "application/grpc".parse().expect("value"));
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_streaming_answer_ends_at_the_calls_deadline() {
+    let (up, _task) = streaming_upstream().await;
+    let (_gw, addr) = gateway(&format!(
+        r#"
+[upstreams.grpc]
+targets = ["http://{up}"]
+protocol = "h2c"
+[[routes]]
+upstream = "grpc"
+"#
+    ))
+    .await;
+    let mut sender = h2c(addr).await;
+    let started = Instant::now();
+    let response = unary(
+        &mut sender,
+        call("grpc.test", "/rampart.test.Notes/Split").header("grpc-timeout", "550m"),
+        "stream",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // The messages sent before the deadline arrive, then DEADLINE_EXCEEDED in the
+    // trailers instead of the rest of the stream.
+    let (notes, trailers) = Messages::new(response.into_body()).rest().await;
+    let elapsed = started.elapsed();
+    assert!(
+        (3..=6).contains(&notes.len()),
+        "{notes:?} after {elapsed:?}"
+    );
+    assert_eq!(notes[..3], ["0", "1", "2"]);
+    assert_eq!(trailers["grpc-status"], "4", "{trailers:?}");
+    assert_eq!(trailers["grpc-message"], "The request took too long");
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+
+    // Without a deadline the whole stream comes through.
+    let response = unary(
+        &mut sender,
+        call("grpc.test", "/rampart.test.Notes/Split"),
+        "stream",
+    )
+    .await;
+    let (notes, trailers) = Messages::new(response.into_body()).rest().await;
+    assert_eq!(notes.len(), 30);
+    assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
+}
+
 // ---------------------------------------------------------------------------
 // With grpcio.
 
