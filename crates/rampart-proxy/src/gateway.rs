@@ -245,14 +245,25 @@ impl Gateway {
         self.shared.metrics.reloads_failed.inc();
     }
 
-    /// Ready when every route has at least one healthy target.
+    /// Ready when the gateway is not shutting down and every route has at least one
+    /// healthy target that is not ejected, behind a circuit breaker that is not open.
     pub fn readiness(&self) -> Readiness {
         let runtime = self.shared.runtime.load();
         let mut reasons = Vec::new();
+        if *self.stop.borrow() {
+            reasons.push("shutting down: requests in flight are draining".to_string());
+        }
+        let now = std::time::Instant::now();
         for route in &runtime.routes {
             if !route.pool.has_available_target() {
                 reasons.push(format!(
                     "route {:?}: upstream {:?} has no healthy target",
+                    route.config.name, route.pool.config.name
+                ));
+            } else if route.pool.breaker_state(now) == Some(rampart_resilience::BreakerState::Open)
+            {
+                reasons.push(format!(
+                    "route {:?}: the circuit breaker of upstream {:?} is open",
                     route.config.name, route.pool.config.name
                 ));
             }

@@ -102,6 +102,83 @@ upstream = "app"
 }
 
 #[tokio::test]
+async fn readiness_fails_while_every_target_is_ejected_or_the_breaker_is_open() {
+    let broken = upstream(|_req| async { reply(500, "broken") }).await;
+    let (gw, addr) = gateway(&format!(
+        r#"
+[upstreams.ejecting]
+targets = ["{0}"]
+outlier_detection = {{ consecutive_5xx = 2, base_ejection = "10s", max_ejection_percent = 100 }}
+circuit_breaker = {{ disabled = true }}
+[upstreams.breaking]
+targets = ["{0}"]
+outlier_detection = {{ consecutive_5xx = 0, consecutive_connect_failures = 0 }}
+circuit_breaker = {{ consecutive_failures = 2, failure_ratio = 0, open_for = "10s" }}
+[[routes]]
+name = "ejected"
+upstream = "ejecting"
+match = {{ path_prefix = "/e" }}
+retry = {{ attempts = 0 }}
+[[routes]]
+name = "broken"
+upstream = "breaking"
+match = {{ path_prefix = "/b" }}
+retry = {{ attempts = 0 }}
+"#,
+        broken.url()
+    ))
+    .await;
+    assert!(gw.readiness().ready, "{:?}", gw.readiness().reasons);
+    for path in ["/e", "/e", "/b", "/b"] {
+        get(addr, path).await;
+    }
+    assert_eq!(
+        gw.readiness().reasons,
+        vec![
+            "route \"ejected\": upstream \"ejecting\" has no healthy target".to_string(),
+            "route \"broken\": the circuit breaker of upstream \"breaking\" is open".to_string(),
+        ]
+    );
+    assert!(!gw.readiness().ready);
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_gateway_drains() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::clone(&release);
+    let slow = upstream(move |_req| {
+        let held = Arc::clone(&held);
+        async move {
+            held.notified().await;
+            reply(200, "late")
+        }
+    })
+    .await;
+    let (gw, addr) = gateway(&format!(
+        "[upstreams.app]\ntargets = [\"{}\"]\n[[routes]]\nupstream = \"app\"\n",
+        slow.url()
+    ))
+    .await;
+    let in_flight = tokio::spawn(async move { get(addr, "/").await.text() });
+    assert!(eventually(Duration::from_secs(3), || slow.hits() == 1).await);
+    assert!(gw.readiness().ready);
+    let gw = Arc::new(gw);
+    let stopping = {
+        let gw = Arc::clone(&gw);
+        tokio::spawn(async move { gw.shutdown().await })
+    };
+    let gw_ref = &gw;
+    assert!(eventually(Duration::from_secs(3), || !gw_ref.readiness().ready).await);
+    assert_eq!(
+        gw.readiness().reasons,
+        vec!["shutting down: requests in flight are draining".to_string()]
+    );
+    release.notify_one();
+    assert_eq!(in_flight.await.expect("join"), "late");
+    stopping.await.expect("shutdown");
+}
+
+#[tokio::test]
 async fn outlier_detection_ejects_a_failing_target() {
     let a = upstream(|_req| async { reply(500, "a broken") }).await;
     let b = fixed("b").await;
