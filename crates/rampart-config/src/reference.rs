@@ -95,7 +95,8 @@ gRPC needs an upstream with `protocol = "h2c"` (or `"http2"` over TLS). `TE: tra
 forwarded to HTTP/2 upstreams (the one `TE` HTTP/2 allows; every other hop-by-hop field is
 removed), messages stream both ways, and `grpc-status`, `grpc-message` and the other trailers
 pass through. A call's `grpc-timeout` is its deadline when it is shorter than the route's
-`timeouts.total`: past it the caller gets `DEADLINE_EXCEEDED`. A request whose `content-type` is
+`timeouts.total`: past it the caller gets `DEADLINE_EXCEEDED`, and an answer still streaming
+ends there with `grpc-status: 4` in its trailers. A request whose `content-type` is
 `application/grpc` (or `application/grpc+proto` and the like) over HTTP/2 that Rampart refuses
 itself is answered as a gRPC error instead of a problem: status 200, `grpc-status` and
 `grpc-message` in the head and no body (gRPC's Trailers-Only), with `x-request-id`. 401 is
