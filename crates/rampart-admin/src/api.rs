@@ -10,7 +10,7 @@ use axum::Json;
 use rampart_store::{
     AdminToken, AdminTokenStore, ApiKey, ApiKeyStore, AuditEvent, AuditStore, Consumer,
     ConsumerPatch, ConsumerPlan, ConsumerStatus, ConsumerStore, NewApiKey, NewConsumer,
-    QuotaPeriod, Role, StoredAuditEvent, UsageStore,
+    QuotaPeriod, Role, StoreError, StoredAuditEvent, UsageStore,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -418,16 +418,28 @@ pub async fn update_consumer(
         check_plan(plan.as_ref(), &mut errors);
     }
     validated(errors)?;
+    let patch = ConsumerPatch {
+        name: body.name,
+        tenant: body.tenant,
+        metadata: body.metadata,
+        status: body.status,
+        plan: body.plan,
+    };
     let consumer = audited(&state, &caller, "consumer.update", format!("consumer:{id}"), async {
-        let before = state.store.consumer(&id).await?;
-        let after = state
-            .store
-            .update_consumer(
-                &id,
-                expected,
-                ConsumerPatch { name: body.name, tenant: body.tenant, metadata: body.metadata, status: body.status, plan: body.plan },
-            )
-            .await?;
+        // Without `If-Match` the caller asked for no precondition: a write that raced
+        // ours is read again and the patch applied on top of it (a bounded number of
+        // times), instead of answering that the record changed since it was read.
+        let mut attempts = 0;
+        let (before, after) = loop {
+            let before = state.store.consumer(&id).await?;
+            let version = expected.unwrap_or(before.version);
+            match state.store.update_consumer(&id, Some(version), patch.clone()).await {
+                Err(StoreError::VersionMismatch) if expected.is_none() && attempts < 16 => {
+                    attempts += 1;
+                }
+                result => break (before, result?),
+            }
+        };
         let summary = serde_json::json!({
             "before": { "name": before.name, "tenant": before.tenant, "status": before.status, "plan": before.plan, "version": before.version },
             "after": { "name": after.name, "tenant": after.tenant, "status": after.status, "plan": after.plan, "version": after.version },

@@ -165,6 +165,29 @@ async fn consumers_crud_with_etags_pagination_and_filters() {
         "urn:rampart:problem:precondition-failed"
     );
 
+    // Without If-Match, concurrent patches all land: none is told the record changed.
+    let patches = (0..20).map(|i| {
+        let admin = &admin;
+        let id = id.clone();
+        async move {
+            admin
+                .admin(
+                    "PATCH",
+                    &format!("/consumers/{id}"),
+                    Some(&format!(r#"{{"metadata":{{"n":{i}}}}}"#)),
+                )
+                .await
+                .status
+        }
+    });
+    let statuses = futures_util::future::join_all(patches).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let read = admin.admin("GET", &format!("/consumers/{id}"), None).await;
+    assert_eq!(
+        read.headers["etag"], "\"v22\"",
+        "every patch made a version"
+    );
+
     for i in 0..4 {
         admin
             .admin(
