@@ -64,13 +64,15 @@ impl HoneypotGuard {
             Some(banned) => banned,
             None => match self.shared.flag(&key).await {
                 Ok(banned) => {
+                    crate::outage::BAN_LIST.succeeded();
                     self.bans.0.insert(ip, banned);
                     banned
                 }
                 Err(e) => {
                     // A ban list that cannot be read does not stop traffic.
                     crate::backend_error(&self.metrics, &self.route, "ban_list");
-                    tracing::warn!("ban list unavailable: {e}");
+                    crate::outage::BAN_LIST
+                        .failed(&e, "requests are let through unchecked for bans");
                     false
                 }
             },

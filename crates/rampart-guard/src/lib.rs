@@ -12,6 +12,7 @@ mod browser;
 mod honeypot;
 mod idempotency;
 mod jwt;
+mod outage;
 mod quota;
 mod rate_limit;
 mod request;

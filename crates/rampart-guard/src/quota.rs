@@ -202,10 +202,15 @@ impl QuotaGuard {
         })
         .collect();
         for (_, key, _) in &budgets {
-            if let Err(e) = self.usage.refresh(&principal.consumer_id, key).await {
-                // Budgets are not a security boundary: keep serving on the last known count.
-                crate::backend_error(&self.metrics, &self.route, "quota_store");
-                tracing::warn!(route = %self.route, "quota usage unavailable ({e}); using the last known count");
+            match self.usage.refresh(&principal.consumer_id, key).await {
+                Ok(_) => {
+                    crate::outage::QUOTA_STORE.succeeded();
+                }
+                Err(e) => {
+                    // Budgets are not a security boundary: keep serving on the last known count.
+                    crate::backend_error(&self.metrics, &self.route, "quota_store");
+                    crate::outage::QUOTA_STORE.failed(&e, "budgets use the last known counts");
+                }
             }
         }
         let keyed: Vec<(String, i64)> = budgets.iter().map(|(_, k, l)| (k.clone(), *l)).collect();

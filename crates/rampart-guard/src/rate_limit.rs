@@ -184,10 +184,20 @@ impl RateLimitGuard {
             }
         };
         match shared {
-            Ok(decision) => Ok(decision),
+            Ok(decision) => {
+                crate::outage::RATE_LIMITER.succeeded();
+                Ok(decision)
+            }
             Err(e) => {
                 crate::backend_error(&self.metrics, &self.route, "rate_limiter");
-                tracing::warn!(route = %self.route, "shared rate limiter unavailable ({e}); {}", if fail_open { "using a local limit" } else { "refusing" });
+                crate::outage::RATE_LIMITER.failed(
+                    &e,
+                    if fail_open {
+                        "routes with on_error = \"open\" use a local limit"
+                    } else {
+                        "routes with on_error = \"closed\" refuse (503)"
+                    },
+                );
                 if !fail_open {
                     return Err(ProxyError::new(
                         ErrorKind::GuardUnavailable,
