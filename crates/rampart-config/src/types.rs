@@ -166,9 +166,7 @@ pub enum EncodedSlashes {
 }
 
 /// What `;` parameters on a path segment (`/a;x=1/b`) mean.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PathParameters {
     /// The request is refused (400): Servlet containers (Tomcat, Jetty) remove them

@@ -223,7 +223,10 @@ match = { path_prefix = "/api" }
         requests.underscores_in_headers,
         rampart_config::UnderscoresInHeaders::Keep
     );
-    assert_eq!(requests.path_parameters, rampart_config::PathParameters::Strip);
+    assert_eq!(
+        requests.path_parameters,
+        rampart_config::PathParameters::Strip
+    );
     let route = config
         .routes
         .iter()

@@ -28,7 +28,10 @@ async fn admin_tokens_verify_by_role_and_revoke(store: Store) {
         Err(StoreError::Conflict(_))
     ));
     assert!(store.verify_token(&secret).await.expect("verify").is_some());
-    store.revoke_token(&operator.id).await.expect("an operator token");
+    store
+        .revoke_token(&operator.id)
+        .await
+        .expect("an operator token");
     let (second, second_secret) = store
         .create_token("second", Role::Admin)
         .await
@@ -40,7 +43,11 @@ async fn admin_tokens_verify_by_role_and_revoke(store: Store) {
         store.revoke_token(&second.id).await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(store.verify_token(&second_secret).await.expect("verify").is_some());
+    assert!(store
+        .verify_token(&second_secret)
+        .await
+        .expect("verify")
+        .is_some());
     // Revoking a revoked token changes nothing and is no conflict.
     assert!(store
         .revoke_token(&token.id)
