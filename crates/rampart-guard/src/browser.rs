@@ -96,7 +96,7 @@ impl CorsGuard {
             });
         if !(allowed && method_ok && headers_ok) {
             return Err(ProxyError::new(
-                ErrorKind::Forbidden,
+                ErrorKind::CorsRefused,
                 "CORS preflight refused",
             ));
         }

@@ -80,7 +80,7 @@ impl HoneypotGuard {
         if banned {
             crate::deny(&self.metrics, &self.route, "banned");
             return Err(ProxyError::new(
-                ErrorKind::Forbidden,
+                ErrorKind::Banned,
                 format!("{ip} is banned"),
             ));
         }
@@ -109,7 +109,7 @@ impl HoneypotGuard {
                 tracing::error!("could not audit the ban of {ip}: {e}");
             }
         }
-        Err(ProxyError::new(ErrorKind::Forbidden, "honeypot"))
+        Err(ProxyError::new(ErrorKind::Banned, "honeypot"))
     }
 }
 

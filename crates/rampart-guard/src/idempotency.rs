@@ -96,7 +96,7 @@ impl IdempotencyExchange {
             None if self.settings.required => {
                 crate::deny(&self.metrics, &self.route, "idempotency_key_missing");
                 return Err(ProxyError::new(
-                    ErrorKind::BadRequest,
+                    ErrorKind::IdempotencyKeyMissing,
                     "this route requires an idempotency key",
                 ));
             }
@@ -106,7 +106,7 @@ impl IdempotencyExchange {
                 _ => {
                     crate::deny(&self.metrics, &self.route, "idempotency_key_invalid");
                     return Err(ProxyError::new(
-                        ErrorKind::BadRequest,
+                        ErrorKind::IdempotencyKeyInvalid,
                         "malformed idempotency key",
                     ));
                 }

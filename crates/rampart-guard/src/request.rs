@@ -237,7 +237,7 @@ impl Guard for IpGuard {
         let verdict = if denied {
             crate::deny(&self.metrics, &self.route, "ip_denied");
             Err(ProxyError::new(
-                ErrorKind::Forbidden,
+                ErrorKind::IpDenied,
                 format!("client {ip} refused by the route's IP rules"),
             ))
         } else {

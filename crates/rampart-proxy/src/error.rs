@@ -64,6 +64,16 @@ pub enum ErrorKind {
     IdempotencyInFlight,
     /// The idempotency key was used before with a different request (422).
     IdempotencyKeyReused,
+    /// The route requires an idempotency key and the request has none (400).
+    IdempotencyKeyMissing,
+    /// The idempotency key is empty, too long or not visible text (400).
+    IdempotencyKeyInvalid,
+    /// The route's IP rules refuse the client's address (403).
+    IpDenied,
+    /// The client is banned (it asked for a honeypot path) (403).
+    Banned,
+    /// A CORS preflight asks for an origin, method or header the route does not allow (403).
+    CorsRefused,
     /// A guard's backing service is unreachable and the guard fails closed (503).
     GuardUnavailable,
     /// The method is not allowed on this route (405).
@@ -85,7 +95,9 @@ impl ErrorKind {
             ErrorKind::BadRequest
             | ErrorKind::ClientBody
             | ErrorKind::WafBodyUnparsed
-            | ErrorKind::WafTooManyArguments => StatusCode::BAD_REQUEST,
+            | ErrorKind::WafTooManyArguments
+            | ErrorKind::IdempotencyKeyMissing
+            | ErrorKind::IdempotencyKeyInvalid => StatusCode::BAD_REQUEST,
             ErrorKind::Malformed(malformation) => malformation.status(),
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
             ErrorKind::UpstreamConnect | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
@@ -95,7 +107,11 @@ impl ErrorKind {
             }
             ErrorKind::FaultAbort(status) => status,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorKind::Forbidden | ErrorKind::WafBlocked => StatusCode::FORBIDDEN,
+            ErrorKind::Forbidden
+            | ErrorKind::WafBlocked
+            | ErrorKind::IpDenied
+            | ErrorKind::Banned
+            | ErrorKind::CorsRefused => StatusCode::FORBIDDEN,
             ErrorKind::RateLimited(_) | ErrorKind::QuotaExceeded(_) => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -134,6 +150,11 @@ impl ErrorKind {
             ErrorKind::QuotaExceeded(_) => "quota-exceeded",
             ErrorKind::IdempotencyInFlight => "idempotency-in-flight",
             ErrorKind::IdempotencyKeyReused => "idempotency-key-reused",
+            ErrorKind::IdempotencyKeyMissing => "idempotency-key-missing",
+            ErrorKind::IdempotencyKeyInvalid => "idempotency-key-invalid",
+            ErrorKind::IpDenied => "ip-denied",
+            ErrorKind::Banned => "banned",
+            ErrorKind::CorsRefused => "cors-refused",
             ErrorKind::GuardUnavailable => "guard-unavailable",
             ErrorKind::MethodNotAllowed => "method-not-allowed",
             ErrorKind::UriTooLong => "uri-too-long",
@@ -175,6 +196,11 @@ impl ErrorKind {
             ErrorKind::IdempotencyKeyReused => {
                 "This idempotency key was used with a different request"
             }
+            ErrorKind::IdempotencyKeyMissing => "This request requires an idempotency key",
+            ErrorKind::IdempotencyKeyInvalid => "The idempotency key is malformed",
+            ErrorKind::IpDenied => "Requests from this address are not allowed here",
+            ErrorKind::Banned => "This client is temporarily banned",
+            ErrorKind::CorsRefused => "This cross-origin request is not allowed",
             ErrorKind::GuardUnavailable => "A security check is temporarily unavailable",
             ErrorKind::MethodNotAllowed => "The method is not allowed here",
             ErrorKind::UriTooLong => "The request target is too long",
@@ -230,6 +256,11 @@ impl ProxyError {
             | ErrorKind::QuotaExceeded(_)
             | ErrorKind::IdempotencyInFlight
             | ErrorKind::IdempotencyKeyReused
+            | ErrorKind::IdempotencyKeyMissing
+            | ErrorKind::IdempotencyKeyInvalid
+            | ErrorKind::IpDenied
+            | ErrorKind::Banned
+            | ErrorKind::CorsRefused
             | ErrorKind::MethodNotAllowed
             | ErrorKind::UriTooLong
             | ErrorKind::HeadersTooLarge => Side::Client,

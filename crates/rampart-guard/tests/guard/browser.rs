@@ -60,10 +60,16 @@ async fn cors_preflights_are_answered_and_origins_checked() {
     assert_eq!(h["access-control-allow-methods"], "GET, PUT");
     assert_eq!(h["access-control-allow-headers"], "content-type, x-api-key");
     assert_eq!(h["access-control-max-age"], "300");
-    assert_eq!(
-        preflight("https://evil.example", "PUT", "").await.status(),
-        403
-    );
+    let refused = preflight("https://evil.example", "PUT", "").await;
+    assert_eq!(refused.status(), 403);
+    let refused: serde_json::Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(refused.into_body())
+            .await
+            .expect("body")
+            .to_bytes(),
+    )
+    .expect("problem+json");
+    assert_eq!(refused["type"], "urn:rampart:problem:cors-refused");
     assert_eq!(
         preflight("https://app.example.com", "DELETE", "")
             .await

@@ -31,11 +31,11 @@ async fn a_honeypot_hit_bans_the_client_everywhere_and_is_audited() {
     );
     let hit = get(setup.addr, "/.env", &[]).await;
     assert_eq!(hit.status, 403);
-    assert_eq!(
-        get(setup.addr, "/", &[]).await.status,
-        403,
-        "banned from every path"
-    );
+    assert_eq!(hit.body["type"], "urn:rampart:problem:banned");
+    let again = get(setup.addr, "/", &[]).await;
+    assert_eq!(again.status, 403, "banned from every path");
+    assert_eq!(again.body["type"], "urn:rampart:problem:banned");
+    assert_eq!(again.body["title"], "This client is temporarily banned");
     let events = store.audit_events(None, None).await.expect("audit");
     let ban = &events.items[0].event;
     assert_eq!(ban.action, "client.ban");

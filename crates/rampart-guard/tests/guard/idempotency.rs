@@ -115,7 +115,12 @@ async fn the_first_response_is_replayed_and_a_reused_key_refused() {
     assert_eq!(processed.load(Ordering::SeqCst), 2);
     // Keys are bounded.
     let long = "k".repeat(300);
-    assert_eq!(post(setup.addr, Some(&long), "{}").await.status, 400);
+    let invalid = post(setup.addr, Some(&long), "{}").await;
+    assert_eq!(invalid.status, 400);
+    assert_eq!(
+        invalid.body["type"],
+        "urn:rampart:problem:idempotency-key-invalid"
+    );
     // A route that requires a key refuses requests without one.
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
@@ -128,6 +133,14 @@ async fn the_first_response_is_replayed_and_a_reused_key_refused() {
         .await
         .expect("response");
     assert_eq!(strict.status(), 400);
+    let strict: serde_json::Value =
+        serde_json::from_slice(&strict.into_body().collect().await.expect("body").to_bytes())
+            .expect("problem+json");
+    assert_eq!(
+        strict["type"],
+        "urn:rampart:problem:idempotency-key-missing"
+    );
+    assert_eq!(strict["title"], "This request requires an idempotency key");
     // When Rampart answers itself (no upstream), the key stays free for a retry.
     for _ in 0..2 {
         let response = client

@@ -107,7 +107,13 @@ ip = { allow = ["10.0.0.0/8"] }
 "#,
     )
     .await;
-    assert_eq!(get(setup.addr, "/denied", &[]).await.status, 403);
+    let denied = get(setup.addr, "/denied", &[]).await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.body["type"], "urn:rampart:problem:ip-denied");
+    assert_eq!(
+        denied.body["title"],
+        "Requests from this address are not allowed here"
+    );
     assert_eq!(get(setup.addr, "/allowed", &[]).await.status, 200);
     assert_eq!(get(setup.addr, "/elsewhere", &[]).await.status, 403);
     let metrics = setup.metrics.encode_prometheus();
