@@ -1164,8 +1164,21 @@ impl Compiler {
         if body_limit == 0 || body_limit > 64 << 20 {
             self.error_at("body_limit", "must be between 1 and 67108864");
         }
+        if w.rules.is_some() && w.crs.is_some() {
+            self.error_at("crs", "give `rules` or `crs`, not both");
+        }
+        let crs = w.crs.as_deref().map(|dir| self.file(dir));
+        if let Some(dir) = &crs {
+            if !dir.join("rules").is_dir() {
+                self.error_at(
+                    "crs",
+                    format!("{} is not an OWASP CRS directory (no rules/ in it)", dir.display()),
+                );
+                return None;
+            }
+        }
         let settings = rampart_waf::WafSettings {
-            rules: w.rules.as_deref().map(|r| self.file(r)),
+            rules: crs.or_else(|| w.rules.as_deref().map(|r| self.file(r))),
             block,
             paranoia: paranoia.clamp(1, 4),
             anomaly_threshold: w.anomaly_threshold.unwrap_or(5),

@@ -412,10 +412,14 @@ pub struct RouteInput {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WafInput {
-    /// The rules' entry file (SecLang, such as an OWASP CRS `crs.conf` including
-    /// `crs-setup.conf` and `rules/*.conf`), relative to this file. Default: Rampart's
-    /// built-in baseline rules.
+    /// The rules' entry file (SecLang, such as `examples/crs.conf`, which includes a CRS
+    /// checkout's `crs-setup.conf` and `rules/*.conf`), relative to this file. Default:
+    /// Rampart's built-in baseline rules.
     pub rules: Option<String>,
+    /// An OWASP Core Rule Set directory (a release or checkout, relative to this file):
+    /// Rampart reads its `crs-setup.conf` (else `crs-setup.conf.example`) and then
+    /// `rules/*.conf`, with no entry file to write. Instead of `rules`.
+    pub crs: Option<String>,
     /// `"block"` (default: refuse with 403) or `"detect"` (log and count only).
     pub mode: Option<String>,
     /// CRS paranoia level, 1 to 4. Default 1.

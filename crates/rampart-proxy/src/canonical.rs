@@ -50,6 +50,8 @@ pub enum Malformation {
     Head,
     /// The head is larger than the listener allows, or has too many fields (431).
     HeadTooLarge,
+    /// The target holds characters that must be percent-encoded (`<`, `>`, `"`, space).
+    UnencodedTarget,
 }
 
 impl Malformation {
@@ -70,6 +72,7 @@ impl Malformation {
             Malformation::Framing => "invalid-framing",
             Malformation::Head => "invalid-request-head",
             Malformation::HeadTooLarge => "headers-too-large",
+            Malformation::UnencodedTarget => "unencoded-target",
         }
     }
 
@@ -94,6 +97,9 @@ impl Malformation {
             Malformation::Framing => "The request body's framing is ambiguous or unsupported",
             Malformation::Head => "The request head is not valid HTTP/1.1",
             Malformation::HeadTooLarge => "The request headers are too large",
+            Malformation::UnencodedTarget => {
+                "The request target contains characters that must be percent-encoded (such as <, > or \")"
+            }
         }
     }
 
@@ -359,7 +365,7 @@ pub fn canonical_path(
     let mut previous = 0u8;
     let mut plain = true;
     for &b in bytes {
-        if b == b'%' || b == b'\\' || !(0x21..=0x7e).contains(&b) {
+        if matches!(b, b'%' | b'\\' | b'"' | b'<' | b'>') || !(0x21..=0x7e).contains(&b) {
             plain = false;
             break;
         }
@@ -405,6 +411,8 @@ pub fn canonical_path(
             }
             // Some servers read a backslash as a slash: no single reading exists.
             b'\\' => return Err(Malformation::PathEncoding),
+            // What clients always encode (HTTP/2 paths reach here unchecked by a codec).
+            b'"' | b'<' | b'>' => return Err(Malformation::UnencodedTarget),
             b if !(0x21..=0x7e).contains(&b) => return Err(Malformation::PathEncoding),
             b => {
                 decoded.push(char::from(b));
@@ -648,6 +656,8 @@ mod tests {
             ("/a%4", Malformation::PathEncoding),
             ("/a%", Malformation::PathEncoding),
             ("/a\\b", Malformation::PathEncoding),
+            ("/a\"b", Malformation::UnencodedTarget),
+            ("/<script>", Malformation::UnencodedTarget),
             ("/..", Malformation::PathTraversal),
             ("/a/../..", Malformation::PathTraversal),
             ("/%2e%2e/etc", Malformation::PathTraversal),

@@ -110,6 +110,7 @@ pub(crate) async fn handle(
         Err(match error {
             HeadError::TooLarge => Malformation::HeadTooLarge,
             HeadError::Malformed(_) => Malformation::Head,
+            HeadError::UnencodedTarget => Malformation::UnencodedTarget,
         })
     } else if parts.extensions.get::<AmbiguousFraming>().is_some() {
         Err(Malformation::Framing)

@@ -13,7 +13,8 @@ pub const BASELINE: &str = include_str!("baseline.conf");
 /// How a route's WAF is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WafSettings {
-    /// The rules' entry file; `None` for the baseline.
+    /// The rules' entry file, or an OWASP CRS directory (its `crs-setup.conf`, else
+    /// `crs-setup.conf.example`, then `rules/*.conf`); `None` for the baseline.
     pub rules: Option<std::path::PathBuf>,
     /// Block (true) or only detect and log (false).
     pub block: bool,
@@ -46,6 +47,10 @@ pub fn build(settings: &WafSettings) -> Result<Engine, BuildError> {
     );
     let mut set = seclang::parse_str(&setup, Path::new("rampart-waf-setup.conf"))?;
     let rules = match &settings.rules {
+        Some(dir) if dir.is_dir() => seclang::parse_str(
+            &crate::conformance::crs_entry(dir),
+            &dir.join("rampart-crs-entry.conf"),
+        )?,
         Some(path) => seclang::load(path)?,
         None => seclang::parse_str(BASELINE, Path::new("rampart-baseline.conf"))?,
     };

@@ -49,12 +49,17 @@ pub enum ConformanceError {
     Tests(String),
 }
 
-/// The entry file operators write for a CRS checkout at `crs`: its example setup, then
-/// every rule file.
+/// The entry file for a CRS checkout at `crs`: its setup (`crs-setup.conf`, else the
+/// shipped `crs-setup.conf.example`), then every rule file.
 pub fn crs_entry(crs: &Path) -> String {
+    let setup = if crs.join("crs-setup.conf").is_file() {
+        "crs-setup.conf"
+    } else {
+        "crs-setup.conf.example"
+    };
     format!(
         "Include {}\nInclude {}/rules/*.conf\n",
-        crs.join("crs-setup.conf.example").display(),
+        crs.join(setup).display(),
         crs.display()
     )
 }

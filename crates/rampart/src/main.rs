@@ -58,6 +58,9 @@ enum Command {
         /// Access log: stdout, off, or a file path.
         #[arg(long, default_value = "stdout")]
         access_log: String,
+        /// Directory for Rampart's data (store, tokens, keys, audit log).
+        #[arg(long, env = "RAMPART_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
     },
     /// Validate a config file; print every error with its location.
     Check {
@@ -187,9 +190,10 @@ fn main() -> ExitCode {
             admin,
             workers,
             access_log,
+            data_dir,
         } => run(
             workers,
-            Source::Inline(proxy_config(&from, &to, &admin, &access_log)),
+            Source::Inline(proxy_config(&from, &to, &admin, &access_log, &data_dir)),
         ),
     }
 }
@@ -300,13 +304,14 @@ enum Source {
 
 /// The config `rampart proxy` runs, written in the config language so it goes
 /// through the same compile step as a file.
-fn proxy_config(from: &str, to: &str, admin: &str, access_log: &str) -> String {
+fn proxy_config(from: &str, to: &str, admin: &str, access_log: &str, data_dir: &Path) -> String {
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
     format!(
-        "admin = {{ listen = {admin} }}\nlog = {{ access_log = {log} }}\n\
+        "data_dir = {data}\nadmin = {{ listen = {admin} }}\nlog = {{ access_log = {log} }}\n\
          [[listeners]]\nname = \"proxy\"\naddress = {from}\n\
          [upstreams.upstream]\ntargets = [{to}]\n\
          [[routes]]\nname = \"proxy\"\nupstream = \"upstream\"\n",
+        data = quote(&data_dir.to_string_lossy()),
         admin = quote(admin),
         log = quote(access_log),
         from = quote(from),

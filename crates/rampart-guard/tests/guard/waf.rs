@@ -110,13 +110,11 @@ async fn the_stock_crs_blocks_by_anomaly_score() {
         eprintln!("SKIPPED (shared data): the CRS was not found; set RAMPART_SHARED_DIR");
         return;
     };
-    let dir = temp_dir("guard-crs");
-    let entry = dir.join("crs.conf");
-    std::fs::write(&entry, rampart_waf::conformance::crs_entry(&crs)).expect("write");
+    // The CRS directory itself: Rampart reads its setup and rule files.
     let up = mirror().await;
     let routes = format!(
-        "[[routes]]\nname = \"crs\"\nupstream = \"app\"\nwaf = {{ rules = \"{}\" }}\n",
-        entry.display()
+        "[[routes]]\nname = \"crs\"\nupstream = \"app\"\nwaf = {{ crs = \"{}\" }}\n",
+        crs.display()
     );
     let setup = gateway(store().await, Arc::new(LocalState::default()), up, &routes).await;
     let ua = [("user-agent", "Mozilla/5.0"), ("accept", "text/html")];
@@ -140,6 +138,21 @@ async fn the_stock_crs_blocks_by_anomaly_score() {
         metrics.contains("rampart_waf_rule_matches_total{route=\"crs\",rule=\"949110\"} 2"),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_crs_setting_must_name_a_crs_directory() {
+    let dir = temp_dir("guard-crs-missing");
+    let source = "listeners = [{ name = \"public\", address = \"127.0.0.1:0\" }]\n\
+                  [upstreams.app]\ntargets = [\"http://127.0.0.1:9\"]\n\
+                  [[routes]]\nupstream = \"app\"\nwaf = { crs = \"nowhere\" }\n\
+                  [[routes]]\nupstream = \"app\"\nwaf = { crs = \"nowhere\", rules = \"x.conf\" }\n";
+    let errors = rampart_config::compile_str(source, &dir)
+        .expect_err("refused")
+        .errors;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["routes[0].waf.crs", "routes[1].waf.crs", "routes[1].waf.crs"], "{errors:?}");
+    assert!(errors[0].message.contains("not an OWASP CRS directory"), "{errors:?}");
 }
 
 #[test]

@@ -23,6 +23,10 @@ pub enum HeadError {
     /// The head is not valid HTTP/1.x.
     #[error("malformed message head: {0}")]
     Malformed(&'static str),
+    /// The request target holds bytes that must be percent-encoded (`<`, `>`, `"`,
+    /// space, …), as a client that sends them raw does (`curl 'host/?q=<script>'`).
+    #[error("the request target holds characters that must be percent-encoded")]
+    UnencodedTarget,
 }
 
 /// How a message body is delimited.
@@ -485,6 +489,31 @@ fn parse_length(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
+/// Whether a request line that did not parse is `METHOD TARGET HTTP/1.x` whose target
+/// holds a byte a URI may carry only percent-encoded.
+fn target_needs_encoding(buf: &[u8]) -> bool {
+    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let (Some(first), Some(last)) = (
+        line.iter().position(|b| *b == b' '),
+        line.iter().rposition(|b| *b == b' '),
+    ) else {
+        return false;
+    };
+    if first >= last || !line[last + 1..].starts_with(b"HTTP/1.") {
+        return false;
+    }
+    line[first + 1..last].iter().any(|b| needs_encoding(*b))
+}
+
+/// Whether `byte` may appear in a request target only percent-encoded: what browsers
+/// always encode (the WHATWG URL standard's query percent-encode set: `"`, `<`, `>`,
+/// space, controls, non-ASCII). `{`, `|` and the like, which RFC 3986 also excludes,
+/// are sent raw in queries by browsers and are left to the URI parser.
+fn needs_encoding(byte: u8) -> bool {
+    matches!(byte, b'"' | b'<' | b'>') || !(0x21..=0x7e).contains(&byte)
+}
+
 /// Parses a request head at the start of `buf` and takes it out of `buf` (the
 /// head's fields keep sharing its storage). `Ok(None)`: incomplete (read more,
 /// unless `buf` already holds `max_head` bytes, which is `TooLarge`).
@@ -501,6 +530,7 @@ pub fn parse_request(
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(_) if target_needs_encoding(buf) => return Err(HeadError::UnencodedTarget),
         Err(_) => return Err(HeadError::Malformed("invalid request head")),
     };
     let method = Method::from_bytes(request.method.unwrap_or_default().as_bytes())
@@ -510,7 +540,11 @@ pub fn parse_request(
     let spans = Spans::of(buf, request.headers);
     let facts = FieldFacts::of(request.headers);
     let head = buf.split_to(consumed).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(target.0 as usize..target.1 as usize))
+    let target = head.slice(target.0 as usize..target.1 as usize);
+    if target.iter().any(|b| needs_encoding(*b)) {
+        return Err(HeadError::UnencodedTarget);
+    }
+    let uri = Uri::from_maybe_shared(target)
         .map_err(|_| HeadError::Malformed("invalid request target"))?;
     if uri.path_and_query().is_none() && uri.authority().is_none() {
         return Err(HeadError::Malformed("invalid request target"));
@@ -1117,6 +1151,26 @@ mod tests {
         assert_eq!(
             decode_all(big_trailers.as_bytes(), 100).err(),
             Some(ChunkError::TrailersTooLarge)
+        );
+    }
+
+    #[test]
+    fn a_target_with_raw_angle_brackets_or_quotes_says_so() {
+        for line in [
+            &b"GET /?q=<script> HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET /\"x\" HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_request(&mut BytesMut::from(line), 8192).err(),
+                Some(HeadError::UnencodedTarget),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(
+            parse_request(&mut BytesMut::from(&b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"[..]), 8192).err(),
+            Some(HeadError::Malformed("invalid request head"))
         );
     }
 

@@ -236,6 +236,49 @@ async fn proxy_mode_needs_no_config_file() {
             .status,
         200
     );
+    assert!(dir.join("data/admin-token").is_file(), "the default data dir");
+}
+
+#[tokio::test]
+async fn proxy_mode_keeps_its_data_where_it_is_told() {
+    let dir = temp_dir("proxy-data");
+    let (public, admin) = (free_port(), free_port());
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(["proxy", "--from", &addr(public).to_string(), "--to", "builtin:echo"])
+        .args(["--admin", &addr(admin).to_string(), "--access-log", "off"])
+        .current_dir(&dir)
+        .env("RAMPART_DATA_DIR", "from-env");
+    let stderr = dir.join("stderr.log");
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr"))
+        .spawn()
+        .expect("spawn");
+    let process = Running { child, stderr };
+    wait_until_up(&format!("http://127.0.0.1:{public}/"), &process).await;
+    assert!(dir.join("from-env/admin-token").is_file(), "{}", process.log());
+    assert!(!dir.join("data").exists(), "nothing in ./data");
+    drop(process);
+    let (public, admin) = (free_port(), free_port());
+    let process = Running::start(
+        &[
+            "proxy",
+            "--from",
+            &addr(public).to_string(),
+            "--to",
+            "builtin:echo",
+            "--admin",
+            &addr(admin).to_string(),
+            "--access-log",
+            "off",
+            "--data-dir",
+            "flagged",
+        ],
+        &dir,
+    );
+    wait_until_up(&format!("http://127.0.0.1:{public}/"), &process).await;
+    assert!(dir.join("flagged/admin-token").is_file(), "{}", process.log());
 }
 
 #[tokio::test]
