@@ -67,6 +67,7 @@ pub fn compile_str(source: &str, base_dir: &Path) -> Result<Config, ConfigErrors
         errors: Vec::new(),
         path: Vec::new(),
         base_dir: base_dir.to_path_buf(),
+        broken: Broken::default(),
     };
     let config = match toml::from_str::<toml::Table>(source) {
         Ok(mut table) => {
@@ -171,7 +172,22 @@ struct Compiler {
     errors: Vec<(Vec<Segment>, String)>,
     path: Vec<Segment>,
     base_dir: PathBuf,
+    /// What the file declares but could not be read or compiled: its own errors are
+    /// reported, and nothing that refers to it adds a follow-on error.
+    broken: Broken,
 }
+
+/// Entries with errors of their own.
+#[derive(Default)]
+struct Broken {
+    /// Names of upstream pools and listeners.
+    upstreams: HashSet<String>,
+    listeners: HashSet<String>,
+    /// `[[listeners]]` and `[[routes]]` entries that could not be read.
+    listener_entries: usize,
+    route_entries: usize,
+}
+
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
@@ -249,15 +265,41 @@ impl Compiler {
                 "tracing" => input.tracing = self.deserialize(value),
                 "honeypots" => input.honeypots = self.deserialize(value),
                 "audit" => input.audit = self.deserialize(value),
-                "listeners" => input.listeners = self.each_in_array(value),
-                "routes" => input.routes = self.each_in_array(value),
+                "listeners" => {
+                    // A listener that cannot be read is still known by its name.
+                    if let toml::Value::Array(items) = &value {
+                        for (i, item) in items.iter().enumerate() {
+                            let name = item.get("name").and_then(toml::Value::as_str);
+                            let name = name.map_or_else(|| format!("listener-{i}"), str::to_string);
+                            self.broken.listeners.insert(name);
+                        }
+                    }
+                    let entries = array_len(&value);
+                    input.listeners = self.each_in_array(value);
+                    self.broken.listener_entries = entries - input.listeners.len();
+                    for listener in &input.listeners {
+                        let name = listener.name.clone();
+                        self.broken.listeners.remove(name.as_deref().unwrap_or_default());
+                    }
+                }
+                "routes" => {
+                    let entries = array_len(&value);
+                    input.routes = self.each_in_array(value);
+                    self.broken.route_entries = entries - input.routes.len();
+                }
+
                 "upstreams" => match value {
                     toml::Value::Table(t) => {
                         for (name, v) in t {
                             let parsed =
                                 self.within(Segment::Key(name.clone()), |cx| cx.deserialize(v));
-                            if let Some(parsed) = parsed {
-                                input.upstreams.insert(name, parsed);
+                            match parsed {
+                                Some(parsed) => {
+                                    input.upstreams.insert(name, parsed);
+                                }
+                                None => {
+                                    self.broken.upstreams.insert(name);
+                                }
                             }
                         }
                     }
@@ -389,8 +431,11 @@ impl Compiler {
                 .upstreams
                 .iter()
                 .filter_map(|(name, u)| {
-                    cx.key(name, |cx| cx.upstream(name, u))
-                        .map(|u| (name.clone(), Arc::new(u)))
+                    let compiled = cx.key(name, |cx| cx.upstream(name, u));
+                    if compiled.is_none() {
+                        cx.broken.upstreams.insert(name.clone());
+                    }
+                    compiled.map(|u| (name.clone(), Arc::new(u)))
                 })
                 .collect::<BTreeMap<_, _>>()
         });
@@ -412,7 +457,7 @@ impl Compiler {
                 })
                 .collect::<Vec<_>>()
         });
-        if input.routes.is_empty() {
+        if input.routes.is_empty() && self.broken.route_entries == 0 {
             self.error("no routes: add at least one [[routes]] entry");
         }
         // Most specific first; the sort is stable, so config order breaks ties.
@@ -547,7 +592,7 @@ impl Compiler {
     }
 
     fn listeners(&mut self, inputs: &[ListenerInput]) -> Vec<Listener> {
-        if inputs.is_empty() {
+        if inputs.is_empty() && self.broken.listener_entries == 0 {
             self.error("no listeners: add at least one [[listeners]] entry");
         }
         let mut names = HashSet::new();
@@ -841,13 +886,13 @@ impl Compiler {
             .clone()
             .unwrap_or_else(|| format!("route-{index}"))
             .into();
-        if !upstreams.contains_key(&r.upstream) {
+        if !upstreams.contains_key(&r.upstream) && !self.broken.upstreams.contains(&r.upstream) {
             self.error_at("upstream", format!("unknown upstream {:?}", r.upstream));
         }
         if let Some(listeners) = &r.listeners {
             self.key("listeners", |cx| {
                 for (i, l) in listeners.iter().enumerate() {
-                    if !listener_names.contains(l.as_str()) {
+                    if !listener_names.contains(l.as_str()) && !cx.broken.listeners.contains(l) {
                         cx.within(Segment::Index(i), |cx| {
                             cx.error(format!("unknown listener {l:?}"))
                         });
@@ -1684,7 +1729,7 @@ impl Compiler {
                 if f.body.is_some() || f.content_type.is_some() {
                     self.error("`body` and `content_type` go with `status`, not `upstream`");
                 }
-                if !upstreams.contains_key(upstream) {
+                if !upstreams.contains_key(upstream) && !self.broken.upstreams.contains(upstream) {
                     self.error_at("upstream", format!("unknown upstream {upstream:?}"));
                 } else if upstream == own_upstream {
                     self.error_at(
@@ -1784,6 +1829,11 @@ fn non_canonical_path(path: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// How many entries an array value has (0 for anything else).
+fn array_len(value: &toml::Value) -> usize {
+    value.as_array().map_or(0, Vec::len)
 }
 
 fn specificity(m: &RouteMatch) -> (u8, usize, u8, usize, usize) {

@@ -279,12 +279,7 @@ match = { path_prefix = "/a%2fb" }
     let errors = compile_str(source, Path::new("."))
         .expect_err("invalid")
         .errors;
-    // (A listener entry that fails to read also yields a follow-on "no listeners".)
-    let paths: Vec<&str> = errors
-        .iter()
-        .map(|e| e.path.as_str())
-        .filter(|p| *p != "listeners")
-        .collect();
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
         [
@@ -308,4 +303,44 @@ match = { path_prefix = "/a%2fb" }
     };
     assert!(message("routes[0].upgrades[0]").contains("h2c"));
     assert!(message("routes[1].match.path_prefix").contains("never match"));
+}
+
+#[test]
+fn a_broken_entry_is_reported_once_without_follow_on_errors() {
+    let source = r#"
+[[listeners]]
+name = "public"
+address = "127.0.0.1:1"
+typo = true
+[upstreams.app]
+targets = ["not a url"]
+[upstreams.other]
+targets = ["builtin:echo"]
+retries = 3
+[[routes]]
+upstream = "app"
+listeners = ["public"]
+[[routes]]
+upstream = "other"
+fallback = { upstream = "app" }
+[[routes]]
+upstream = "missing"
+"#;
+    let errors = compile_str(source, Path::new("."))
+        .expect_err("invalid")
+        .errors;
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    // No "no listeners", no "unknown upstream app/other", no "unknown listener public":
+    // only the entries' own errors, and the one real unknown upstream.
+    assert_eq!(
+        paths,
+        [
+            "listeners[0].typo",
+            "upstreams.app.targets[0]",
+            "upstreams.other.retries",
+            "routes[2].upstream"
+        ],
+        "{errors:?}"
+    );
+    assert!(errors[3].message.contains("\"missing\""), "{errors:?}");
 }
