@@ -279,9 +279,16 @@ async fn options_asterisk_goes_upstream_as_asterisk() {
     assert_eq!(seen(&body)["target"], "*");
 }
 
-#[tokio::test]
-async fn refusals_are_problems_counted_logged_and_close_the_connection() {
-    let up = target_mirror(Arc::default()).await;
+/// A gateway in front of `upstream` writing its access log to a file, with the metrics
+/// it counts into: (gateway, address, metrics, access-log path).
+async fn logged_gateway(
+    upstream: &TestUpstream,
+) -> (
+    rampart_proxy::Gateway,
+    std::net::SocketAddr,
+    Arc<rampart_telemetry::Metrics>,
+    std::path::PathBuf,
+) {
     let dir = tempfile::Builder::new()
         .prefix("rampart-canonical-")
         .tempdir()
@@ -291,15 +298,15 @@ async fn refusals_are_problems_counted_logged_and_close_the_connection() {
     let source = format!(
         r#"
 log = {{ access_log = "{}" }}
+server = {{ max_header_bytes = 8192 }}
 listeners = [{{ name = "public", address = "127.0.0.1:0" }}]
 [upstreams.app]
 targets = ["{}"]
 [[routes]]
-name = "all"
 upstream = "app"
 "#,
         log.display(),
-        up.url()
+        upstream.url()
     );
     let config = rampart_config::compile_str(&source, std::path::Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -308,6 +315,13 @@ upstream = "app"
         .await
         .expect("start");
     let addr = gateway.local_addr("public").expect("listener");
+    (gateway, addr, metrics, log)
+}
+
+#[tokio::test]
+async fn refusals_are_problems_counted_logged_and_close_the_connection() {
+    let up = target_mirror(Arc::default()).await;
+    let (_gateway, addr, metrics, log) = logged_gateway(&up).await;
     // A refused request, then a pipelined one on the same connection: the second is
     // never answered, because the connection closes after the refusal.
     let answer = raw(
@@ -368,32 +382,7 @@ upstream = "app"
 #[tokio::test]
 async fn unreadable_heads_are_answered_counted_and_logged_like_other_refusals() {
     let up = target_mirror(Arc::default()).await;
-    let dir = tempfile::Builder::new()
-        .prefix("rampart-canonical-")
-        .tempdir()
-        .expect("tempdir")
-        .keep();
-    let log = dir.join("access.log");
-    let source = format!(
-        r#"
-log = {{ access_log = "{}" }}
-server = {{ max_header_bytes = 8192 }}
-listeners = [{{ name = "public", address = "127.0.0.1:0" }}]
-[upstreams.app]
-targets = ["{}"]
-[[routes]]
-upstream = "app"
-"#,
-        log.display(),
-        up.url()
-    );
-    let config = rampart_config::compile_str(&source, std::path::Path::new("."))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let metrics = Arc::new(rampart_telemetry::Metrics::new());
-    let gateway = rampart_proxy::Gateway::start(config, Arc::clone(&metrics))
-        .await
-        .expect("start");
-    let addr = gateway.local_addr("public").expect("listener");
+    let (_gateway, addr, metrics, log) = logged_gateway(&up).await;
     let oversized = format!(
         "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
         "b".repeat(9000)
