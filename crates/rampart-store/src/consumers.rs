@@ -138,6 +138,8 @@ pub trait ConsumerStore: Send + Sync {
     async fn create_consumer(&self, new: NewConsumer) -> Result<Consumer, StoreError>;
     /// One consumer.
     async fn consumer(&self, id: &str) -> Result<Consumer, StoreError>;
+    /// The consumer named `name` (names are unique).
+    async fn consumer_by_name(&self, name: &str) -> Result<Consumer, StoreError>;
     /// A page of consumers in creation order, optionally of one tenant or status.
     async fn list_consumers(
         &self,
@@ -153,6 +155,14 @@ pub trait ConsumerStore: Send + Sync {
         expected_version: Option<i64>,
         patch: ConsumerPatch,
     ) -> Result<Consumer, StoreError>;
+    /// Deletes a consumer with its API keys and quota counts, in one transaction; with
+    /// `expected_version`, only if the consumer has not changed since. Returns the
+    /// consumer as it was and how many keys went with it.
+    async fn delete_consumer(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<(Consumer, u64), StoreError>;
 }
 
 fn consumer_from(row: &AnyRow) -> Result<Consumer, StoreError> {
@@ -214,6 +224,15 @@ impl ConsumerStore for Store {
     async fn consumer(&self, id: &str) -> Result<Consumer, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM consumers WHERE id = $1"))
             .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound("consumer"))?;
+        consumer_from(&row)
+    }
+
+    async fn consumer_by_name(&self, name: &str) -> Result<Consumer, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM consumers WHERE name = $1"))
+            .bind(name)
             .fetch_optional(self.pool())
             .await?
             .ok_or(StoreError::NotFound("consumer"))?;
@@ -287,5 +306,42 @@ impl ConsumerStore for Store {
             return Err(StoreError::VersionMismatch);
         }
         self.consumer(id).await
+    }
+
+    async fn delete_consumer(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<(Consumer, u64), StoreError> {
+        let current = self.consumer(id).await?;
+        let version = expected_version.unwrap_or(current.version);
+        if version != current.version {
+            return Err(StoreError::VersionMismatch);
+        }
+        let mut tx = self.pool().begin().await?;
+        let keys = sqlx::query("DELETE FROM api_keys WHERE consumer_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM quota_usage WHERE consumer_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // The version check is part of the DELETE: a concurrent change makes it match nothing.
+        let deleted = sqlx::query("DELETE FROM consumers WHERE id = $1 AND version = $2")
+            .bind(id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(match self.consumer(id).await {
+                Ok(_) => StoreError::VersionMismatch,
+                Err(e) => e,
+            });
+        }
+        tx.commit().await?;
+        Ok((current, keys))
     }
 }

@@ -32,13 +32,18 @@ pub use consumers::{
 pub use error::StoreError;
 pub use keys::{ApiKey, ApiKeyStore, NewApiKey};
 pub use secret::{Secret, SecretKind};
-pub use shared::{LocalState, RateDecision, RateSpec, RedisState, SharedState};
+pub use shared::{Flag, FlagList, LocalState, RateDecision, RateSpec, RedisState, SharedState};
 pub use tokens::{AdminToken, AdminTokenStore, Role};
 pub use usage::{QuotaPeriod, UsageStore};
 
 /// The shared-state channel on which credential changes are announced, so that every
 /// instance drops its cached credentials at once.
 pub const INVALIDATION_CHANNEL: &str = "invalidate";
+
+/// The shared-state flag key of a client ban is this prefix and the client's IP
+/// address (`ban:203.0.113.7`); a lifted ban is announced on [`INVALIDATION_CHANNEL`]
+/// with the same key, so that every instance forgets its cached answer.
+pub const BAN_PREFIX: &str = "ban:";
 
 /// Which database backs the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -55,7 +55,7 @@ fn utc_date(unix_secs: i64) -> Date {
 #[async_trait]
 pub trait UsageStore: Send + Sync {
     /// Adds `delta` requests to a consumer's count for `period` (a [`QuotaPeriod::key`]);
-    /// returns the new count.
+    /// returns the new count (0, counting nothing, when the consumer no longer exists).
     async fn add_usage(
         &self,
         consumer_id: &str,
@@ -74,17 +74,22 @@ impl UsageStore for Store {
         period: &str,
         delta: i64,
     ) -> Result<i64, StoreError> {
+        // Counts of a consumer deleted meanwhile are dropped (0), not retried forever.
         let row = sqlx::query(
-            "INSERT INTO quota_usage (consumer_id, period, used) VALUES ($1, $2, $3) \
+            "INSERT INTO quota_usage (consumer_id, period, used) \
+             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM consumers WHERE id = $1) \
              ON CONFLICT (consumer_id, period) DO UPDATE SET used = quota_usage.used + excluded.used \
              RETURNING used",
         )
         .bind(consumer_id)
         .bind(period)
         .bind(delta)
-        .fetch_one(self.pool())
+        .fetch_optional(self.pool())
         .await?;
-        Ok(row.try_get("used")?)
+        match row {
+            Some(row) => Ok(row.try_get("used")?),
+            None => Ok(0),
+        }
     }
 
     async fn usage(&self, consumer_id: &str, period: &str) -> Result<i64, StoreError> {

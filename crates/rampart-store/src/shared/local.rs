@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 
 use super::gcra::{RateDecision, RateSpec};
 use super::gcra_table::GcraTable;
-use super::{Channels, SharedState};
+use super::{Channels, Flag, FlagList, SharedState};
 use crate::StoreError;
 
 /// An entry with its own time to live.
@@ -19,6 +19,8 @@ struct Entry {
     /// A stored value (see [`SharedState::put`]).
     bytes: Option<std::sync::Arc<[u8]>>,
     ttl: Duration,
+    /// For a flag: when it expires (milliseconds since the Unix epoch).
+    flag_expires_at: Option<i64>,
     /// Whether an update restarts the time to live (rate-limit state) or keeps the
     /// expiry set at creation (counters).
     restart_ttl_on_update: bool,
@@ -106,6 +108,7 @@ impl SharedState for LocalState {
                             value: e.value + delta,
                             bytes: None,
                             ttl: e.ttl,
+                            flag_expires_at: None,
                             restart_ttl_on_update: false,
                         }
                     }
@@ -113,6 +116,7 @@ impl SharedState for LocalState {
                         value: delta,
                         bytes: None,
                         ttl,
+                        flag_expires_at: None,
                         restart_ttl_on_update: false,
                     },
                 });
@@ -128,6 +132,10 @@ impl SharedState for LocalState {
                 value: 1,
                 bytes: None,
                 ttl,
+                flag_expires_at: Some(
+                    crate::now_ms()
+                        .saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+                ),
                 restart_ttl_on_update: false,
             },
         );
@@ -136,6 +144,32 @@ impl SharedState for LocalState {
 
     async fn flag(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.entries.contains_key(key))
+    }
+
+    async fn flags(&self, prefix: &str, limit: usize) -> Result<FlagList, StoreError> {
+        let mut list = FlagList::default();
+        // Expired entries are not yielded; counters and values have no flag expiry.
+        for (key, entry) in self.entries.iter() {
+            let Some(expires_at) = entry.flag_expires_at else {
+                continue;
+            };
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            if list.items.len() == limit {
+                list.truncated = true;
+                break;
+            }
+            list.items.push(Flag {
+                key: key.to_string(),
+                expires_at: Some(expires_at),
+            });
+        }
+        Ok(list)
+    }
+
+    async fn clear_flag(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.entries.remove(key).is_some())
     }
 
     async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
@@ -178,6 +212,7 @@ impl SharedState for LocalState {
             value: 0,
             bytes: Some(value.into()),
             ttl,
+            flag_expires_at: None,
             restart_ttl_on_update: true,
         };
         if only_if_absent {

@@ -25,6 +25,24 @@ use crate::StoreError;
 /// Messages buffered per subscriber before the slowest one starts missing some.
 const CHANNEL_CAPACITY: usize = 1024;
 
+/// A flag that is set, as [`SharedState::flags`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flag {
+    /// Its key, as given to [`SharedState::set_flag`].
+    pub key: String,
+    /// When it expires (milliseconds since the Unix epoch), when known.
+    pub expires_at: Option<i64>,
+}
+
+/// Flags found by [`SharedState::flags`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagList {
+    /// The flags, in no particular order.
+    pub items: Vec<Flag>,
+    /// Whether the search stopped at its bound with flags perhaps left out.
+    pub truncated: bool,
+}
+
 /// Shared ephemeral state.
 #[async_trait]
 pub trait SharedState: Send + Sync {
@@ -35,6 +53,11 @@ pub trait SharedState: Send + Sync {
     async fn set_flag(&self, key: &str, ttl: Duration) -> Result<(), StoreError>;
     /// Whether the flag `key` is set.
     async fn flag(&self, key: &str) -> Result<bool, StoreError>;
+    /// The flags that are set whose keys start with `prefix`: at most `limit` of them,
+    /// and the search itself is bounded (with Redis, a bounded number of `SCAN` steps).
+    async fn flags(&self, prefix: &str, limit: usize) -> Result<FlagList, StoreError>;
+    /// Clears the flag `key`; returns whether it was set.
+    async fn clear_flag(&self, key: &str) -> Result<bool, StoreError>;
     /// Sends `message` to every subscriber of `channel` (in every instance, with Redis).
     async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError>;
     /// Messages published on `channel` from now on.

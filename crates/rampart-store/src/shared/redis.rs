@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
 use super::gcra::{RateDecision, RateSpec, GCRA_SCRIPT};
-use super::{Channels, SharedState};
+use super::{Channels, Flag, FlagList, SharedState};
 use crate::StoreError;
 
 /// Shared state in Redis.
@@ -22,6 +22,23 @@ pub struct RedisState {
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
+}
+
+/// Keys asked for per `SCAN` step when listing flags.
+const SCAN_COUNT: usize = 500;
+/// Most `SCAN` steps one listing of flags takes (bounds the work on a large keyspace).
+const MAX_SCAN_STEPS: usize = 200;
+
+/// `text` with the glob characters of a `SCAN … MATCH` pattern escaped.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// INCRBY that sets the expiry only when it creates the key, in one atomic step.
@@ -88,6 +105,106 @@ impl SharedState for RedisState {
     async fn flag(&self, key: &str) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         redis::cmd("EXISTS")
+            .arg(self.key(key))
+            .query_async::<i64>(&mut connection)
+            .await
+            .map(|n| n > 0)
+            .map_err(unavailable)
+    }
+
+    async fn flags(&self, prefix: &str, limit: usize) -> Result<FlagList, StoreError> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+        let mut keys: Vec<String> = Vec::new();
+        let mut truncated = false;
+        let mut cursor: u64 = 0;
+        let mut steps = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            for key in found {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            steps += 1;
+            cursor = next;
+            if keys.len() > limit {
+                keys.truncate(limit);
+                truncated = true;
+                break;
+            }
+            if cursor == 0 {
+                break;
+            }
+            if steps == MAX_SCAN_STEPS {
+                truncated = true;
+                break;
+            }
+        }
+        if keys.is_empty() {
+            return Ok(FlagList {
+                items: Vec::new(),
+                truncated,
+            });
+        }
+        // One round trip for every key's remaining time and its server-side clock.
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME");
+        for key in &keys {
+            pipe.cmd("PTTL").arg(key);
+        }
+        let (time, ttls): ((i64, i64), Vec<i64>) = {
+            let mut replies: Vec<redis::Value> = pipe
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            if replies.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "redis: empty pipeline reply".into(),
+                ));
+            }
+            let time =
+                redis::from_redis_value::<(i64, i64)>(&replies.remove(0)).map_err(unavailable)?;
+            let ttls = replies
+                .iter()
+                .map(redis::from_redis_value::<i64>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            (time, ttls)
+        };
+        let now_ms = time.0 * 1000 + time.1 / 1000;
+        let items = keys
+            .into_iter()
+            .zip(ttls)
+            .filter_map(|(key, ttl)| {
+                let key = key.strip_prefix(&self.prefix)?.to_string();
+                match ttl {
+                    -2 => None, // expired since the scan
+                    -1 => Some(Flag {
+                        key,
+                        expires_at: None,
+                    }),
+                    ms => Some(Flag {
+                        key,
+                        expires_at: Some(now_ms + ms),
+                    }),
+                }
+            })
+            .collect();
+        Ok(FlagList { items, truncated })
+    }
+
+    async fn clear_flag(&self, key: &str) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("DEL")
             .arg(self.key(key))
             .query_async::<i64>(&mut connection)
             .await

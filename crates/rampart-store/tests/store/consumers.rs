@@ -24,6 +24,11 @@ async fn create_read_and_conflict(store: Store) {
     assert_eq!(c.version, 1);
     assert_eq!(c.metadata["plan"], "gold");
     assert_eq!(store.consumer(&c.id).await.expect("read"), c);
+    assert_eq!(store.consumer_by_name("billing").await.expect("by name"), c);
+    assert!(matches!(
+        store.consumer_by_name("Billing").await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(matches!(
         store.create_consumer(named("billing")).await,
         Err(StoreError::Conflict(_))
@@ -216,3 +221,61 @@ async fn usage_accumulates_per_consumer_and_period(store: Store) {
     assert_eq!(store.usage(&a.id, "d:2000-01-01").await.expect("usage"), 0);
 }
 both_backends!(usage_accumulates_per_consumer_and_period);
+
+async fn delete_takes_keys_and_usage_with_it(store: Store) {
+    use rampart_store::{ApiKeyStore, NewApiKey};
+    let c = store
+        .create_consumer(named("leaving"))
+        .await
+        .expect("create");
+    let (key, secret) = store
+        .create_key(NewApiKey {
+            consumer_id: c.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("key");
+    assert!(store.verify_key(&secret).await.expect("verify").is_some());
+    store
+        .add_usage(&c.id, "d:2026-01-01", 3)
+        .await
+        .expect("usage");
+    assert!(matches!(
+        store.delete_consumer(&c.id, Some(c.version + 1)).await,
+        Err(StoreError::VersionMismatch)
+    ));
+    let (before, keys) = store
+        .delete_consumer(&c.id, Some(c.version))
+        .await
+        .expect("delete");
+    assert_eq!(before, c);
+    assert_eq!(keys, 1);
+    assert!(matches!(
+        store.consumer(&c.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.key(&key.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.verify_key(&secret).await.expect("verify").is_none());
+    assert!(matches!(
+        store.delete_consumer(&c.id, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Counts flushed after the deletion are dropped, not an error retried forever.
+    assert_eq!(
+        store
+            .add_usage(&c.id, "d:2026-01-01", 1)
+            .await
+            .expect("usage"),
+        0
+    );
+    assert_eq!(store.usage(&c.id, "d:2026-01-01").await.expect("usage"), 0);
+    // The name is free again.
+    store
+        .create_consumer(named("leaving"))
+        .await
+        .expect("again");
+}
+both_backends!(delete_takes_keys_and_usage_with_it);

@@ -87,6 +87,61 @@ async fn flags_are_set_and_expire<S: SharedState>(state: Arc<S>) {
 }
 both_states!(flags_are_set_and_expire);
 
+async fn flags_are_listed_by_prefix_and_cleared<S: SharedState>(state: Arc<S>) {
+    assert_eq!(state.flags("ban:", 10).await.expect("list").items, vec![]);
+    let before = rampart_store::now_ms();
+    for ip in ["10.0.0.1", "10.0.0.2", "2001:db8::1"] {
+        state
+            .set_flag(&format!("ban:{ip}"), Duration::from_secs(60))
+            .await
+            .expect("set");
+    }
+    state
+        .set_flag("other:10.0.0.1", Duration::from_secs(60))
+        .await
+        .expect("set");
+    state
+        .incr("ban-counter", 1, Duration::from_secs(60))
+        .await
+        .expect("incr");
+    let list = state.flags("ban:", 10).await.expect("list");
+    assert!(!list.truncated);
+    let mut keys: Vec<_> = list.items.iter().map(|f| f.key.clone()).collect();
+    keys.sort();
+    assert_eq!(keys, ["ban:10.0.0.1", "ban:10.0.0.2", "ban:2001:db8::1"]);
+    for flag in &list.items {
+        let expires_at = flag.expires_at.expect("expiry");
+        assert!(
+            expires_at >= before + 59_000 && expires_at <= rampart_store::now_ms() + 61_000,
+            "{flag:?}"
+        );
+    }
+    // Bounded: at most `limit`, and the list says so.
+    let bounded = state.flags("ban:", 2).await.expect("list");
+    assert_eq!(bounded.items.len(), 2);
+    assert!(bounded.truncated);
+    // Glob characters in a prefix are literal.
+    assert!(state
+        .flags("ban*", 10)
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+    // Clearing says whether the flag was set.
+    assert!(state.clear_flag("ban:10.0.0.1").await.expect("clear"));
+    assert!(!state.clear_flag("ban:10.0.0.1").await.expect("clear"));
+    assert!(!state.flag("ban:10.0.0.1").await.expect("flag"));
+    assert_eq!(state.flags("ban:", 10).await.expect("list").items.len(), 2);
+    // An expired flag is not listed.
+    state
+        .set_flag("ban:10.0.0.9", Duration::from_millis(100))
+        .await
+        .expect("set");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(state.flags("ban:", 10).await.expect("list").items.len(), 2);
+}
+both_states!(flags_are_listed_by_prefix_and_cleared);
+
 async fn published_messages_reach_subscribers<S: SharedState>(state: Arc<S>) {
     let mut first = state.subscribe("invalidate").await.expect("subscribe");
     let mut second = state.subscribe("invalidate").await.expect("subscribe");
