@@ -10,6 +10,7 @@ use rampart_proxy::phase::{Guard, GuardCheck, RequestContext, Verdict};
 use rampart_proxy::{ErrorKind, ProxyError};
 use rampart_store::{AuditEvent, AuditSink, SharedState};
 use rampart_telemetry::Metrics;
+use tokio::sync::broadcast::error::RecvError;
 
 /// How long this instance trusts its own answer to "is this client banned?" before
 /// asking the shared state again (bounds how late a ban from another instance applies).
@@ -27,6 +28,47 @@ impl BanCache {
                 .time_to_live(BAN_CACHE_TTL)
                 .build(),
         )
+    }
+}
+
+impl BanCache {
+    /// Forgets the cached answer for a client whenever the lifting of its ban is
+    /// announced (by any instance): `ban:<ip>` on the invalidation channel.
+    pub fn listen_for_invalidations(self: &Arc<Self>, shared: Arc<dyn SharedState>) {
+        let cache = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let mut messages = match shared.subscribe(rampart_store::INVALIDATION_CHANNEL).await
+                {
+                    Ok(rx) => rx,
+                    Err(e) => {
+                        tracing::warn!("cannot subscribe to ban invalidations (retrying): {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    let message = messages.recv().await;
+                    let Some(cache) = cache.upgrade() else {
+                        return;
+                    };
+                    match message {
+                        Ok(text) => {
+                            let ip = text
+                                .strip_prefix(rampart_store::BAN_PREFIX)
+                                .and_then(|ip| ip.parse::<IpAddr>().ok());
+                            if let Some(ip) = ip {
+                                cache.0.invalidate(&ip);
+                            }
+                        }
+                        // A missed message may have been a lifted ban: forget them all.
+                        Err(RecvError::Lagged(_)) => cache.0.invalidate_all(),
+                        Err(RecvError::Closed) => break,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
     }
 }
 
@@ -59,7 +101,7 @@ impl HoneypotGuard {
         ctx: &mut RequestContext,
     ) -> Result<(), ProxyError> {
         let ip = ctx.client_ip;
-        let key = format!("ban:{ip}");
+        let key = format!("{}{ip}", rampart_store::BAN_PREFIX);
         let banned = match self.bans.0.get(&ip) {
             Some(banned) => banned,
             None => match self.shared.flag(&key).await {

@@ -70,6 +70,8 @@ impl Guards {
     ) -> Result<Self, rampart_crypto::CryptoError> {
         let keys = Arc::new(KeyCache::new(Arc::new(store.clone()), KEY_CACHE_TTL));
         keys.listen_for_invalidations(Arc::clone(&shared));
+        let bans = Arc::new(BanCache::new());
+        bans.listen_for_invalidations(Arc::clone(&shared));
         Ok(Self {
             keys,
             limiter: shared,
@@ -82,7 +84,7 @@ impl Guards {
                 open_for: Duration::from_secs(1),
                 half_open_probes: 1,
             }))),
-            bans: Arc::new(BanCache::new()),
+            bans,
             usage: UsageCounter::start(Arc::new(store)),
             assertion_key: Arc::new(SigningKey::generate()?),
             audit: None,

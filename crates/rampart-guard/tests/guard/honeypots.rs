@@ -73,3 +73,39 @@ async fn a_ban_is_shared_through_redis() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(get(second.addr, "/", &[]).await.status, 403);
 }
+
+#[tokio::test]
+async fn a_lifted_ban_ends_at_once_on_every_instance() {
+    let Ok(url) = std::env::var("RAMPART_TEST_REDIS_URL") else {
+        eprintln!("SKIPPED (Redis): RAMPART_TEST_REDIS_URL is not set");
+        return;
+    };
+    let prefix = format!("rampart-unban-test:{}:", unique_suffix());
+    let up = mirror().await;
+    let a: Arc<dyn SharedState> = RedisState::connect(&url, &prefix).await.expect("redis");
+    let b: Arc<dyn SharedState> = RedisState::connect(&url, &prefix).await.expect("redis");
+    let first = gateway_with(store().await, Arc::clone(&a), up, TOP, ROUTES).await;
+    let second = gateway_with(store().await, b, up, TOP, ROUTES).await;
+    assert_eq!(get(first.addr, "/.env", &[]).await.status, 403);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Both instances now hold "banned" in their caches for a second.
+    assert_eq!(get(first.addr, "/", &[]).await.status, 403);
+    assert_eq!(get(second.addr, "/", &[]).await.status, 403);
+    let lifted_at = std::time::Instant::now();
+    assert!(a.clear_flag("ban:127.0.0.1").await.expect("clear"));
+    a.publish(rampart_store::INVALIDATION_CHANNEL, "ban:127.0.0.1")
+        .await
+        .expect("publish");
+    for setup in [&first, &second] {
+        loop {
+            if get(setup.addr, "/", &[]).await.status == 200 {
+                break;
+            }
+            assert!(
+                lifted_at.elapsed() < std::time::Duration::from_millis(700),
+                "the cached ban outlived the announcement"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
