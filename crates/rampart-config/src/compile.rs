@@ -732,6 +732,10 @@ impl Compiler {
                 "builtin:echo targets only take protocol = \"http1\"",
             );
         }
+        let tls = match &u.tls {
+            Some(t) => self.key("tls", |cx| cx.upstream_tls(t, &targets)),
+            None => UpstreamTls::default(),
+        };
         Some(Upstream {
             name: name.to_string(),
             targets,
@@ -746,7 +750,157 @@ impl Compiler {
             breaker,
             max_concurrent_requests,
             retry_budget,
+            tls,
         })
+    }
+
+    /// An upstream's TLS settings, with its files read and checked: the CA file must
+    /// hold certificates, the client key must load and belong to the client certificate.
+    fn upstream_tls(&mut self, t: &UpstreamTlsInput, targets: &[Target]) -> UpstreamTls {
+        let https = targets.iter().any(|target| {
+            matches!(&target.endpoint, Endpoint::Http { scheme, .. } if *scheme == Scheme::HTTPS)
+        });
+        if !https && !targets.is_empty() {
+            self.error("only used with https targets, and none of this pool's targets is https");
+        }
+        let roots = t.ca_file.as_deref().and_then(|file| {
+            self.key("ca_file", |cx| {
+                let certs = cx.pem_certificates(file)?;
+                let path = cx.file(file);
+                let mut store = rustls::RootCertStore::empty();
+                for (i, cert) in certs.iter().enumerate() {
+                    if let Err(e) = store.add(cert.clone()) {
+                        cx.error(format!(
+                            "{}: certificate {} cannot be a trusted root ({e})",
+                            path.display(),
+                            i + 1
+                        ));
+                        return None;
+                    }
+                }
+                Some(certs)
+            })
+        });
+        let server_name = t.server_name.as_deref().and_then(|name| {
+            let bare = name
+                .strip_prefix('[')
+                .and_then(|n| n.strip_suffix(']'))
+                .unwrap_or(name);
+            match rustls_pki_types::ServerName::try_from(bare.to_ascii_lowercase()) {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    self.error_at(
+                        "server_name",
+                        format!("{name:?} is not a DNS name or an IP address ({e})"),
+                    );
+                    None
+                }
+            }
+        });
+        let client_auth = match (t.client_cert.as_deref(), t.client_key.as_deref()) {
+            (None, None) => None,
+            (Some(_), None) => {
+                self.error_at(
+                    "client_cert",
+                    "client_cert needs client_key, the file with its private key",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.error_at(
+                    "client_key",
+                    "client_key needs client_cert, the file with the certificate it belongs to",
+                );
+                None
+            }
+            (Some(cert), Some(key)) => {
+                let chain = self.key("client_cert", |cx| cx.pem_certificates(cert));
+                let key = self.key("client_key", |cx| cx.pem_private_key(key));
+                match (chain, key) {
+                    (Some(chain), Some(key)) => self.key("client_key", |cx| {
+                        let provider = rustls::crypto::ring::default_provider();
+                        match rustls::sign::CertifiedKey::from_der(
+                            chain.clone(),
+                            key.clone_key(),
+                            &provider,
+                        ) {
+                            Ok(_) => Some(ClientAuth {
+                                chain,
+                                key: Arc::new(key),
+                            }),
+                            Err(e) => {
+                                cx.error(format!(
+                                    "{}: not a usable key for client_cert ({e})",
+                                    cx.file(t.client_key.as_deref().unwrap_or_default())
+                                        .display()
+                                ));
+                                None
+                            }
+                        }
+                    }),
+                    _ => None,
+                }
+            }
+        };
+        UpstreamTls {
+            roots,
+            server_name,
+            client_auth,
+        }
+    }
+
+    /// Reads the certificates of a PEM file (relative to the config file); an error at
+    /// the current key names the file when it cannot be read or holds none.
+    fn pem_certificates(
+        &mut self,
+        file: &str,
+    ) -> Option<Vec<rustls_pki_types::CertificateDer<'static>>> {
+        use rustls_pki_types::pem::PemObject;
+        let path = self.file(file);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.error(format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let certs: Result<Vec<_>, _> =
+            rustls_pki_types::CertificateDer::pem_slice_iter(&bytes).collect();
+        match certs {
+            Ok(certs) if !certs.is_empty() => Some(certs),
+            Ok(_) => {
+                self.error(format!("{}: no PEM certificate found", path.display()));
+                None
+            }
+            Err(e) => {
+                self.error(format!("{}: invalid PEM ({e})", path.display()));
+                None
+            }
+        }
+    }
+
+    /// Reads the private key of a PEM file (relative to the config file); an error at
+    /// the current key names the file when it cannot be read or holds none.
+    fn pem_private_key(&mut self, file: &str) -> Option<rustls_pki_types::PrivateKeyDer<'static>> {
+        use rustls_pki_types::pem::PemObject;
+        let path = self.file(file);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.error(format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        match rustls_pki_types::PrivateKeyDer::from_pem_slice(&bytes) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                self.error(format!(
+                    "{}: no usable PEM private key found ({e})",
+                    path.display()
+                ));
+                None
+            }
+        }
     }
 
     fn target(&mut self, t: &TargetInput) -> Option<Target> {

@@ -221,6 +221,32 @@ pub struct UpstreamInput {
     pub max_concurrent_requests: Option<usize>,
     /// Retry budget for retries sent to this pool.
     pub retry_budget: Option<RetryBudgetInput>,
+    /// TLS to this pool's `https` targets (HTTP/1.1 and HTTP/2 alike, health checks
+    /// included): a private CA, the name to verify, a client certificate. Without it
+    /// the web PKI roots are trusted and each target's host is verified. Verification
+    /// cannot be turned off. The files are read when the config is loaded (and again on
+    /// each reload, which rebuilds the pool's connections when they changed).
+    pub tls: Option<UpstreamTlsInput>,
+}
+
+/// TLS settings for an upstream's `https` targets (TLS 1.2 and 1.3 only).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsInput {
+    /// PEM file with the CA certificates to trust, relative to this file. When given,
+    /// these are the only roots trusted for this pool (the web PKI roots are not), so a
+    /// private CA cannot be bypassed by a public one. Default: the web PKI roots.
+    pub ca_file: Option<String>,
+    /// The name verified in the target's certificate and sent as SNI, for every target
+    /// of the pool: a DNS name or an IP address (then an IP address SAN is verified).
+    /// Default: each target's own host.
+    pub server_name: Option<String>,
+    /// PEM file with the client certificate chain (leaf first) presented to targets
+    /// that ask for one (mutual TLS), relative to this file. Needs `client_key`.
+    pub client_cert: Option<String>,
+    /// PEM file with the client certificate's private key (PKCS#8, PKCS#1 or SEC1),
+    /// relative to this file. Needs `client_cert`.
+    pub client_key: Option<String>,
 }
 
 /// A target in a pool: a URL string, or a table with a weight.

@@ -12,6 +12,7 @@ use http::Method;
 use ipnet::IpNet;
 use rampart_resilience::{Backoff, BreakerSettings, OutlierSettings, RetryBudgetSettings};
 use regex::Regex;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// A complete, valid config.
 #[derive(Debug, Clone)]
@@ -240,6 +241,29 @@ pub struct Upstream {
     pub max_concurrent_requests: usize,
     /// Retry budget.
     pub retry_budget: RetryBudgetSettings,
+    /// TLS to the `https` targets.
+    pub tls: UpstreamTls,
+}
+
+/// TLS to an upstream's `https` targets, with the files' contents (read when the
+/// config was compiled, so a reload with changed files compares unequal).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// The only roots trusted (from `ca_file`); `None`: the web PKI roots.
+    pub roots: Option<Vec<CertificateDer<'static>>>,
+    /// The name verified and sent as SNI; `None`: each target's host.
+    pub server_name: Option<ServerName<'static>>,
+    /// The client certificate presented to targets asking for one.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A client certificate chain and its private key (checked to belong together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key (its `Debug` shows no key material).
+    pub key: Arc<PrivateKeyDer<'static>>,
 }
 
 /// One target.

@@ -305,6 +305,160 @@ match = { path_prefix = "/a%2fb" }
     assert!(message("routes[1].match.path_prefix").contains("never match"));
 }
 
+/// A CA, a client certificate it signed and its key, and a second key, written to a
+/// fresh directory with some broken files beside them.
+fn tls_files() -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-config-tls-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).expect("ca");
+    let client_key = KeyPair::generate().expect("key");
+    let client = CertificateParams::new(vec!["gateway.internal".to_string()])
+        .expect("params")
+        .signed_by(&client_key, &ca, &ca_key)
+        .expect("leaf");
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write");
+    write("ca.pem", &ca.pem());
+    write("client.pem", &client.pem());
+    write("client.key", &client_key.serialize_pem());
+    write(
+        "other.key",
+        &KeyPair::generate().expect("key").serialize_pem(),
+    );
+    write("empty.pem", "no PEM here\n");
+    write(
+        "garbled.pem",
+        "-----BEGIN CERTIFICATE-----\n@@@ not base64 @@@\n-----END CERTIFICATE-----\n",
+    );
+    dir
+}
+
+fn with_upstreams(upstreams: &str) -> String {
+    format!("[[listeners]]\naddress = \"127.0.0.1:1\"\n{upstreams}\n[[routes]]\nupstream = \"a\"\n")
+}
+
+#[test]
+fn upstream_tls_files_are_read_relative_to_the_config_file() {
+    let dir = tls_files();
+    let source = with_upstreams(
+        r#"
+[upstreams.a]
+targets = ["https://10.0.0.1:8443", "http://10.0.0.2:8080"]
+tls = { ca_file = "ca.pem", server_name = "api.internal", client_cert = "client.pem", client_key = "client.key" }
+[upstreams.b]
+targets = ["https://[::1]:8443"]
+protocol = "http2"
+tls = { server_name = "[::1]" }
+"#,
+    );
+    let config = compile_str(&source, &dir).unwrap_or_else(|e| panic!("{e}"));
+    let a = &config.upstreams["a"].tls;
+    assert_eq!(a.roots.as_ref().map(Vec::len), Some(1));
+    assert_eq!(
+        a.server_name.as_ref().map(|n| n.to_str().into_owned()),
+        Some("api.internal".to_string())
+    );
+    assert_eq!(a.client_auth.as_ref().map(|c| c.chain.len()), Some(1));
+    let b = &config.upstreams["b"].tls;
+    assert!(b.roots.is_none(), "without ca_file: the web PKI roots");
+    assert_eq!(
+        b.server_name.as_ref().map(|n| n.to_str().into_owned()),
+        Some("::1".to_string())
+    );
+    assert!(b.client_auth.is_none());
+    assert!(
+        !format!("{a:?}")
+            .contains(&std::fs::read_to_string(dir.join("client.key")).expect("key")[40..80]),
+        "the key is not printed"
+    );
+
+    // The files' contents take part in the pool's equality, so a reload with a new
+    // CA in the same file builds new connections.
+    let again = compile_str(&source, &dir).expect("valid");
+    assert_eq!(config.upstreams["a"], again.upstreams["a"]);
+    std::fs::copy(dir.join("client.pem"), dir.join("ca.pem")).expect("copy");
+    let changed = compile_str(&source, &dir).expect("valid");
+    assert_ne!(config.upstreams["a"], changed.upstreams["a"]);
+    assert_eq!(config.upstreams["b"], changed.upstreams["b"]);
+}
+
+#[test]
+fn upstream_tls_errors_name_the_key_and_the_file() {
+    let dir = tls_files();
+    let source = with_upstreams(
+        r#"
+[upstreams.a]
+targets = ["https://10.0.0.1"]
+tls = { ca_file = "missing.pem" }
+[upstreams.b]
+targets = ["https://10.0.0.1"]
+tls = { client_key = "client.key" }
+[upstreams.c]
+targets = ["https://10.0.0.1"]
+tls = { client_cert = "client.pem" }
+[upstreams.d]
+targets = ["https://10.0.0.1"]
+tls = { ca_file = "garbled.pem", client_cert = "empty.pem", client_key = "ca.pem" }
+[upstreams.e]
+targets = ["https://10.0.0.1"]
+tls = { client_cert = "client.pem", client_key = "other.key", server_name = "not a name" }
+[upstreams.f]
+targets = ["http://10.0.0.1"]
+tls = { ca_file = "ca.pem" }
+[upstreams.g]
+targets = ["https://10.0.0.1"]
+tls = { ca_file = "ca.pem", verify = false }
+"#,
+    );
+    let errors = compile_str(&source, &dir).expect_err("invalid").errors;
+    let found: Vec<(String, String)> = errors
+        .iter()
+        .map(|e| (e.path.clone(), e.message.clone()))
+        .collect();
+    let expect = [
+        ("upstreams.a.tls.ca_file", "cannot read "),
+        ("upstreams.a.tls.ca_file", "missing.pem"),
+        ("upstreams.b.tls.client_key", "needs client_cert"),
+        ("upstreams.c.tls.client_cert", "needs client_key"),
+        ("upstreams.d.tls.ca_file", "garbled.pem: invalid PEM"),
+        (
+            "upstreams.d.tls.client_cert",
+            "empty.pem: no PEM certificate found",
+        ),
+        (
+            "upstreams.d.tls.client_key",
+            "ca.pem: no usable PEM private key",
+        ),
+        (
+            "upstreams.e.tls.client_key",
+            "other.key: not a usable key for client_cert",
+        ),
+        (
+            "upstreams.e.tls.server_name",
+            "not a DNS name or an IP address",
+        ),
+        ("upstreams.f.tls", "only used with https targets"),
+        ("upstreams.g.tls.verify", "unknown field `verify`"),
+    ];
+    for (path, message) in expect {
+        assert!(
+            found.iter().any(|(p, m)| p == path && m.contains(message)),
+            "missing {path}: {message} in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expect.len() - 1, "{found:#?}");
+    assert!(
+        errors.iter().all(|e| e.position.is_some()),
+        "every error has a line: {errors:#?}"
+    );
+}
+
 #[test]
 fn a_broken_entry_is_reported_once_without_follow_on_errors() {
     let source = r#"

@@ -15,15 +15,17 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
-use rampart_config::{Balance, Endpoint, Protocol, Upstream};
+use rampart_config::{Balance, Endpoint, Protocol, Upstream, UpstreamTls};
 use rampart_resilience::{
     Admission, AttemptOutcome, BreakerState, Bulkhead, CircuitBreaker, OutlierDetector, RetryBudget,
 };
 use rampart_telemetry::{Metrics, TargetLabels};
+use rustls_pki_types::ServerName;
 
 use crate::body::{empty, BoxError, ProxyBody};
 pub use crate::h1::client::Outbound;
 use crate::h1::client::{ConnectTo, SendError, TargetClient};
+use crate::tls::upstream_client_config;
 
 /// hyper's client for one HTTP/2 target.
 type Http2Client = Client<TargetConnector, ProxyBody>;
@@ -150,20 +152,31 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// TLS settings for HTTP/1.1 targets: the web PKI roots, ALPN `http/1.1`.
-fn http1_tls() -> Option<tokio_rustls::TlsConnector> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .ok()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+/// TLS settings for a pool's HTTP/1.1 targets: its [`UpstreamTls`], ALPN `http/1.1`.
+fn http1_tls(tls: &UpstreamTls) -> Result<tokio_rustls::TlsConnector, rustls::Error> {
+    let config = upstream_client_config(tls, &[b"http/1.1"])?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Logs TLS settings that could not be made into a client config: the pool's `https`
+/// targets then fail to connect. The config step checks the same settings, so this
+/// takes a change in what the TLS library accepts.
+fn unusable_tls(config: &Upstream, error: &rustls::Error) {
+    tracing::error!(upstream = %config.name, %error, "the upstream's TLS settings are unusable; its https targets cannot be reached");
+}
+
+/// The name a target's certificate is verified against and sent as SNI: the pool's
+/// `server_name`, else the target's host (an IP address verifies an IP SAN).
+fn server_name(tls: &UpstreamTls, host: &str) -> Option<ServerName<'static>> {
+    match &tls.server_name {
+        Some(name) => Some(name.clone()),
+        None => ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .ok(),
+    }
 }
 
 /// Builds the transport for a pool's protocol, targets and timeouts.
@@ -172,7 +185,7 @@ fn build_transport(config: &Upstream, targets: &[TargetSlot]) -> Transport {
         let tls = targets
             .iter()
             .any(|t| matches!(&t.endpoint, Endpoint::Http { scheme, .. } if scheme == &http::uri::Scheme::HTTPS))
-            .then(http1_tls)
+            .then(|| http1_tls(&config.tls).inspect_err(|e| unusable_tls(config, e)).ok())
             .flatten();
         let clients = targets
             .iter()
@@ -186,13 +199,7 @@ fn build_transport(config: &Upstream, targets: &[TargetSlot]) -> Transport {
                 let connect = ConnectTo {
                     authority: format!("{host}:{port}"),
                     tls: if https {
-                        let name = rustls_pki_types::ServerName::try_from(
-                            host.trim_start_matches('[')
-                                .trim_end_matches(']')
-                                .to_string(),
-                        )
-                        .ok()?;
-                        Some((tls.clone()?, name))
+                        Some((tls.clone()?, server_name(&config.tls, host)?))
                     } else {
                         None
                     },
@@ -212,15 +219,23 @@ fn build_transport(config: &Upstream, targets: &[TargetSlot]) -> Transport {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(config.connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
+    let tls = match upstream_client_config(&config.tls, &[]) {
+        Ok(tls) => tls,
+        Err(e) => {
+            unusable_tls(config, &e);
+            return Transport::Http2(targets.iter().map(|_| None).collect());
+        }
+    };
+    // hyper-rustls sets the ALPN protocols (h2, http/1.1) itself.
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .unwrap_or_else(|_| {
-            // The ring provider always supports the default protocol versions.
-            unreachable!("ring provider supports TLS 1.2 and 1.3")
-        })
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(http);
+        .with_tls_config(tls)
+        .https_or_http();
+    let builder = match &config.tls.server_name {
+        Some(name) => builder
+            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name.clone())),
+        None => builder,
+    };
+    let builder = builder.enable_all_versions().wrap_connector(http);
     let mut client = Client::builder(TokioExecutor::new());
     client
         .pool_idle_timeout(config.pool_idle_timeout)

@@ -1,4 +1,5 @@
-//! TLS termination: certificates chosen by SNI, reloaded when their files change.
+//! TLS termination: certificates chosen by SNI, reloaded when their files change;
+//! and the TLS client settings for an upstream's `https` targets.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,7 +7,8 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use rampart_config::Tls;
+use rampart_config::{Tls, UpstreamTls};
+use rustls::client::ClientConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -175,4 +177,36 @@ impl ResolvesServerCert for CertStore {
             .or_else(|| entries.first())
             .map(|e| Arc::clone(&e.key))
     }
+}
+
+/// The TLS client settings for an upstream's `https` targets (TLS 1.2 and 1.3, always
+/// verifying the target's certificate): the roots of its `ca_file` only, or else the
+/// web PKI roots; its client certificate, if any; the ALPN protocols offered. Fails
+/// only on settings the config step would have refused.
+pub fn upstream_client_config(
+    tls: &UpstreamTls,
+    alpn: &[&[u8]],
+) -> Result<ClientConfig, rustls::Error> {
+    let roots = match &tls.roots {
+        Some(certs) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs {
+                roots.add(cert.clone())?;
+            }
+            roots
+        }
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+    };
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_root_certificates(roots);
+    let mut config = match &tls.client_auth {
+        Some(auth) => builder.with_client_auth_cert(auth.chain.clone(), auth.key.clone_key())?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
 }

@@ -12,3 +12,4 @@ mod protocols;
 mod resilience;
 mod routing;
 mod tracing;
+mod upstream_tls;
