@@ -188,7 +188,6 @@ struct Broken {
     route_entries: usize,
 }
 
-
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "admin",
@@ -279,7 +278,9 @@ impl Compiler {
                     self.broken.listener_entries = entries - input.listeners.len();
                     for listener in &input.listeners {
                         let name = listener.name.clone();
-                        self.broken.listeners.remove(name.as_deref().unwrap_or_default());
+                        self.broken
+                            .listeners
+                            .remove(name.as_deref().unwrap_or_default());
                     }
                 }
                 "routes" => {
@@ -287,7 +288,6 @@ impl Compiler {
                     input.routes = self.each_in_array(value);
                     self.broken.route_entries = entries - input.routes.len();
                 }
-
                 "upstreams" => match value {
                     toml::Value::Table(t) => {
                         for (name, v) in t {
@@ -1078,23 +1078,42 @@ impl Compiler {
         let response_headers = self.key("response_headers", |cx| {
             cx.header_ops(r.response_headers.as_ref())
         });
-        let (per_try_timeout, total_timeout) = self.key("timeouts", |cx| {
-            let t = r.timeouts.as_ref();
-            let per_try = cx.duration(
-                "per_try",
-                t.and_then(|t| t.per_try.as_deref()),
-                Duration::from_secs(15),
-            );
-            let total = cx.duration(
-                "total",
-                t.and_then(|t| t.total.as_deref()),
-                Duration::from_secs(30),
-            );
-            if per_try > total {
-                cx.error_at("per_try", "is longer than `total`");
-            }
-            (per_try, total)
-        });
+        let (per_try_timeout, total_timeout, upstream_body_idle, client_write_timeout) =
+            self.key("timeouts", |cx| {
+                let t = r.timeouts.as_ref();
+                let per_try = cx.duration(
+                    "per_try",
+                    t.and_then(|t| t.per_try.as_deref()),
+                    Duration::from_secs(15),
+                );
+                let total = cx.duration(
+                    "total",
+                    t.and_then(|t| t.total.as_deref()),
+                    Duration::from_secs(30),
+                );
+                if per_try > total {
+                    cx.error_at("per_try", "is longer than `total`");
+                }
+                let body_idle = cx.duration(
+                    "upstream_body_idle",
+                    t.and_then(|t| t.upstream_body_idle.as_deref()),
+                    DEFAULT_UPSTREAM_BODY_IDLE,
+                );
+                let client_write = cx.duration(
+                    "client_write",
+                    t.and_then(|t| t.client_write.as_deref()),
+                    DEFAULT_CLIENT_WRITE_TIMEOUT,
+                );
+                for (key, value) in [
+                    ("upstream_body_idle", body_idle),
+                    ("client_write", client_write),
+                ] {
+                    if value.is_zero() {
+                        cx.error_at(key, "must be longer than 0");
+                    }
+                }
+                (per_try, total, body_idle, client_write)
+            });
         let retry = self.key("retry", |cx| cx.retry(r.retry.as_ref()));
         let fallback = r
             .fallback
@@ -1126,6 +1145,8 @@ impl Compiler {
             response_headers,
             per_try_timeout,
             total_timeout,
+            upstream_body_idle,
+            client_write_timeout,
             retry,
             fallback,
             max_concurrent_requests: r.max_concurrent_requests,
@@ -1371,7 +1392,10 @@ impl Compiler {
             if !dir.join("rules").is_dir() {
                 self.error_at(
                     "crs",
-                    format!("{} is not an OWASP CRS directory (no rules/ in it)", dir.display()),
+                    format!(
+                        "{} is not an OWASP CRS directory (no rules/ in it)",
+                        dir.display()
+                    ),
                 );
                 return None;
             }

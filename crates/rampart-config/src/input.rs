@@ -722,6 +722,21 @@ pub struct TimeoutsInput {
     pub per_try: Option<DurationText>,
     /// Time for the whole request across attempts and backoff. Default `"30s"`.
     pub total: Option<DurationText>,
+    /// Once the response head has arrived, the longest the upstream may send nothing
+    /// of the body (measured between two reads, not over the whole body, like nginx's
+    /// `proxy_read_timeout`). Past it the client's response is cut off as incomplete
+    /// (HTTP/1.1: the connection closes before the body's end; HTTP/2: the stream is
+    /// reset), the upstream connection is closed, not reused, and the access log's
+    /// `error` is `upstream-body-timeout`. A stream that may pause longer (server-sent
+    /// events without heartbeats) needs a longer value. Default `"60s"`.
+    pub upstream_body_idle: Option<DurationText>,
+    /// The longest a write of the response to the client may make no progress
+    /// (measured between two writes that moved bytes, like nginx's `send_timeout`).
+    /// Past it the client connection is closed and the upstream exchange dropped (its
+    /// connection is not reused); the access log's `error` is `client-write-timeout`.
+    /// Applies to HTTP/1.1 clients (an HTTP/2 response waits on the client's
+    /// flow-control window, which it does not bound). Default `"60s"`.
+    pub client_write: Option<DurationText>,
 }
 
 /// Retry policy.

@@ -357,6 +357,17 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
 }
 
+/// A route's `timeouts.upstream_body_idle` when it sets none: nginx's
+/// `proxy_read_timeout`. Long enough for a backend that streams slowly or sends a
+/// heartbeat every 15 to 30 s, short enough that a stalled one does not hold a client
+/// (and a pooled connection) for minutes.
+pub const DEFAULT_UPSTREAM_BODY_IDLE: Duration = Duration::from_secs(60);
+
+/// A route's `timeouts.client_write` when it sets none: nginx's `send_timeout`. A
+/// client on a poor mobile link stalls for seconds, not a minute; one that reads
+/// nothing for 60 s has gone or is holding the connection on purpose.
+pub const DEFAULT_CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -380,6 +391,10 @@ pub struct Route {
     pub per_try_timeout: Duration,
     /// Whole-request timeout.
     pub total_timeout: Duration,
+    /// Longest pause of the upstream within a response body.
+    pub upstream_body_idle: Duration,
+    /// Longest a write to the client may make no progress.
+    pub client_write_timeout: Duration,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// What to answer while the breaker is open.

@@ -498,3 +498,35 @@ upstream = "missing"
     );
     assert!(errors[3].message.contains("\"missing\""), "{errors:?}");
 }
+
+#[test]
+fn stream_timeouts_have_defaults_and_must_be_positive() {
+    let config = compile_str(VALID, Path::new("/etc/rampart")).expect("valid");
+    let api = &config.routes[1];
+    assert_eq!(
+        api.upstream_body_idle,
+        rampart_config::DEFAULT_UPSTREAM_BODY_IDLE
+    );
+    assert_eq!(
+        api.client_write_timeout,
+        rampart_config::DEFAULT_CLIENT_WRITE_TIMEOUT
+    );
+    let set = VALID.replace(
+        r#"timeouts = { per_try = "2s", total = "5s" }"#,
+        r#"timeouts = { per_try = "2s", total = "5s", upstream_body_idle = "5m", client_write = "10s" }"#,
+    );
+    let config = compile_str(&set, Path::new("/etc/rampart")).expect("valid");
+    assert_eq!(config.routes[1].upstream_body_idle.as_secs(), 300);
+    assert_eq!(config.routes[1].client_write_timeout.as_secs(), 10);
+    let zero = VALID.replace(
+        r#"timeouts = { per_try = "2s", total = "5s" }"#,
+        r#"timeouts = { upstream_body_idle = "0s", client_write = "0s" }"#,
+    );
+    let errors = compile_str(&zero, Path::new("/etc/rampart"))
+        .expect_err("zero refused")
+        .to_string();
+    assert!(
+        errors.contains("upstream_body_idle") && errors.contains("client_write"),
+        "{errors}"
+    );
+}

@@ -236,6 +236,8 @@ pub(crate) async fn forward_parts(
         } else {
             0
         },
+        repeatable: retry.non_idempotent || is_idempotent(&outgoing.method),
+        body_idle: config.upstream_body_idle,
         retry,
         per_try: config.per_try_timeout,
         deadline,
@@ -471,6 +473,12 @@ async fn choose_body(
 struct AttemptPlan<'a> {
     /// Retries allowed after the first attempt.
     retries: u32,
+    /// The route may send this request again after it may have reached the upstream:
+    /// its method is idempotent, or the route retries non-idempotent ones too.
+    /// Otherwise it goes again only when it certainly never reached the upstream.
+    repeatable: bool,
+    /// Longest pause of the upstream within a response body.
+    body_idle: Duration,
     retry: &'a RetryPolicy,
     per_try: Duration,
     /// When the route's total timeout runs out.
@@ -615,11 +623,15 @@ async fn attempt_pool(
         );
         drop(retry_permit.take());
 
+        // A request that reached the upstream goes again only when the route may
+        // repeat it; one that never did (a failed connect) whatever its method.
         let wants_retry = match &result {
-            Ok(response) => retry.on_status.contains(&response.status().as_u16()),
+            Ok(response) => {
+                plan.repeatable && retry.on_status.contains(&response.status().as_u16())
+            }
             Err(e) => match e.kind {
                 ErrorKind::UpstreamConnect => retry.on_connect_failure,
-                ErrorKind::UpstreamTimeout => retry.on_timeout,
+                ErrorKind::UpstreamTimeout => plan.repeatable && retry.on_timeout,
                 ErrorKind::UpstreamProtocol => e.retryable,
                 _ => false,
             },
@@ -676,7 +688,7 @@ async fn send(
             total_timeout(plan.total)
         }
     };
-    let Some(request_body) = body.take() else {
+    let Some(mut request_body) = body.take() else {
         return Err(ProxyError::new(
             ErrorKind::Internal,
             "streamed body already sent",
@@ -710,25 +722,49 @@ async fn send(
             }
         }
         Endpoint::Http { .. } => {
-            let sent = pool.send(
-                target,
-                crate::pool::Outbound {
-                    method: &outgoing.method,
-                    path_and_query: &outgoing.path_and_query,
-                    host,
-                    headers,
-                    added,
-                    te_trailers: outgoing.te_trailers,
-                    upgrade: outgoing.upgrade,
-                    body: request_body,
-                    response_fields: outgoing.response_fields,
-                    now,
-                    deadline,
-                    passed,
-                },
-            );
-            // The client enforces the deadline (a timer per connection, not per request).
-            match sent.await {
+            let mut fresh = false;
+            let sent = loop {
+                let sent = pool
+                    .send(
+                        target,
+                        crate::pool::Outbound {
+                            method: &outgoing.method,
+                            path_and_query: &outgoing.path_and_query,
+                            host,
+                            headers,
+                            added,
+                            te_trailers: outgoing.te_trailers,
+                            upgrade: outgoing.upgrade,
+                            body: request_body,
+                            response_fields: outgoing.response_fields,
+                            now,
+                            deadline,
+                            body_idle: plan.body_idle,
+                            fresh,
+                            passed: &mut *passed,
+                        },
+                    )
+                    // The client enforces the deadline (a timer per connection, not
+                    // per request).
+                    .await;
+                // A kept-alive connection the target had closed: the request goes
+                // again, once, on a new connection to the same target (neither a
+                // retry nor a failure of the target), when it never reached the
+                // target or the route may repeat it. A POST that was written is
+                // not sent twice unless the route says it may be
+                // (`retry.non_idempotent`): the target may have processed it.
+                if let Err(SendError::Stale { written, .. }) = &sent {
+                    if !fresh && (!*written || plan.repeatable) {
+                        if let Some(again) = body.take() {
+                            request_body = again;
+                            fresh = true;
+                            continue;
+                        }
+                    }
+                }
+                break sent;
+            };
+            match sent {
                 Err(SendError::Timeout) => Err(timed_out()),
                 Err(e) if body.client_failure().is_some() => Err(ProxyError::new(
                     body.client_failure().unwrap_or(ErrorKind::ClientBody),
@@ -746,7 +782,17 @@ async fn send(
                         ErrorKind::UpstreamProtocol,
                         format!("{}: {detail}", slot.label),
                     );
-                    error.retryable = retryable;
+                    error.retryable = retryable && plan.repeatable;
+                    Err(error)
+                }
+                // Not sent again: it was written and the route may not repeat it (or
+                // it already went out on a new connection).
+                Err(SendError::Stale { detail, .. }) => {
+                    let mut error = ProxyError::new(
+                        ErrorKind::UpstreamProtocol,
+                        format!("{}: {detail}", slot.label),
+                    );
+                    error.retryable = false;
                     Err(error)
                 }
                 Ok(response) => {

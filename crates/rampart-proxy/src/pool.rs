@@ -399,6 +399,8 @@ impl Pool {
                     response_fields: _,
                     now: _,
                     deadline,
+                    body_idle,
+                    fresh: _,
                     passed: _,
                 } = request;
                 let (Endpoint::Http { scheme, authority }, Some(client)) = (
@@ -443,7 +445,15 @@ impl Pool {
                 };
                 match answer {
                     Ok(response) => {
-                        Ok(response.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+                        // A body the upstream stops sending fails after `body_idle`
+                        // (the client's stream is reset, the upstream's too).
+                        Ok(response.map(|b| {
+                            crate::body::IdleBody::new(
+                                b.map_err(|e| -> BoxError { Box::new(e) }),
+                                body_idle,
+                            )
+                            .boxed()
+                        }))
                     }
                     Err(e) if e.is_connect() => Err(SendError::Connect(format!("{e:?}"))),
                     Err(e) => Err(SendError::Protocol {
@@ -676,6 +686,8 @@ async fn probe(
                     response_fields: crate::h1::codec::ResponseFields::PassThrough,
                     now: Instant::now(),
                     deadline: tokio::time::Instant::now() + timeout,
+                    body_idle: timeout,
+                    fresh: false,
                     passed: &mut None,
                 },
             )

@@ -249,6 +249,9 @@ pub(crate) async fn handle(
 
     let status = head.status.as_u16();
     let route_metrics = route_used.map_or(&shared.unrouted, |r| &r.metrics);
+    let write_timeout = route_used.map_or(rampart_config::DEFAULT_CLIENT_WRITE_TIMEOUT, |r| {
+        r.config.client_write_timeout
+    });
     let (requests, duration) = route_metrics.series(
         &shared.metrics,
         rampart_telemetry::Method::from(&method),
@@ -309,6 +312,7 @@ pub(crate) async fn handle(
             shared,
             conn: ctx.conn,
             trace,
+            write_timeout,
         },
     );
     (response, passed)
@@ -429,6 +433,27 @@ pub(crate) struct LoggedBody {
     shared: Arc<Shared>,
     conn: Arc<ConnectionInfo>,
     trace: Option<Box<PendingTrace>>,
+    /// The route's `timeouts.client_write`.
+    write_timeout: std::time::Duration,
+}
+
+impl LoggedBody {
+    /// Notes why the response did not reach its end (the first reason counts).
+    fn note_error(&mut self, reason: &'static str) {
+        if let Some(record) = self.record.as_mut() {
+            record.error.get_or_insert(reason);
+        }
+    }
+}
+
+impl crate::h1::server::SendLimits for LoggedBody {
+    fn write_timeout(&self) -> std::time::Duration {
+        self.write_timeout
+    }
+
+    fn abandoned(&mut self, reason: &'static str) {
+        self.note_error(reason);
+    }
 }
 
 /// The spans of one request, exported when its response body ends.
@@ -509,10 +534,24 @@ impl Body for LoggedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.bytes += data.len() as u64;
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes += data.len() as u64;
+                }
             }
+            // The client's response is cut off (HTTP/1.1: closed before its end;
+            // HTTP/2: reset).
+            Poll::Ready(Some(Err(e))) => {
+                let reason = if e.is::<crate::body::BodyIdleTimeout>() {
+                    "upstream-body-timeout"
+                } else {
+                    "response-body"
+                };
+                tracing::debug!("response body failed: {e}");
+                self.note_error(reason);
+            }
+            _ => {}
         }
         polled
     }

@@ -26,7 +26,7 @@ use tokio_rustls::TlsConnector;
 
 use super::codec::{self, ChunkedDecoder, Decoded, Framing};
 use super::upgrade::{Upgraded, UpstreamUpgraded};
-use crate::body::{empty, BoxError, ProxyBody};
+use crate::body::{empty, BodyIdleTimeout, BoxError, ProxyBody};
 use crate::headers::AddedFields;
 use crate::tcp::DirectTcp;
 
@@ -46,14 +46,34 @@ pub enum SendError {
     /// Reading the request body from the client failed.
     #[error("request body: {0}")]
     Body(BoxError),
-    /// The upstream broke the exchange. `retryable`: it closed the connection before
-    /// answering anything, so the request may be sent again.
+    /// The upstream broke the exchange. `retryable`: the request may be sent again
+    /// (never set by this client, whose only such case is [`SendError::Stale`]).
     #[error("{detail}")]
     Protocol {
         /// What went wrong.
         detail: String,
         /// Whether a retry is safe.
         retryable: bool,
+    },
+    /// A kept-alive connection turned out to be closed by the upstream (a write to it
+    /// failed, or it closed before any byte of the answer), so the request may be sent
+    /// again on a fresh connection. Whether it may is the route's call, by what reached
+    /// the upstream:
+    /// - `written: false`: nothing of the request was written (the first write to a
+    ///   plain TCP connection failed): it never reached the upstream, and is safe to
+    ///   send again whatever its method, like a connect failure.
+    /// - `written: true`: it was written, in part or in full, and no answer came back.
+    ///   The upstream most likely closed the idle connection as the request crossed,
+    ///   but may have received and processed it: only a request the route may repeat
+    ///   (an idempotent method, or any with `retry.non_idempotent`) goes again.
+    ///
+    /// This client never sends a request twice by itself.
+    #[error("{detail}")]
+    Stale {
+        /// What went wrong.
+        detail: String,
+        /// Whether any of the request was written.
+        written: bool,
     },
     /// The deadline passed before the response head arrived.
     #[error("no response head before the deadline")]
@@ -203,6 +223,13 @@ pub struct Outbound<'a> {
     /// When the attempt gives up waiting for the response head
     /// ([`SendError::Timeout`]).
     pub deadline: tokio::time::Instant,
+    /// Once the head has arrived, the longest the upstream may send nothing of the
+    /// body: past it the body fails with [`crate::body::BodyIdleTimeout`] and its
+    /// connection is closed.
+    pub body_idle: Duration,
+    /// Send on a new connection, not a kept-alive one (the request goes again after
+    /// [`SendError::Stale`]).
+    pub fresh: bool,
     /// Where the response's fields go when they pass through (`response_fields`).
     pub passed: &'a mut Option<Box<codec::PassedFields>>,
 }
@@ -308,6 +335,8 @@ impl TargetClient {
             response_fields,
             now,
             deadline,
+            body_idle,
+            fresh,
             passed,
         } = request;
         let hint = body.size_hint();
@@ -321,55 +350,43 @@ impl TargetClient {
         } else {
             hint.exact().map_or(Framing::Chunked, Framing::Length)
         };
-        let no_body = matches!(framing, Framing::Empty | Framing::Length(0));
-
-        // A kept-alive connection may have been closed by the target just now; a
-        // request without a body is sent again on a new one when that happens.
-        let mut body = Some(body);
-        loop {
-            let (mut conn, reused) = match self.checkout_open(now).await {
-                Some(conn) => (conn, true),
-                None => (self.connect(now, deadline).await?, false),
-            };
-            conn.out.clear();
-            codec::encode_request_head(
-                &mut conn.out,
-                method,
-                path_and_query.as_str(),
-                host,
-                headers,
-                added,
-                framing,
-            );
-            let mut timer = conn
-                .timer
-                .take()
-                .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
-            let outcome = {
-                // Pinned where it is made and lent to the wait: not moved once built.
-                let exchange = std::pin::pin!(async {
-                    write_request(&mut conn, body.take(), framing).await?;
-                    read_response_head(&mut conn, method, response_fields).await
-                });
-                before_deadline(timer.as_mut(), deadline, exchange)
-                    .await
-                    .unwrap_or(Err(SendError::Timeout))
-            };
-            conn.timer = Some(timer);
-            match outcome {
-                Ok(mut response_head) => {
-                    *passed = response_head.passed.take();
-                    return Ok(self.response(conn, response_head, upgrade));
-                }
-                Err(SendError::Protocol {
-                    retryable: true, ..
-                }) if reused && no_body => {
-                    body = Some(empty());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let kept = if fresh {
+            None
+        } else {
+            self.checkout_open(now).await
+        };
+        let mut conn = match kept {
+            Some(conn) => conn,
+            None => self.connect(now, deadline).await?,
+        };
+        conn.out.clear();
+        codec::encode_request_head(
+            &mut conn.out,
+            method,
+            path_and_query.as_str(),
+            host,
+            headers,
+            added,
+            framing,
+        );
+        let mut timer = conn
+            .timer
+            .take()
+            .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let outcome = {
+            // Pinned where it is made and lent to the wait: not moved once built.
+            let exchange = std::pin::pin!(async {
+                write_request(&mut conn, body, framing).await?;
+                read_response_head(&mut conn, method, response_fields).await
+            });
+            before_deadline(timer.as_mut(), deadline, exchange)
+                .await
+                .unwrap_or(Err(SendError::Timeout))
+        };
+        conn.timer = Some(timer);
+        let mut response_head = outcome?;
+        *passed = response_head.passed.take();
+        Ok(self.response(conn, response_head, upgrade, body_idle))
     }
 
     fn response(
@@ -377,6 +394,7 @@ impl TargetClient {
         conn: Conn,
         head: codec::ResponseHead,
         upgrade: bool,
+        body_idle: Duration,
     ) -> Response<ProxyBody> {
         let codec::ResponseHead {
             parts,
@@ -413,6 +431,9 @@ impl TargetClient {
             state,
             keep_alive,
             client: Arc::clone(self),
+            idle: body_idle,
+            idle_deadline: None,
+            timer_waker: super::LastWaker::default(),
         };
         *response.body_mut() = body.boxed();
         response
@@ -444,7 +465,7 @@ async fn before_deadline<T>(
 /// Writes the head (already encoded in `conn.out`) and the body.
 async fn write_request(
     conn: &mut Conn,
-    body: Option<ProxyBody>,
+    body: ProxyBody,
     framing: Framing,
 ) -> Result<(), SendError> {
     let mut out = std::mem::take(&mut conn.out);
@@ -457,13 +478,10 @@ async fn write_request(
 async fn write_head_and_body(
     conn: &mut Conn,
     out: &mut Vec<u8>,
-    body: Option<ProxyBody>,
+    mut body: ProxyBody,
     framing: Framing,
 ) -> Result<(), SendError> {
     let mut sent_head = false;
-    let Some(mut body) = body else {
-        return send_out(conn, out, &mut sent_head).await;
-    };
     loop {
         // Take what is ready without waiting; wait only with nothing left to send.
         let polled =
@@ -514,23 +532,41 @@ async fn write_head_and_body(
     Ok(())
 }
 
-/// Writes what is buffered. A failure before any of the request was written on a
-/// reused connection means the target had closed it: safe to send again.
+/// Writes what is buffered; `sent_any` notes that some of the request was written.
+/// A failure on a reused connection means the target had closed it
+/// ([`SendError::Stale`]): with nothing written before it, on plain TCP, the request
+/// never reached the target. (A TLS layer may have sent part of what it took when it
+/// reports a failure, so there every failure counts as written.)
 async fn send_out(
     conn: &mut Conn,
     out: &mut Vec<u8>,
-    sent_head: &mut bool,
+    sent_any: &mut bool,
 ) -> Result<(), SendError> {
-    let retryable = conn.reused && !*sent_head;
-    conn.stream
-        .write_all(out)
-        .await
-        .map_err(|e| SendError::Protocol {
-            detail: format!("writing the request: {e}"),
-            retryable,
-        })?;
+    let mut at = 0;
+    while at < out.len() {
+        let failure = match conn.stream.write(&out[at..]).await {
+            Ok(0) => io::Error::from(io::ErrorKind::WriteZero),
+            Ok(n) => {
+                at += n;
+                *sent_any = true;
+                continue;
+            }
+            Err(e) => e,
+        };
+        let detail = format!("writing the request: {failure}");
+        return Err(if conn.reused {
+            SendError::Stale {
+                detail,
+                written: *sent_any || matches!(conn.stream, Stream::Tls(_)),
+            }
+        } else {
+            SendError::Protocol {
+                detail,
+                retryable: false,
+            }
+        });
+    }
     out.clear();
-    *sent_head = true;
     Ok(())
 }
 
@@ -562,21 +598,25 @@ async fn read_response_head(
             }
         }
         conn.buf.reserve(READ_CHUNK);
-        match tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.buf).await {
-            Ok(0) => {
-                return Err(SendError::Protocol {
-                    detail: "the upstream closed the connection before answering".into(),
-                    retryable: conn.reused && !got_any,
-                })
+        let detail = match tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut conn.buf).await
+        {
+            Ok(0) => "the upstream closed the connection before answering".to_string(),
+            Ok(_) => continue,
+            Err(e) => format!("reading the response: {e}"),
+        };
+        // Written, and closed before any byte of an answer: on a kept-alive connection
+        // most likely closed while idle, as the request crossed.
+        return Err(if conn.reused && !got_any {
+            SendError::Stale {
+                detail,
+                written: true,
             }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(SendError::Protocol {
-                    detail: format!("reading the response: {e}"),
-                    retryable: conn.reused && !got_any,
-                })
+        } else {
+            SendError::Protocol {
+                detail,
+                retryable: false,
             }
-        }
+        });
     }
 }
 
@@ -604,6 +644,14 @@ struct UpstreamBody {
     state: BodyState,
     keep_alive: bool,
     client: Arc<TargetClient>,
+    /// Longest the upstream may send nothing.
+    idle: Duration,
+    /// When the current wait for bytes gives up: set when a read first finds nothing
+    /// (one clock reading per wait, none per frame), cleared when bytes come.
+    idle_deadline: Option<tokio::time::Instant>,
+    /// The waker the connection's timer holds (the wait reuses the connection's
+    /// deadline timer, moved lazily: no timer registered per body or per wait).
+    timer_waker: super::LastWaker,
 }
 
 impl UpstreamBody {
@@ -616,10 +664,11 @@ impl UpstreamBody {
         }
     }
 
-    fn fail(&mut self, error: ResponseBodyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    /// Ends the body with `error`; the connection is closed, not reused.
+    fn fail(&mut self, error: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.state = BodyState::Done;
         self.conn = None;
-        Poll::Ready(Some(Err(Box::new(error))))
+        Poll::Ready(Some(Err(error)))
     }
 }
 
@@ -657,7 +706,7 @@ impl Body for UpstreamBody {
                         return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
                     Ok(Decoded::NeedMore) => {}
-                    Err(e) => return this.fail(e.into()),
+                    Err(e) => return this.fail(Box::new(ResponseBodyError::from(e))),
                 },
                 BodyState::UntilClose if !conn.buf.is_empty() => {
                     let data = conn.buf.split().freeze();
@@ -667,17 +716,32 @@ impl Body for UpstreamBody {
             }
             conn.buf.reserve(READ_CHUNK);
             match tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    let idle = this.idle;
+                    let deadline = *this
+                        .idle_deadline
+                        .get_or_insert_with(|| tokio::time::Instant::now() + idle);
+                    let timer = conn
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if super::poll_lazy(timer.as_mut(), &mut this.timer_waker, cx, deadline)
+                        .is_ready()
+                    {
+                        tracing::debug!("upstream response body idle for {idle:?}");
+                        return this.fail(Box::new(BodyIdleTimeout(idle)));
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(0)) => {
                     if matches!(this.state, BodyState::UntilClose) {
                         this.state = BodyState::Done;
                         this.conn = None;
                         return Poll::Ready(None);
                     }
-                    return this.fail(ResponseBodyError::Truncated);
+                    return this.fail(Box::new(ResponseBodyError::Truncated));
                 }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return this.fail(e.into()),
+                Poll::Ready(Ok(_)) => this.idle_deadline = None,
+                Poll::Ready(Err(e)) => return this.fail(Box::new(ResponseBodyError::from(e))),
             }
         }
     }

@@ -72,34 +72,49 @@ impl<'a> LazyTimer<'a> {
         cx: &mut Context<'_>,
         deadline: tokio::time::Instant,
     ) -> Poll<()> {
-        if self.sleep.deadline() > deadline {
-            self.sleep.as_mut().reset(deadline);
-            self.waker.forget();
-        }
-        while self.poll_fired(cx).is_ready() {
-            if tokio::time::Instant::now() >= deadline {
-                return Poll::Ready(());
-            }
-            self.sleep.as_mut().reset(deadline);
-        }
-        Poll::Pending
+        poll_lazy(self.sleep.as_mut(), &mut self.waker, cx, deadline)
     }
+}
 
-    /// Ready when the timer has fired.
-    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.waker.differs(cx) && !self.sleep.is_elapsed() {
-            return Poll::Pending;
+/// [`LazyTimer::poll_until`] for a timer owned elsewhere (a pooled connection's) and
+/// the record of the waker it holds, kept by the one waiting on it across polls.
+pub(crate) fn poll_lazy(
+    mut sleep: Pin<&mut tokio::time::Sleep>,
+    waker: &mut LastWaker,
+    cx: &mut Context<'_>,
+    deadline: tokio::time::Instant,
+) -> Poll<()> {
+    if sleep.deadline() > deadline {
+        sleep.as_mut().reset(deadline);
+        waker.forget();
+    }
+    while poll_fired(sleep.as_mut(), waker, cx).is_ready() {
+        if tokio::time::Instant::now() >= deadline {
+            return Poll::Ready(());
         }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                // A fired timer may have given up its waker: the next wait polls.
-                self.waker.forget();
-                Poll::Ready(())
-            }
-            Poll::Pending => {
-                self.waker.record(cx);
-                Poll::Pending
-            }
+        sleep.as_mut().reset(deadline);
+    }
+    Poll::Pending
+}
+
+/// Ready when the timer has fired.
+fn poll_fired(
+    mut sleep: Pin<&mut tokio::time::Sleep>,
+    waker: &mut LastWaker,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if !waker.differs(cx) && !sleep.is_elapsed() {
+        return Poll::Pending;
+    }
+    match sleep.as_mut().poll(cx) {
+        Poll::Ready(()) => {
+            // A fired timer may have given up its waker: the next wait polls.
+            waker.forget();
+            Poll::Ready(())
+        }
+        Poll::Pending => {
+            waker.record(cx);
+            Poll::Pending
         }
     }
 }

@@ -38,6 +38,71 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
 }
 
+/// What the connection driver needs of a response body beyond [`Body`].
+pub(crate) trait SendLimits {
+    /// The longest a write of this response to the client may make no progress
+    /// (the route's `timeouts.client_write`).
+    fn write_timeout(&self) -> Duration;
+    /// The response could not be sent in full, for `reason` (noted for its log line).
+    fn abandoned(&mut self, reason: &'static str);
+}
+
+/// Writes to the client, each allowed to wait `timeout` without progress. The wait
+/// uses the connection's idle timer (no head is awaited while a response is written),
+/// moved lazily; a write that completes at once reads no clock and touches no timer.
+struct Sender<'t, 'a> {
+    timer: &'t mut super::LazyTimer<'a>,
+    timeout: Duration,
+    /// A write gave up after `timeout`.
+    timed_out: bool,
+}
+
+impl Sender<'_, '_> {
+    /// Writes all of `buf` and flushes; fails with `TimedOut` when the client takes
+    /// nothing for the timeout.
+    async fn write_all<I: Io>(&mut self, io: &mut I, mut buf: &[u8]) -> std::io::Result<()> {
+        let mut deadline = None;
+        std::future::poll_fn(|cx| {
+            while !buf.is_empty() {
+                match Pin::new(&mut *io).poll_write(cx, buf) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        buf = &buf[n..];
+                        deadline = None;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return self.wait(cx, &mut deadline),
+                }
+            }
+            match Pin::new(&mut *io).poll_flush(cx) {
+                Poll::Ready(flushed) => Poll::Ready(flushed),
+                Poll::Pending => self.wait(cx, &mut deadline),
+            }
+        })
+        .await
+    }
+
+    /// Waits for the client to take bytes, until `deadline` (set on the first wait
+    /// since the last progress).
+    fn wait(
+        &mut self,
+        cx: &mut Context<'_>,
+        deadline: &mut Option<tokio::time::Instant>,
+    ) -> Poll<std::io::Result<()>> {
+        let timeout = self.timeout;
+        let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+        match self.timer.poll_until(cx, at) {
+            Poll::Ready(()) => {
+                self.timed_out = true;
+                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 /// Request extension: the request's framing was ambiguous or unsupported (its body
 /// was not read; the connection closes after the response).
 #[derive(Debug, Clone, Copy)]
@@ -243,12 +308,16 @@ pub struct UnreadableHead(pub HeadError);
 
 /// Answers a head that could not be parsed through the handler (which sees a bodiless
 /// stand-in request carrying [`UnreadableHead`]), then the connection closes.
-async fn refuse_head<I, H, F, B>(io: &mut I, error: HeadError, handler: &mut H)
-where
+async fn refuse_head<I, H, F, B>(
+    io: &mut I,
+    error: HeadError,
+    handler: &mut H,
+    timer: &mut super::LazyTimer<'_>,
+) where
     I: Io,
     H: FnMut(Request<ProxyBody>) -> F,
     F: Future<Output = (Response<B>, Option<Box<codec::PassedFields>>)>,
-    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    B: Body<Data = Bytes, Error = BoxError> + SendLimits + Unpin,
 {
     let mut request = Request::new(empty());
     // Nothing of the head is trusted: the stand-in has no target, only the refusal.
@@ -270,9 +339,12 @@ where
         Some("close"),
         Some(&http_date()),
     );
-    if write_body(io, &mut out, &mut body, framing).await {
-        let _ = io.flush().await;
-    }
+    let mut sender = Sender {
+        timer,
+        timeout: body.write_timeout(),
+        timed_out: false,
+    };
+    write_body(io, &mut sender, &mut out, &mut body, framing).await;
 }
 
 /// Resolves once `stop` flips to true (or its sender is gone). Made once per connection
@@ -385,7 +457,7 @@ pub async fn serve<I, H, F, B>(
     I: Io,
     H: FnMut(Request<ProxyBody>) -> F,
     F: Future<Output = (Response<B>, Option<Box<codec::PassedFields>>)>,
-    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+    B: Body<Data = Bytes, Error = BoxError> + SendLimits + Unpin,
 {
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
@@ -403,7 +475,7 @@ pub async fn serve<I, H, F, B>(
             None => return,
             Some(Ok(head)) => head,
             Some(Err(error)) => {
-                refuse_head(&mut io, error, &mut handler).await;
+                refuse_head(&mut io, error, &mut handler, &mut idle).await;
                 return;
             }
         };
@@ -475,6 +547,11 @@ pub async fn serve<I, H, F, B>(
 
         let (response, passed) = response;
         let (parts, mut body) = response.into_parts();
+        let mut writer = Sender {
+            timer: &mut idle,
+            timeout: body.write_timeout(),
+            timed_out: false,
+        };
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(sender) = upgrade_sender {
                 out.clear();
@@ -487,7 +564,7 @@ pub async fn serve<I, H, F, B>(
                     None,
                     None,
                 );
-                if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+                if writer.write_all(&mut io, &out).await.is_err() {
                     return;
                 }
                 drop(body);
@@ -539,14 +616,19 @@ pub async fn serve<I, H, F, B>(
             date.as_ref().map(|d| &d[..]),
         );
         let written = if no_body {
-            drop(body);
-            write_out(&mut io, &mut out).await
+            write_out(&mut io, &mut writer, &mut out).await
         } else {
-            let written = write_body(&mut io, &mut out, &mut body, body_framing).await;
-            // Dropping the body ends the request (its access-log line is written).
-            drop(body);
-            written
+            write_body(&mut io, &mut writer, &mut out, &mut body, body_framing).await
         };
+        if writer.timed_out {
+            // The client took nothing for the route's write timeout: the connection
+            // closes, and the upstream exchange is dropped with the body (its
+            // connection closed mid-body, not reused).
+            tracing::debug!("client took nothing for {:?}", writer.timeout);
+            body.abandoned("client-write-timeout");
+        }
+        // Dropping the body ends the request (its access-log line is written).
+        drop(body);
         if !written {
             return;
         }
@@ -557,15 +639,21 @@ pub async fn serve<I, H, F, B>(
     }
 }
 
-async fn write_out<I: Io>(io: &mut I, out: &mut Vec<u8>) -> bool {
-    let ok = io.write_all(out).await.is_ok() && io.flush().await.is_ok();
+async fn write_out<I: Io>(io: &mut I, sender: &mut Sender<'_, '_>, out: &mut Vec<u8>) -> bool {
+    let ok = sender.write_all(io, out).await.is_ok();
     out.clear();
     ok
 }
 
 /// Streams `body` after the head already in `out`, coalescing frames that are ready
 /// into one write. Returns whether the whole response was written.
-async fn write_body<I: Io, B>(io: &mut I, out: &mut Vec<u8>, body: &mut B, framing: Framing) -> bool
+async fn write_body<I: Io, B>(
+    io: &mut I,
+    sender: &mut Sender<'_, '_>,
+    out: &mut Vec<u8>,
+    body: &mut B,
+    framing: Framing,
+) -> bool
 where
     B: Body<Data = Bytes, Error = BoxError> + Unpin,
 {
@@ -575,7 +663,7 @@ where
     };
     loop {
         if left == Some(0) {
-            return write_out(io, out).await;
+            return write_out(io, sender, out).await;
         }
         // Poll once; if nothing is ready, send what is buffered before waiting.
         let polled =
@@ -583,7 +671,7 @@ where
         let next = match polled {
             Poll::Ready(next) => next,
             Poll::Pending => {
-                if !out.is_empty() && !write_out(io, out).await {
+                if !out.is_empty() && !write_out(io, sender, out).await {
                     return false;
                 }
                 std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
@@ -594,20 +682,20 @@ where
                 return match framing {
                     Framing::Chunked => {
                         codec::encode_last_chunk(out, None);
-                        write_out(io, out).await
+                        write_out(io, sender, out).await
                     }
                     // A body shorter than it declared: the client must not take it as whole.
                     Framing::Length(_) => {
                         tracing::debug!("response body ended before its length");
-                        let _ = write_out(io, out).await;
+                        let _ = write_out(io, sender, out).await;
                         false
                     }
-                    _ => write_out(io, out).await,
+                    _ => write_out(io, sender, out).await,
                 };
             }
             Some(Err(e)) => {
                 tracing::debug!("response body failed: {e}");
-                let _ = write_out(io, out).await;
+                let _ = write_out(io, sender, out).await;
                 return false;
             }
             Some(Ok(frame)) => {
@@ -616,7 +704,7 @@ where
                     Err(frame) => {
                         if let (Ok(trailers), Framing::Chunked) = (frame.into_trailers(), framing) {
                             codec::encode_last_chunk(out, Some(&trailers));
-                            return write_out(io, out).await;
+                            return write_out(io, sender, out).await;
                         }
                         continue;
                     }
@@ -627,7 +715,7 @@ where
                 if let Some(left) = left.as_mut() {
                     if frame.len() as u64 > *left {
                         tracing::debug!("response body longer than its length");
-                        let _ = write_out(io, out).await;
+                        let _ = write_out(io, sender, out).await;
                         return false;
                     }
                     *left -= frame.len() as u64;
@@ -636,7 +724,9 @@ where
                     codec::encode_chunk_size(out, frame.len());
                 }
                 if frame.len() > WRITE_HIGH_WATER {
-                    if !write_out(io, out).await || io.write_all(&frame).await.is_err() {
+                    if !write_out(io, sender, out).await
+                        || sender.write_all(io, &frame).await.is_err()
+                    {
                         return false;
                     }
                 } else {
@@ -645,7 +735,7 @@ where
                 if framing == Framing::Chunked {
                     out.extend_from_slice(b"\r\n");
                 }
-                if out.len() >= WRITE_HIGH_WATER && !write_out(io, out).await {
+                if out.len() >= WRITE_HIGH_WATER && !write_out(io, sender, out).await {
                     return false;
                 }
             }
@@ -656,7 +746,8 @@ where
 /// Closes a connection gently: stop sending, then read and drop what the client
 /// still sends (an unread body) for a moment, so it sees the response, not a reset.
 async fn linger<I: Io>(io: &mut I, buf: &mut BytesMut) {
-    let _ = io.shutdown().await;
+    // A TLS close may have to wait for room to write its alert: bounded too.
+    let _ = tokio::time::timeout(LINGER_TIME, io.shutdown()).await;
     let deadline = Instant::now() + LINGER_TIME;
     let mut drained = 0usize;
     while drained < LINGER_BYTES {

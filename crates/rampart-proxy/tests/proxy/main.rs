@@ -11,5 +11,6 @@ mod lifecycle;
 mod protocols;
 mod resilience;
 mod routing;
+mod stalls;
 mod tracing;
 mod upstream_tls;
