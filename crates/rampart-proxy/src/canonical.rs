@@ -149,29 +149,22 @@ pub fn canonicalize(
 
 /// Refuses a standard method spelled in another case, and CONNECT.
 fn check_method(method: &Method) -> Result<(), Malformation> {
-    const STANDARD: [Method; 9] = [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::CONNECT,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PATCH,
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
     ];
     if *method == Method::CONNECT {
         return Err(Malformation::Connect);
     }
-    // The `http` crate gives the standard spellings their own variants; any other
-    // spelling of them is an extension method that a backend may fold to upper case.
-    if STANDARD.contains(method) {
+    let spelled = method.as_str();
+    // A method in upper case is a standard one or an extension that spells none of
+    // them: the usual case costs one pass over a few bytes.
+    if !spelled.bytes().any(|b| b.is_ascii_lowercase()) {
         return Ok(());
     }
-    let spelled = method.as_str();
+    // Otherwise a backend may fold it to upper case.
     if STANDARD
         .iter()
-        .any(|standard| standard.as_str().eq_ignore_ascii_case(spelled))
+        .any(|standard| standard.eq_ignore_ascii_case(spelled))
     {
         return Err(Malformation::MethodCase);
     }
@@ -218,6 +211,9 @@ const MAX_AUTHORITY: usize = 300;
 pub fn canonical_host(raw: &[u8], default_port: u16) -> Result<Option<String>, Malformation> {
     if raw.is_empty() || raw.len() > MAX_AUTHORITY {
         return Err(Malformation::InvalidHost);
+    }
+    if is_canonical_host(raw, default_port) {
+        return Ok(None);
     }
     let (host, port) = if raw[0] == b'[' {
         let close = raw
@@ -281,6 +277,38 @@ pub fn canonical_host(raw: &[u8], default_port: u16) -> Result<Option<String>, M
         canonical.push_str(itoa::Buffer::new().format(port));
     }
     Ok((canonical.as_bytes() != raw).then_some(canonical))
+}
+
+/// Whether `raw` is already a canonical authority (checked without building one): a
+/// lower-case name of labels, and at most a port of digits without a leading zero that
+/// is not the default one. Anything else takes the full path, which may still accept it.
+fn is_canonical_host(raw: &[u8], default_port: u16) -> bool {
+    let (name, port) = match raw.iter().position(|b| *b == b':') {
+        Some(colon) => (&raw[..colon], Some(&raw[colon + 1..])),
+        None => (raw, None),
+    };
+    let name_ok = !name.is_empty()
+        && name[0] != b'.'
+        && name[name.len() - 1] != b'.'
+        && name.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+        })
+        && !name.windows(2).any(|w| w == b"..");
+    let port_ok = match port {
+        None => true,
+        Some(digits) => {
+            !digits.is_empty()
+                && digits.len() <= 5
+                && digits[0] != b'0'
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits
+                    .iter()
+                    .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+                    .checked_sub(1)
+                    .is_some_and(|p| p < 65535 && p + 1 != u32::from(default_port))
+        }
+    };
+    name_ok && port_ok
 }
 
 /// What becomes of the target.
@@ -361,19 +389,13 @@ pub fn canonical_path(
 ) -> Result<Option<String>, Malformation> {
     let bytes = path.as_bytes();
     // One pass finds whether there is anything to do: most paths have no escape,
-    // backslash, empty segment or segment starting with a dot.
+    // backslash, parameter, empty segment or segment starting with a dot.
     let mut previous = 0u8;
     let mut plain = true;
     for &b in bytes {
-        if matches!(b, b'%' | b'\\' | b'"' | b'<' | b'>') || !(0x21..=0x7e).contains(&b) {
-            plain = false;
-            break;
-        }
-        if previous == b'/' && (b == b'.' || (b == b'/' && policy.merge_slashes)) {
-            plain = false;
-            break;
-        }
-        if b == b';' {
+        if NOT_PLAIN[usize::from(b)]
+            || (previous == b'/' && (b == b'.' || (b == b'/' && policy.merge_slashes)))
+        {
             plain = false;
             break;
         }
@@ -464,6 +486,18 @@ pub fn canonical_path(
     }
     Ok((canonical != path).then_some(canonical))
 }
+
+/// Bytes that make a path take the full canonicalization: escapes, backslashes,
+/// segment parameters, what clients must encode, and anything outside visible ASCII.
+const NOT_PLAIN: [bool; 256] = {
+    let mut table = [true; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        table[b] = !matches!(b as u8, b'%' | b'\\' | b'"' | b'<' | b'>' | b';');
+        b += 1;
+    }
+    table
+};
 
 fn push_escape(out: &mut String, value: u8) {
     const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
@@ -770,6 +804,29 @@ mod tests {
             canonical_host(b"a.test:443", 443),
             Ok(Some("a.test".to_string()))
         );
+        // The quick check never calls canonical what the full reading would change.
+        for raw in [
+            "a.test",
+            "a.test:8080",
+            "a.test:80",
+            "a.test:0",
+            "a.test:08",
+            "a.test:",
+            "a.test.",
+            ".a",
+            "a..b",
+            "A.test",
+            "a_b.test",
+            "1.2.3.4:65535",
+            "1.2.3.4:65536",
+            "a:1:2",
+        ] {
+            if is_canonical_host(raw.as_bytes(), 80) {
+                assert_eq!(canonical_host(raw.as_bytes(), 80), Ok(None), "{raw}");
+            }
+        }
+        assert!(is_canonical_host(b"a.test:8080", 80));
+        assert!(!is_canonical_host(b"a.test:80", 80));
     }
 
     fn request(text: &str) -> http::request::Parts {

@@ -1225,7 +1225,7 @@ fn h1_cases() -> Vec<H1Case> {
         h1("/admin;/x", public("/admin;/x"), Refused("path-parameters")),
         h1("/public/%252e%252e/admin", public("/public/%252e%252e/admin"), Routed("public")),
         h1("/%2561dmin", public("/%2561dmin"), Routed("public")),
-        h1("/admin\\xff", b"GET /admin\xff HTTP/1.1\r\nHost: public.test\r\n\r\n".to_vec(), Refused("invalid-request-head")),
+        h1("/admin\\xff", b"GET /admin\xff HTTP/1.1\r\nHost: public.test\r\n\r\n".to_vec(), Refused("unencoded-target")),
         h1(
             "absolute-form http://public.test/public/../admin",
             "GET http://public.test/public/../admin HTTP/1.1\r\nHost: public.test\r\n\r\n",
