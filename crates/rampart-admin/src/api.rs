@@ -230,7 +230,8 @@ async fn audit(
     state.audit.record(&event).await.map_err(ApiError::from)
 }
 
-/// Tells every instance to drop cached credentials (after a key or consumer change).
+/// Tells every instance to drop cached credentials (after a key or consumer change) or
+/// its cached answer for a client whose ban was lifted (`ban:<ip>`).
 async fn invalidate(state: &AdminState, what: String) {
     if let Err(e) = state
         .shared
@@ -269,6 +270,8 @@ async fn audited<T>(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerQuery {
+    /// Only the consumer with this name (names are unique: at most one item).
+    name: Option<String>,
     /// Only consumers of this tenant.
     tenant: Option<String>,
     /// Only consumers with this status.
@@ -288,6 +291,28 @@ pub async fn list_consumers(
     QueryParams(q): QueryParams<ConsumerQuery>,
 ) -> Result<Response> {
     caller.require(Role::Auditor)?;
+    if let Some(name) = &q.name {
+        let found = match state.store.consumer_by_name(name).await {
+            Ok(c) => Some(c),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let items = found
+            .filter(|c| q.tenant.is_none() || c.tenant == q.tenant)
+            .filter(|c| q.status.is_none_or(|s| c.status == s))
+            .filter(|c| {
+                q.cursor
+                    .as_deref()
+                    .is_none_or(|cursor| c.id.as_str() > cursor)
+            })
+            .into_iter()
+            .collect();
+        return Ok(Json(ConsumerPage {
+            items,
+            next_cursor: None,
+        })
+        .into_response());
+    }
     let page = state
         .store
         .list_consumers(q.tenant.as_deref(), q.status, q.cursor.as_deref(), q.limit)
@@ -450,6 +475,29 @@ pub async fn update_consumer(
     invalidate(&state, format!("consumer:{id}")).await;
     let tag = etag(consumer.version);
     Ok(([(header::ETAG, tag)], Json(consumer)).into_response())
+}
+
+/// `delete_consumer` handler.
+#[utoipa::path(delete, path = "/consumers/{id}", tag = "consumers", params(("id" = String, Path, description = "Consumer id"), ("if-match" = Option<String>, Header, description = "ETag from a read")), responses((status = 204, description = "Deleted, with its API keys (they stop working on every instance) and quota counts"), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn delete_consumer(
+    State(state): AppState,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    caller.require(Role::Operator)?;
+    let expected = if_match(&headers)?;
+    audited(&state, &caller, "consumer.delete", format!("consumer:{id}"), async {
+        let (before, keys) = state.store.delete_consumer(&id, expected).await?;
+        let summary = serde_json::json!({
+            "before": { "name": before.name, "tenant": before.tenant, "status": before.status, "plan": before.plan, "version": before.version },
+            "keys_deleted": keys,
+        });
+        Ok(((), summary))
+    })
+    .await?;
+    invalidate(&state, format!("consumer:{id}")).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Requests counted against one quota period.
@@ -643,6 +691,7 @@ pub async fn rotate_key(
     State(state): AppState,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response> {
     caller.require(Role::Operator)?;
@@ -650,6 +699,7 @@ pub async fn rotate_key(
     let settings: RotateKey = if body.is_empty() {
         RotateKey::default()
     } else {
+        crate::auth::require_json(&headers)?;
         crate::auth::parse_json(&body)?
     };
     let overlap = settings.overlap_seconds.unwrap_or(3600);
@@ -666,6 +716,108 @@ pub async fn rotate_key(
     .await?;
     invalidate(&state, format!("api_key:{id}")).await;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, secret })).into_response())
+}
+
+/// A client ban (set when the client asked for a honeypot path).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ban {
+    /// The client's IP address.
+    pub ip: String,
+    /// When the ban ends, milliseconds since the epoch; null when unknown.
+    pub expires_at: Option<i64>,
+}
+
+/// The bans in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BanList {
+    /// The bans, in no particular order.
+    pub items: Vec<Ban>,
+    /// True when the list stopped at `limit` (or at the bound of one search) and more
+    /// bans may exist.
+    pub truncated: bool,
+}
+
+/// Bound of a ban list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BanQuery {
+    /// Most bans to list, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+/// `list_bans` handler.
+#[utoipa::path(get, path = "/bans", tag = "bans", params(BanQuery), responses((status = 200, description = "The bans in force (in the shared state: every instance's, with Redis)", body = BanList), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Shared state unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn list_bans(
+    State(state): AppState,
+    caller: Caller,
+    QueryParams(q): QueryParams<BanQuery>,
+) -> Result<Response> {
+    caller.require(Role::Auditor)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-query",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let flags = state
+        .shared
+        .flags(rampart_store::BAN_PREFIX, limit as usize)
+        .await?;
+    let items = flags
+        .items
+        .into_iter()
+        .filter_map(|flag| {
+            let ip = flag.key.strip_prefix(rampart_store::BAN_PREFIX)?;
+            Some(Ban {
+                ip: ip.to_string(),
+                expires_at: flag.expires_at,
+            })
+        })
+        .collect();
+    Ok(Json(BanList {
+        items,
+        truncated: flags.truncated,
+    })
+    .into_response())
+}
+
+/// `lift_ban` handler.
+#[utoipa::path(delete, path = "/bans/{ip}", tag = "bans", params(("ip" = String, Path, description = "The banned client's IP address")), responses((status = 204, description = "Lifted on every instance"), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token's role is not enough", body = Problem, content_type = "application/problem+json"), (status = 404, description = "No such ban", body = Problem, content_type = "application/problem+json"), (status = 503, description = "Shared state unavailable", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn lift_ban(
+    State(state): AppState,
+    caller: Caller,
+    Path(ip): Path<String>,
+) -> Result<Response> {
+    caller.require(Role::Operator)?;
+    let key = audited(&state, &caller, "client.unban", format!("ip:{ip}"), async {
+        let parsed: std::net::IpAddr = ip.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-path",
+                "not an IP address",
+            )
+        })?;
+        // The guard's key is the address as it prints (IPv6 compressed).
+        let key = format!("{}{parsed}", rampart_store::BAN_PREFIX);
+        if !state.shared.clear_flag(&key).await? {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("{parsed} is not banned"),
+            ));
+        }
+        Ok((
+            key,
+            serde_json::json!({ "before": { "banned": true }, "after": { "banned": false } }),
+        ))
+    })
+    .await?;
+    invalidate(&state, key).await;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `list_tokens` handler.

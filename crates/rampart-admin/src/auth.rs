@@ -125,18 +125,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "send the body as application/json",
-            ));
-        }
+        require_json(request.headers())?;
         let bytes = Bytes::from_request(request, state).await.map_err(|e| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -148,10 +137,44 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses a JSON body; the error names the offending field.
+/// Refuses (415) a body whose `Content-Type` is not `application/json`. Parameters
+/// may follow (`; charset=utf-8`), but a charset other than UTF-8 is refused; other
+/// JSON media types (`+json` suffixes such as `application/merge-patch+json`) are not
+/// accepted: the API defines none.
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the body as application/json (UTF-8)",
+        )
+    };
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(refused)?;
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(refused());
+    }
+    for parameter in parts {
+        let Some((name, value)) = parameter.split_once('=') else {
+            return Err(refused());
+        };
+        let value = value.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8") {
+            return Err(refused());
+        }
+    }
+    Ok(())
+}
+
+/// Parses a JSON body: exactly one JSON value, with nothing but whitespace after it;
+/// the error names the offending field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|e| {
+    let value = serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|e| {
         let field = e.path().to_string();
         let message = e.into_inner().to_string();
         ApiError {
@@ -161,7 +184,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }],
             ..ApiError::new(StatusCode::BAD_REQUEST, "malformed-body", message)
         }
-    })
+    })?;
+    deserializer.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+            format!("only one JSON value is allowed: {e}"),
+        )
+    })?;
+    Ok(value)
 }
 
 /// Query parameters; a malformed query is a 400 problem naming the parameter.

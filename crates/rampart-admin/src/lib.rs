@@ -100,7 +100,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route(
             "/consumers/{id}",
-            get(api::get_consumer).patch(api::update_consumer),
+            get(api::get_consumer)
+                .patch(api::update_consumer)
+                .delete(api::delete_consumer),
         )
         .route("/consumers/{id}/usage", get(api::consumer_usage))
         .route(
@@ -115,6 +117,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
             get(api::list_tokens).post(api::create_token),
         )
         .route("/admin/tokens/{id}/revoke", post(api::revoke_token))
+        .route("/bans", get(api::list_bans))
+        .route("/bans/{ip}", axum::routing::delete(api::lift_ban))
         .route("/audit/events", get(api::audit_events))
         .route(
             "/audit/checkpoint",

@@ -27,12 +27,12 @@ impl Modify for BearerAuth {
 /// The admin API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Rampart admin API", description = "Consumers, API keys, admin tokens, the audit trail and read-only views of the running gateway. Authenticate with `Authorization: Bearer <admin token>`; roles: auditor (read), operator (read, consumers and keys), admin (everything)."),
+    info(title = "Rampart admin API", description = "Consumers, API keys, admin tokens, client bans, the audit trail and read-only views of the running gateway. Authenticate with `Authorization: Bearer <admin token>`; roles: auditor (read), operator (read, consumers and keys), admin (everything)."),
     paths(
         api::list_consumers, api::create_consumer, api::get_consumer, api::update_consumer,
-        api::consumer_usage,
+        api::delete_consumer, api::consumer_usage,
         api::list_keys, api::create_key, api::get_key, api::revoke_key, api::rotate_key,
-        api::list_tokens, api::create_token, api::revoke_token,
+        api::list_tokens, api::create_token, api::revoke_token, api::list_bans, api::lift_ban,
         api::audit_events, crate::audit_api::checkpoint, crate::audit_api::publish_checkpoint,
         crate::audit_api::key, crate::audit_api::entries, crate::audit_api::inclusion_proof,
         crate::audit_api::consistency_proof, api::config_routes, api::upstreams,

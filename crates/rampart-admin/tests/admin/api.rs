@@ -705,3 +705,276 @@ async fn admin_mutations_land_in_the_audit_log_with_verifiable_proofs() {
         .await;
     assert_eq!(refused.status, 403);
 }
+
+#[tokio::test]
+async fn bodies_must_be_one_json_value_sent_as_application_json() {
+    let admin = start().await;
+    let send = |body: &'static str, content_type: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .call(
+                    Some(&admin.token),
+                    "POST",
+                    "/consumers",
+                    Some(body),
+                    &[("content-type", content_type)],
+                )
+                .await
+        }
+    };
+    for trailing in [
+        r#"{"name":"a"}garbage"#,
+        r#"{"name":"a"}{"name":"b"}"#,
+        r#"{"name":"a"} 1"#,
+    ] {
+        let answer = send(trailing, "application/json").await;
+        assert_eq!(answer.status, 400, "{trailing}: {}", answer.json);
+        assert_eq!(answer.json["type"], "urn:rampart:problem:malformed-body");
+        assert_eq!(
+            answer.headers["content-type"], "application/problem+json",
+            "{trailing}"
+        );
+    }
+    for content_type in [
+        "application/jsonx",
+        "text/json",
+        "application/json-seq",
+        "application/merge-patch+json",
+        "text/plain; note=application/json",
+        "application/json; charset=latin1",
+    ] {
+        let answer = send(r#"{"name":"a"}"#, content_type).await;
+        assert_eq!(answer.status, 415, "{content_type}: {}", answer.json);
+        assert_eq!(
+            answer.json["type"],
+            "urn:rampart:problem:unsupported-media-type"
+        );
+    }
+    // An optional body (a rotation's settings) is held to the same rules.
+    let consumer = send(r#"{"name":"k"}"#, "application/json").await;
+    let id = consumer.json["id"].as_str().expect("id").to_string();
+    let key = admin
+        .admin("POST", &format!("/consumers/{id}/keys"), Some("{}"))
+        .await;
+    let key_id = key.json["key"]["id"].as_str().expect("key id").to_string();
+    let rotate = admin
+        .call(
+            Some(&admin.token),
+            "POST",
+            &format!("/keys/{key_id}/rotate"),
+            Some(r#"{"overlap_seconds":5}"#),
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_eq!(rotate.status, 415);
+    let rotate = admin
+        .admin(
+            "POST",
+            &format!("/keys/{key_id}/rotate"),
+            Some(r#"{"overlap_seconds":5} x"#),
+        )
+        .await;
+    assert_eq!(rotate.status, 400);
+    // Trailing whitespace, parameters and the media type's case are fine.
+    let ok = send(
+        "{\"name\":\"b\"} \r\n\t",
+        "Application/JSON; charset=\"UTF-8\"",
+    )
+    .await;
+    assert_eq!(ok.status, 201, "{}", ok.json);
+    let all = admin.admin("GET", "/consumers", None).await;
+    assert_eq!(all.json["items"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn bans_are_listed_and_lifted_everywhere_and_audited() {
+    use rampart_store::SharedState;
+    let admin = start().await;
+    let before = rampart_store::now_ms();
+    for ip in ["203.0.113.7", "2001:db8::7"] {
+        admin
+            .shared
+            .set_flag(&format!("ban:{ip}"), std::time::Duration::from_secs(3600))
+            .await
+            .expect("ban");
+    }
+    let auditor = admin.token_with_role("auditor").await;
+    let list = admin.call(Some(&auditor), "GET", "/bans", None, &[]).await;
+    assert_eq!(list.status, 200, "{}", list.json);
+    assert_eq!(list.json["truncated"], false);
+    let mut ips: Vec<&str> = list.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|b| b["ip"].as_str())
+        .collect();
+    ips.sort();
+    assert_eq!(ips, ["2001:db8::7", "203.0.113.7"]);
+    let expires = list.json["items"][0]["expires_at"]
+        .as_i64()
+        .expect("expiry");
+    assert!(expires >= before + 3_599_000, "{expires}");
+    let one = admin.admin("GET", "/bans?limit=1", None).await;
+    assert_eq!(one.json["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one.json["truncated"], true);
+    assert_eq!(admin.admin("GET", "/bans?limit=0", None).await.status, 400);
+
+    // Lifting needs the operator role, and is announced to every instance.
+    let denied = admin
+        .call(Some(&auditor), "DELETE", "/bans/203.0.113.7", None, &[])
+        .await;
+    assert_eq!(denied.status, 403);
+    let mut announced = admin
+        .shared
+        .subscribe(rampart_store::INVALIDATION_CHANNEL)
+        .await
+        .expect("subscribe");
+    // Another spelling of the same address lifts the same ban.
+    let lifted = admin.admin("DELETE", "/bans/2001:0db8:0::7", None).await;
+    assert_eq!(lifted.status, 204, "{}", lifted.json);
+    let message = tokio::time::timeout(std::time::Duration::from_secs(2), announced.recv())
+        .await
+        .expect("announced")
+        .expect("message");
+    assert_eq!(message, "ban:2001:db8::7");
+    assert!(!admin.shared.flag("ban:2001:db8::7").await.expect("flag"));
+    assert!(admin.shared.flag("ban:203.0.113.7").await.expect("flag"));
+    let again = admin.admin("DELETE", "/bans/2001:db8::7", None).await;
+    assert_eq!(again.status, 404);
+    assert_eq!(
+        admin.admin("DELETE", "/bans/not-an-ip", None).await.status,
+        400
+    );
+    let list = admin.admin("GET", "/bans", None).await;
+    assert_eq!(list.json["items"].as_array().map(Vec::len), Some(1));
+
+    // Every attempt is audited, the refused ones too.
+    let events = admin.admin("GET", "/audit/events", None).await;
+    let unbans: Vec<(&str, &str)> = events.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["action"] == "client.unban")
+        .map(|e| {
+            (
+                e["resource"].as_str().unwrap_or(""),
+                e["outcome"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unbans,
+        [
+            ("ip:2001:0db8:0::7", "success"),
+            ("ip:2001:db8::7", "failure"),
+            ("ip:not-an-ip", "failure"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_consumer_takes_its_keys_along_and_is_audited() {
+    use rampart_store::{ApiKeyStore, SharedState};
+    let admin = start().await;
+    let consumer = admin
+        .admin("POST", "/consumers", Some(r#"{"name":"leaving"}"#))
+        .await;
+    let id = consumer.json["id"].as_str().expect("id").to_string();
+    let etag = consumer.headers["etag"].to_str().expect("etag").to_string();
+    let key = admin
+        .admin("POST", &format!("/consumers/{id}/keys"), Some("{}"))
+        .await;
+    let key_id = key.json["key"]["id"].as_str().expect("key id").to_string();
+    let secret = key.json["secret"].as_str().expect("secret").to_string();
+    // Found by its name too.
+    let named = admin.admin("GET", "/consumers?name=leaving", None).await;
+    assert_eq!(named.json["items"][0]["id"], id.as_str());
+    let unnamed = admin.admin("GET", "/consumers?name=staying", None).await;
+    assert_eq!(unnamed.json["items"].as_array().map(Vec::len), Some(0));
+    let auditor = admin.token_with_role("auditor").await;
+    assert_eq!(
+        admin
+            .call(
+                Some(&auditor),
+                "DELETE",
+                &format!("/consumers/{id}"),
+                None,
+                &[]
+            )
+            .await
+            .status,
+        403
+    );
+    let stale = admin
+        .call(
+            Some(&admin.token),
+            "DELETE",
+            &format!("/consumers/{id}"),
+            None,
+            &[("if-match", "\"v99\"")],
+        )
+        .await;
+    assert_eq!(stale.status, 412);
+    let mut announced = admin
+        .shared
+        .subscribe(rampart_store::INVALIDATION_CHANNEL)
+        .await
+        .expect("subscribe");
+    let deleted = admin
+        .call(
+            Some(&admin.token),
+            "DELETE",
+            &format!("/consumers/{id}"),
+            None,
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.json);
+    let message = tokio::time::timeout(std::time::Duration::from_secs(2), announced.recv())
+        .await
+        .expect("announced")
+        .expect("message");
+    assert_eq!(message, format!("consumer:{id}"));
+    assert_eq!(
+        admin
+            .admin("GET", &format!("/consumers/{id}"), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        admin
+            .admin("GET", &format!("/keys/{key_id}"), None)
+            .await
+            .status,
+        404
+    );
+    assert!(admin
+        .store
+        .verify_key(&secret)
+        .await
+        .expect("verify")
+        .is_none());
+    assert_eq!(
+        admin
+            .admin("DELETE", &format!("/consumers/{id}"), None)
+            .await
+            .status,
+        404
+    );
+    let events = admin.admin("GET", "/audit/events", None).await;
+    let deletes: Vec<&serde_json::Value> = events.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["action"] == "consumer.delete")
+        .collect();
+    let outcomes: Vec<&str> = deletes
+        .iter()
+        .filter_map(|e| e["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["failure", "success", "failure"]);
+    assert_eq!(deletes[1]["summary"]["keys_deleted"], 1);
+    assert_eq!(deletes[1]["summary"]["before"]["name"], "leaving");
+}

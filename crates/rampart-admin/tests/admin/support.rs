@@ -21,6 +21,8 @@ pub struct Admin {
     pub gateway_addr: SocketAddr,
     pub store: Store,
     pub data_dir: PathBuf,
+    /// The shared state the admin API lifts bans in and announces changes on.
+    pub shared: Arc<rampart_store::LocalState>,
     /// The bootstrap (admin role) token.
     pub token: String,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -74,13 +76,10 @@ upstream = "echo"
         index: Arc::new(store.clone()),
         syslog: None,
     });
+    let shared = Arc::new(rampart_store::LocalState::default());
     let state = Arc::new(
-        rampart_admin::AdminState::new(
-            gateway,
-            store.clone(),
-            Arc::new(rampart_store::LocalState::default()),
-        )
-        .with_audit_log(Arc::clone(&audit_log) as _, trail),
+        rampart_admin::AdminState::new(gateway, store.clone(), Arc::clone(&shared) as _)
+            .with_audit_log(Arc::clone(&audit_log) as _, trail),
     );
     let (addr, _task) = rampart_admin::bind(
         "127.0.0.1:0".parse().expect("addr"),
@@ -95,6 +94,7 @@ upstream = "echo"
         gateway_addr,
         store,
         data_dir,
+        shared,
         token,
         client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
     }
@@ -115,7 +115,10 @@ impl Admin {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        if body.is_some() {
+        let typed = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !typed {
             request = request.header("content-type", "application/json");
         }
         for (k, v) in headers {
