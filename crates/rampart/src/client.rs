@@ -1,5 +1,6 @@
-//! The admin CLI: `rampart consumers|keys|admin token …` talk to a running instance's
-//! admin API and print tables (or JSON with `--json`).
+//! The admin CLI: `rampart consumers|keys|bans|admin token …` talk to a running
+//! instance's admin API and print tables (or JSON with `--json`). A consumer is named
+//! by its id or its name wherever one is asked for (an id wins when both match).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,13 +70,19 @@ pub enum ConsumersCommand {
     },
     /// Show one consumer.
     Show {
-        /// Consumer id.
-        id: String,
+        /// Consumer name or id.
+        consumer: String,
     },
     /// Disable a consumer (its keys stop working).
     Disable {
-        /// Consumer id.
-        id: String,
+        /// Consumer name or id.
+        consumer: String,
+    },
+    /// Delete a consumer with its API keys (they stop working on every instance) and
+    /// quota counts.
+    Delete {
+        /// Consumer name or id.
+        consumer: String,
     },
 }
 
@@ -84,7 +91,7 @@ pub enum ConsumersCommand {
 pub enum KeysCommand {
     /// Create an API key for a consumer (the secret is shown once).
     Create {
-        /// Consumer id.
+        /// Consumer name or id.
         #[arg(long)]
         consumer: String,
         /// Label.
@@ -99,7 +106,7 @@ pub enum KeysCommand {
     },
     /// List a consumer's keys.
     List {
-        /// Consumer id.
+        /// Consumer name or id.
         #[arg(long)]
         consumer: String,
     },
@@ -115,6 +122,22 @@ pub enum KeysCommand {
         /// Seconds the old key keeps working.
         #[arg(long, default_value_t = 3600)]
         overlap: u64,
+    },
+}
+
+/// `rampart bans …`
+#[derive(Subcommand, Debug)]
+pub enum BansCommand {
+    /// List the clients banned (by honeypots), with when each ban ends.
+    List {
+        /// Most to show.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Lift a client's ban on every instance.
+    Lift {
+        /// The client's IP address.
+        ip: String,
     },
 }
 
@@ -186,6 +209,44 @@ impl Admin {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, CliError> {
+        let (status, value) = self.send(method, path, body).await?;
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(failure(status, &value))
+        }
+    }
+
+    /// The id of the consumer `name_or_id` names: its id, else its name.
+    async fn consumer_id(&self, name_or_id: &str) -> Result<String, CliError> {
+        let (status, value) = self
+            .send("GET", &format!("/consumers/{}", encode(name_or_id)), None)
+            .await?;
+        if status.is_success() {
+            return Ok(text(&value["id"]));
+        }
+        if status != http::StatusCode::NOT_FOUND {
+            return Err(failure(status, &value));
+        }
+        let page = self
+            .call(
+                "GET",
+                &format!("/consumers?name={}", encode(name_or_id)),
+                None,
+            )
+            .await?;
+        page["items"][0]["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| CliError(format!("no consumer has the id or name {name_or_id:?}")))
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(http::StatusCode, Value), CliError> {
         let url = format!("{}{path}", self.base);
         let mut request = http::Request::builder()
             .method(method)
@@ -218,30 +279,33 @@ impl Admin {
             .map_err(|e| CliError(format!("reading the answer failed: {e}")))?
             .to_bytes();
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(value);
-        }
-        let detail = value["detail"].as_str().unwrap_or("").to_string();
-        let mut message = match status.as_u16() {
-            401 => "the admin token was refused (401): check --token or RAMPART_ADMIN_TOKEN"
-                .to_string(),
-            403 => format!("forbidden (403): {detail}"),
-            code => format!("{code}: {detail}"),
-        };
-        if let Some(errors) = value["errors"].as_array() {
-            for e in errors {
-                message.push_str(&format!(
-                    "\n  {}: {}",
-                    e["field"].as_str().unwrap_or(""),
-                    e["message"].as_str().unwrap_or("")
-                ));
-            }
-        }
-        if let Some(id) = value["request_id"].as_str() {
-            message.push_str(&format!("\n  (request id {id})"));
-        }
-        Err(CliError(message))
+        Ok((status, value))
     }
+}
+
+/// A refusal from the admin API, worded for the terminal.
+fn failure(status: http::StatusCode, value: &Value) -> CliError {
+    let detail = value["detail"].as_str().unwrap_or("").to_string();
+    let mut message = match status.as_u16() {
+        401 => {
+            "the admin token was refused (401): check --token or RAMPART_ADMIN_TOKEN".to_string()
+        }
+        403 => format!("forbidden (403): {detail}"),
+        code => format!("{code}: {detail}"),
+    };
+    if let Some(errors) = value["errors"].as_array() {
+        for e in errors {
+            message.push_str(&format!(
+                "\n  {}: {}",
+                e["field"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if let Some(id) = value["request_id"].as_str() {
+        message.push_str(&format!("\n  (request id {id})"));
+    }
+    CliError(message)
 }
 
 /// RFC 3339 (seconds) for a millisecond timestamp, or `-`.
@@ -317,11 +381,17 @@ fn consumer_rows(items: &[Value]) -> Vec<Vec<String>> {
 }
 
 fn key_rows(items: &[Value]) -> Vec<Vec<String>> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     items
         .iter()
         .map(|k| {
+            // A rotated key is "rotating" until its overlap ends, then expired.
             let state = if !k["revoked_at"].is_null() {
                 "revoked"
+            } else if k["expires_at"].as_i64().is_some_and(|t| t <= now) {
+                "expired"
             } else if !k["replaced_by"].is_null() {
                 "rotating"
             } else {
@@ -407,7 +477,8 @@ pub async fn consumers(conn: &Connection, command: ConsumersCommand) -> Result<(
                 }
             });
         }
-        ConsumersCommand::Show { id } => {
+        ConsumersCommand::Show { consumer } => {
+            let id = admin.consumer_id(&consumer).await?;
             let c = admin
                 .call("GET", &format!("/consumers/{}", encode(&id)), None)
                 .await?;
@@ -419,7 +490,8 @@ pub async fn consumers(conn: &Connection, command: ConsumersCommand) -> Result<(
                 println!("metadata: {}", c["metadata"]);
             });
         }
-        ConsumersCommand::Disable { id } => {
+        ConsumersCommand::Disable { consumer } => {
+            let id = admin.consumer_id(&consumer).await?;
             let c = admin
                 .call(
                     "PATCH",
@@ -433,6 +505,48 @@ pub async fn consumers(conn: &Connection, command: ConsumersCommand) -> Result<(
                     consumer_rows(std::slice::from_ref(c)),
                 )
             });
+        }
+        ConsumersCommand::Delete { consumer } => {
+            let id = admin.consumer_id(&consumer).await?;
+            admin
+                .call("DELETE", &format!("/consumers/{}", encode(&id)), None)
+                .await?;
+            let done = json!({ "deleted": id });
+            print(conn, &done, |_| {
+                println!("deleted consumer {id} and its API keys")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs `rampart bans …`.
+pub async fn bans(conn: &Connection, command: BansCommand) -> Result<(), CliError> {
+    let admin = Admin::new(conn)?;
+    match command {
+        BansCommand::List { limit } => {
+            let list = admin
+                .call("GET", &format!("/bans?limit={limit}"), None)
+                .await?;
+            print(conn, &list, |l| {
+                let rows = l["items"]
+                    .as_array()
+                    .map_or(&[][..], |v| v)
+                    .iter()
+                    .map(|b| vec![text(&b["ip"]), time(&b["expires_at"])])
+                    .collect();
+                table(&["ip", "until"], rows);
+                if l["truncated"].as_bool() == Some(true) {
+                    println!("(more bans exist than listed)");
+                }
+            });
+        }
+        BansCommand::Lift { ip } => {
+            admin
+                .call("DELETE", &format!("/bans/{}", encode(&ip)), None)
+                .await?;
+            let done = json!({ "lifted": ip });
+            print(conn, &done, |_| println!("lifted the ban of {ip}"));
         }
     }
     Ok(())
@@ -449,6 +563,7 @@ pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), CliErro
             scopes,
             expires_in,
         } => {
+            let consumer = admin.consumer_id(&consumer).await?;
             let created = admin
                 .call(
                     "POST",
@@ -462,6 +577,7 @@ pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), CliErro
             });
         }
         KeysCommand::List { consumer } => {
+            let consumer = admin.consumer_id(&consumer).await?;
             let page = admin
                 .call(
                     "GET",

@@ -85,6 +85,13 @@ enum Command {
         #[command(subcommand)]
         command: client::KeysCommand,
     },
+    /// List and lift client bans through the admin API.
+    Bans {
+        #[command(flatten)]
+        connection: client::Connection,
+        #[command(subcommand)]
+        command: client::BansCommand,
+    },
     /// The tamper-evident audit log: verify, tail, export, repair, rotate the key.
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
@@ -153,6 +160,10 @@ fn main() -> ExitCode {
             connection,
             command,
         } => admin_call(client::keys(&connection, command)),
+        Command::Bans {
+            connection,
+            command,
+        } => admin_call(client::bans(&connection, command)),
         Command::Admin {
             connection,
             command:

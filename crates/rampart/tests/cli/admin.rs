@@ -482,3 +482,152 @@ async fn the_last_admin_token_stays_and_an_offline_token_recovers_a_lost_one() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Sends `GET path` to the public listener with `headers`; returns the status.
+async fn public_status(public: u16, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let mut request = http::Request::get(format!("http://127.0.0.1:{public}{path}"));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(http_body_util::Full::default())
+        .expect("request");
+    client
+        .request(request)
+        .await
+        .expect("response")
+        .status()
+        .as_u16()
+}
+
+/// Polls until `path` answers `want` (at most `within`); returns whether it did.
+async fn answers(
+    public: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    want: u16,
+    within: Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if public_status(public, path, headers).await == want {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn consumers_by_name_key_states_deletion_and_bans_from_the_cli() {
+    let dir = temp_dir("cli-bans-consumers");
+    let (public, admin) = (free_port(), free_port());
+    let config = format!(
+        r#"
+admin = {{ listen = "127.0.0.1:{admin}" }}
+log = {{ access_log = "off" }}
+honeypots = {{ paths = ["/.env"], ban_for = "1h" }}
+[[listeners]]
+name = "public"
+address = "127.0.0.1:{public}"
+[upstreams.echo]
+targets = ["builtin:echo"]
+[[routes]]
+name = "api"
+match = {{ path = "/api" }}
+upstream = "echo"
+auth = {{ methods = ["api_key"] }}
+[[routes]]
+name = "site"
+upstream = "echo"
+"#
+    );
+    std::fs::write(dir.join("rampart.toml"), config).expect("write");
+    let process = Running::start(&["serve", "--config", "rampart.toml"], &dir);
+    wait_until_up(&format!("http://127.0.0.1:{admin}/healthz"), &process).await;
+    let run = |args: &[&str]| {
+        let (code, out, err) = cli(&dir, admin, args, &[]);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    };
+
+    // Every --consumer takes a name as well as an id.
+    run(&["consumers", "create", "--name", "billing"]);
+    let created = run(&["keys", "create", "--consumer", "billing", "--json"]);
+    let created: serde_json::Value = serde_json::from_str(&created).expect("json");
+    let key_id = created["key"]["id"].as_str().expect("key id").to_string();
+    let secret = created["secret"].as_str().expect("secret").to_string();
+    let consumer_id = created["key"]["consumer_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let by_id = run(&["keys", "list", "--consumer", &consumer_id]);
+    assert_eq!(run(&["keys", "list", "--consumer", "billing"]), by_id);
+    assert!(run(&["consumers", "show", "billing"]).contains(&consumer_id));
+    let (code, _, err) = cli(&dir, admin, &["keys", "list", "--consumer", "nobody"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no consumer has the id or name \"nobody\""),
+        "{err}"
+    );
+
+    // A rotated key is "rotating" during its overlap and "expired" after it.
+    let rotated = run(&["keys", "rotate", &key_id, "--overlap", "1", "--json"]);
+    let rotated: serde_json::Value = serde_json::from_str(&rotated).expect("json");
+    let new_secret = rotated["secret"].as_str().expect("secret").to_string();
+    let state_of = |table: &str, id: &str| -> String {
+        table
+            .lines()
+            .find(|l| l.starts_with(id))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or("")
+            .to_string()
+    };
+    let listed = run(&["keys", "list", "--consumer", "billing"]);
+    assert_eq!(state_of(&listed, &key_id), "rotating", "{listed}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let listed = run(&["keys", "list", "--consumer", "billing"]);
+    assert_eq!(state_of(&listed, &key_id), "expired", "{listed}");
+
+    // Deleting the consumer (by name) stops its keys at once.
+    let auth = [("x-api-key", new_secret.as_str())];
+    assert_eq!(public_status(public, "/api", &auth).await, 200);
+    let out = run(&["consumers", "delete", "billing"]);
+    assert!(out.contains(&consumer_id), "{out}");
+    assert!(
+        answers(public, "/api", &auth, 401, Duration::from_millis(900)).await,
+        "the deleted consumer's key still works"
+    );
+    assert_eq!(
+        public_status(public, "/api", &[("x-api-key", secret.as_str())]).await,
+        401
+    );
+    let (code, _, err) = cli(&dir, admin, &["consumers", "show", "billing"], &[]);
+    assert_eq!(code, 1, "{err}");
+
+    // A honeypot hit bans the client; the ban is listed and lifted.
+    assert_eq!(public_status(public, "/.env", &[]).await, 403);
+    assert_eq!(public_status(public, "/", &[]).await, 403);
+    let listed = run(&["bans", "list"]);
+    assert!(listed.starts_with("IP"), "{listed}");
+    assert!(listed.contains("127.0.0.1"), "{listed}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(&["bans", "list", "--json"])).expect("json");
+    assert_eq!(listed["items"][0]["ip"], "127.0.0.1");
+    assert!(listed["items"][0]["expires_at"].as_i64().is_some());
+    run(&["bans", "lift", "127.0.0.1"]);
+    assert!(
+        answers(public, "/", &[], 200, Duration::from_millis(900)).await,
+        "still banned after the lift"
+    );
+    let (code, _, err) = cli(&dir, admin, &["bans", "lift", "127.0.0.1"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("404"), "{err}");
+    let listed = run(&["bans", "list"]);
+    assert!(!listed.contains("127.0.0.1"), "{listed}");
+}
