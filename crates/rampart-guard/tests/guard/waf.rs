@@ -151,8 +151,19 @@ fn a_crs_setting_must_name_a_crs_directory() {
         .expect_err("refused")
         .errors;
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-    assert_eq!(paths, ["routes[0].waf.crs", "routes[1].waf.crs", "routes[1].waf.crs"], "{errors:?}");
-    assert!(errors[0].message.contains("not an OWASP CRS directory"), "{errors:?}");
+    assert_eq!(
+        paths,
+        [
+            "routes[0].waf.crs",
+            "routes[1].waf.crs",
+            "routes[1].waf.crs"
+        ],
+        "{errors:?}"
+    );
+    assert!(
+        errors[0].message.contains("not an OWASP CRS directory"),
+        "{errors:?}"
+    );
 }
 
 #[test]

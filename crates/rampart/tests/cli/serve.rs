@@ -236,7 +236,10 @@ async fn proxy_mode_needs_no_config_file() {
             .status,
         200
     );
-    assert!(dir.join("data/admin-token").is_file(), "the default data dir");
+    assert!(
+        dir.join("data/admin-token").is_file(),
+        "the default data dir"
+    );
 }
 
 #[tokio::test]
@@ -245,7 +248,13 @@ async fn proxy_mode_keeps_its_data_where_it_is_told() {
     let (public, admin) = (free_port(), free_port());
     let mut command = std::process::Command::new(binary());
     command
-        .args(["proxy", "--from", &addr(public).to_string(), "--to", "builtin:echo"])
+        .args([
+            "proxy",
+            "--from",
+            &addr(public).to_string(),
+            "--to",
+            "builtin:echo",
+        ])
         .args(["--admin", &addr(admin).to_string(), "--access-log", "off"])
         .current_dir(&dir)
         .env("RAMPART_DATA_DIR", "from-env");
@@ -257,7 +266,11 @@ async fn proxy_mode_keeps_its_data_where_it_is_told() {
         .expect("spawn");
     let process = Running { child, stderr };
     wait_until_up(&format!("http://127.0.0.1:{public}/"), &process).await;
-    assert!(dir.join("from-env/admin-token").is_file(), "{}", process.log());
+    assert!(
+        dir.join("from-env/admin-token").is_file(),
+        "{}",
+        process.log()
+    );
     assert!(!dir.join("data").exists(), "nothing in ./data");
     drop(process);
     let (public, admin) = (free_port(), free_port());
@@ -278,7 +291,11 @@ async fn proxy_mode_keeps_its_data_where_it_is_told() {
         &dir,
     );
     wait_until_up(&format!("http://127.0.0.1:{public}/"), &process).await;
-    assert!(dir.join("flagged/admin-token").is_file(), "{}", process.log());
+    assert!(
+        dir.join("flagged/admin-token").is_file(),
+        "{}",
+        process.log()
+    );
 }
 
 #[tokio::test]
