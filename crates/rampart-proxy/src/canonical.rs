@@ -113,6 +113,12 @@ impl Malformation {
     }
 }
 
+/// Request extension: the request keeps field names with `_` (the listener keeps them),
+/// so forwarding must drop those that stand for another field
+/// ([`drop_underscore_aliases`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KeptUnderscoreNames;
+
 /// Request extension: the target as the client sent it, kept when the canonical one
 /// differs, for routes that forward the raw path.
 #[derive(Debug, Clone)]
@@ -130,7 +136,9 @@ pub fn canonicalize(
     check_method(&parts.method)?;
     let authority = canonical_authority(parts, default_port)?;
     let target = canonical_target(&parts.method, &parts.uri, policy)?;
-    clean_fields(&mut parts.headers, policy)?;
+    if clean_fields(&mut parts.headers, policy)? {
+        parts.extensions.insert(KeptUnderscoreNames);
+    }
     if let Some(authority) = authority {
         parts.headers.insert(header::HOST, authority);
     }
@@ -549,14 +557,17 @@ fn is_protected(name: &[u8]) -> bool {
 fn clean_fields(
     headers: &mut HeaderMap,
     policy: &RequestNormalization,
-) -> Result<(), Malformation> {
+) -> Result<bool, Malformation> {
     let mut removed: Vec<HeaderName> = Vec::new();
     let mut has_connection = false;
+    let mut kept_underscores = false;
     for name in headers.keys() {
         let text = name.as_str();
         let drop = if text.as_bytes().contains(&b'_') {
-            policy.underscores_in_headers == UnderscoresInHeaders::Drop
-                || is_protected(text.as_bytes())
+            let drop = policy.underscores_in_headers == UnderscoresInHeaders::Drop
+                || is_protected(text.as_bytes());
+            kept_underscores |= !drop;
+            drop
         } else {
             text.starts_with(INTERNAL_PREFIX)
         };
@@ -584,19 +595,16 @@ fn clean_fields(
             }
         }
     }
-    Ok(())
+    Ok(kept_underscores)
 }
 
 /// Removes the fields named with `_` (kept only where the listener keeps them) that
 /// stand for a field the request also carries, or that Rampart adds, once `_` reads as
 /// `-`: a backend that maps `_` onto `-` would join the client's value to it.
 pub fn drop_underscore_aliases(headers: &mut HeaderMap, added: &crate::headers::AddedFields) {
-    if !headers.keys().any(|name| name.as_str().contains('_')) {
-        return;
-    }
     let aliases: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().contains('_'))
+        .filter(|name| name.as_str().as_bytes().contains(&b'_'))
         .filter(|name| {
             let folded = name.as_str().replace('_', "-");
             headers.contains_key(folded.as_str())

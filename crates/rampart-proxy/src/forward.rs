@@ -359,7 +359,13 @@ fn prepare(
         config.request_headers.apply(&mut headers);
     }
     // Names with `_` are here only where the listener keeps them.
-    crate::canonical::drop_underscore_aliases(&mut headers, &added);
+    if parts
+        .extensions
+        .get::<crate::canonical::KeptUnderscoreNames>()
+        .is_some()
+    {
+        crate::canonical::drop_underscore_aliases(&mut headers, &added);
+    }
 
     let strips = config.strip_prefix
         && matches!(&config.matcher.path, rampart_config::PathMatch::Prefix(p) if p != "/");
