@@ -291,33 +291,51 @@ pub fn canonical_host(raw: &[u8], default_port: u16) -> Result<Option<String>, M
 /// lower-case name of labels, and at most a port of digits without a leading zero that
 /// is not the default one. Anything else takes the full path, which may still accept it.
 fn is_canonical_host(raw: &[u8], default_port: u16) -> bool {
-    let (name, port) = match raw.iter().position(|b| *b == b':') {
-        Some(colon) => (&raw[..colon], Some(&raw[colon + 1..])),
-        None => (raw, None),
-    };
-    let name_ok = !name.is_empty()
-        && name[0] != b'.'
-        && name[name.len() - 1] != b'.'
-        && name.iter().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
-        })
-        && !name.windows(2).any(|w| w == b"..");
-    let port_ok = match port {
-        None => true,
-        Some(digits) => {
-            !digits.is_empty()
-                && digits.len() <= 5
-                && digits[0] != b'0'
-                && digits.iter().all(u8::is_ascii_digit)
-                && digits
-                    .iter()
-                    .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
-                    .checked_sub(1)
-                    .is_some_and(|p| p < 65535 && p + 1 != u32::from(default_port))
+    // One pass over the name: a leading dot, an empty label or a trailing dot fails.
+    let mut previous = b'.';
+    let mut end = raw.len();
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b':' {
+            end = i;
+            break;
         }
+        if !HOST_NAME[usize::from(b)] || (b == b'.' && previous == b'.') {
+            return false;
+        }
+        previous = b;
+    }
+    if end == 0 || previous == b'.' {
+        return false;
+    }
+    let Some(digits) = raw.get(end + 1..) else {
+        return true;
     };
-    name_ok && port_ok
+    if digits.is_empty() || digits.len() > 5 || digits[0] == b'0' {
+        return false;
+    }
+    let mut port = 0u32;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return false;
+        }
+        port = port * 10 + u32::from(d - b'0');
+    }
+    port <= 65535 && port != u32::from(default_port)
 }
+
+/// The bytes of a canonical host name: lower-case letters, digits, `-`, `.`, `_`.
+const HOST_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_lowercase()
+            || byte.is_ascii_digit()
+            || matches!(byte, b'-' | b'.' | b'_');
+        b += 1;
+    }
+    table
+};
 
 /// What becomes of the target.
 enum Target {
@@ -501,7 +519,7 @@ const NOT_PLAIN: [bool; 256] = {
     let mut table = [true; 256];
     let mut b = 0x21;
     while b <= 0x7e {
-        table[b] = !matches!(b as u8, b'%' | b'\\' | b'"' | b'<' | b'>' | b';');
+        table[b] = matches!(b as u8, b'%' | b'\\' | b'"' | b'<' | b'>' | b';');
         b += 1;
     }
     table
@@ -684,6 +702,16 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(path(input).as_deref(), Ok(expected), "{input}");
+        }
+    }
+
+    #[test]
+    fn only_the_bytes_that_need_work_leave_the_quick_scan() {
+        for b in b"abcXYZ019-._~/!$&'()*+,=:@" {
+            assert!(!NOT_PLAIN[usize::from(*b)], "{}", char::from(*b));
+        }
+        for b in b"%\\\"<>; \x7f\x00\x80" {
+            assert!(NOT_PLAIN[usize::from(*b)], "{b:#x}");
         }
     }
 
