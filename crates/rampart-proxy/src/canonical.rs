@@ -127,14 +127,16 @@ pub struct RawTarget(pub PathAndQuery);
 /// Turns `parts` into the canonical request in place: an origin-form (or `*`) target,
 /// at most one `Host` holding the canonical authority, no `x-rampart-*` fields from the
 /// client, and no field names with `_` unless the listener keeps them. `default_port`
-/// is the listener's scheme's (80 or 443).
+/// is the listener's scheme's (80 or 443); `known` is an authority already found
+/// canonical on this connection (a `Host` equal to it is not read again).
 pub fn canonicalize(
     parts: &mut http::request::Parts,
     policy: &RequestNormalization,
     default_port: u16,
+    known: Option<&[u8]>,
 ) -> Result<(), Malformation> {
     check_method(&parts.method)?;
-    let authority = canonical_authority(parts, default_port)?;
+    let authority = canonical_authority(parts, default_port, known)?;
     let target = canonical_target(&parts.method, &parts.uri, policy)?;
     if clean_fields(&mut parts.headers, policy)? {
         parts.extensions.insert(KeptUnderscoreNames);
@@ -184,6 +186,7 @@ fn check_method(method: &Method) -> Result<(), Malformation> {
 fn canonical_authority(
     parts: &http::request::Parts,
     default_port: u16,
+    known: Option<&[u8]>,
 ) -> Result<Option<HeaderValue>, Malformation> {
     let mut hosts = parts.headers.get_all(header::HOST).iter();
     let host_field = hosts.next();
@@ -197,6 +200,10 @@ fn canonical_authority(
         (None, None) if parts.version == Version::HTTP_10 => return Ok(None),
         (None, None) => return Err(Malformation::MissingHost),
     };
+    if from_target.is_none() && !raw.is_empty() && known == Some(raw) {
+        // The connection's earlier requests named this authority, already canonical.
+        return Ok(None);
+    }
     let canonical = canonical_host(raw, default_port)?;
     match canonical {
         // The field already holds it.
@@ -875,7 +882,7 @@ mod tests {
 
     fn canonical(text: &str) -> Result<http::request::Parts, Malformation> {
         let mut parts = request(text);
-        canonicalize(&mut parts, &policy(), 80).map(|()| parts)
+        canonicalize(&mut parts, &policy(), 80, None).map(|()| parts)
     }
 
     #[test]
@@ -945,11 +952,35 @@ mod tests {
     }
 
     #[test]
+    fn an_authority_known_on_the_connection_is_taken_as_canonical_only_when_equal() {
+        let host = |value: &str, known: &[u8]| {
+            let mut parts = request(&format!("GET / HTTP/1.1\r\nHost: {value}\r\n\r\n"));
+            canonicalize(&mut parts, &policy(), 80, Some(known))
+                .map(|()| parts.headers[header::HOST].clone())
+        };
+        assert_eq!(
+            host("a.test:8080", b"a.test:8080"),
+            Ok(HeaderValue::from_static("a.test:8080"))
+        );
+        // Another spelling is read in full.
+        assert_eq!(
+            host("A.test.", b"a.test"),
+            Ok(HeaderValue::from_static("a.test"))
+        );
+        // An empty key (a first request without a host) never admits an empty Host.
+        let mut parts = request("GET / HTTP/1.1\r\nHost:\r\n\r\n");
+        assert_eq!(
+            canonicalize(&mut parts, &policy(), 80, Some(b"")),
+            Err(Malformation::InvalidHost)
+        );
+    }
+
+    #[test]
     fn underscored_and_internal_fields_are_removed() {
         let mut parts = request(
             "GET / HTTP/1.1\r\nHost: a\r\nX_Api_Key: k\r\nx-rampart-consumer: admin\r\nx-api-key: real\r\n\r\n",
         );
-        canonicalize(&mut parts, &policy(), 80).expect("canonical");
+        canonicalize(&mut parts, &policy(), 80, None).expect("canonical");
         assert!(parts.headers.get("x_api_key").is_none());
         assert!(parts.headers.get("x-rampart-consumer").is_none());
         assert_eq!(parts.headers["x-api-key"], "real");
@@ -961,7 +992,7 @@ mod tests {
         let mut parts = request(
             "GET / HTTP/1.1\r\nHost: a\r\nX_Custom: 1\r\nX_Rampart_Consumer: admin\r\nContent_Length: 5\r\nX_Forwarded_For: 1.2.3.4\r\n\r\n",
         );
-        canonicalize(&mut parts, &keep, 80).expect("canonical");
+        canonicalize(&mut parts, &keep, 80, None).expect("canonical");
         assert_eq!(parts.headers["x_custom"], "1");
         for name in ["x_rampart_consumer", "content_length", "x_forwarded_for"] {
             assert!(parts.headers.get(name).is_none(), "{name}");

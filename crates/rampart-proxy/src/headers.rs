@@ -387,6 +387,13 @@ impl<K, V> Default for FirstKeyCache<K, V> {
     }
 }
 
+impl<K, V> FirstKeyCache<K, V> {
+    /// The first key, once one was kept.
+    pub fn first_key(&self) -> Option<&K> {
+        self.0.get().map(|(key, _)| key)
+    }
+}
+
 impl<K, V: Clone> FirstKeyCache<K, V> {
     /// The value kept when `is_key` accepts the first key, else what `build` makes
     /// (key and value), kept when it is the first.

@@ -119,6 +119,7 @@ pub(crate) async fn handle(
             &mut parts,
             runtime.normalization(&conn.listener),
             conn.default_port(),
+            conn.host.first_key().map(|key| key.as_bytes()),
         )
     };
     let authority = canonical
