@@ -113,6 +113,16 @@ impl Malformation {
     }
 }
 
+/// What is known of a request's field names before the canonical step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldNames {
+    /// Nothing: every check runs.
+    Unchecked,
+    /// The HTTP/1.1 codec found no name with `_` or `x-rampart-`, at most one `Host`
+    /// and no `Connection` naming another field (`h1::codec::RequestHead`).
+    Plain,
+}
+
 /// Request extension: the request keeps field names with `_` (the listener keeps them),
 /// so forwarding must drop those that stand for another field
 /// ([`drop_underscore_aliases`]).
@@ -128,17 +138,19 @@ pub struct RawTarget(pub PathAndQuery);
 /// at most one `Host` holding the canonical authority, no `x-rampart-*` fields from the
 /// client, and no field names with `_` unless the listener keeps them. `default_port`
 /// is the listener's scheme's (80 or 443); `known` is an authority already found
-/// canonical on this connection (a `Host` equal to it is not read again).
+/// canonical on this connection (a `Host` equal to it is not read again); `names`
+/// says whether the field names were already found plain.
 pub fn canonicalize(
     parts: &mut http::request::Parts,
     policy: &RequestNormalization,
     default_port: u16,
     known: Option<&[u8]>,
+    names: FieldNames,
 ) -> Result<(), Malformation> {
     check_method(&parts.method)?;
-    let authority = canonical_authority(parts, default_port, known)?;
+    let authority = canonical_authority(parts, default_port, known, names)?;
     let target = canonical_target(&parts.method, &parts.uri, policy)?;
-    if clean_fields(&mut parts.headers, policy)? {
+    if names == FieldNames::Unchecked && clean_fields(&mut parts.headers, policy)? {
         parts.extensions.insert(KeptUnderscoreNames);
     }
     if let Some(authority) = authority {
@@ -187,12 +199,20 @@ fn canonical_authority(
     parts: &http::request::Parts,
     default_port: u16,
     known: Option<&[u8]>,
+    names: FieldNames,
 ) -> Result<Option<HeaderValue>, Malformation> {
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    let host_field = hosts.next();
-    if hosts.next().is_some() {
-        return Err(Malformation::DuplicateHost);
-    }
+    let host_field = match names {
+        // At most one `Host`: one lookup.
+        FieldNames::Plain => parts.headers.get(header::HOST),
+        FieldNames::Unchecked => {
+            let mut hosts = parts.headers.get_all(header::HOST).iter();
+            let first = hosts.next();
+            if hosts.next().is_some() {
+                return Err(Malformation::DuplicateHost);
+            }
+            first
+        }
+    };
     let from_target = parts.uri.authority().map(|a| a.as_str().as_bytes());
     let raw = match (from_target, host_field) {
         (Some(target), _) => target,
@@ -882,7 +902,7 @@ mod tests {
 
     fn canonical(text: &str) -> Result<http::request::Parts, Malformation> {
         let mut parts = request(text);
-        canonicalize(&mut parts, &policy(), 80, None).map(|()| parts)
+        canonicalize(&mut parts, &policy(), 80, None, FieldNames::Unchecked).map(|()| parts)
     }
 
     #[test]
@@ -955,8 +975,14 @@ mod tests {
     fn an_authority_known_on_the_connection_is_taken_as_canonical_only_when_equal() {
         let host = |value: &str, known: &[u8]| {
             let mut parts = request(&format!("GET / HTTP/1.1\r\nHost: {value}\r\n\r\n"));
-            canonicalize(&mut parts, &policy(), 80, Some(known))
-                .map(|()| parts.headers[header::HOST].clone())
+            canonicalize(
+                &mut parts,
+                &policy(),
+                80,
+                Some(known),
+                FieldNames::Unchecked,
+            )
+            .map(|()| parts.headers[header::HOST].clone())
         };
         assert_eq!(
             host("a.test:8080", b"a.test:8080"),
@@ -970,7 +996,7 @@ mod tests {
         // An empty key (a first request without a host) never admits an empty Host.
         let mut parts = request("GET / HTTP/1.1\r\nHost:\r\n\r\n");
         assert_eq!(
-            canonicalize(&mut parts, &policy(), 80, Some(b"")),
+            canonicalize(&mut parts, &policy(), 80, Some(b""), FieldNames::Unchecked),
             Err(Malformation::InvalidHost)
         );
     }
@@ -980,7 +1006,7 @@ mod tests {
         let mut parts = request(
             "GET / HTTP/1.1\r\nHost: a\r\nX_Api_Key: k\r\nx-rampart-consumer: admin\r\nx-api-key: real\r\n\r\n",
         );
-        canonicalize(&mut parts, &policy(), 80, None).expect("canonical");
+        canonicalize(&mut parts, &policy(), 80, None, FieldNames::Unchecked).expect("canonical");
         assert!(parts.headers.get("x_api_key").is_none());
         assert!(parts.headers.get("x-rampart-consumer").is_none());
         assert_eq!(parts.headers["x-api-key"], "real");
@@ -992,7 +1018,7 @@ mod tests {
         let mut parts = request(
             "GET / HTTP/1.1\r\nHost: a\r\nX_Custom: 1\r\nX_Rampart_Consumer: admin\r\nContent_Length: 5\r\nX_Forwarded_For: 1.2.3.4\r\n\r\n",
         );
-        canonicalize(&mut parts, &keep, 80, None).expect("canonical");
+        canonicalize(&mut parts, &keep, 80, None, FieldNames::Unchecked).expect("canonical");
         assert_eq!(parts.headers["x_custom"], "1");
         for name in ["x_rampart_consumer", "content_length", "x_forwarded_for"] {
             assert!(parts.headers.get(name).is_none(), "{name}");

@@ -23,7 +23,7 @@ use crate::error::{ErrorKind, ProxyError, Side};
 use crate::forward;
 use crate::h1::codec::HeadError;
 use crate::h1::codec::PassedFields;
-use crate::h1::server::{AmbiguousFraming, CloseConnection, UnreadableHead};
+use crate::h1::server::{AmbiguousFraming, CheckFieldNames, CloseConnection, UnreadableHead};
 use crate::h1::upgrade::OnUpgrade;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::listener::ConnectionActivity;
@@ -115,11 +115,21 @@ pub(crate) async fn handle(
     } else if parts.extensions.get::<AmbiguousFraming>().is_some() {
         Err(Malformation::Framing)
     } else {
+        // Every HTTP/1.x request comes from Rampart's codec, which marks those whose
+        // field names need the full check; HTTP/2 heads get it always.
+        let names = if parts.version <= Version::HTTP_11
+            && parts.extensions.get::<CheckFieldNames>().is_none()
+        {
+            canonical::FieldNames::Plain
+        } else {
+            canonical::FieldNames::Unchecked
+        };
         canonical::canonicalize(
             &mut parts,
             runtime.normalization(&conn.listener),
             conn.default_port(),
             conn.host.first_key().map(|key| key.as_bytes()),
+            names,
         )
     };
     let authority = canonical

@@ -59,6 +59,10 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// The client asks for a protocol upgrade (`Connection: upgrade` + `Upgrade`).
     pub upgrade: bool,
+    /// The field names need the canonical step's full check: a name has `_` or starts
+    /// with `x-rampart-`, `Host` appears more than once, or `Connection` names another
+    /// field. Noted in the pass that reads the head, so that most requests skip it.
+    pub names_need_checking: bool,
 }
 
 /// How a response head's fields are handed on.
@@ -539,6 +543,7 @@ pub fn parse_request(
     let target = span_in(buf, request.path.unwrap_or_default().as_bytes());
     let spans = Spans::of(buf, request.headers);
     let facts = FieldFacts::of(request.headers);
+    let names_need_checking = facts.names_fields || names_need_checking(request.headers);
     let head = buf.split_to(consumed).freeze();
     let uri =
         Uri::from_maybe_shared(head.slice(target.0 as usize..target.1 as usize)).map_err(|_| {
@@ -569,7 +574,28 @@ pub fn parse_request(
         keep_alive,
         expect_continue,
         upgrade,
+        names_need_checking,
     }))
+}
+
+/// Whether a field name has `_` or the `x-rampart-` prefix (in any case), or `Host`
+/// appears more than once.
+fn names_need_checking(fields: &[httparse::Header<'_>]) -> bool {
+    let mut hosts = 0;
+    for field in fields {
+        let name = field.name.as_bytes();
+        if name.contains(&b'_')
+            || name
+                .get(..10)
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"x-rampart-"))
+        {
+            return true;
+        }
+        if name.len() == 4 && token_is(name, b"host") {
+            hosts += 1;
+        }
+    }
+    hosts > 1
 }
 
 /// Parses a response head at the start of `buf` for a request with `method`, and
@@ -1179,6 +1205,27 @@ mod tests {
             .err(),
             Some(HeadError::Malformed("invalid request head"))
         );
+    }
+
+    #[test]
+    fn heads_whose_names_need_the_full_check_are_marked() {
+        let marked = |fields: &str| {
+            let text = format!("GET / HTTP/1.1\r\n{fields}\r\n");
+            parse_request(&mut BytesMut::from(text.as_str()), 8192)
+                .expect("parses")
+                .expect("complete")
+                .names_need_checking
+        };
+        assert!(!marked("Host: a\r\nAccept: */*\r\nConnection: close\r\n"));
+        for fields in [
+            "Host: a\r\nX_Api_Key: k\r\n",
+            "Host: a\r\nx-rampart-consumer: admin\r\n",
+            "Host: a\r\nX-Rampart-Consumer: admin\r\n",
+            "Host: a\r\nHOST: b\r\n",
+            "Host: a\r\nConnection: x-forwarded-for\r\n",
+        ] {
+            assert!(marked(fields), "{fields:?}");
+        }
     }
 
     #[test]

@@ -108,6 +108,12 @@ impl Sender<'_, '_> {
 #[derive(Debug, Clone, Copy)]
 pub struct AmbiguousFraming;
 
+/// Request extension: the head's field names need the canonical step's full check
+/// ([`codec::RequestHead::names_need_checking`]); without it an HTTP/1.1 request's
+/// names were found plain when the head was read.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckFieldNames;
+
 /// Response extension: the request was refused as unreadable, so the connection
 /// closes after the response (what follows it may be read differently by the client).
 #[derive(Debug, Clone, Copy)]
@@ -485,7 +491,11 @@ pub async fn serve<I, H, F, B>(
             keep_alive,
             expect_continue,
             upgrade,
+            names_need_checking,
         } = head;
+        if names_need_checking {
+            parts.extensions.insert(CheckFieldNames);
+        }
         let is_head = parts.method == Method::HEAD;
         let version = parts.version;
         let (body, mut pump) = match framing {
